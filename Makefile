@@ -1,0 +1,38 @@
+# fusestore — `make run` and `make test` work on a fresh machine: `install` brings
+# the system packages (as root, or through sudo) and a virtualenv with everything else.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: install test lint run clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null; then \
+		echo "installing fuse3 libfuse3-dev pkg-config"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fuse3 libfuse3-dev pkg-config; \
+	fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test,dev]'
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check fusestore tests
+	$(VENV)/bin/ruff format --check fusestore tests
+	$(VENV)/bin/mypy
+
+run: install
+	$(PY) -m fusestore.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,458 @@
+"""`s3://bucket[/prefix]`: Amazon S3 and S3-compatible servers (MinIO, Ceph RGW, SeaweedFS).
+
+Objects are native: key `dir/file.txt` below the prefix is `s3://bucket/prefix/dir/file.txt`,
+readable and writable by every other S3 tool. Credentials come only from boto3's standard
+chain (environment, shared config/credentials files and `profile`, container and instance
+roles), which also refreshes credentials that expire; they never go into the URL.
+
+One boto3 client per store, created at the first request (opening a store touches no
+network), with a connection pool of `max_connections` and boto3's own retry modes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, NoReturn, Self
+from urllib.parse import SplitResult, quote
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+
+from .. import __version__
+from .base import (
+    GiB,
+    MiB,
+    Body,
+    CompletedPart,
+    ListPage,
+    ObjectInfo,
+    ObjectReader,
+    PendingUpload,
+    Store,
+    StoreStats,
+)
+from .errors import (
+    AccessDenied,
+    AlreadyExists,
+    InvalidStoreURL,
+    KeyTooLong,
+    NotFound,
+    PreconditionFailed,
+    QuotaExceeded,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
+from .keys import check_metadata
+from .options import Option, options_query, parse_options
+
+log = logging.getLogger(__name__)
+
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchUpload", "NoSuchVersion"}
+_DENIED = {
+    "AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
+    "InvalidObjectState",
+}
+_UNAVAILABLE = {
+    "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling",
+    "ThrottlingException", "RequestTimeTooSkewed", "503", "500", "XMinioServerNotInitialized",
+}
+_FULL = {"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"}
+
+
+class _S3Reader(ObjectReader):
+    def __init__(self, store: S3Store, key: str, body: Any) -> None:
+        self._store, self._key, self._body = store, key, body
+
+    def read(self, size: int = -1) -> bytes:
+        if self._body is None:
+            return b""
+        with self._store._errors(self._key):
+            data: bytes = self._body.read(None if size < 0 else size)
+            return data
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+class S3Store(Store):
+    """A bucket, optionally confined to a prefix. Thread-safe; every method makes one or
+    more HTTP requests and blocks until they finish (bounded by the timeouts)."""
+
+    scheme = "s3"
+    options: ClassVar[Mapping[str, Option]] = {
+        "endpoint_url": Option(str, None, "S3 endpoint for non-AWS servers, e.g. http://127.0.0.1:9000"),
+        "region": Option(str, None, "region (default: the AWS chain's, else us-east-1)"),
+        "profile": Option(str, None, "profile in the shared AWS config/credentials files"),
+        "path_style": Option(bool, None, "path-style addressing (default: on with endpoint_url)"),
+        "max_connections": Option(int, 16, "HTTP connection pool size (match the workers)"),
+        "retry_mode": Option(str, "standard", "boto3 retry mode: standard or adaptive"),
+        "max_attempts": Option(int, 5, "attempts per request, retries included"),
+        "connect_timeout": Option(float, 10.0, "seconds to wait for a connection"),
+        "read_timeout": Option(float, 60.0, "seconds to wait for a response"),
+        "read_only": Option(bool, False, "refuse every write with AccessDenied"),
+    }
+    list_has_metadata = False
+
+    #: Above this source size a copy uses UploadPartCopy (CopyObject's limit is 5 GiB).
+    copy_threshold = 5 * GiB
+    copy_concurrency = 4
+
+    def __init__(self, bucket: str, prefix: str = "", **options: Any) -> None:
+        super().__init__(prefix)
+        if not _BUCKET.match(bucket):
+            raise InvalidStoreURL(
+                f"not a valid bucket name: {bucket!r} (3-255 letters, digits, dots, dashes, underscores)"
+            )
+        self.bucket = bucket
+        self.config = parse_options(self.scheme, self.options, options)
+        if self.config["retry_mode"] not in ("standard", "adaptive", "legacy"):
+            raise InvalidStoreURL(
+                f"retry_mode must be standard, adaptive or legacy, not {self.config['retry_mode']!r}"
+            )
+        if self.config["max_connections"] < 1 or self.config["max_attempts"] < 1:
+            raise InvalidStoreURL("max_connections and max_attempts must be at least 1")
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
+        if "@" in url.netloc:
+            raise InvalidStoreURL(
+                "credentials do not go in an s3:// URL; use AWS_ACCESS_KEY_ID/"
+                "AWS_SECRET_ACCESS_KEY, a profile, or an instance role"
+            )
+        if not url.netloc:
+            raise InvalidStoreURL(f"s3:// URL needs a bucket, s3://BUCKET[/prefix]: {url.geturl()!r}")
+        return cls(url.netloc, url.path, **options)
+
+    def to_url(self) -> str:
+        query = options_query(self.options, self.config)
+        base = f"s3://{self.bucket}/{quote(self.keys.prefix)}".rstrip("/")
+        return f"{base}?{query}" if query else base
+
+    @property
+    def endpoint(self) -> str:
+        return self.config["endpoint_url"] or "AWS S3"
+
+    # -- client and errors ------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client, created on first use (no network until then)."""
+        if self._client is None:
+            with self._client_lock, self._errors(None):
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        cfg = self.config
+        session = boto3.session.Session(profile_name=cfg["profile"])
+        path_style = cfg["path_style"]
+        if path_style is None:
+            path_style = cfg["endpoint_url"] is not None
+        config = Config(
+            region_name=cfg["region"] or session.region_name or "us-east-1",
+            retries={"mode": cfg["retry_mode"], "max_attempts": cfg["max_attempts"]},
+            max_pool_connections=cfg["max_connections"],
+            connect_timeout=cfg["connect_timeout"],
+            read_timeout=cfg["read_timeout"],
+            s3={"addressing_style": "path" if path_style else "auto"},
+            user_agent_extra=f"fusestore/{__version__}",
+            # Checksums only where the API requires them: older S3-compatible servers
+            # reject the CRC32 trailers boto3 adds by default, and they cost CPU.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        return session.client("s3", endpoint_url=cfg["endpoint_url"], config=config)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None, *, condition: str | None = None) -> Iterator[None]:
+        """Translate boto3's exceptions into store errors. `condition` says which write
+        condition the request carried ("match" or "none-match"), to name a 412 right."""
+        try:
+            yield
+        except bexc.ClientError as exc:
+            self._raise_client_error(exc, key, condition)
+        except (bexc.NoCredentialsError, bexc.PartialCredentialsError) as exc:
+            raise AccessDenied(
+                f"no usable AWS credentials ({exc}); set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, use a profile, or run with an instance role"
+            ) from exc
+        except bexc.ProfileNotFound as exc:
+            raise AccessDenied(f"{exc}; check ~/.aws/config or the profile option") from exc
+        except (bexc.ConnectionError, bexc.HTTPClientError, bexc.ReadTimeoutError) as exc:
+            raise StoreUnavailable(f"cannot reach {self.endpoint}: {exc}", key=key) from exc
+        except bexc.BotoCoreError as exc:
+            raise StoreError(f"{self.endpoint}: {exc}", key=key) from exc
+
+    def _raise_client_error(
+        self, exc: bexc.ClientError, key: str | None, condition: str | None
+    ) -> NoReturn:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        text = f"{code}: {error.get('Message', '')}".rstrip(": ")
+        where = f" ({key!r})" if key else ""
+        if code == "NoSuchBucket":
+            raise StoreNotFound(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint}; create it or fix the URL"
+            ) from exc
+        if code in ("PreconditionFailed", "412") or status == 412:
+            if condition == "none-match":
+                raise AlreadyExists(f"object exists{where}", key=key) from exc
+            raise PreconditionFailed(f"etag changed{where}", key=key) from exc
+        if code == "ConditionalRequestConflict":
+            raise PreconditionFailed(f"concurrent conditional write{where}", key=key) from exc
+        if code in _NOT_FOUND or status == 404:
+            raise NotFound(f"no such object{where}", key=key) from exc
+        if code in _DENIED or status == 403:
+            raise AccessDenied(f"{self.endpoint} refused access to {self.bucket!r}: {text}", key=key) from exc
+        if code == "KeyTooLongError":
+            raise KeyTooLong(f"key too long{where}", key=key) from exc
+        if code in _FULL:
+            raise QuotaExceeded(f"{text}{where}", key=key) from exc
+        if code in _UNAVAILABLE or status >= 500 or status == 429:
+            raise StoreUnavailable(f"{self.endpoint} is unavailable: {text}", key=key) from exc
+        raise StoreError(f"{self.endpoint}: {text}{where}", key=key) from exc
+
+    def _writable(self) -> None:
+        if self.config["read_only"]:
+            raise AccessDenied(f"{self.to_url()} is read-only")
+
+    @staticmethod
+    def _conditions(if_match: str | None, if_none_match: bool) -> tuple[dict[str, str], str | None]:
+        if if_match is not None and if_none_match:
+            raise ValueError("if_match and if_none_match exclude each other")
+        if if_match is not None:
+            return {"IfMatch": if_match}, "match"
+        if if_none_match:
+            return {"IfNoneMatch": "*"}, "none-match"
+        return {}, None
+
+    # -- reading ----------------------------------------------------------------------
+
+    def head(self, key: str) -> ObjectInfo:
+        full = self.keys.full(key)
+        with self._errors(key):
+            r = self.client.head_object(Bucket=self.bucket, Key=full)
+        return ObjectInfo(key, r["ContentLength"], r["ETag"], r["LastModified"].timestamp(), r.get("Metadata", {}))
+
+    def list(
+        self,
+        prefix: str = "",
+        delimiter: str | None = "/",
+        token: str | None = None,
+        max_keys: int = 1000,
+    ) -> ListPage:
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.keys.full_prefix(prefix),
+            "MaxKeys": max(1, min(max_keys, 1000)),
+        }
+        if delimiter:
+            args["Delimiter"] = delimiter
+        if token:
+            args["ContinuationToken"] = token
+        with self._errors(prefix or None):
+            r = self.client.list_objects_v2(**args)
+        objects = [
+            ObjectInfo(self.keys.relative(o["Key"]), o["Size"], o["ETag"], o["LastModified"].timestamp())
+            for o in r.get("Contents", [])
+            if o["Key"] != self.keys.prefix  # the marker of the store's own root
+        ]
+        prefixes = [self.keys.relative(p["Prefix"]) for p in r.get("CommonPrefixes", [])]
+        return ListPage(objects, prefixes, r.get("NextContinuationToken") if r.get("IsTruncated") else None)
+
+    def open_range(
+        self, key: str, start: int = 0, length: int | None = None, etag: str | None = None
+    ) -> ObjectReader:
+        full = self.keys.full(key)
+        if length == 0:
+            info = self.head(key)
+            if etag is not None and info.etag != etag:
+                raise PreconditionFailed(f"etag of {key!r} changed", key=key)
+            return _S3Reader(self, key, None)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if start or length is not None:
+            end = "" if length is None else str(start + length - 1)
+            args["Range"] = f"bytes={start}-{end}"
+        if etag is not None:
+            args["IfMatch"] = etag
+        try:
+            with self._errors(key, condition="match"):
+                r = self.client.get_object(**args)
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, bexc.ClientError) and cause.response.get("Error", {}).get("Code") == "InvalidRange":
+                return _S3Reader(self, key, None)  # the range starts at or past the end
+            raise
+        return _S3Reader(self, key, r["Body"])
+
+    # -- writing ----------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        body: Body,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        full = self.keys.full(key)
+        meta = check_metadata(dict(metadata or {}))
+        self._writable()
+        conditions, condition = self._conditions(if_match, if_none_match)
+        with self._errors(key, condition=condition):
+            r = self.client.put_object(Bucket=self.bucket, Key=full, Body=body, Metadata=meta, **conditions)
+        etag: str = r["ETag"]
+        return etag
+
+    def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
+        full = self.keys.full(key)
+        meta = check_metadata(dict(metadata or {}))
+        self._writable()
+        with self._errors(key):
+            r = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, Metadata=meta)
+        upload_id: str = r["UploadId"]
+        return upload_id
+
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+        full = self.keys.full(key)
+        with self._errors(key):
+            r = self.client.upload_part(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        etag: str = r["ETag"]
+        return etag
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[CompletedPart],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        full = self.keys.full(key)
+        self._writable()
+        conditions, condition = self._conditions(if_match, if_none_match)
+        if if_match is not None and self.head(key).etag != if_match:
+            # Servers that ignore If-Match on CompleteMultipartUpload would otherwise
+            # overwrite silently; AWS checks it again atomically below.
+            raise PreconditionFailed(f"etag of {key!r} changed", key=key)
+        with self._errors(key, condition=condition):
+            r = self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+                **conditions,
+            )
+        etag: str = r["ETag"]
+        return etag
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        full = self.keys.full(key)
+        with self._errors(key):
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+
+    def list_multipart(self, prefix: str = "") -> list[PendingUpload]:
+        pending = []
+        with self._errors(prefix or None):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.keys.full_prefix(prefix)
+            )
+            for page in pages:
+                for u in page.get("Uploads", []):
+                    pending.append(
+                        PendingUpload(self.keys.relative(u["Key"]), u["UploadId"], u["Initiated"].timestamp())
+                    )
+        return sorted(pending)
+
+    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
+        full_src, full_dst = self.keys.full(src), self.keys.full(dst)
+        meta = None if metadata is None else check_metadata(dict(metadata))
+        self._writable()
+        source = self.head(src)
+        if source.size > self.copy_threshold:
+            return self._copy_in_parts(source, dst, meta)
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": full_dst,
+            "CopySource": {"Bucket": self.bucket, "Key": full_src},
+            "CopySourceIfMatch": source.etag,
+            "MetadataDirective": "COPY" if meta is None else "REPLACE",
+        }
+        if meta is not None:
+            args["Metadata"] = meta
+        with self._errors(src):
+            r = self.client.copy_object(**args)
+        etag: str = r["CopyObjectResult"]["ETag"]
+        return etag
+
+    def _copy_in_parts(self, source: ObjectInfo, dst: str, meta: dict[str, str] | None) -> str:
+        """UploadPartCopy of `source` to `dst`: complete or nothing at `dst`."""
+        part_size = max(self.part_size_for(source.size), 512 * MiB)
+        ranges = [(n + 1, start, min(source.size, start + part_size) - 1)
+                  for n, start in enumerate(range(0, source.size, part_size))]
+        copy_source = {"Bucket": self.bucket, "Key": self.keys.full(source.key)}
+        upload_id = self.start_multipart(dst, source.metadata if meta is None else meta)
+
+        def copy_part(spec: tuple[int, int, int]) -> CompletedPart:
+            number, first, last = spec
+            with self._errors(source.key):
+                r = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=self.keys.full(dst), UploadId=upload_id,
+                    PartNumber=number, CopySource=copy_source,
+                    CopySourceRange=f"bytes={first}-{last}", CopySourceIfMatch=source.etag,
+                )
+            return CompletedPart(number, r["CopyPartResult"]["ETag"])
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.copy_concurrency) as pool:
+                parts = list(pool.map(copy_part, ranges))
+            return self.complete_multipart(dst, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                self.abort_multipart(dst, upload_id)
+            raise
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        fulls = [self.keys.full(k) for k in keys]
+        self._writable()
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(fulls), 1000):
+            batch = fulls[start : start + 1000]
+            with self._errors(None):
+                r = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            failed.extend((e["Key"], e.get("Code", "")) for e in r.get("Errors", []))
+        if failed:
+            key, code = failed[0]
+            cls = AccessDenied if all(c in _DENIED for _, c in failed) else StoreError
+            raise cls(f"could not delete {len(failed)} object(s), e.g. {key!r}: {code}", key=key)
+
+    def stat_store(self) -> StoreStats:
+        return StoreStats()  # S3 has no capacity to report

@@ -1,0 +1,1 @@
+"""Helpers for running fusestore against local servers: tests, demos and benchmarks."""
