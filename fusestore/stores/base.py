@@ -10,6 +10,7 @@ Keys are relative to the store's root (see `keys.KeySpace`). Failures are raised
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import os
@@ -171,7 +172,7 @@ class Store(ABC):
     def to_url(self) -> str:
         """A URL that `open_store` turns back into an equal store (options included)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most drivers hold nothing to release
         """Release connections and files. The store must not be used afterwards."""
 
     def __repr__(self) -> str:
@@ -279,7 +280,7 @@ class Store(ABC):
         """Discard an upload and its parts. NotFound when no such upload exists."""
 
     @abstractmethod
-    def list_multipart(self, prefix: str = "") -> list[PendingUpload]:
+    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
         """Uploads under `prefix` that were started and neither completed nor aborted."""
 
     @abstractmethod
@@ -308,8 +309,7 @@ class Store(ABC):
         whole MiB just enough that the object fits in `max_parts` parts."""
         if size > self.max_object_size:
             raise QuotaExceeded(
-                f"object of {size} bytes is larger than the store's limit of "
-                f"{self.max_object_size} bytes"
+                f"object of {size} bytes is larger than the store's limit of {self.max_object_size} bytes"
             )
         needed = math.ceil(size / self.max_parts)
         part = max(self.min_part_size, math.ceil(needed / MiB) * MiB)

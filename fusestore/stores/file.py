@@ -23,6 +23,7 @@ Symbolic links below ROOT are not followed (not listed, not read).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -34,7 +35,7 @@ import stat
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO, ClassVar, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, quote, unquote
 
 from .base import (
@@ -150,7 +151,9 @@ class FileStore(Store):
         parts = (full[:-1] if marker else full).split("/")
         for part in parts:
             if part in ("", ".", ".."):
-                raise InvalidKey(f"file stores cannot hold a key with an empty, '.' or '..' name: {key!r}", key=key)
+                raise InvalidKey(
+                    f"file stores cannot hold a key with an empty, '.' or '..' name: {key!r}", key=key
+                )
             if len(part.encode()) > NAME_MAX:
                 raise KeyTooLong(f"a name in {key[:60]!r}… is longer than {NAME_MAX} bytes", key=key)
         if RESERVED in parts:
@@ -295,7 +298,7 @@ class FileStore(Store):
         attr = self._read_attr(dir_path)
         return None if attr is None else self._info(dir_key + "/", os.stat(dir_path), attr)
 
-    def _list_dir(self, dir_key: str, dir_path: str, name_start: str) -> list[Item]:
+    def _list_dir(self, dir_key: str, dir_path: str, name_start: str) -> builtins.list[Item]:
         base = f"{dir_key}/" if dir_key else ""
         items: list[Item] = []
         if dir_key and not name_start and os.path.isdir(dir_path):
@@ -415,8 +418,13 @@ class FileStore(Store):
             ) from None
 
     def _commit_file(
-        self, key: str, fd: int, temp: str, metadata: Mapping[str, str],
-        if_match: str | None, if_none_match: bool,
+        self,
+        key: str,
+        fd: int,
+        temp: str,
+        metadata: Mapping[str, str],
+        if_match: str | None,
+        if_none_match: bool,
     ) -> str:
         """Give the written temporary file its metadata and rename it to `key`'s path."""
         path, _ = self._path(key)
@@ -464,7 +472,7 @@ class FileStore(Store):
         self._writable()
         with _os_errors(key):
             if marker:
-                if (body.read(1) if not isinstance(body, bytes | bytearray | memoryview) else body):
+                if body.read(1) if not isinstance(body, bytes | bytearray | memoryview) else body:
                     raise InvalidKey(f"a file store's marker object {key!r} cannot hold bytes", key=key)
                 return self._commit_marker(key, meta, if_match, if_none_match)
             with self._temp_file() as (fd, temp):
@@ -556,7 +564,7 @@ class FileStore(Store):
             self._upload_info(key, upload_id)
             shutil.rmtree(self._upload_dir(upload_id))
 
-    def list_multipart(self, prefix: str = "") -> list[PendingUpload]:
+    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
         uploads_dir = os.path.join(self._internal, "uploads")
         pending = []
         with _os_errors(prefix):
@@ -605,7 +613,7 @@ class FileStore(Store):
         if not targets:
             return
         with _os_errors(), self._locked():
-            for key, path, marker in targets:
+            for _key, path, marker in targets:
                 if marker:
                     with contextlib.suppress(OSError):  # absent, or no marker there
                         os.removexattr(path, XATTR)
@@ -651,4 +659,3 @@ def _copy_fd(src: int, dst: int) -> None:
         if copied == 0:
             return
         offset += copied
-

@@ -6,6 +6,7 @@ can "remount" and find its objects again; `memory://` with no name is a fresh, p
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import threading
 import time
@@ -113,9 +114,7 @@ class MemoryStore(Store):
         return cls(url.netloc, url.path, **values)
 
     def to_url(self) -> str:
-        query = options_query(
-            self.options, {"read_only": self.read_only, "capacity": self.capacity}
-        )
+        query = options_query(self.options, {"read_only": self.read_only, "capacity": self.capacity})
         base = f"memory://{self.name}/{self.keys.prefix}".rstrip("/")
         return f"{base}?{query}" if query else base
 
@@ -175,9 +174,7 @@ class MemoryStore(Store):
     ) -> ListPage:
         full_prefix = self.keys.full_prefix(prefix)
         with self._backend.lock:
-            snapshot = sorted(
-                (k, o) for k, o in self._backend.objects.items() if k.startswith(full_prefix)
-            )
+            snapshot = sorted((k, o) for k, o in self._backend.objects.items() if k.startswith(full_prefix))
         objects = (o.info(self.keys.relative(k)) for k, o in snapshot)
         return paginate(roll_up(objects, prefix, delimiter), token, max_keys)
 
@@ -261,7 +258,7 @@ class MemoryStore(Store):
             self._upload(full, upload_id)
             del self._backend.uploads[upload_id]
 
-    def list_multipart(self, prefix: str = "") -> list[PendingUpload]:
+    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
         full_prefix = self.keys.full_prefix(prefix)
         with self._backend.lock:
             return sorted(
@@ -292,4 +289,3 @@ class MemoryStore(Store):
         if not self.capacity:
             return StoreStats(used_bytes=used)
         return StoreStats(self.capacity, max(0, self.capacity - used), used)
-

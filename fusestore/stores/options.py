@@ -42,9 +42,7 @@ class Option:
         try:
             parsed = self.type(value)
         except (TypeError, ValueError):
-            raise InvalidStoreURL(
-                f"option {name}={value!r} is not a valid {self.type.__name__}"
-            ) from None
+            raise InvalidStoreURL(f"option {name}={value!r} is not a valid {self.type.__name__}") from None
         if self.type in (int, float) and parsed < 0:
             raise InvalidStoreURL(f"option {name}={value!r} must not be negative")
         return parsed
@@ -55,9 +53,7 @@ class Option:
         return str(value)
 
 
-def parse_options(
-    scheme: str, declared: Mapping[str, Option], given: Mapping[str, Any]
-) -> dict[str, Any]:
+def parse_options(scheme: str, declared: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
     """All declared options, from `given` where present, else their defaults.
 
     Names may use dashes or underscores (`endpoint-url` = `endpoint_url`); an unknown name
@@ -68,9 +64,7 @@ def parse_options(
         name = raw_name.replace("-", "_")
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
-            raise InvalidStoreURL(
-                f"unknown option {raw_name!r} for {scheme}:// stores (known: {known})"
-            )
+            raise InvalidStoreURL(f"unknown option {raw_name!r} for {scheme}:// stores (known: {known})")
         values[name] = declared[name].parse(name, value)
     return values
 

@@ -48,7 +48,7 @@ class LocalS3Server:
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         # The server logs every request; a pipe nobody drains would fill and stall it.
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
 
     @property
     def endpoint_url(self) -> str:
@@ -98,14 +98,15 @@ class LocalS3Server:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def client(self, **config: Any) -> Any:
+    def client(self) -> Any:
         """A boto3 client for this server, independent of the environment's credentials."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, **config),
-            **CREDENTIALS,
+            config=Config(s3={"addressing_style": "path"}),
+            aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
         )
 
     def create_bucket(self, name: str) -> None:

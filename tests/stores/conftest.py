@@ -23,7 +23,9 @@ DRIVERS = ["memory", "file", "s3"]
 
 
 class StoreFactory:
-    def __init__(self, kind: str, url: str, options: dict[str, str], cleanup: list[Callable[[], None]]) -> None:
+    def __init__(
+        self, kind: str, url: str, options: dict[str, str], cleanup: list[Callable[[], None]]
+    ) -> None:
         self.kind = kind
         self.url = url
         self.options = options
@@ -109,4 +111,3 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     else:
         server: LocalS3Server = request.getfixturevalue("denied_s3_server")
         yield open_store("s3://denied", endpoint_url=server.endpoint_url)
-

@@ -3,6 +3,7 @@ HTTP server). A new driver passes this file before it ships."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -312,7 +313,9 @@ def test_put_file_uses_multipart_above_the_threshold(store: Store) -> None:
     with tempfile.TemporaryFile() as f:
         f.write(data)
         f.flush()
-        etag = store.put_file("pf", f, len(data), {"uid": "3"}, multipart_threshold=5 * MiB, part_size=5 * MiB)
+        etag = store.put_file(
+            "pf", f, len(data), {"uid": "3"}, multipart_threshold=5 * MiB, part_size=5 * MiB
+        )
     assert store.head("pf").etag == etag
     assert store.get_range("pf") == data
     assert store.head("pf").metadata == {"uid": "3"}
@@ -326,7 +329,9 @@ def test_failed_put_file_leaves_old_object_and_no_upload(store: Store) -> None:
         f.write(data)
         f.flush()
         with pytest.raises(AlreadyExists):
-            store.put_file("keep", f, len(data), multipart_threshold=5 * MiB, part_size=5 * MiB, if_none_match=True)
+            store.put_file(
+                "keep", f, len(data), multipart_threshold=5 * MiB, part_size=5 * MiB, if_none_match=True
+            )
     assert store.get_range("keep") == b"old contents"
     assert store.list_multipart() == []
 
@@ -399,10 +404,8 @@ def test_prefix_confines_reads_and_writes(stores) -> None:  # type: ignore[no-un
     view.delete("inside")
     with pytest.raises((NotFound, InvalidKey)):
         view.head("../b/secret")
-    try:
+    with contextlib.suppress(InvalidKey):
         view.delete("../b/secret")
-    except InvalidKey:
-        pass
     outside = {"outside.txt", "team/b/secret", "team/ab/neighbour"}
     assert set(all_keys(root)) == outside | inside
 

@@ -1,0 +1,98 @@
+"""The memory driver's own promises, the errno mapping and the s3fs metadata format."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from fusestore.stores import (
+    AccessDenied,
+    AlreadyExists,
+    KeyTooLong,
+    NotFound,
+    PosixAttrs,
+    PreconditionFailed,
+    QuotaExceeded,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+    errno_for,
+    open_store,
+)
+from fusestore.stores.memory import MemoryStore
+
+
+def test_named_memory_stores_share_their_objects() -> None:
+    open_store("memory://shared-test").put("k", b"v")
+    assert open_store("memory://shared-test").get_range("k") == b"v"
+    assert open_store("memory://shared-test/k-prefix").list().objects == []
+    MemoryStore.forget("shared-test")
+    with pytest.raises(NotFound):
+        open_store("memory://shared-test").head("k")
+
+
+def test_anonymous_memory_stores_are_private() -> None:
+    open_store("memory://").put("k", b"v")
+    with pytest.raises(NotFound):
+        open_store("memory://").head("k")
+
+
+def test_memory_capacity_is_a_quota() -> None:
+    store = open_store("memory://", capacity=10)
+    store.put("a", b"12345678")
+    store.put("a", b"1234567890")  # a replacement counts only its own size
+    with pytest.raises(QuotaExceeded):
+        store.put("b", b"x")
+    assert store.stat_store().free_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (NotFound("x"), errno.ENOENT),
+        (AlreadyExists("x"), errno.EEXIST),
+        (PreconditionFailed("x"), errno.ESTALE),
+        (AccessDenied("x"), errno.EACCES),
+        (StoreUnavailable("x"), errno.EIO),
+        (QuotaExceeded("x"), errno.ENOSPC),
+        (KeyTooLong("x"), errno.ENAMETOOLONG),
+        (StoreNotFound("x"), errno.ENODEV),
+        (StoreError("x"), errno.EIO),
+        (FileNotFoundError(errno.ENOENT, "gone"), errno.ENOENT),
+        (PermissionError(errno.EPERM, "no"), errno.EPERM),
+        (ValueError("bug"), errno.EIO),
+    ],
+)
+def test_every_error_has_one_errno(exc: BaseException, code: int) -> None:
+    assert errno_for(exc) == code
+
+
+@pytest.mark.parametrize(
+    ("meta", "attrs"),
+    [
+        (
+            {"mode": "33188", "uid": "0", "gid": "0", "mtime": "1700000000"},
+            PosixAttrs(0o100644, 0, 0, 1_700_000_000_000_000_000),
+        ),
+        ({"mtime": "1700000000.5"}, PosixAttrs(mtime_ns=1_700_000_000_500_000_000)),
+        ({"mode": "rwx", "uid": "-1", "mtime": "yesterday"}, PosixAttrs()),
+        ({}, PosixAttrs()),
+    ],
+)
+def test_s3fs_metadata_is_read_leniently(meta: dict[str, str], attrs: PosixAttrs) -> None:
+    assert PosixAttrs.from_metadata(meta) == attrs
+
+
+def test_posix_attributes_round_trip_with_nanoseconds() -> None:
+    attrs = PosixAttrs(0o40755, 1000, 1000, 1_700_000_000_123_456_789)
+    assert attrs.to_metadata()["mtime"] == "1700000000.123456789"
+    assert PosixAttrs.from_metadata(attrs.to_metadata()) == attrs
+
+
+def test_metadata_names_and_values_are_checked() -> None:
+    store = open_store("memory://")
+    with pytest.raises(ValueError, match="metadata name"):
+        store.put("k", b"", {"Mode": "1"})
+    with pytest.raises(ValueError, match="printable ASCII"):
+        store.put("k", b"", {"note": "café"})

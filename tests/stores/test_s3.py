@@ -1,0 +1,202 @@
+"""What only the S3 driver does: wire format, server-side copy in parts, client settings,
+and the translation of S3's failures. Real HTTP against moto's server, except the error
+translation table, which uses botocore's Stubber to produce answers moto never gives."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from botocore.stub import Stubber
+
+from fusestore.stores import (
+    AccessDenied,
+    InvalidStoreURL,
+    KeyTooLong,
+    NotFound,
+    PosixAttrs,
+    PreconditionFailed,
+    QuotaExceeded,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+    open_store,
+)
+from fusestore.stores.s3 import S3Store
+from fusestore.testing.s3server import LocalS3Server, free_port
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def s3(s3_server: LocalS3Server, make_bucket: Callable[[], str]) -> S3Store:
+    store = open_store(f"s3://{make_bucket()}", endpoint_url=s3_server.endpoint_url)
+    assert isinstance(store, S3Store)
+    return store
+
+
+def test_posix_attributes_travel_as_s3fs_headers(s3: S3Store, s3_server: LocalS3Server) -> None:
+    attrs = PosixAttrs(mode=0o100755, uid=1000, gid=1000, mtime_ns=1_700_000_000_000_000_000)
+    s3.put("script.sh", b"#!/bin/sh\n", attrs.to_metadata())
+    raw = s3_server.client().head_object(Bucket=s3.bucket, Key="script.sh")
+    headers = raw["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amz-meta-mode"] == str(0o100755)
+    assert headers["x-amz-meta-uid"] == "1000"
+    assert headers["x-amz-meta-gid"] == "1000"
+    assert headers["x-amz-meta-mtime"] == "1700000000"
+
+
+def test_objects_written_by_other_tools_are_read_natively(s3: S3Store, s3_server: LocalS3Server) -> None:
+    s3_server.client().put_object(
+        Bucket=s3.bucket, Key="dir/from-boto3.txt", Body=b"native", Metadata={"mode": "33188"}
+    )
+    assert s3.get_range("dir/from-boto3.txt") == b"native"
+    assert PosixAttrs.from_metadata(s3.head("dir/from-boto3.txt").metadata).mode == 0o100644
+
+
+def test_prefix_in_the_url_maps_keys_below_it(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str]
+) -> None:
+    bucket = make_bucket()
+    store = open_store(f"s3://{bucket}/team/a/", endpoint_url=s3_server.endpoint_url)
+    store.put("x/y.txt", b"1")
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["team/a/x/y.txt"]
+    assert store.to_url().startswith(f"s3://{bucket}/team/a?")
+
+
+def test_large_copy_uses_upload_part_copy(s3: S3Store) -> None:
+    data = os.urandom(12 * MiB + 3)
+    s3.put("big", data, {"mode": "33188"})
+    s3.copy_threshold = 1 * MiB  # exercise the > 5 GiB path with a small object
+    s3.copy_min_part_size = 5 * MiB
+    calls: list[str] = []
+    s3.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    etag = s3.copy("big", "big-copy")
+    assert calls.count("UploadPartCopy") == 3 and "CopyObject" not in calls
+    assert s3.get_range("big-copy") == data
+    assert s3.head("big-copy").etag == etag
+    assert s3.head("big-copy").metadata == {"mode": "33188"}
+    assert s3.list_multipart() == []
+
+
+def test_part_sizes_grow_so_5_tib_fits_in_10000_parts() -> None:
+    store = S3Store("bucket")
+    assert store.part_size_for(1) == 5 * MiB
+    assert store.part_size_for(50 * 1024 * MiB) == 6 * MiB
+    five_tib = 5 * 1024 * 1024 * MiB
+    part = store.part_size_for(five_tib)
+    assert part <= store.max_part_size and -(-five_tib // part) <= 10_000
+    sizes = [store.part_size_for(n * 1024 * MiB) for n in (1, 10, 100, 1000, 5000)]
+    assert sizes == sorted(sizes)
+    with pytest.raises(QuotaExceeded):
+        store.part_size_for(five_tib + 1)
+
+
+def test_opening_touches_no_network() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    store = open_store("s3://some-bucket/p", endpoint_url=dead, region="eu-west-1", profile="nonexistent")
+    assert isinstance(store, S3Store) and store._client is None
+    assert time.monotonic() - started < 1.0
+
+
+def test_client_settings_follow_the_options(s3_server: LocalS3Server) -> None:
+    store = open_store(
+        f"s3://bkt?endpoint_url={s3_server.endpoint_url}&max_connections=7&retry_mode=adaptive&max_attempts=3",
+        region="eu-central-1",
+    )
+    config = store.client.meta.config  # type: ignore[attr-defined]
+    assert config.max_pool_connections == 7
+    assert config.retries == {"mode": "adaptive", "total_max_attempts": 3}
+    assert config.s3["addressing_style"] == "path"
+    assert store.client.meta.region_name == "eu-central-1"  # type: ignore[attr-defined]
+    assert open_store(store.to_url()).to_url() == store.to_url()
+
+
+def test_unreachable_endpoint_is_unavailable_and_quick() -> None:
+    store = open_store(
+        "s3://bkt", endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1, connect_timeout=2
+    )
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="cannot reach"):
+        store.probe()
+    assert time.monotonic() - started < 10
+
+
+def test_missing_bucket_is_named(s3_server: LocalS3Server) -> None:
+    store = open_store("s3://no-such-bucket", endpoint_url=s3_server.endpoint_url)
+    with pytest.raises(StoreNotFound, match="bucket 'no-such-bucket' does not exist"):
+        store.probe()
+
+
+def test_wrong_credentials_are_access_denied(denied_s3_server: LocalS3Server) -> None:
+    store = open_store("s3://denied", endpoint_url=denied_s3_server.endpoint_url)
+    with pytest.raises(AccessDenied, match="InvalidAccessKeyId"):
+        store.probe()
+    with pytest.raises(AccessDenied):
+        store.get_range("anything")
+
+
+def test_missing_credentials_say_how_to_give_them(
+    monkeypatch: pytest.MonkeyPatch, s3_server: LocalS3Server
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    store = open_store("s3://bkt", endpoint_url=s3_server.endpoint_url)
+    with pytest.raises(AccessDenied, match="AWS_ACCESS_KEY_ID"):
+        store.probe()
+
+
+def test_unknown_profile_is_access_denied_at_first_use() -> None:
+    store = open_store("s3://bkt", profile="no-such-profile", endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(AccessDenied, match="no-such-profile"):
+        store.head("x")
+
+
+def test_read_only_store_refuses_writes(s3: S3Store) -> None:
+    ro = open_store(s3.to_url(), read_only=True)
+    with pytest.raises(AccessDenied, match="read-only"):
+        ro.put("x", b"1")
+    with pytest.raises(NotFound):
+        ro.head("x")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("NoSuchKey", 404, NotFound),
+        ("NoSuchUpload", 404, NotFound),
+        ("AccessDenied", 403, AccessDenied),
+        ("SignatureDoesNotMatch", 403, AccessDenied),
+        ("ExpiredToken", 400, AccessDenied),
+        ("SlowDown", 503, StoreUnavailable),
+        ("InternalError", 500, StoreUnavailable),
+        ("RequestTimeout", 400, StoreUnavailable),
+        ("KeyTooLongError", 400, KeyTooLong),
+        ("EntityTooLarge", 400, QuotaExceeded),
+        ("NoSuchBucket", 404, StoreNotFound),
+        ("ConditionalRequestConflict", 409, PreconditionFailed),
+        ("SomethingNew", 400, StoreError),
+    ],
+)
+def test_s3_error_codes_map_to_store_errors(code: str, status: int, expected: type[StoreError]) -> None:
+    store = S3Store("bkt", endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    with Stubber(store.client) as stub:
+        stub.add_client_error("head_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(expected) as caught:
+            store.head("k")
+    assert type(caught.value) is expected
+    assert StoreUnavailable.retryable and not NotFound.retryable
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://", "s3://x", "s3://user:secret@bucket/p", "s3://bad_bucket!/p", "s3://bkt?retry_mode=sometimes"],
+)
+def test_bad_s3_urls_are_refused_with_a_reason(url: str) -> None:
+    with pytest.raises(InvalidStoreURL) as caught:
+        open_store(url)
+    assert "\n" not in str(caught.value)
