@@ -23,7 +23,9 @@ def main(bucket: str = "demo") -> int:
         print(
             f"Local S3 server: {server.endpoint_url}  bucket: {bucket}  "
             f"(access key {CREDENTIALS['aws_access_key_id']}, any secret)\n"
-            f"Try: fusestore check s3://{bucket} --endpoint-url {server.endpoint_url}\n"
+            f"Try, in another terminal:\n"
+            f"  AWS_ACCESS_KEY_ID={CREDENTIALS['aws_access_key_id']} AWS_SECRET_ACCESS_KEY=any "
+            f".venv/bin/fusestore check s3://{bucket} --endpoint-url {server.endpoint_url}\n"
             "Ctrl-C stops the server.",
             flush=True,
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar, NamedTuple, Self
 from urllib.parse import SplitResult
 
-from .errors import QuotaExceeded, StoreError
+from .errors import AlreadyExists, NotFound, PreconditionFailed, QuotaExceeded, StoreError
 from .keys import KeySpace
 from .options import Option
 
@@ -131,6 +131,22 @@ def read_body(body: Body) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     return body.read()
+
+
+def check_write_conditions(
+    key: str, current_etag: str | None, if_match: str | None, if_none_match: bool
+) -> None:
+    """Raise as a conditional write must when the object at `key` has `current_etag`
+    (None: no object). For drivers that check conditions themselves, under their lock."""
+    if if_match is not None and if_none_match:
+        raise ValueError("if_match and if_none_match exclude each other")
+    if if_none_match and current_etag is not None:
+        raise AlreadyExists(f"object exists: {key!r}", key=key)
+    if if_match is not None:
+        if current_etag is None:
+            raise NotFound(f"no such object: {key!r}", key=key)
+        if current_etag != if_match:
+            raise PreconditionFailed(f"etag of {key!r} changed", key=key)
 
 
 class Store(ABC):

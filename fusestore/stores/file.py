@@ -47,10 +47,10 @@ from .base import (
     PendingUpload,
     Store,
     StoreStats,
+    check_write_conditions,
 )
 from .errors import (
     AccessDenied,
-    AlreadyExists,
     InvalidKey,
     InvalidStoreURL,
     KeyTooLong,
@@ -396,17 +396,6 @@ class FileStore(Store):
         finally:
             os.close(fd)
 
-    def _check_conditions(
-        self, key: str, current: ObjectInfo | None, if_match: str | None, if_none_match: bool
-    ) -> None:
-        if if_none_match and current is not None:
-            raise AlreadyExists(f"object exists: {key!r}", key=key)
-        if if_match is not None:
-            if current is None:
-                raise NotFound(f"no such object: {key!r}", key=key)
-            if current.etag != if_match:
-                raise PreconditionFailed(f"etag of {key!r} changed", key=key)
-
     def _make_parents(self, key: str, path: str) -> None:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -432,7 +421,8 @@ class FileStore(Store):
         if self.fsync:
             os.fsync(fd)
         with self._locked():
-            self._check_conditions(key, self._lookup(key, path, False), if_match, if_none_match)
+            current = self._lookup(key, path, False)
+            check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
             self._make_parents(key, path)
             if os.path.isdir(path):
                 raise InvalidKey(
@@ -450,7 +440,8 @@ class FileStore(Store):
     ) -> str:
         path, _ = self._path(key)
         with self._locked():
-            self._check_conditions(key, self._lookup(key, path, True), if_match, if_none_match)
+            current = self._lookup(key, path, True)
+            check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
             self._make_parents(key, os.path.join(path, "x"))  # the marker's directory too
             self._write_attr(path, metadata)
             info = self._lookup(key, path, True)

@@ -26,11 +26,11 @@ from .base import (
     PendingUpload,
     Store,
     StoreStats,
+    check_write_conditions,
     read_body,
 )
 from .errors import (
     AccessDenied,
-    AlreadyExists,
     InvalidStoreURL,
     NotFound,
     PreconditionFailed,
@@ -140,13 +140,7 @@ class MemoryStore(Store):
     ) -> str:
         """Put under the backend lock, after checking the conditions. Caller holds lock."""
         current = self._backend.objects.get(full)
-        if if_none_match and current is not None:
-            raise AlreadyExists(f"object exists: {full!r}", key=full)
-        if if_match is not None:
-            if current is None:
-                raise NotFound(f"no such object: {full!r}", key=full)
-            if current.etag != if_match:
-                raise PreconditionFailed(f"etag of {full!r} changed", key=full)
+        check_write_conditions(full, None if current is None else current.etag, if_match, if_none_match)
         self._check_room(len(data), full)
         etag = _etag(data)
         self._backend.objects[full] = _Object(data, metadata, etag, time.time())
