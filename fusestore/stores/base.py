@@ -344,22 +344,25 @@ class Store(ABC):
         part_size: int | None = None,
         concurrency: int = 4,
     ) -> str:
-        """Upload `size` bytes of the open file `source` (from offset 0) to `key`.
+        """Upload the first `size` bytes of the open file `source` to `key`.
 
-        Below `multipart_threshold` this is one `put`; above it a multipart upload whose
+        Below `multipart_threshold` this is one `put` of bytes read into memory (so at most
+        that many bytes per concurrent call); above it a multipart upload whose
         parts go up `concurrency` at a time and which is aborted on any failure, so the
         key holds the complete new object or whatever it held before, never a part.
         Returns the new etag. Blocks for the whole transfer.
         """
+        fd = source.fileno()
         if size < multipart_threshold:
-            source.seek(0)
-            return self.put(key, source, metadata, if_match=if_match, if_none_match=if_none_match)
+            data = os.pread(fd, size, 0)
+            if len(data) != size:
+                raise ValueError(f"{key!r}: the source holds {len(data)} bytes, not {size}")
+            return self.put(key, data, metadata, if_match=if_match, if_none_match=if_none_match)
 
         part_size = part_size or self.part_size_for(size)
         count = max(1, math.ceil(size / part_size))
         upload_id = self.start_multipart(key, metadata)
         try:
-            fd = source.fileno()
 
             def send(number: int) -> CompletedPart:
                 offset = (number - 1) * part_size

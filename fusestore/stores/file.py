@@ -123,6 +123,7 @@ class FileStore(Store):
         self.root = os.path.normpath(root)
         self.fsync = fsync
         self.read_only = read_only
+        self._real_root = os.path.realpath(self.root)
         self._internal = os.path.join(self.root, RESERVED)
         self._swept = False
 
@@ -158,7 +159,12 @@ class FileStore(Store):
                 raise KeyTooLong(f"a name in {key[:60]!r}… is longer than {NAME_MAX} bytes", key=key)
         if RESERVED in parts:
             raise InvalidKey(f"the name {RESERVED} is reserved by the file store: {key!r}", key=key)
-        return os.path.join(self.root, *parts), marker
+        path = os.path.join(self.root, *parts)
+        if len(parts) > 1:
+            real_parent = os.path.realpath(os.path.dirname(path))
+            if real_parent != self._real_root and not real_parent.startswith(self._real_root + os.sep):
+                raise InvalidKey(f"{key!r} passes through a symbolic link out of the store", key=key)
+        return path, marker
 
     @staticmethod
     def _read_attr(target: str | int) -> dict[str, Any] | None:
@@ -387,16 +393,25 @@ class FileStore(Store):
         with open(fd, "wb", closefd=False) as out:
             shutil.copyfileobj(body, out, 1024 * 1024)
 
-    def _sync_dir(self, path: str) -> None:
+    def _sync_dirs(self, directory: str, up_to: str) -> None:
+        """fsync `directory` and each parent up to `up_to`, so new entries survive power loss."""
         if not self.fsync:
             return
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        while True:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if directory == up_to or len(directory) <= len(self.root):
+                return
+            directory = os.path.dirname(directory)
 
-    def _make_parents(self, key: str, path: str) -> None:
+    def _make_parents(self, key: str, path: str) -> str:
+        """Create the directories above `path`; returns the deepest one that already was."""
+        existing = os.path.dirname(path)
+        while not os.path.isdir(existing) and len(existing) > len(self.root):
+            existing = os.path.dirname(existing)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -405,6 +420,7 @@ class FileStore(Store):
                 "cannot hold an object that is also a prefix of other keys",
                 key=key,
             ) from None
+        return existing
 
     def _commit_file(
         self,
@@ -423,7 +439,7 @@ class FileStore(Store):
         with self._locked():
             current = self._lookup(key, path, False)
             check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
-            self._make_parents(key, path)
+            existing = self._make_parents(key, path)
             if os.path.isdir(path):
                 raise InvalidKey(
                     f"cannot store {key!r}: it is a prefix of other keys, and a file store "
@@ -432,7 +448,7 @@ class FileStore(Store):
                 )
             os.rename(temp, path)
             info = self._info(key, os.fstat(fd), self._read_attr(fd))
-        self._sync_dir(os.path.dirname(path))
+        self._sync_dirs(os.path.dirname(path), existing)
         return info.etag
 
     def _commit_marker(
@@ -442,10 +458,10 @@ class FileStore(Store):
         with self._locked():
             current = self._lookup(key, path, True)
             check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
-            self._make_parents(key, os.path.join(path, "x"))  # the marker's directory too
+            existing = self._make_parents(key, os.path.join(path, "x"))  # and the marker's own
             self._write_attr(path, metadata)
             info = self._lookup(key, path, True)
-        self._sync_dir(os.path.dirname(path))
+        self._sync_dirs(path, existing)
         assert info is not None
         return info.etag
 

@@ -322,6 +322,14 @@ def test_put_file_uses_multipart_above_the_threshold(store: Store) -> None:
     assert store.list_multipart() == []
 
 
+def test_put_file_sends_exactly_size_bytes(store: Store) -> None:
+    with tempfile.TemporaryFile() as f:
+        f.write(b"0123456789" * 10)
+        f.flush()
+        store.put_file("small", f, 60)
+    assert store.get_range("small") == (b"0123456789" * 6)
+
+
 def test_failed_put_file_leaves_old_object_and_no_upload(store: Store) -> None:
     store.put("keep", b"old contents")
     data = os.urandom(6 * MiB)
@@ -352,6 +360,22 @@ def test_copy_can_replace_metadata(store: Store) -> None:
     store.put("src", b"payload", {"mode": "33188"})
     store.copy("src", "dst", {"mode": "33261"})
     assert store.head("dst").metadata == {"mode": "33261"}
+
+
+def test_copy_onto_itself_replaces_only_metadata(store: Store) -> None:
+    data = os.urandom(1000)
+    old = store.put("self", data, {"mode": "33188", "mtime": "1"})
+    new = store.copy("self", "self", {"mode": "33261", "mtime": "2"})
+    assert new != old or store.head("self").metadata == {"mode": "33261", "mtime": "2"}
+    assert store.head("self").metadata == {"mode": "33261", "mtime": "2"}
+    assert store.get_range("self") == data
+
+
+def test_listing_pending_uploads_by_prefix(store: Store) -> None:
+    first = store.start_multipart("up/a")
+    store.start_multipart("other/b")
+    assert [(u.key, u.upload_id) for u in store.list_multipart("up/")] == [("up/a", first)]
+    assert len(store.list_multipart()) == 2
 
 
 def test_copy_of_a_missing_object_is_not_found(store: Store) -> None:

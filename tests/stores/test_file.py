@@ -160,3 +160,34 @@ def test_missing_root_is_store_not_found(tmp_path: Path) -> None:
 def test_capacity_comes_from_the_file_system(fs: FileStore) -> None:
     stats = fs.stat_store()
     assert stats.total_bytes and stats.free_bytes is not None and stats.total_bytes >= stats.free_bytes
+
+
+def test_a_symlinked_directory_does_not_lead_out_of_the_store(
+    fs: FileStore, root: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "passwd").write_bytes(b"not yours")
+    (root / "door").symlink_to(outside)
+    with pytest.raises(InvalidKey, match="symbolic link"):
+        fs.get_range("door/passwd")
+    with pytest.raises(InvalidKey, match="symbolic link"):
+        fs.put("door/new", b"x")
+    assert sorted(os.listdir(outside)) == ["passwd"]
+
+
+def test_new_directories_are_fsynced_up_to_the_existing_one(
+    fs: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (root / "a").mkdir()
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    fs.put("a/b/c/file", b"x")
+    dirs = [p for p in synced if os.path.isdir(p)]
+    assert dirs == [str(root / "a/b/c"), str(root / "a/b"), str(root / "a")]
