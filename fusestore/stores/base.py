@@ -53,7 +53,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class ListPage:
-    """One page of a listing: objects and common prefixes, each sorted by UTF-8 bytes.
+    """One page of a listing: objects and common prefixes (see `Store.list` for order).
 
     `next_token` is None on the last page; otherwise pass it back to `list` for the next.
     Prefixes end with the delimiter.
@@ -211,7 +211,9 @@ class Store(ABC):
         """One page of the objects whose keys start with `prefix`.
 
         With a delimiter, keys that contain it after the prefix are rolled up into
-        common prefixes. A listing of a prefix nothing is under is an empty page.
+        common prefixes, and both lists are in UTF-8 byte order. Without one, every key
+        comes exactly once over the pages (in byte order on AWS and the local drivers;
+        some servers walk a tree instead). A prefix nothing is under is an empty page.
         """
 
     @abstractmethod
@@ -293,7 +295,7 @@ class Store(ABC):
 
     @abstractmethod
     def abort_multipart(self, key: str, upload_id: str) -> None:
-        """Discard an upload and its parts. NotFound when no such upload exists."""
+        """Discard an upload and its parts. An unknown upload is fine (already gone)."""
 
     @abstractmethod
     def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:

@@ -150,11 +150,7 @@ class FileStore(Store):
         full = self.keys.full(key)
         marker = full.endswith("/")
         parts = (full[:-1] if marker else full).split("/")
-        for part in parts:
-            if part in ("", ".", ".."):
-                raise InvalidKey(
-                    f"file stores cannot hold a key with an empty, '.' or '..' name: {key!r}", key=key
-                )
+        for part in parts:  # KeySpace has refused empty, '.' and '..' names
             if len(part.encode()) > NAME_MAX:
                 raise KeyTooLong(f"a name in {key[:60]!r}… is longer than {NAME_MAX} bytes", key=key)
         if RESERVED in parts:
@@ -568,8 +564,11 @@ class FileStore(Store):
     def abort_multipart(self, key: str, upload_id: str) -> None:
         self._path(key)
         with _os_errors(key):
-            self._upload_info(key, upload_id)
-            shutil.rmtree(self._upload_dir(upload_id))
+            try:
+                self._upload_info(key, upload_id)
+            except NotFound:
+                return
+            shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)
 
     def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
         uploads_dir = os.path.join(self._internal, "uploads")

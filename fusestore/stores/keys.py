@@ -1,8 +1,12 @@
 """Rules for object keys that hold for every driver, and prefix confinement.
 
 A key is relative to the store's root (the mount root): `dir/file.txt`, or `dir/` for a
-directory marker object. A store opened at a prefix (`s3://bucket/team/a`) maps every
-key below that prefix and never names, lists or writes anything outside it.
+directory marker object. Its names (between slashes) are never empty, `.` or `..`: no
+file name maps to such a key, and many S3-compatible servers refuse them, so every
+driver refuses them alike (they can still be listed where a bucket holds them).
+
+A store opened at a prefix (`s3://bucket/team/a`) maps every key below that prefix and
+never names, lists or writes anything outside it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class KeySpace:
             raise InvalidKey(f"empty or non-text key: {key!r}", key=str(key))
         if "\x00" in key:
             raise InvalidKey(f"key contains a NUL byte: {key!r}", key=key)
+        names = (key[:-1] if key.endswith("/") else key).split("/")
+        if any(name in ("", ".", "..") for name in names):
+            # No file name maps to such a key, and many S3-compatible servers refuse them.
+            raise InvalidKey(f"key has an empty, '.' or '..' name: {key!r}", key=key)
         if len(key_bytes(key)) + self._prefix_len > MAX_KEY_BYTES:
             raise KeyTooLong(
                 f"key is longer than {MAX_KEY_BYTES} bytes with the store's prefix: {key[:60]!r}…",

@@ -249,8 +249,9 @@ class MemoryStore(Store):
     def abort_multipart(self, key: str, upload_id: str) -> None:
         full = self.keys.full(key)
         with self._backend.lock:
-            self._upload(full, upload_id)
-            del self._backend.uploads[upload_id]
+            upload = self._backend.uploads.get(upload_id)
+            if upload is not None and upload.key == full:
+                del self._backend.uploads[upload_id]
 
     def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
         full_prefix = self.keys.full_prefix(prefix)

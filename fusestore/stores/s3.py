@@ -85,6 +85,12 @@ _UNAVAILABLE = {
 _FULL = {"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"}
 
 
+def _etag(raw: str) -> str:
+    """ETags in one form, quoted: some servers quote them in one answer and not another."""
+    raw = raw.removeprefix("W/")
+    return raw if raw.startswith('"') else f'"{raw}"'
+
+
 class _S3Reader(ObjectReader):
     def __init__(self, store: S3Store, key: str, body: Any) -> None:
         self._store, self._key, self._body = store, key, body
@@ -249,6 +255,18 @@ class S3Store(Store):
             raise StoreUnavailable(f"{self.endpoint} is unavailable: {text}", key=key) from exc
         raise StoreError(f"{self.endpoint}: {text}{where}", key=key) from exc
 
+    @contextlib.contextmanager
+    def _conditional(self, key: str, condition: str | None) -> Iterator[None]:
+        """`_errors` for a conditional write. Some servers answer If-Match on a missing
+        key with 412 instead of 404; one HEAD tells "gone" from "changed"."""
+        try:
+            with self._errors(key, condition=condition):
+                yield
+        except PreconditionFailed:
+            if condition == "match":
+                self.head(key)  # raises NotFound when the object is gone
+            raise
+
     def _writable(self) -> None:
         if self.config["read_only"]:
             raise AccessDenied(f"{self.to_url()} is read-only")
@@ -270,7 +288,7 @@ class S3Store(Store):
         with self._errors(key):
             r = self.client.head_object(Bucket=self.bucket, Key=full)
         return ObjectInfo(
-            key, r["ContentLength"], r["ETag"], r["LastModified"].timestamp(), r.get("Metadata", {})
+            key, r["ContentLength"], _etag(r["ETag"]), r["LastModified"].timestamp(), r.get("Metadata", {})
         )
 
     def list(
@@ -292,7 +310,9 @@ class S3Store(Store):
         with self._errors(prefix or None):
             r = self.client.list_objects_v2(**args)
         objects = [
-            ObjectInfo(self.keys.relative(o["Key"]), o["Size"], o["ETag"], o["LastModified"].timestamp())
+            ObjectInfo(
+                self.keys.relative(o["Key"]), o["Size"], _etag(o["ETag"]), o["LastModified"].timestamp()
+            )
             for o in r.get("Contents", [])
             if o["Key"] != self.keys.prefix  # the marker of the store's own root
         ]
@@ -342,10 +362,9 @@ class S3Store(Store):
         meta = check_metadata(dict(metadata or {}))
         self._writable()
         conditions, condition = self._conditions(if_match, if_none_match)
-        with self._errors(key, condition=condition):
+        with self._conditional(key, condition):
             r = self.client.put_object(Bucket=self.bucket, Key=full, Body=body, Metadata=meta, **conditions)
-        etag: str = r["ETag"]
-        return etag
+        return _etag(r["ETag"])
 
     def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
         full = self.keys.full(key)
@@ -381,7 +400,7 @@ class S3Store(Store):
             # Servers that ignore If-Match on CompleteMultipartUpload would otherwise
             # overwrite silently; AWS checks it again atomically below.
             raise PreconditionFailed(f"etag of {key!r} changed", key=key)
-        with self._errors(key, condition=condition):
+        with self._conditional(key, condition):
             r = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=full,
@@ -389,12 +408,11 @@ class S3Store(Store):
                 MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
                 **conditions,
             )
-        etag: str = r["ETag"]
-        return etag
+        return _etag(r["ETag"])
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         full = self.keys.full(key)
-        with self._errors(key):
+        with contextlib.suppress(NotFound), self._errors(key):
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
 
     def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
@@ -428,8 +446,7 @@ class S3Store(Store):
             args["Metadata"] = meta
         with self._errors(src):
             r = self.client.copy_object(**args)
-        etag: str = r["CopyObjectResult"]["ETag"]
-        return etag
+        return _etag(r["CopyObjectResult"]["ETag"])
 
     def _copy_in_parts(self, source: ObjectInfo, dst: str, meta: dict[str, str] | None) -> str:
         """UploadPartCopy of `source` to `dst`: complete or nothing at `dst`."""
