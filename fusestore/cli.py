@@ -10,7 +10,7 @@ import click
 
 from . import __version__
 from .stores import InvalidStoreURL, StoreError, available_schemes, open_store
-from .stores.registry import _load
+from .stores.registry import load_driver
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -60,7 +60,7 @@ def stores_command() -> None:
     """List the store URL schemes this installation can open, with their options."""
     for scheme, target in available_schemes().items():
         try:
-            cls = _load(scheme, target)
+            cls = load_driver(scheme, target)
         except InvalidStoreURL as exc:
             click.echo(f"{scheme}://  (unavailable: {exc})")
             continue

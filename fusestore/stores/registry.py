@@ -39,7 +39,8 @@ def available_schemes() -> dict[str, str]:
     return dict(sorted(schemes.items()))
 
 
-def _load(scheme: str, target: str) -> type[Store]:
+def load_driver(scheme: str, target: str) -> type[Store]:
+    """The Store class `target` (`module:Class`) names; InvalidStoreURL if it cannot load."""
     module_name, _, attr = target.partition(":")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
@@ -75,5 +76,5 @@ def open_store(url: str, **options: Any) -> Store:
     if parts.fragment:
         raise InvalidStoreURL(f"store URLs have no #fragment: {url!r}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    cls = _load(scheme, schemes[scheme])
+    cls = load_driver(scheme, schemes[scheme])
     return cls.from_url(parts._replace(query=""), {**query, **options})
