@@ -48,6 +48,7 @@ from .base import (
     Store,
     StoreStats,
     check_write_conditions,
+    read_body,
 )
 from .errors import (
     AccessDenied,
@@ -296,20 +297,24 @@ class FileStore(Store):
                     continue
                 yield entry
 
-    def _marker_info(self, dir_key: str, dir_path: str) -> ObjectInfo | None:
+    def _own_marker(self, dir_key: str, dir_path: str, name_start: str) -> builtins.list[ObjectInfo]:
+        """The marker object `dir_key/` when a listing of `dir_key/` should show it."""
+        if not dir_key or name_start:
+            return []
         attr = self._read_attr(dir_path)
-        return None if attr is None else self._info(dir_key + "/", os.stat(dir_path), attr)
+        if attr is None or not os.path.isdir(dir_path):
+            return []
+        return [self._info(dir_key + "/", os.stat(dir_path), attr)]
 
     def _list_dir(self, dir_key: str, dir_path: str, name_start: str) -> builtins.list[Item]:
         base = f"{dir_key}/" if dir_key else ""
-        items: list[Item] = []
-        if dir_key and not name_start and os.path.isdir(dir_path):
-            marker = self._marker_info(dir_key, dir_path)
-            if marker is not None:
-                items.append(marker)
+        items: list[Item] = [*self._own_marker(dir_key, dir_path, name_start)]
         for entry in self._entries(dir_path, name_start):
             if entry.is_dir(follow_symlinks=False):
-                items.append(f"{base}{entry.name}/")
+                # Like S3, a prefix exists only while an object is below it: empty
+                # directories that other programs leave are not listed.
+                if any(self._walk(base + entry.name, entry.path, "")):
+                    items.append(f"{base}{entry.name}/")
             elif entry.is_file(follow_symlinks=False):
                 items.append(self._info(base + entry.name, entry.stat(), self._read_attr(entry.path)))
         items.sort(key=lambda item: item if isinstance(item, str) else item.key)
@@ -318,10 +323,7 @@ class FileStore(Store):
     def _walk(self, dir_key: str, dir_path: str, name_start: str) -> Iterator[ObjectInfo]:
         """Every object below `dir_path` whose first name starts with `name_start`."""
         base = f"{dir_key}/" if dir_key else ""
-        if dir_key and not name_start and os.path.isdir(dir_path):
-            marker = self._marker_info(dir_key, dir_path)
-            if marker is not None:
-                yield marker
+        yield from self._own_marker(dir_key, dir_path, name_start)
         for entry in self._entries(dir_path, name_start):
             key = base + entry.name
             if entry.is_dir(follow_symlinks=False):
@@ -475,7 +477,7 @@ class FileStore(Store):
         self._writable()
         with _os_errors(key):
             if marker:
-                if body.read(1) if not isinstance(body, bytes | bytearray | memoryview) else body:
+                if read_body(body):
                     raise InvalidKey(f"a file store's marker object {key!r} cannot hold bytes", key=key)
                 return self._commit_marker(key, meta, if_match, if_none_match)
             with self._temp_file() as (fd, temp):
@@ -507,7 +509,6 @@ class FileStore(Store):
         self._writable()
         upload_id = uuid.uuid4().hex
         with _os_errors(key):
-            self._temp_dir()
             directory = self._upload_dir(upload_id)
             os.makedirs(directory, mode=0o700)
             info = {"key": key, "metadata": meta, "initiated": time.time()}
@@ -548,8 +549,11 @@ class FileStore(Store):
             directory = self._upload_dir(upload_id)
             with self._temp_file() as (fd, temp):
                 for part in parts:
-                    part_path = os.path.join(directory, f"{part.number}.{part.etag.strip(chr(34))}")
+                    part_id = part.etag.strip('"')  # ids we issued: hex, never a path
+                    part_path = os.path.join(directory, f"{part.number}.{part_id}")
                     try:
+                        if not part_id.isalnum():
+                            raise FileNotFoundError(part_path)
                         src = os.open(part_path, os.O_RDONLY | os.O_CLOEXEC)
                     except FileNotFoundError:
                         raise StoreError(f"part {part.number} of {key!r} was not uploaded", key=key) from None

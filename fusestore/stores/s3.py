@@ -334,17 +334,13 @@ class S3Store(Store):
             args["Range"] = f"bytes={start}-{end}"
         if etag is not None:
             args["IfMatch"] = etag
-        try:
-            with self._errors(key, condition="match"):
+        with self._errors(key, condition="match"):
+            try:
                 r = self.client.get_object(**args)
-        except StoreError as exc:
-            cause = exc.__cause__
-            if (
-                isinstance(cause, bexc.ClientError)
-                and cause.response.get("Error", {}).get("Code") == "InvalidRange"
-            ):
+            except bexc.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
                 return _S3Reader(self, key, None)  # the range starts at or past the end
-            raise
         return _S3Reader(self, key, r["Body"])
 
     # -- writing ----------------------------------------------------------------------

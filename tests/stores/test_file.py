@@ -191,3 +191,12 @@ def test_new_directories_are_fsynced_up_to_the_existing_one(
     fs.put("a/b/c/file", b"x")
     dirs = [p for p in synced if os.path.isdir(p)]
     assert dirs == [str(root / "a/b/c"), str(root / "a/b"), str(root / "a")]
+
+
+def test_empty_directories_left_by_other_programs_are_no_prefix(fs: FileStore, root: Path) -> None:
+    (root / "left-empty" / "deeper").mkdir(parents=True)
+    (root / "has-data" / "deeper").mkdir(parents=True)
+    (root / "has-data" / "deeper" / "f").write_bytes(b"x")
+    fs.put("marked/", b"")
+    assert fs.list("", "/").prefixes == ["has-data/", "marked/"]
+    assert all_keys(fs) == ["has-data/deeper/f", "marked/"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.stub import Stubber
@@ -80,6 +82,32 @@ def test_large_copy_uses_upload_part_copy(s3: S3Store) -> None:
     assert s3.head("big-copy").etag == etag
     assert s3.head("big-copy").metadata == {"mode": "33188"}
     assert s3.list_multipart() == []
+
+
+def test_batch_delete_sends_at_most_1000_keys_per_request(s3: S3Store) -> None:
+    s3.put("kept", b"k")
+    batches: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        batches.append(len(params["Delete"]["Objects"]))
+
+    s3.client.meta.events.register("provide-client-params.s3.DeleteObjects", count)
+    s3.delete_many([f"absent/{i}" for i in range(2001)])
+    assert batches == [1000, 1000, 1]
+    assert s3.get_range("kept") == b"k"
+
+
+def test_credentials_come_from_a_named_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3: S3Store, s3_server: LocalS3Server
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[team]\naws_access_key_id = from-profile\naws_secret_access_key = secret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    store = open_store(f"s3://{s3.bucket}", endpoint_url=s3_server.endpoint_url, profile="team")
+    store.probe()
+    assert store.client._request_signer._credentials.access_key == "from-profile"  # type: ignore[attr-defined]
 
 
 def test_part_sizes_grow_so_5_tib_fits_in_10000_parts() -> None:
