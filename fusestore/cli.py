@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import time
 from typing import Any, NoReturn
 
 import click
@@ -52,7 +55,9 @@ def with_s3_options(func: Any) -> Any:
 )
 def main(log_level: str) -> None:
     """Mount an object store (S3, MinIO, Ceph, SeaweedFS, a directory) as a directory."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The level applies to fusestore's own loggers: botocore's debug output is a flood.
+    logging.getLogger("fusestore").setLevel(log_level.upper())
 
 
 @main.command("stores")
@@ -90,3 +95,138 @@ def check_command(url: str, endpoint_url: str | None, region: str | None, profil
         fail(str(exc))
     click.echo(f"ok: {store.to_url()} answers")
     store.close()
+
+
+class ByteSize(click.ParamType):
+    """`10G`, `512M`, `64k` or a plain number of bytes (binary units)."""
+
+    name = "size"
+    _units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+        unit = text[-1:] if text[-1:] in self._units and not text[-1:].isdigit() else ""
+        number = text[: len(text) - len(unit)]
+        try:
+            size = int(float(number) * self._units[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a size (examples: 10G, 512M, 1048576)", param, ctx)
+        if size < 0:
+            self.fail(f"{value!r} is negative", param, ctx)
+        return size
+
+
+class Octal(click.ParamType):
+    name = "octal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value), 8)
+        except ValueError:
+            self.fail(f"{value!r} is not an octal mode like 022", param, ctx)
+
+
+@main.command("mount")
+@click.argument("url")
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@with_s3_options
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache directory [default: one per store under "
+              "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].")
+@click.option("--cache-size", type=ByteSize(), default="10G", show_default=True,
+              help="Clean data kept in the cache before the least recently used is evicted.")
+@click.option("--dirty-limit", type=ByteSize(), default="2G", show_default=True,
+              help="Changed data not yet uploaded; writers wait when it is reached.")
+@click.option("--writeback-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds after a file's last write or close before it is uploaded.")
+@click.option("--metadata-ttl", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Seconds a directory listing is trusted before the store is asked again.")
+@click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
+@click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")
+@click.option("--umask", type=Octal(), default="022", show_default=True,
+              help="Mode bits cleared for objects and directories that carry no mode.")
+@click.option("--unmount-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
+              help="Seconds unmounting waits for the store before leaving the rest for the next mount.")
+@click.option("--upload-workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Files uploaded at the same time.")
+def mount_command(url: str, mountpoint: str, endpoint_url: str | None, region: str | None, profile: str | None,
+                  cache_dir: str | None, cache_size: int, dirty_limit: int, writeback_delay: float,
+                  metadata_ttl: float, uid: int | None, gid: int | None, umask: int, unmount_timeout: float,
+                  upload_workers: int) -> None:
+    """Mount the store at URL on MOUNTPOINT, in the foreground until unmounted.
+
+    Ctrl-C, SIGTERM, `fusestore umount` and `fusermount3 -u` all upload every change
+    first; the exit code is 0 once the store holds everything.
+
+    \b
+    Examples:
+      fusestore mount s3://my-bucket/photos ~/photos
+      fusestore mount s3://demo ./mnt --endpoint-url http://127.0.0.1:9000
+    """
+    from .core import MountSettings
+    from .daemon import Daemon, DaemonOptions, SetupError
+
+    settings = MountSettings(
+        uid=os.getuid() if uid is None else uid,
+        gid=os.getgid() if gid is None else gid,
+        umask=umask,
+        metadata_ttl=metadata_ttl,
+        writeback_delay=writeback_delay,
+        cache_size=cache_size,
+        dirty_limit=dirty_limit,
+        upload_workers=upload_workers,
+    )
+    try:
+        store = open_store(url, **store_options(endpoint_url, region, profile))
+        daemon = Daemon(store, mountpoint, settings, cache_dir, DaemonOptions(unmount_timeout=unmount_timeout))
+        code = daemon.run()
+    except (InvalidStoreURL, StoreError, SetupError) as exc:
+        fail(str(exc))
+    sys.exit(code)
+
+
+@main.command("umount")
+@click.argument("mountpoint", type=click.Path())
+@click.option("--timeout", type=click.FloatRange(min=0), default=None,
+              help="Give up waiting after this many seconds (the daemon keeps syncing).")
+def umount_command(mountpoint: str, timeout: float | None) -> None:
+    """Upload every change, then unmount MOUNTPOINT; waits until the daemon has exited."""
+    from . import mounts
+
+    mountpoint = os.path.realpath(mountpoint)
+    entry = mounts.registered(mountpoint)
+    pid = entry.get("pid") if entry else None
+    if not pid or not _alive(pid) or not mounts.is_mounted(mountpoint):
+        if mounts.is_mounted(mountpoint):
+            mounts.lazy_unmount(mountpoint)
+            click.echo(f"fusestore: {mountpoint} unmounted (no live daemon was registered for it)", err=True)
+            return
+        fail(f"{mountpoint} is not a fusestore mount")
+    os.kill(pid, signal.SIGTERM)
+    click.echo(f"fusestore: uploading pending changes of {mountpoint}, then unmounting…", err=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while _alive(pid):
+        if deadline is not None and time.monotonic() > deadline:
+            fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+        time.sleep(0.1)
+    result = (mounts.registered(mountpoint) or {}).get("exit_code")
+    if result not in (0, None):
+        fail(f"{mountpoint} was unmounted with changes not yet in the store; they go up at the next mount")
+    click.echo(f"fusestore: {mountpoint} unmounted; the store holds every change", err=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

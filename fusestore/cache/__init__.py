@@ -1,0 +1,8 @@
+"""The persistent local cache: file data in sparse files, metadata and the journal in diskcache."""
+
+from .content import BLOCK_SIZE, Content
+from .contents import ContentStore
+from .journal import Journal
+from .layout import CacheDir, CacheLocked, default_cache_root
+
+__all__ = ["BLOCK_SIZE", "CacheDir", "CacheLocked", "Content", "ContentStore", "Journal", "default_cache_root"]

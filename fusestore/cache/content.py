@@ -1,0 +1,153 @@
+"""One file's data in the cache: a sparse local file plus the set of blocks that are present.
+
+A content mirrors one version of an object (clean) or a file being changed (dirty). Bytes
+at or past `base_size` never come from the store (they are written locally or are zeros),
+so only blocks below `base_size` can be missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+BLOCK_SIZE = 1024 * 1024
+
+
+class Content:
+    """A sparse file whose logical size is always the file's size on disk.
+
+    Methods do small, bounded disk work inline (pread/pwrite/ftruncate of the page
+    cache); none of them blocks on the network. Not thread-safe: it belongs to the trio
+    thread, except that an uploader thread may pread from `path` concurrently.
+    """
+
+    def __init__(self, content_id: str, path: Path, size: int, base_size: int, present: int = 0) -> None:
+        self.id = content_id
+        self.path = path
+        self.size = size
+        self.base_size = base_size
+        self.present = present
+        #: the object version (key, etag) missing blocks are fetched from
+        self.source: tuple[str, str] | None = None
+        self.dirty = False
+        self.pins = 0
+        self.atime = 0.0
+        self._fd: int | None = None
+
+    # -- the file -----------------------------------------------------------------
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if os.fstat(self._fd).st_size != self.size:
+                os.ftruncate(self._fd, self.size)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    # -- blocks -------------------------------------------------------------------
+
+    def _base_blocks(self) -> int:
+        return -(-self.base_size // BLOCK_SIZE)
+
+    def complete(self) -> bool:
+        """Whether every byte is local (nothing left to fetch from the store)."""
+        wanted = (1 << self._base_blocks()) - 1
+        return self.present & wanted == wanted
+
+    def missing_runs(self, offset: int, length: int) -> Iterator[tuple[int, int]]:
+        """Runs of missing blocks overlapping [offset, offset+length), as (first, count)."""
+        end = min(offset + length, self.base_size, self.size)
+        if end <= offset:
+            return
+        block, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE
+        run_start = None
+        while block <= last:
+            if not self.present >> block & 1:
+                if run_start is None:
+                    run_start = block
+            elif run_start is not None:
+                yield run_start, block - run_start
+                run_start = None
+            block += 1
+        if run_start is not None:
+            yield run_start, last + 1 - run_start
+
+    def fetch_span(self, first: int, count: int) -> tuple[int, int]:
+        """Byte range (start, length) of the store's data for blocks [first, first+count)."""
+        start = first * BLOCK_SIZE
+        end = min((first + count) * BLOCK_SIZE, self.base_size, self.size)
+        return start, max(0, end - start)
+
+    def fill(self, first: int, data: bytes) -> None:
+        """Store fetched bytes starting at block `first` and mark those blocks present.
+
+        Blocks already present (written locally meanwhile) keep their local bytes.
+        """
+        count = -(-len(data) // BLOCK_SIZE) if data else 0
+        for i in range(count):
+            block = first + i
+            if self.present >> block & 1:
+                continue
+            chunk = data[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
+            # The file may have been truncated meanwhile: bytes past the base stay zeros.
+            limit = min(self.size, self.base_size) - block * BLOCK_SIZE
+            if limit > 0:
+                os.pwrite(self.fd, chunk[:limit], block * BLOCK_SIZE)
+            self.present |= 1 << block
+
+    def present_bytes(self) -> int:
+        """Bytes of local data this content accounts for in the cache size."""
+        if self.complete():
+            return self.size
+        return min(self.size, self.present.bit_count() * BLOCK_SIZE)
+
+    # -- reading and writing --------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Local bytes; the caller has fetched the blocks the range needs."""
+        length = max(0, min(length, self.size - offset))
+        return os.pread(self.fd, length, offset) if length else b""
+
+    def write(self, offset: int, data: bytes) -> int:
+        """Write local bytes; the caller has fetched partially overwritten missing blocks."""
+        written = os.pwrite(self.fd, data, offset)
+        end = offset + written
+        if end > self.size:
+            self.size = end
+        first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE if written else -1
+        for block in range(first, last + 1):
+            self.present |= 1 << block
+        return written
+
+    def truncate(self, size: int) -> None:
+        """Set the size; the caller has fetched the block that holds the new end.
+
+        Bytes past the new end are gone for good: blocks wholly past it are dropped from
+        the base, so growing again shows zeros rather than the store's old bytes.
+        """
+        os.ftruncate(self.fd, size)
+        self.size = size
+        if size < self.base_size:
+            self.base_size = size
+        self.present &= (1 << -(-size // BLOCK_SIZE)) - 1
+
+    def boundary_block(self, size: int) -> tuple[int, int] | None:
+        """The missing block holding byte `size`, which must be fetched before truncating."""
+        if size % BLOCK_SIZE == 0:
+            return None
+        for run in self.missing_runs(size - 1, 1):
+            return run
+        return None

@@ -1,0 +1,199 @@
+"""All contents of one cache: creation, reuse across remounts, LRU eviction of clean data.
+
+The index (diskcache) remembers every clean content by id with the object key and etag it
+mirrors, so a remount reuses data whose etag still matches. Dirty contents are owned by the
+journal instead and are never evicted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from .content import Content
+
+log = logging.getLogger(__name__)
+
+
+class ContentStore:
+    """Creates, finds and evicts contents.
+
+    Guarantees: a dirty or pinned (open) content is never evicted; clean contents are
+    evicted least-recently-used first once `used` exceeds `limit`. Every method runs
+    inline (index look-ups and small writes); `evict_candidates`/`forget` split an
+    eviction so that the file removals can run in a worker thread.
+    """
+
+    def __init__(self, data_dir: Path, index: diskcache.Cache, limit: int) -> None:
+        self.data_dir = data_dir
+        self.index = index
+        self.limit = limit
+        self._by_id: dict[str, Content] = {}
+        self._by_object: dict[tuple[str, str], str] = {}
+        self._object_of: dict[str, tuple[str, str]] = {}
+        self._dirty: dict[str, Content] = {}
+        self._load()
+
+    def _map(self, content_id: str, key: str, etag: str) -> None:
+        self._unmap(content_id)
+        self._by_object[(key, etag)] = content_id
+        self._object_of[content_id] = (key, etag)
+
+    def _unmap(self, content_id: str) -> None:
+        obj = self._object_of.pop(content_id, None)
+        if obj is not None and self._by_object.get(obj) == content_id:
+            del self._by_object[obj]
+
+    def _load(self) -> None:
+        """Clean contents left by the previous mount, checked against the files on disk."""
+        for key in list(self.index.iterkeys()):
+            if not (isinstance(key, tuple) and key[0] == "content"):
+                continue
+            record: dict[str, Any] | None = self.index.get(key)
+            content_id = key[1]
+            path = self._path(content_id)
+            if record is None or not path.exists() or path.stat().st_size != record["size"]:
+                self.index.delete(key)
+                path.unlink(missing_ok=True)
+                continue
+            content = Content(content_id, path, record["size"], record["size"], int(record["present"], 16))
+            content.atime = record["atime"]
+            content.source = (record["key"], record["etag"])
+            self._by_id[content_id] = content
+            self._map(content_id, record["key"], record["etag"])
+
+    def _path(self, content_id: str) -> Path:
+        return self.data_dir / content_id
+
+    def remove_orphans(self, keep: set[str]) -> int:
+        """Delete data files that neither the index nor the journal (`keep`) knows. Blocking."""
+        removed = 0
+        for entry in os.scandir(self.data_dir):
+            if entry.name not in self._by_id and entry.name not in keep:
+                os.unlink(entry.path)
+                removed += 1
+        return removed
+
+    # -- finding and creating ---------------------------------------------------------
+
+    def clean_for(self, key: str, etag: str, size: int) -> Content:
+        """The clean content mirroring object `key` at `etag`, reused or new (and empty)."""
+        content_id = self._by_object.get((key, etag))
+        if content_id is not None:
+            content = self._by_id[content_id]
+            if content.size == size and not content.dirty:
+                content.atime = time.time()
+                return content
+            self._drop_object(key, etag)
+        content = self.new(size, base_size=size)
+        self.register_clean(content, key, etag)
+        return content
+
+    def new(self, size: int = 0, base_size: int = 0) -> Content:
+        """A new content (dirty owners register it with the journal; clean ones via register_clean)."""
+        content_id = uuid.uuid4().hex
+        content = Content(content_id, self._path(content_id), size, base_size)
+        content.atime = time.time()
+        self._by_id[content_id] = content
+        return content
+
+    def adopt(self, content_id: str, size: int, base_size: int, present: int) -> Content:
+        """A dirty content named by the journal, after a restart."""
+        content = Content(content_id, self._path(content_id), size, base_size, present)
+        content.dirty = True
+        self._by_id[content_id] = content
+        self._dirty[content_id] = content
+        return content
+
+    def register_clean(self, content: Content, key: str, etag: str) -> None:
+        """Remember `content` as mirroring `key` at `etag` (it is then evictable when unpinned)."""
+        content.dirty = False
+        content.source = (key, etag)
+        self._dirty.pop(content.id, None)
+        old = self._by_object.get((key, etag))
+        if old is not None and old != content.id:
+            self.discard(self._by_id[old])
+        self._map(content.id, key, etag)
+        self.save(content, key, etag)
+
+    def save(self, content: Content, key: str, etag: str) -> None:
+        """Persist the block map of a clean content (after fetches, before unmount)."""
+        if content.dirty:
+            return
+        self.index.set(
+            ("content", content.id),
+            {"key": key, "etag": etag, "size": content.size, "present": f"{content.present:x}", "atime": content.atime},
+        )
+
+    def save_all(self) -> None:
+        for content_id, (key, etag) in self._object_of.items():
+            self.save(self._by_id[content_id], key, etag)
+
+    def make_dirty(self, content: Content) -> None:
+        """`content` now holds local changes: no longer a mirror of any object."""
+        content.dirty = True
+        self._dirty[content.id] = content
+        self._unmap(content.id)
+        self.index.delete(("content", content.id))
+
+    def _drop_object(self, key: str, etag: str) -> None:
+        content_id = self._by_object.get((key, etag))
+        if content_id is not None:
+            self.discard(self._by_id[content_id])
+
+    def forget_object(self, key: str, etag: str) -> None:
+        """The object changed or went away: its clean data is worthless unless it is open."""
+        content_id = self._by_object.get((key, etag))
+        if content_id is not None and not self._by_id[content_id].pins:
+            self._drop_object(key, etag)
+
+    def discard(self, content: Content) -> None:
+        """Remove a content and its file now (small unlink, inline)."""
+        self._by_id.pop(content.id, None)
+        self._dirty.pop(content.id, None)
+        self._unmap(content.id)
+        self.index.delete(("content", content.id))
+        content.remove()
+
+    # -- accounting and eviction ------------------------------------------------------
+
+    @property
+    def used(self) -> int:
+        return sum(c.present_bytes() for c in self._by_id.values())
+
+    @property
+    def dirty_bytes(self) -> int:
+        return sum(c.size for c in self._dirty.values())
+
+    def evict_candidates(self) -> list[Content]:
+        """Clean, unpinned contents to remove, oldest use first, to get back under 90% of the limit."""
+        used = self.used
+        if used <= self.limit:
+            return []
+        target = self.limit * 9 // 10
+        chosen = []
+        for content in sorted(self._by_id.values(), key=lambda c: c.atime):
+            if used <= target:
+                break
+            if content.dirty or content.pins:
+                continue
+            chosen.append(content)
+            used -= content.present_bytes()
+        for content in chosen:
+            self._by_id.pop(content.id, None)
+            self._unmap(content.id)
+            self.index.delete(("content", content.id))
+            content.close()
+        return chosen
+
+    @staticmethod
+    def remove_files(contents: list[Content]) -> None:
+        """The blocking half of an eviction (run in a worker thread)."""
+        for content in contents:
+            content.remove()

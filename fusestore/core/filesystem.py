@@ -1,0 +1,858 @@
+"""POSIX operations on the cache, independent of FUSE.
+
+`Filesystem` is what `fuse_ops` calls: every method takes inode numbers, names and file
+handles, raises `OSError` with a POSIX errno (or a `StoreError`, which maps to one), and
+touches only the local cache unless it must ask the store (a directory not listed yet, data
+not cached yet). Changes are recorded in the journal and handed to the flusher.
+
+Every method runs on the trio thread; those that may wait for the store or for dirty
+space are `async` and yield while they do.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import trio
+
+from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
+from ..storecalls import StoreCalls
+from ..stores import NotFound, ObjectInfo, Store
+from ..stores.base import MiB
+from .namespace import NAME_MAX, Defaults, Namespace
+from .nodes import Kind, Node, now_ns
+
+log = logging.getLogger(__name__)
+
+#: What the file system reports as its size when the store does not know (S3): 1 PiB.
+UNKNOWN_CAPACITY = 2**50
+
+
+def fs_error(code: int, detail: str = "") -> OSError:
+    return OSError(code, os.strerror(code) + (f": {detail}" if detail else ""))
+
+
+@dataclass
+class MountSettings:
+    """The tunables of one mount (command-line options)."""
+
+    uid: int = field(default_factory=os.getuid)
+    gid: int = field(default_factory=os.getgid)
+    umask: int = 0o022
+    metadata_ttl: float = 60.0
+    writeback_delay: float = 2.0
+    cache_size: int = 10 * 1024 * MiB
+    dirty_limit: int = 2 * 1024 * MiB
+    upload_workers: int = 4
+    store_connections: int = 16
+    read_ahead_max: int = 64 * MiB
+
+
+@dataclass
+class FileHandle:
+    node: Node
+    content: Content | None
+    writable: bool
+    next_offset: int = 0  # where a sequential reader reads next
+    window: int = 1  # readahead, in blocks
+
+
+@dataclass
+class DirHandle:
+    node: Node
+    entries: list[tuple[str, Node]]
+
+
+class Filesystem:
+    """The mounted tree. See the module docstring for the calling rules."""
+
+    def __init__(self, store: Store, cache: CacheDir, settings: MountSettings) -> None:
+        from ..flusher import Flusher  # the flusher drives this class; import late to avoid a cycle
+
+        self.store = store
+        self.cache = cache
+        self.settings = settings
+        self.index = diskcache.Cache(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
+        self.journal = Journal(cache.path / "journal")
+        self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size)
+        self.calls = StoreCalls(store, settings.store_connections)
+        self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
+        self.ns = Namespace(self.defaults, self.journal, self.index)
+        self.flusher = Flusher(self)
+        self._handles: dict[int, FileHandle | DirHandle] = {}
+        self._next_fh = 1
+        self._refreshing: dict[Node, trio.Event] = {}
+        self._fetching: dict[tuple[str, int], trio.Event] = {}
+        self.dirty_space = trio.Event()
+        self.mount_time_ns = now_ns()
+        self._capacity: tuple[float, int, int] | None = None
+
+    def close(self) -> None:
+        """Persist what the next mount reuses. Call after the flusher stopped."""
+        self.contents.save_all()
+        for node in self.ns.nodes.values():
+            if node.jid is not None:
+                self.record(node)
+        self.journal.close()
+        self.index.close()
+
+    # -- journal ----------------------------------------------------------------------
+
+    def record(self, node: Node) -> None:
+        """Write (or drop) the journal record of `node`'s pending work."""
+        if not node.linked or not self._has_work(node):
+            if node.jid is not None:
+                self.journal.drop_node(node.jid)
+                node.jid = None
+            return
+        if node.jid is None:
+            node.jid = uuid.uuid4().hex
+        content = node.content if node.data_dirty else None
+        self.journal.save_node(
+            node.jid,
+            {
+                "kind": node.kind.value,
+                "key": node.key,
+                "perm": node.perm,
+                "uid": node.uid,
+                "gid": node.gid,
+                "mtime_ns": node.mtime_ns,
+                "size": node.size,
+                "remote_key": node.remote_key,
+                "etag": node.etag,
+                "remote_size": node.remote_size,
+                "data_dirty": node.data_dirty,
+                "meta_dirty": node.meta_dirty,
+                "content": content.id if content else None,
+                "base_size": content.base_size if content else 0,
+                "present": f"{content.present:x}" if content else "0",
+                "target": node.target,
+                "explicit": node.explicit,
+                "marker_key": node.marker_key,
+            },
+        )
+
+    def _has_work(self, node: Node) -> bool:
+        if node.is_dir:
+            return self.marker_work(node) is not None
+        return node.pending
+
+    def marker_wanted(self, node: Node) -> bool | None:
+        """Whether the store should hold a `dir/` marker for a directory; None: unknown yet."""
+        if node is self.ns.root or not node.linked:
+            return False
+        if node.listed_at == float("-inf"):
+            return None
+        return not node.children or node.explicit
+
+    def marker_work(self, node: Node) -> str | None:
+        """"put" or "delete" when the directory's marker must change, else None."""
+        wanted = self.marker_wanted(node)
+        if wanted is None:
+            return None
+        if wanted and (node.marker_key != node.prefix or node.meta_dirty):
+            return "put"
+        if not wanted and node.marker_key is not None:
+            return "delete"
+        return None
+
+    def changed(self, node: Node, *, data: bool = False, meta: bool = False, journal: bool = True) -> None:
+        """A local change to `node`: journal it and let the flusher upload it later."""
+        node.version += 1
+        node.ctime_ns = now_ns()
+        if data:
+            node.data_dirty = True
+        if meta:
+            node.meta_dirty = True
+        if journal or node.jid is None:
+            self.record(node)
+        self.flusher.schedule(node)
+
+    def dir_changed(self, directory: Node) -> None:
+        """Entries of `directory` changed: its marker may have to come or go."""
+        self.index.delete(("listing", directory.prefix))
+        directory.mtime_ns = directory.ctime_ns = now_ns()
+        if self.marker_work(directory) is not None:
+            self.record(directory)
+            self.flusher.schedule(directory)
+
+    def replay(self) -> int:
+        """Rebuild pending work from the journal (before the mount is ready). Returns its size."""
+        records = self.journal.nodes()
+        # Parents before children, so directories exist when their entries arrive.
+        for jid, rec in sorted(records.items(), key=lambda item: item[1]["key"].count("/")):
+            try:
+                self._replay_node(jid, rec)
+            except Exception:
+                log.exception("journal record for %r could not be replayed; it stays in the journal", rec.get("key"))
+        for key in self.journal.deletes():
+            self.ns.deletes.add(key)
+            self.ns._shadow(key, +1)
+        return len(records) + len(self.ns.deletes)
+
+    def _replay_node(self, jid: str, rec: dict[str, Any]) -> None:
+        *dirs, name = rec["key"].split("/")
+        parent = self.ns.root
+        for dir_name in dirs:
+            assert parent.children is not None
+            child = parent.children.get(dir_name)
+            if child is None or not child.is_dir:
+                child = self.ns.new_node(Kind.DIR, dir_name, parent, self.defaults.dir_perm,
+                                         self.defaults.uid, self.defaults.gid, now_ns())
+                self.ns.attach(parent, dir_name, child)
+            parent = child
+        kind = Kind(rec["kind"])
+        assert parent.children is not None
+        old = parent.children.get(name)
+        if old is not None and old.kind is kind and kind is Kind.DIR:
+            node = old
+            node.perm, node.uid, node.gid, node.mtime_ns = rec["perm"], rec["uid"], rec["gid"], rec["mtime_ns"]
+        else:
+            if old is not None:
+                self.ns.detach(old)
+            node = self.ns.new_node(kind, name, parent, rec["perm"], rec["uid"], rec["gid"], rec["mtime_ns"])
+            self.ns.attach(parent, name, node)
+        node.jid = jid
+        node.size = rec["size"]
+        node.remote_key, node.etag, node.remote_size = rec["remote_key"], rec["etag"], rec["remote_size"]
+        node.data_dirty, node.meta_dirty = rec["data_dirty"], rec["meta_dirty"]
+        node.target = rec["target"]
+        node.explicit, node.marker_key = rec["explicit"], rec["marker_key"]
+        if kind is Kind.DIR:
+            node.listed_at = time.monotonic()
+        if rec["content"]:
+            path = self.cache.data_dir / rec["content"]
+            size = path.stat().st_size if path.exists() else 0
+            content = self.contents.adopt(rec["content"], size, rec["base_size"], int(rec["present"], 16))
+            if node.remote_key and node.etag:
+                content.source = (node.remote_key, node.etag)
+            node.content = content
+            node.size = size
+        self.ns.track_move(node)
+        self.flusher.schedule(node, delay=0)
+
+    def dirty_content_ids(self) -> set[str]:
+        return {rec["content"] for rec in self.journal.nodes().values() if rec.get("content")}
+
+    # -- lookups and listings ---------------------------------------------------------
+
+    def node(self, ino: int) -> Node:
+        try:
+            return self.ns.nodes[ino]
+        except KeyError:
+            raise fs_error(errno.ENOENT, f"inode {ino}") from None
+
+    def directory(self, ino: int) -> Node:
+        node = self.node(ino)
+        if not node.is_dir:
+            raise fs_error(errno.ENOTDIR)
+        return node
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise fs_error(errno.ENAMETOOLONG)
+        if "/" in name or name in ("", ".", ".."):
+            raise fs_error(errno.EINVAL)
+
+    def fresh(self, directory: Node) -> bool:
+        return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
+
+    async def children(self, directory: Node) -> dict[str, Node]:
+        """The entries of a directory, listed from the store when older than the TTL."""
+        if not self.fresh(directory):
+            await self.refresh(directory)
+        assert directory.children is not None
+        return directory.children
+
+    async def refresh(self, directory: Node) -> None:
+        waiting = self._refreshing.get(directory)
+        if waiting is not None:
+            await waiting.wait()
+            return
+        done = self._refreshing[directory] = trio.Event()
+        try:
+            prefix = directory.prefix
+            listing = self.index.get(("listing", prefix))
+            if listing is None:
+                listing = await self.calls.run(self._list_all, prefix)
+                self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
+            if directory.linked and directory.prefix == prefix:
+                self.ns.merge_listing(directory, *listing)
+                if self.marker_work(directory) is not None:
+                    self.record(directory)
+                    self.flusher.schedule(directory)
+        finally:
+            del self._refreshing[directory]
+            done.set()
+
+    def _list_all(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        """Every entry directly below `prefix` (blocking; runs in a worker thread)."""
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.store.list(prefix, "/", token)
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+            if page.next_token is None:
+                return objects, prefixes
+            token = page.next_token
+
+    async def child(self, parent: Node, name: str) -> Node | None:
+        children = await self.children(parent)
+        return children.get(name)
+
+    async def lookup(self, parent_ino: int, name: str) -> Node | None:
+        """The entry `name` (its lookup count raised), or None: it does not exist."""
+        parent = self.directory(parent_ino)
+        if name == ".":
+            node: Node | None = parent
+        elif name == "..":
+            node = parent.parent or parent
+        else:
+            if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise fs_error(errno.ENAMETOOLONG)
+            node = await self.child(parent, name)
+        if node is None:
+            return None
+        if node.attrs_guessed:
+            await self.head_attrs(node)
+        node.lookups += 1
+        return node
+
+    async def head_attrs(self, node: Node) -> None:
+        """Read the POSIX attributes a listing did not carry (one HEAD, remembered)."""
+        key, etag = node.remote_key, node.etag
+        if key is None or node.pending:
+            node.attrs_guessed = False
+            return
+        try:
+            info = await self.calls.run(self.store.head, key)
+        except NotFound:
+            node.attrs_guessed = False
+            return
+        if node.remote_key == key and node.etag == etag and not node.pending:
+            kind = node.kind
+            self.ns.apply_object(node, info)
+            if node.kind is not kind:
+                # The kernel cannot change an inode's type; it keeps the old one until the
+                # entry expires (see docs/semantics.md).
+                log.info("%s is a %s, listed as a %s", node.path(), node.kind.value, kind.value)
+                node.kind = kind
+        node.attrs_guessed = False
+
+    async def getattr(self, ino: int) -> Node:
+        node = self.node(ino)
+        if node.attrs_guessed:
+            await self.head_attrs(node)
+        return node
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self.ns.nodes.get(ino)
+        if node is None or ino == 1:
+            return
+        node.lookups = max(0, node.lookups - count)
+        self._maybe_free(node)
+
+    def _maybe_free(self, node: Node) -> None:
+        if self.ns.maybe_free(node):
+            content = node.content
+            if content is not None and content.dirty and not node.linked:
+                self.contents.discard(content)
+            node.content = None
+
+    async def opendir(self, ino: int) -> int:
+        directory = self.directory(ino)
+        children = await self.children(directory)
+        return self._add_handle(DirHandle(directory, sorted(children.items())))
+
+    def readdir(self, fh: int, start: int) -> list[tuple[str, Node, int]]:
+        """Entries from position `start`; each comes with the cookie of the next one."""
+        handle = self._handle(fh)
+        if not isinstance(handle, DirHandle):
+            raise fs_error(errno.EBADF)
+        return [(name, node, i + 1) for i, (name, node) in enumerate(handle.entries) if i >= start]
+
+    def releasedir(self, fh: int) -> None:
+        self._handles.pop(fh, None)
+
+    def _add_handle(self, handle: FileHandle | DirHandle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def _handle(self, fh: int) -> FileHandle | DirHandle:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise fs_error(errno.EBADF) from None
+
+    def file_handle(self, fh: int) -> FileHandle:
+        handle = self._handle(fh)
+        if not isinstance(handle, FileHandle):
+            raise fs_error(errno.EBADF)
+        return handle
+
+    # -- creating and removing ----------------------------------------------------------
+
+    async def _new_entry(self, parent_ino: int, name: str) -> Node:
+        parent = self.directory(parent_ino)
+        self.check_name(name)
+        self.store.keys.full(parent.prefix + name + "/")  # KeyTooLong before anything changes
+        if await self.child(parent, name) is not None:
+            raise fs_error(errno.EEXIST)
+        return parent
+
+    def _placed(self, node: Node) -> None:
+        """A new node now names its key: nothing pending may delete that key any more."""
+        self.ns.drop_delete(node.key)
+        if node.is_dir:
+            self.ns.drop_delete(node.prefix)
+
+    async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
+        parent = await self._new_entry(parent_ino, name)
+        perm = stat.S_IMODE(mode)
+        node = self.ns.new_node(Kind.DIR, name, parent, perm, uid, gid, now_ns())
+        node.listed_at = time.monotonic()  # nothing below it yet: complete
+        node.explicit = (perm, uid, gid) != (self.defaults.dir_perm, self.defaults.uid, self.defaults.gid)
+        self.ns.attach(parent, name, node)
+        self._placed(node)
+        node.lookups += 1
+        self.record(node)
+        self.flusher.schedule(node)
+        self.dir_changed(parent)
+        return node
+
+    async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int) -> tuple[int, Node]:
+        parent = await self._new_entry(parent_ino, name)
+        node = self.ns.new_node(Kind.FILE, name, parent, stat.S_IMODE(mode), uid, gid, now_ns())
+        node.content = self.contents.new()
+        self.contents.make_dirty(node.content)
+        self.ns.attach(parent, name, node)
+        self._placed(node)
+        node.lookups += 1
+        self.changed(node, data=True)
+        self.dir_changed(parent)
+        return self._open_handle(node, flags), node
+
+    async def symlink(self, parent_ino: int, name: str, target: str, uid: int, gid: int) -> Node:
+        parent = await self._new_entry(parent_ino, name)
+        node = self.ns.new_node(Kind.SYMLINK, name, parent, 0o777, uid, gid, now_ns())
+        node.target = target
+        node.size = len(target.encode("utf-8", "surrogateescape"))
+        self.ns.attach(parent, name, node)
+        self._placed(node)
+        node.lookups += 1
+        self.changed(node, data=True)
+        self.dir_changed(parent)
+        return node
+
+    async def readlink(self, ino: int) -> str:
+        node = self.node(ino)
+        if node.kind is not Kind.SYMLINK:
+            raise fs_error(errno.EINVAL)
+        if not node.target and node.remote_key and node.etag and node.size:
+            body = await self.calls.run(self.store.get_range, node.remote_key, 0, None, node.etag)
+            node.target = body.decode("utf-8", "surrogateescape")
+        return node.target
+
+    async def unlink(self, parent_ino: int, name: str) -> None:
+        parent = self.directory(parent_ino)
+        node = await self.child(parent, name)
+        if node is None:
+            raise fs_error(errno.ENOENT)
+        if node.is_dir:
+            raise fs_error(errno.EISDIR)
+        self._remove(node)
+        self.dir_changed(parent)
+
+    def _remove(self, node: Node) -> None:
+        """Unlink a file or symlink: gone from the tree now, from the store soon."""
+        self.ns.detach(node)
+        self.record(node)  # drops its journal record: nothing of it is to be uploaded
+        self.flusher.forget(node)
+        if node.opens:
+            self.ns.track_move(node)  # open handles may still read blocks from its object
+        else:
+            self._release_object(node)
+        self._maybe_free(node)
+
+    def _release_object(self, node: Node) -> None:
+        """`node` no longer needs its object: delete it unless something else will be written there."""
+        key = self.ns.release_remote(node)
+        if key is not None:
+            other = self.ns.node_at(key)
+            if other is None or other.is_dir:
+                self.ns.add_delete(key)
+                self.flusher.wake()
+
+    async def rmdir(self, parent_ino: int, name: str) -> None:
+        parent = self.directory(parent_ino)
+        node = await self.child(parent, name)
+        if node is None:
+            raise fs_error(errno.ENOENT)
+        if not node.is_dir:
+            raise fs_error(errno.ENOTDIR)
+        await self._check_empty(node)
+        self.ns.detach(node)
+        if node.marker_key is not None:
+            self.ns.add_delete(node.marker_key)
+            node.marker_key = None
+            self.flusher.wake()
+        self.record(node)
+        self.flusher.forget(node)
+        self._maybe_free(node)
+        self.dir_changed(parent)
+
+    async def _check_empty(self, directory: Node) -> None:
+        """ENOTEMPTY unless the directory holds nothing, in the store included."""
+        await self.refresh(directory)
+        if directory.children or self.ns.hidden.get(directory.prefix):
+            raise fs_error(errno.ENOTEMPTY)
+
+    # -- rename -------------------------------------------------------------------------
+
+    async def rename(self, old_ino: int, old_name: str, new_ino: int, new_name: str, flags: int) -> None:
+        RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+        if flags & RENAME_EXCHANGE:
+            raise fs_error(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        old_parent, new_parent = self.directory(old_ino), self.directory(new_ino)
+        self.check_name(new_name)
+        node = await self.child(old_parent, old_name)
+        if node is None:
+            raise fs_error(errno.ENOENT)
+        if node.is_ancestor_of(new_parent):
+            raise fs_error(errno.EINVAL, "cannot move a directory into itself")
+        target = await self.child(new_parent, new_name)
+        if target is node:
+            return
+        if target is not None:
+            if flags & RENAME_NOREPLACE:
+                raise fs_error(errno.EEXIST)
+            if node.is_dir and not target.is_dir:
+                raise fs_error(errno.ENOTDIR)
+            if target.is_dir and not node.is_dir:
+                raise fs_error(errno.EISDIR)
+            if target.is_dir:
+                await self._check_empty(target)
+        self.store.keys.full(new_parent.prefix + new_name + ("/" if node.is_dir else ""))
+        if node.is_dir:
+            await self._load_tree(node)
+        # Everything below was awaited; check again that the names still mean the same.
+        if old_parent.children is None or old_parent.children.get(old_name) is not node:
+            raise fs_error(errno.ENOENT)
+        assert new_parent.children is not None
+        if new_parent.children.get(new_name) is not target:
+            raise fs_error(errno.EAGAIN, "the target changed during the rename")
+
+        if target is not None:
+            if target.is_dir:
+                self.ns.detach(target)
+                if target.marker_key is not None:
+                    self.ns.add_delete(target.marker_key)
+                    target.marker_key = None
+                self.record(target)
+                self.flusher.forget(target)
+                self._maybe_free(target)
+            else:
+                # Its key is about to be named by `node` again, which drops that delete.
+                self._remove(target)
+        self.ns.detach(node)
+        self.ns.attach(new_parent, new_name, node)
+        for moved in node.walk():
+            if moved.is_dir:
+                if moved.marker_key is not None and moved.marker_key != moved.prefix:
+                    self.ns.add_delete(moved.marker_key)
+                    moved.marker_key = None
+                self.ns.drop_delete(moved.prefix)
+            else:
+                self.ns.drop_delete(moved.key)
+            self.ns.track_move(moved)
+            if moved.is_dir:
+                self.record(moved)
+                self.flusher.schedule(moved)
+            else:
+                self.changed(moved)
+        node.ctime_ns = now_ns()
+        self.dir_changed(old_parent)
+        self.dir_changed(new_parent)
+        self.flusher.wake()
+
+    async def _load_tree(self, directory: Node) -> None:
+        """List everything below a directory (one recursive listing), so a rename moves it all."""
+        prefix = directory.prefix
+        objects: list[ObjectInfo] = await self.calls.run(lambda: list(self.store.iter_objects(prefix)))
+        if directory.prefix != prefix:
+            raise fs_error(errno.EAGAIN, "the directory moved during the rename")
+        # Group by the directory each key sits in, then merge top-down.
+        by_dir: dict[str, tuple[list[ObjectInfo], set[str]]] = {prefix: ([], set())}
+        for info in objects:
+            rel = info.key[len(prefix) :]
+            parts = rel.split("/")
+            for depth in range(len(parts)):
+                here = prefix + "".join(p + "/" for p in parts[:depth])
+                entry = by_dir.setdefault(here, ([], set()))
+                if depth == len(parts) - 1:
+                    entry[0].append(info)
+                else:
+                    entry[1].add(here + parts[depth] + "/")
+        for here in sorted(by_dir, key=lambda p: p.count("/")):
+            node = self.ns.node_at(here.rstrip("/"))
+            if node is None or not node.is_dir or not directory.is_ancestor_of(node):
+                continue
+            objs, subs = by_dir[here]
+            self.ns.merge_listing(node, objs, sorted(subs))
+            self.index.set(("listing", here), (objs, sorted(subs)), expire=self.settings.metadata_ttl)
+
+    # -- attributes ---------------------------------------------------------------------
+
+    async def setattr(
+        self,
+        ino: int,
+        *,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        size: int | None = None,
+        mtime_ns: int | None = None,
+        fh: int | None = None,
+    ) -> Node:
+        node = self.node(ino)
+        if size is not None:
+            if node.is_dir:
+                raise fs_error(errno.EISDIR)
+            await self.truncate(node, size, fh)
+        meta = False
+        if mode is not None:
+            node.perm = stat.S_IMODE(mode)
+            meta = True
+        if uid is not None:
+            node.uid = uid
+            meta = True
+        if gid is not None:
+            node.gid = gid
+            meta = True
+        if mtime_ns is not None:
+            node.mtime_ns = mtime_ns
+            meta = True
+        if meta:
+            if node.is_dir:
+                node.explicit = True
+                node.meta_dirty = True
+                node.ctime_ns = now_ns()
+                self.index.delete(("listing", node.prefix))
+                self.record(node)
+                self.flusher.schedule(node)
+            elif node.linked:
+                self.changed(node, meta=True)
+        return node
+
+    async def truncate(self, node: Node, size: int, fh: int | None = None) -> None:
+        handle = self._handles.get(fh) if fh is not None else None
+        content = handle.content if isinstance(handle, FileHandle) and handle.content else None
+        content = content or await self.content_for_write(node)
+        if not content.dirty:
+            self.contents.make_dirty(content)
+            node.content = content
+        boundary = content.boundary_block(min(size, content.size))
+        if boundary is not None:
+            await self.fetch(content, *boundary)
+        content.truncate(size)
+        node.size = size
+        node.mtime_ns = now_ns()
+        if node.linked:
+            self.changed(node, data=True)
+
+    # -- open files ---------------------------------------------------------------------
+
+    def _open_handle(self, node: Node, flags: int) -> int:
+        writable = flags & os.O_ACCMODE != os.O_RDONLY
+        content = node.content
+        if content is not None:
+            content.pins += 1
+        node.opens += 1
+        node.kernel_generation = node.data_generation
+        return self._add_handle(FileHandle(node, content, writable))
+
+    async def open(self, ino: int, flags: int) -> tuple[int, bool]:
+        """A file handle, and whether the kernel may keep the pages it cached."""
+        node = self.node(ino)
+        if node.is_dir:
+            raise fs_error(errno.EISDIR)
+        if node.kind is Kind.SYMLINK:
+            raise fs_error(errno.ELOOP)
+        keep = node.kernel_generation == node.data_generation
+        if node.content is None:
+            node.content = self._clean_content(node)
+        fh = self._open_handle(node, flags)
+        if flags & os.O_TRUNC and node.size:
+            await self.truncate(node, 0, fh)
+            keep = False
+        return fh, keep
+
+    def _clean_content(self, node: Node) -> Content:
+        if node.remote_key is None or node.etag is None:
+            content = self.contents.new()
+            self.contents.make_dirty(content)
+            return content
+        return self.contents.clean_for(node.remote_key, node.etag, node.remote_size)
+
+    async def content_for_write(self, node: Node) -> Content:
+        """The node's content, made dirty (it then belongs to the node, not the index)."""
+        await self.wait_for_dirty_space(node)
+        content = node.content
+        if content is None:
+            content = node.content = self._clean_content(node)
+        if not content.dirty:
+            self.contents.make_dirty(content)
+        return content
+
+    async def wait_for_dirty_space(self, node: Node) -> None:
+        """Backpressure: wait while dirty data exceeds the limit (a file's own writes
+        are not held back by its own dirty bytes, or one large file could never finish)."""
+        while True:
+            own = node.content.size if node.content is not None and node.content.dirty else 0
+            if self.contents.dirty_bytes - own <= self.settings.dirty_limit:
+                return
+            self.flusher.hurry()
+            event = self.dirty_space = trio.Event() if self.dirty_space.is_set() else self.dirty_space
+            await event.wait()
+
+    def dirty_space_freed(self) -> None:
+        self.dirty_space.set()
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self.file_handle(fh)
+        node = handle.node
+        content = handle.content
+        if content is None:
+            content = handle.content = node.content or self._clean_content(node)
+            content.pins += 1
+        if offset >= content.size:
+            return b""
+        if offset == handle.next_offset:
+            handle.window = min(handle.window * 2, max(1, self.settings.read_ahead_max // BLOCK_SIZE))
+        else:
+            handle.window = 1
+        handle.next_offset = offset + size
+        for first, count in list(content.missing_runs(offset, size)):
+            await self.fetch(content, first, max(count, handle.window))
+        content.atime = time.time()
+        return content.read(offset, size)
+
+    async def fetch(self, content: Content, first: int, count: int) -> None:
+        """Bring blocks [first, first+count) from the store (those not present or in flight)."""
+        while True:
+            busy = [self._fetching[(content.id, b)] for b in range(first, first + count) if (content.id, b) in self._fetching]
+            if not busy:
+                break
+            await busy[0].wait()
+        runs = list(content.missing_runs(first * BLOCK_SIZE, count * BLOCK_SIZE))
+        if not runs:
+            return
+        run_first, run_count = runs[0][0], runs[-1][0] + runs[-1][1] - runs[0][0]
+        start, length = content.fetch_span(run_first, run_count)
+        if length <= 0 or content.source is None:
+            return
+        done = trio.Event()
+        blocks = range(run_first, run_first + run_count)
+        for b in blocks:
+            self._fetching[(content.id, b)] = done
+        try:
+            key, etag = content.source
+            data = await self.calls.run(self.store.get_range, key, start, length, etag)
+            content.fill(run_first, data)
+            if not content.dirty:
+                self.contents.save(content, key, etag)
+        finally:
+            for b in blocks:
+                self._fetching.pop((content.id, b), None)
+            done.set()
+
+    async def fetch_all(self, content: Content) -> None:
+        for first, count in list(content.missing_runs(0, content.size)):
+            await self.fetch(content, first, count)
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        handle = self.file_handle(fh)
+        node = handle.node
+        content = await self.content_for_write(node)
+        if handle.content is not content:
+            if handle.content is not None:
+                handle.content.pins -= 1
+            content.pins += 1
+            handle.content = content
+        end = offset + len(data)
+        for edge in (offset, end - 1):
+            if edge % BLOCK_SIZE or edge == end - 1 and end % BLOCK_SIZE:
+                for first, count in list(content.missing_runs(edge, 1)):
+                    await self.fetch(content, first, count)
+        first_present = content.present
+        written = content.write(offset, data)
+        node.size = content.size
+        node.mtime_ns = now_ns()
+        if node.linked:
+            # The journal learns of new blocks at once (a crash must not refetch over them).
+            self.changed(node, data=True, journal=not node.data_dirty or first_present != content.present)
+        return written
+
+    def flush(self, fh: int) -> None:
+        handle = self.file_handle(fh)
+        if handle.node.linked and handle.node.pending:
+            self.record(handle.node)
+            self.flusher.schedule(handle.node)
+
+    async def fsync(self, fh: int) -> None:
+        handle = self.file_handle(fh)
+        content = handle.content
+        if content is not None and content.dirty:
+            await trio.to_thread.run_sync(os.fsync, content.fd)
+        if handle.node.linked:
+            self.record(handle.node)
+
+    def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh, None)
+        if not isinstance(handle, FileHandle):
+            return
+        node = handle.node
+        node.opens -= 1
+        if handle.content is not None:
+            handle.content.pins -= 1
+        if node.linked:
+            if node.pending:
+                self.record(node)
+                self.flusher.schedule(node)
+            elif node.content is not None and not node.content.dirty and not node.content.pins:
+                node.content = None
+        elif node.opens == 0:
+            if node.content is not None and node.content.dirty:
+                self.contents.discard(node.content)
+            node.content = None
+            self._release_object(node)
+        self._maybe_free(node)
+
+    # -- the file system as a whole --------------------------------------------------------
+
+    async def capacity(self) -> tuple[int, int]:
+        """Total and free bytes of the store, where it knows them (remembered for a minute)."""
+        cached = self._capacity
+        if cached is None or time.monotonic() - cached[0] > 60:
+            stats = await self.calls.run(self.store.stat_store)
+            total = stats.total_bytes if stats.total_bytes is not None else UNKNOWN_CAPACITY
+            free = stats.free_bytes if stats.free_bytes is not None else total
+            cached = self._capacity = (time.monotonic(), total, free)
+        return cached[1], cached[2]
+
+    def path_of(self, ino: int) -> Path:
+        return Path(self.node(ino).path())

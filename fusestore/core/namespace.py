@@ -1,0 +1,305 @@
+"""The tree of nodes, and how store listings and the journal are merged into it.
+
+The namespace owns three facts that keep local changes and store listings apart:
+keys still to delete from the store, objects still needed as the source of a move
+(`moving_from`), and the prefixes above either (a listing must not resurrect them).
+Everything here is synchronous and runs on the trio thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..cache import Journal
+from ..stores import ObjectInfo, PosixAttrs
+from .nodes import Kind, Node, now_ns
+
+log = logging.getLogger(__name__)
+
+#: The longest file name Linux accepts (NAME_MAX).
+NAME_MAX = 255
+
+
+@dataclass
+class Defaults:
+    """Attributes for objects and directories that carry none (mount options)."""
+
+    uid: int
+    gid: int
+    umask: int = 0o022
+
+    @property
+    def file_perm(self) -> int:
+        return 0o666 & ~self.umask
+
+    @property
+    def dir_perm(self) -> int:
+        return 0o777 & ~self.umask
+
+
+def bad_name_reason(name: str) -> str | None:
+    """Why `name` (one component of a key) cannot be a file name here; None when it can."""
+    if name in ("", ".", ".."):
+        return "empty, '.' or '..' name"
+    if "\x00" in name:
+        return "NUL byte in the name"
+    try:
+        if len(name.encode("utf-8")) > NAME_MAX:
+            return f"name longer than {NAME_MAX} bytes"
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    return None
+
+
+class Namespace:
+    """Inodes by number, the tree below the root, and the bookkeeping of pending moves."""
+
+    def __init__(self, defaults: Defaults, journal: Journal, meta_index: Any) -> None:
+        self.defaults = defaults
+        self.journal = journal
+        self.meta_index = meta_index  # diskcache: ("meta", key) -> (etag, metadata)
+        self.nodes: dict[int, Node] = {}
+        self._next_ino = 2
+        self.root = Node(1, Kind.DIR, "", None, defaults.dir_perm, defaults.uid, defaults.gid, now_ns())
+        self.root.children = {}
+        self.root.lookups = 1
+        self.nodes[1] = self.root
+        self.deletes: set[str] = set()
+        self.moving_from: dict[str, Node] = {}
+        self._shadowed_prefixes: Counter[str] = Counter()
+        self._warned: set[str] = set()
+        #: directory prefix -> number of keys below it that could not be shown
+        self.hidden: Counter[str] = Counter()
+
+    # -- nodes ----------------------------------------------------------------------
+
+    def new_node(self, kind: Kind, name: str, parent: Node, perm: int, uid: int, gid: int, mtime_ns: int) -> Node:
+        node = Node(self._next_ino, kind, name, parent, perm, uid, gid, mtime_ns)
+        self._next_ino += 1
+        if kind is Kind.DIR:
+            node.children = {}
+        self.nodes[node.ino] = node
+        return node
+
+    def attach(self, parent: Node, name: str, node: Node) -> None:
+        assert parent.children is not None
+        node.parent, node.name, node.linked = parent, name, True
+        parent.children[name] = node
+
+    def detach(self, node: Node) -> None:
+        """Take a node out of the tree (unlink, rmdir, replaced by a rename)."""
+        parent = node.parent
+        if parent is not None and parent.children is not None and parent.children.get(node.name) is node:
+            del parent.children[node.name]
+        node.linked = False
+
+    def node_at(self, key: str) -> Node | None:
+        """The loaded, linked node whose key is `key` (no trailing slash), if any."""
+        node = self.root
+        for name in key.split("/") if key else []:
+            child = node.children.get(name) if node.children is not None else None
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def maybe_free(self, node: Node) -> bool:
+        """Drop an unlinked node the kernel and every handle have let go of."""
+        if node.linked or node.lookups > 0 or node.opens > 0 or node.ino == 1:
+            return False
+        self.nodes.pop(node.ino, None)
+        return True
+
+    # -- what the store still has to do -----------------------------------------------
+
+    def _shadow(self, key: str, step: int) -> None:
+        parts = key.rstrip("/").split("/")
+        for depth in range(1, len(parts)):
+            prefix = "/".join(parts[:depth]) + "/"
+            self._shadowed_prefixes[prefix] += step
+            if self._shadowed_prefixes[prefix] <= 0:
+                del self._shadowed_prefixes[prefix]
+
+    def shadowed(self, key: str) -> bool:
+        """Whether a listed key or prefix (`dir/`) is one we removed or moved away locally."""
+        if key in self.deletes or key in self.moving_from:
+            return True
+        return key.endswith("/") and self._shadowed_prefixes.get(key, 0) > 0
+
+    def add_delete(self, key: str) -> None:
+        """The store must lose `key` (the caller knows nothing local is to be written there)."""
+        if key not in self.deletes:
+            self.deletes.add(key)
+            self.journal.add_delete(key)
+            self._shadow(key, +1)
+
+    def drop_delete(self, key: str) -> None:
+        if key in self.deletes:
+            self.deletes.discard(key)
+            self.journal.drop_delete(key)
+            self._shadow(key, -1)
+
+    def track_move(self, node: Node) -> None:
+        """Keep `moving_from` true for `node`: its object must stay until it is copied away."""
+        key = node.remote_key
+        if key is None:
+            return
+        needed = node.linked and node.key != key or not node.linked and node.opens > 0
+        owner = self.moving_from.get(key)
+        if needed and owner is not node:
+            if owner is None:
+                self._shadow(key, +1)
+            self.moving_from[key] = node
+        elif not needed and owner is node:
+            del self.moving_from[key]
+            self._shadow(key, -1)
+
+    def release_remote(self, node: Node) -> str | None:
+        """Forget the object `node` was based on; returns its key for the caller to delete."""
+        key = node.remote_key
+        if key is None:
+            return None
+        if self.moving_from.get(key) is node:
+            del self.moving_from[key]
+            self._shadow(key, -1)
+        node.remote_key = None
+        node.etag = None
+        return key
+
+    # -- listings ---------------------------------------------------------------------
+
+    def warn_once(self, key: str, reason: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("skipping object %r: %s (it stays in the store, untouched)", key, reason)
+
+    def node_from_object(self, parent: Node, name: str, info: ObjectInfo) -> Node:
+        """A clean file or symlink node for a listed or HEADed object."""
+        node = self.new_node(Kind.FILE, name, parent, self.defaults.file_perm, self.defaults.uid,
+                             self.defaults.gid, int(info.mtime * 1e9))
+        self.apply_object(node, info)
+        return node
+
+    def apply_object(self, node: Node, info: ObjectInfo) -> None:
+        """Take size, etag and (where known) POSIX attributes from the store's view."""
+        metadata = info.metadata
+        if metadata is None:
+            cached = self.meta_index.get(("meta", info.key))
+            if cached is not None and cached[0] == info.etag:
+                metadata = cached[1]
+        else:
+            self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
+        attrs = PosixAttrs.from_metadata(metadata)
+        if attrs.mode is not None and stat.S_ISLNK(attrs.mode):
+            node.kind = Kind.SYMLINK
+        elif node.kind is Kind.SYMLINK:
+            node.kind = Kind.FILE
+        node.perm = stat.S_IMODE(attrs.mode) if attrs.mode is not None else self.defaults.file_perm
+        node.uid = attrs.uid if attrs.uid is not None else self.defaults.uid
+        node.gid = attrs.gid if attrs.gid is not None else self.defaults.gid
+        node.mtime_ns = attrs.mtime_ns if attrs.mtime_ns is not None else int(info.mtime * 1e9)
+        node.size = node.remote_size = info.size
+        node.remote_key, node.etag = info.key, info.etag
+        node.attrs_guessed = metadata is None
+        if node.kind is Kind.SYMLINK:
+            node.target = ""  # read on demand
+
+    def apply_marker(self, node: Node, info: ObjectInfo) -> None:
+        node.marker_key = info.key
+        metadata = info.metadata
+        if metadata is None:
+            cached = self.meta_index.get(("meta", info.key))
+            metadata = cached[1] if cached is not None and cached[0] == info.etag else None
+        if metadata is None or node.meta_dirty:
+            return
+        attrs = PosixAttrs.from_metadata(metadata)
+        if attrs.mode is not None:
+            node.perm = stat.S_IMODE(attrs.mode)
+            node.explicit = node.perm != self.defaults.dir_perm
+        if attrs.uid is not None:
+            node.uid = attrs.uid
+        if attrs.gid is not None:
+            node.gid = attrs.gid
+        if attrs.mtime_ns is not None:
+            node.mtime_ns = attrs.mtime_ns
+
+    def merge_listing(self, directory: Node, objects: Iterable[ObjectInfo], prefixes: Iterable[str]) -> None:
+        """Make `directory`'s children agree with a complete listing of its prefix,
+        keeping every local change the store does not have yet."""
+        assert directory.children is not None
+        prefix = directory.prefix
+        listed: dict[str, ObjectInfo | str] = {}
+        hidden = 0
+        for info in objects:
+            name = info.key[len(prefix) :]
+            if name == "":
+                if not self.shadowed(info.key):
+                    self.apply_marker(directory, info)
+                continue
+            reason = bad_name_reason(name)
+            if reason is not None:
+                self.warn_once(info.key, reason)
+                hidden += 1
+            elif not self.shadowed(info.key):
+                listed[name] = info
+        for sub in prefixes:
+            name = sub[len(prefix) : -1]
+            reason = bad_name_reason(name)
+            if reason is not None:
+                self.warn_once(sub, reason)
+                hidden += 1
+                continue
+            if self.shadowed(sub):
+                continue
+            if isinstance(listed.get(name), ObjectInfo):
+                # A key that is both an object and a prefix: the directory wins.
+                self.warn_once(prefix + name, "it is also a directory of other objects")
+                hidden += 1
+            listed[name] = sub
+        self.hidden[prefix] = hidden
+
+        for name, child in list(directory.children.items()):
+            entry = listed.get(name)
+            if entry is None:
+                if self._came_from_store(child) and not self._has_pending(child):
+                    self.detach(child)
+                    self.maybe_free(child)
+            elif isinstance(entry, str) and not child.is_dir or isinstance(entry, ObjectInfo) and child.is_dir:
+                if not self._has_pending(child):  # another client replaced a file by a directory or back
+                    self.detach(child)
+                    self.maybe_free(child)
+        for name, entry in listed.items():
+            child = directory.children.get(name)
+            if child is None:
+                if isinstance(entry, str):
+                    node = self.new_node(Kind.DIR, name, directory, self.defaults.dir_perm, self.defaults.uid,
+                                         self.defaults.gid, now_ns())
+                else:
+                    node = self.node_from_object(directory, name, entry)
+                self.attach(directory, name, node)
+            elif isinstance(entry, ObjectInfo) and not child.pending and child.etag != entry.etag:
+                self.apply_object(child, entry)
+                child.content = None  # open handles keep the version they opened
+                child.data_generation += 1
+        directory.listed_at = time.monotonic()
+
+    @staticmethod
+    def _came_from_store(node: Node) -> bool:
+        """Whether the store once held this node (so its absence from a listing means it went).
+
+        Directories made here carry a journal record until the store has them, which
+        `_has_pending` sees.
+        """
+        return node.is_dir or node.remote_key is not None and node.remote_key == node.key
+
+    def _has_pending(self, node: Node) -> bool:
+        for sub in node.walk():
+            if sub.pending or sub.jid is not None or sub.opens:
+                return True
+        return False

@@ -1,0 +1,132 @@
+"""Inodes: what the filesystem knows about one file, symlink or directory.
+
+A node's key is derived from its place in the tree (`parent` chain and `name`), so a
+rename moves a whole subtree by relinking one node. What the store holds for a node is
+tracked separately (`remote_key`, `etag`, `marker_key`): the two differ exactly while
+the flusher still has work to do for it.
+"""
+
+from __future__ import annotations
+
+import enum
+import stat
+import time
+from dataclasses import dataclass, field
+
+from ..cache import Content
+from ..stores import PosixAttrs
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+
+    @property
+    def type_bits(self) -> int:
+        return {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK}[self]
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(eq=False)
+class Node:
+    """One inode. Identity is the object itself (`ino` is unique for the daemon's life)."""
+
+    ino: int
+    kind: Kind
+    name: str
+    parent: Node | None
+    perm: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    ctime_ns: int = field(default_factory=now_ns)
+    size: int = 0
+    #: kernel lookup count (lookup, create, mkdir, symlink, readdirplus entries)
+    lookups: int = 0
+    #: open file handles
+    opens: int = 0
+    linked: bool = True
+
+    # directories
+    children: dict[str, Node] | None = None  # None until listed
+    listed_at: float = float("-inf")
+    explicit: bool = False  # attributes set by the user: keep a marker to hold them
+    marker_key: str | None = None  # the `dir/` marker object the store holds for it
+
+    # files and symlinks
+    remote_key: str | None = None  # where the store holds the object this node is based on
+    etag: str | None = None
+    remote_size: int = 0
+    content: Content | None = None
+    data_dirty: bool = False
+    target: str = ""  # symlink target
+    #: attributes came from a listing without metadata (S3): mode/owner are defaults
+    attrs_guessed: bool = False
+
+    # pending work
+    meta_dirty: bool = False
+    version: int = 0  # bumped by every local change; uploads compare it
+    jid: str | None = None  # journal record id while there is pending work
+    #: bumped when the data changed under the kernel's page cache (remote update)
+    data_generation: int = 0
+    kernel_generation: int = -1
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind is Kind.DIR
+
+    @property
+    def mode(self) -> int:
+        return self.kind.type_bits | self.perm
+
+    @property
+    def key(self) -> str:
+        """The object key of this node (without a trailing slash for directories)."""
+        names = []
+        node: Node | None = self
+        while node is not None and node.parent is not None:
+            names.append(node.name)
+            node = node.parent
+        return "/".join(reversed(names))
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of a directory's entries: `dir/`, or `` at the root."""
+        key = self.key
+        return f"{key}/" if key else ""
+
+    def path(self) -> str:
+        return "/" + self.key
+
+    def is_ancestor_of(self, other: Node) -> bool:
+        node: Node | None = other
+        while node is not None:
+            if node is self:
+                return True
+            node = node.parent
+        return False
+
+    def posix_attrs(self) -> PosixAttrs:
+        return PosixAttrs(mode=self.mode, uid=self.uid, gid=self.gid, mtime_ns=self.mtime_ns)
+
+    @property
+    def pending(self) -> bool:
+        """Whether the store does not yet hold what this file or symlink is."""
+        if self.is_dir or not self.linked:
+            return False
+        return self.data_dirty or self.meta_dirty or self.remote_key != self.key or self.remote_key is None
+
+    def walk(self) -> list[Node]:
+        """This node and every loaded node below it."""
+        found = [self]
+        index = 0
+        while index < len(found):
+            node = found[index]
+            if node.children:
+                found.extend(node.children.values())
+            index += 1
+        return found

@@ -1,0 +1,351 @@
+"""Write-back: brings the store up to date with the cache, in the background.
+
+A node is uploaded `writeback_delay` seconds after its last change (rewrites in between
+coalesce), by at most `upload_workers` concurrent jobs. A file whose object moved (rename)
+is copied server-side; a file whose data changed is uploaded from its cache file (multipart
+when large). Keys to delete go in batches. Failures are retried with exponential backoff,
+forever: nothing is dropped. `sync_all` returns once nothing is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import trio
+
+from .cache import Content
+from .core.nodes import Kind, Node
+from .stores import NotFound, StoreError
+
+if TYPE_CHECKING:
+    from .core.filesystem import Filesystem
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+DELETE_BATCH = 1000
+
+
+class Flusher:
+    """The upload queue and its workers.
+
+    `schedule`, `forget`, `wake` and `hurry` are synchronous and cheap (called from file
+    system operations). `run` is the long-lived task; `sync_all` waits (yields) until
+    the queue is empty.
+    """
+
+    def __init__(self, fs: Filesystem) -> None:
+        self.fs = fs
+        self.settings = fs.settings
+        self.due: dict[Node, float] = {}
+        self.running: set[Node] = set()
+        self.failures: dict[Node, int] = {}
+        self.failed_attempts = 0
+        self._busy_keys: set[str] = set()
+        self._deleting = False
+        self._deletes_due = 0.0
+        self._wakeup = trio.Event()
+        self._progress = trio.Event()
+        self._urgent = False
+
+    # -- called by the file system --------------------------------------------------------
+
+    def schedule(self, node: Node, delay: float | None = None) -> None:
+        """Upload `node` after `delay` (default: the writeback delay) unless it changes again."""
+        wait = self.settings.writeback_delay if delay is None else delay
+        if self._urgent and node not in self.failures:
+            wait = 0
+        self.due[node] = _now() + wait
+        self.wake()
+
+    def forget(self, node: Node) -> None:
+        self.due.pop(node, None)
+        self.failures.pop(node, None)
+        self._notify()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def hurry(self) -> None:
+        """Everything due now (dirty space is short, or a sync was asked for)."""
+        now = _now()
+        for node in self.due:
+            if node not in self.failures:
+                self.due[node] = min(self.due[node], now)
+        self.wake()
+
+    def _notify(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+        self.fs.dirty_space_freed()
+
+    # -- state ------------------------------------------------------------------------
+
+    def idle(self) -> bool:
+        return not self.due and not self.running and not self.fs.ns.deletes and not self._deleting
+
+    def pending(self) -> tuple[int, int]:
+        """Files (and directories, keys to delete) still to reconcile, and dirty bytes."""
+        nodes = set(self.due) | self.running
+        dirty = sum(n.size for n in nodes if n.data_dirty)
+        return len(nodes) + len(self.fs.ns.deletes), dirty
+
+    async def sync_all(self, progress_every: float = 5.0) -> None:
+        """Return once the store holds everything; logs progress while it waits."""
+        self._urgent = True
+        try:
+            last_report = _now()
+            while not self.idle():
+                self.hurry()
+                with trio.move_on_after(1.0):
+                    await self._progress.wait()
+                if _now() - last_report >= progress_every:
+                    count, size = self.pending()
+                    log.info("sync: %d item(s) pending, %.1f MiB of data", count, size / 2**20)
+                    last_report = _now()
+        finally:
+            self._urgent = False
+
+    # -- the worker loop ------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                now = _now()
+                for node, due in sorted(self.due.items(), key=lambda item: item[1]):
+                    if due > now or len(self.running) >= self.settings.upload_workers:
+                        break
+                    if node in self.running:
+                        continue
+                    del self.due[node]
+                    self.running.add(node)
+                    nursery.start_soon(self._job, node)
+                if self.fs.ns.deletes and not self._deleting and self._deletes_due <= now:
+                    self._deleting = True
+                    nursery.start_soon(self._delete_batch)
+                next_due = min(self.due.values(), default=math.inf)
+                if self.fs.ns.deletes and not self._deleting:
+                    next_due = min(next_due, self._deletes_due)
+                with trio.move_on_at(next_due):
+                    await self._wakeup.wait()
+                self._wakeup = trio.Event()
+
+    async def _job(self, node: Node) -> None:
+        try:
+            await self._reconcile(node)
+        except (StoreError, OSError, ValueError) as exc:
+            self._retry_later(node, exc)
+        except Exception as exc:
+            log.exception("unexpected error while uploading %s", node.path())
+            self._retry_later(node, exc)
+        else:
+            self.failures.pop(node, None)
+        finally:
+            self.running.discard(node)
+            self._notify()
+            self.wake()
+
+    def _retry_later(self, node: Node, exc: Exception) -> None:
+        self.failed_attempts += 1
+        count = self.failures[node] = self.failures.get(node, 0) + 1
+        delay = min(MAX_BACKOFF, 0.5 * 2 ** (count - 1))
+        if isinstance(exc, ValueError):  # the file changed while it was read: just go again
+            delay = 0.1
+        else:
+            log.warning("upload of %s failed (attempt %d, next in %.1fs): %s", node.path(), count, delay, exc)
+        if node.linked:
+            self.due[node] = _now() + delay
+
+    # -- one node ---------------------------------------------------------------------------
+
+    async def _claim(self, key: str) -> None:
+        while key in self._busy_keys:
+            await self._progress.wait()
+        self._busy_keys.add(key)
+
+    async def _reconcile(self, node: Node) -> None:
+        if not node.linked:
+            return
+        if node.is_dir:
+            await self._reconcile_dir(node)
+            return
+        if not node.pending:
+            self.fs.record(node)
+            return
+        key = node.key
+        if not await self._clear_way(node, key):
+            return
+        await self._claim(key)
+        try:
+            await self._upload(node, key)
+        finally:
+            self._busy_keys.discard(key)
+
+    async def _clear_way(self, node: Node, key: str) -> bool:
+        """Make sure no other node still needs the object at `key` as its source.
+
+        Returns False when `node` must wait for the other one's move first (it is
+        rescheduled); a blocker that cannot move soon (deleted while open, or itself
+        waiting) is given its own local copy of the data instead.
+        """
+        blocker = self.fs.ns.moving_from.get(key)
+        if blocker is None or blocker is node:
+            return True
+        waits_itself = blocker.linked and self.fs.ns.moving_from.get(blocker.key) not in (None, blocker)
+        if blocker.linked and not waits_itself:
+            self.schedule(blocker, delay=0)
+            self.schedule(node, delay=0.05)
+            return False
+        if blocker in self.running:
+            self.schedule(node, delay=0.05)
+            return False
+        content = blocker.content or self.fs._clean_content(blocker)
+        await self.fs.fetch_all(content)
+        if self.fs.ns.moving_from.get(key) is not blocker:
+            return True
+        if not content.dirty:
+            self.fs.contents.make_dirty(content)
+        blocker.content = content
+        blocker.data_dirty = True
+        self.fs.ns.release_remote(blocker)  # no delete: `node` is about to overwrite the key
+        if blocker.linked:
+            self.fs.record(blocker)
+            self.schedule(blocker, delay=0)
+        return True
+
+    async def _upload(self, node: Node, key: str) -> None:
+        fs = self.fs
+        version = node.version
+        metadata = node.posix_attrs().to_metadata()
+        fs.ns.drop_delete(key)
+        content: Content | None = None
+        if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
+            body = node.target.encode("utf-8", "surrogateescape")
+            etag = await fs.calls.run(fs.store.put, key, body, metadata)
+            size = len(body)
+        elif node.data_dirty or node.remote_key is None:
+            content = node.content
+            if content is None:
+                content = node.content = fs.contents.new()
+                fs.contents.make_dirty(content)
+            await fs.fetch_all(content)
+            size = content.size
+            etag = await fs.calls.run(self._put_content, key, content, size, metadata)
+        else:
+            source = node.remote_key
+            try:
+                etag = await fs.calls.run(fs.store.copy, source, key, metadata)
+            except NotFound:
+                if node.remote_key == source:
+                    log.error("%s: its object %r vanished from the store before it could be moved",
+                              node.path(), source)
+                    fs.ns.release_remote(node)
+                    node.data_dirty = True  # upload whatever the cache has
+                raise
+            size = node.remote_size
+
+        fs.index.set(("meta", key), (etag, metadata))
+        old = node.remote_key
+        if old is not None and old != key:
+            fs.ns.release_remote(node)
+            other = fs.ns.node_at(old)
+            if other is None or other.is_dir:
+                fs.ns.add_delete(old)
+        node.remote_key, node.etag, node.remote_size = key, etag, size
+        fs.ns.track_move(node)
+        if content is not None and content.source is None:
+            content.source = (key, etag)
+        if node.version == version and node.linked and node.key == key:
+            node.data_dirty = node.meta_dirty = False
+            if content is None and node.content is not None and not node.content.dirty:
+                content = node.content
+            if content is not None:
+                content.base_size = content.size
+                fs.contents.register_clean(content, key, etag)
+                if not content.pins:
+                    node.content = None
+        fs.record(node)
+        if node.pending:
+            self.schedule(node)
+
+    def _put_content(self, key: str, content: Content, size: int, metadata: Mapping[str, str]) -> str:
+        """Upload a cache file (blocking; runs in a worker thread)."""
+        with open(content.path, "rb") as source:
+            return self.fs.store.put_file(key, source, size, metadata)
+
+    async def _reconcile_dir(self, node: Node) -> None:
+        fs = self.fs
+        work = fs.marker_work(node)
+        if work == "put":
+            key = node.prefix
+            metadata = node.posix_attrs().to_metadata()
+            await self._claim(key)
+            try:
+                fs.ns.drop_delete(key)
+                etag = await fs.calls.run(fs.store.put, key, b"", metadata)
+            finally:
+                self._busy_keys.discard(key)
+            fs.index.set(("meta", key), (etag, metadata))
+            if node.linked and node.prefix == key:
+                node.marker_key = key
+                node.meta_dirty = False
+        elif work == "delete":
+            # Only once something below holds the prefix in the store, or the directory
+            # would vanish for other clients meanwhile.
+            if any(sub is not node and (sub.pending or sub.is_dir and fs.marker_work(sub) == "put")
+                   for sub in node.walk()):
+                self.schedule(node, delay=0.2)
+                return
+            assert node.marker_key is not None
+            fs.ns.add_delete(node.marker_key)
+            node.marker_key = None
+        fs.record(node)
+
+    async def _delete_batch(self) -> None:
+        fs = self.fs
+        try:
+            keys = []
+            for key in sorted(fs.ns.deletes):
+                if key in self._busy_keys or key in fs.ns.moving_from:
+                    continue
+                node = fs.ns.node_at(key.rstrip("/"))
+                if key.endswith("/"):
+                    if node is not None and node.is_dir and fs.marker_wanted(node):
+                        fs.ns.drop_delete(key)  # the marker is wanted again; it is (re)written
+                        node.marker_key = None
+                        fs.record(node)
+                        self.schedule(node, delay=0)
+                        continue
+                elif node is not None and not node.is_dir:
+                    fs.ns.drop_delete(key)  # a new file is written there anyway
+                    continue
+                keys.append(key)
+                if len(keys) >= DELETE_BATCH:
+                    break
+            if not keys:
+                self._deletes_due = _now() + 0.5  # each waits for a move or upload first
+                return
+            self._busy_keys.update(keys)
+            try:
+                await fs.calls.run(fs.store.delete_many, keys)
+            except StoreError as exc:
+                self.failed_attempts += 1
+                log.warning("deleting %d key(s) failed, will retry: %s", len(keys), exc)
+                self._deletes_due = _now() + 1.0
+                return
+            finally:
+                self._busy_keys.difference_update(keys)
+            for key in keys:
+                fs.ns.drop_delete(key)
+        finally:
+            self._deleting = False
+            self._notify()
+            self.wake()
+
+
+def _now() -> float:
+    return trio.current_time()

@@ -1,0 +1,230 @@
+"""The pyfuse3 adapter: kernel requests in, `core.Filesystem` calls out.
+
+Every handler raises only `pyfuse3.FUSEError`: POSIX errors from the core keep their errno,
+store errors map through `errno_for`, and anything unexpected is logged with its traceback
+and becomes EIO (pyfuse3 would otherwise stop the whole mount).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import pyfuse3
+
+from .core import Filesystem, Node
+from .stores import StoreError, StoreUnavailable, errno_for
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Files look like they have this block size to programs choosing buffer sizes (cp, dd).
+PREFERRED_IO_SIZE = 128 * 1024
+
+
+def fuse_errors(handler: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Turn every exception of a handler into a FUSEError with the right errno."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as exc:
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except StoreError as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("%s: %s", handler.__name__, exc)
+            else:
+                log.info("%s: %s", handler.__name__, exc)
+            raise pyfuse3.FUSEError(errno_for(exc)) from None
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+class FuseOperations(pyfuse3.Operations):
+    """Kernel calls onto one `Filesystem`."""
+
+    enable_writeback_cache = True
+    supports_dot_lookup = True
+
+    def __init__(self, fs: Filesystem) -> None:
+        super().__init__()
+        self.fs = fs
+        self.ttl = fs.settings.metadata_ttl
+
+    def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = pyfuse3.InodeT(node.ino)
+        attrs.generation = 0
+        attrs.entry_timeout = self.ttl
+        attrs.attr_timeout = self.ttl
+        attrs.st_mode = pyfuse3.ModeT(node.mode)
+        attrs.st_nlink = 2 if node.is_dir else 1
+        attrs.st_uid = node.uid
+        attrs.st_gid = node.gid
+        attrs.st_rdev = 0
+        attrs.st_size = node.size
+        attrs.st_blksize = PREFERRED_IO_SIZE
+        attrs.st_blocks = -(-node.size // 512)
+        attrs.st_atime_ns = node.mtime_ns
+        attrs.st_mtime_ns = node.mtime_ns
+        attrs.st_ctime_ns = node.ctime_ns
+        return attrs
+
+    # -- names --------------------------------------------------------------------------
+
+    @fuse_errors
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        node = await self.fs.lookup(parent_inode, os.fsdecode(name))
+        if node is None:
+            negative = pyfuse3.EntryAttributes()
+            negative.st_ino = pyfuse3.InodeT(0)
+            negative.entry_timeout = self.ttl
+            return negative
+        return self.attributes(node)
+
+    @fuse_errors
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for inode, count in inode_list:
+            self.fs.forget(inode, count)
+
+    @fuse_errors
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        return self.attributes(await self.fs.getattr(inode))
+
+    @fuse_errors
+    async def setattr(
+        self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        node = await self.fs.setattr(
+            inode,
+            mode=attr.st_mode if fields.update_mode else None,
+            uid=attr.st_uid if fields.update_uid else None,
+            gid=attr.st_gid if fields.update_gid else None,
+            size=attr.st_size if fields.update_size else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            fh=fh,
+        )
+        return self.attributes(node)
+
+    @fuse_errors
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        return os.fsencode(await self.fs.readlink(inode))
+
+    @fuse_errors
+    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        if not stat.S_ISREG(mode):
+            raise pyfuse3.FUSEError(errno.EPERM)  # no devices, FIFOs or sockets in an object store
+        fh, node = await self.fs.create(parent_inode, os.fsdecode(name), mode, os.O_WRONLY, ctx.uid, ctx.gid)
+        self.fs.release(fh)
+        return self.attributes(node)
+
+    @fuse_errors
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        node = await self.fs.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
+        return self.attributes(node)
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.fs.unlink(parent_inode, os.fsdecode(name))
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.fs.rmdir(parent_inode, os.fsdecode(name))
+
+    @fuse_errors
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        node = await self.fs.symlink(parent_inode, os.fsdecode(name), os.fsdecode(target), ctx.uid, ctx.gid)
+        return self.attributes(node)
+
+    @fuse_errors
+    async def rename(
+        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes, flags: int, ctx: Any
+    ) -> None:
+        await self.fs.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new), flags)
+
+    @fuse_errors
+    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        raise pyfuse3.FUSEError(errno.EPERM)  # objects have one key each: no hard links
+
+    # -- files --------------------------------------------------------------------------
+
+    @fuse_errors
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        fh, node = await self.fs.create(parent_inode, os.fsdecode(name), mode, flags, ctx.uid, ctx.gid)
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)), self.attributes(node)
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        fh, keep_cache = await self.fs.open(inode, flags)
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), keep_cache=keep_cache)
+
+    @fuse_errors
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.fs.read(fh, off, size)
+
+    @fuse_errors
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.fs.write(fh, off, buf)
+
+    @fuse_errors
+    async def flush(self, fh: int) -> None:
+        self.fs.flush(fh)
+
+    @fuse_errors
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.fs.fsync(fh)
+
+    @fuse_errors
+    async def release(self, fh: int) -> None:
+        self.fs.release(fh)
+
+    # -- directories ----------------------------------------------------------------------
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        return pyfuse3.FileHandleT(await self.fs.opendir(inode))
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        for name, node, next_id in self.fs.readdir(fh, start_id):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(node), next_id):
+                break
+            node.lookups += 1
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        self.fs.releasedir(fh)
+
+    @fuse_errors
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return None  # directory changes are journaled as they happen
+
+    # -- the file system ---------------------------------------------------------------------
+
+    @fuse_errors
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        capacity, free = await self.fs.capacity()
+        block = 4096
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = block
+        data.f_blocks = capacity // block
+        data.f_bfree = data.f_bavail = free // block
+        data.f_files = 2**32
+        data.f_ffree = data.f_favail = 2**32 - len(self.fs.ns.nodes)
+        data.f_namemax = 255
+        return data

@@ -1,0 +1,120 @@
+"""The mountpoint side of a mount: checks before mounting, stale mounts, and the
+registry through which `fusestore umount` finds the daemon of a mountpoint."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+class MountpointError(ValueError):
+    """The mountpoint cannot be used; the message says why and what to do."""
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    """Whether a file system is mounted at `path` (per /proc/self/mountinfo)."""
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) > 4 and _unescape(fields[4]) == target:
+                    return True
+    except OSError:
+        return os.path.ismount(target)
+    return False
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal."""
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def lazy_unmount(path: str | os.PathLike[str]) -> None:
+    """Detach a FUSE mount (works for a mount whose daemon is dead)."""
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    command = [tool, "-u", "-z", str(path)] if tool else ["umount", "-l", str(path)]
+    subprocess.run(command, check=False, capture_output=True, timeout=30)
+
+
+def prepare_mountpoint(path: str) -> str:
+    """Check `path` can be mounted on, cleaning up a stale mount left by a crashed daemon.
+
+    Returns the absolute path, symlinks resolved. Raises MountpointError with a one-line reason.
+    """
+    absolute = os.path.realpath(path)
+    try:
+        info = os.stat(absolute)
+    except FileNotFoundError:
+        raise MountpointError(f"mountpoint {absolute} does not exist; create it with: mkdir -p {absolute}") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise MountpointError(f"mountpoint {absolute}: {exc.strerror}") from None
+        # "Transport endpoint is not connected": a daemon died without unmounting.
+        lazy_unmount(absolute)
+        try:
+            info = os.stat(absolute)
+        except OSError as again:
+            raise MountpointError(
+                f"mountpoint {absolute} is a stale mount that could not be cleaned ({again.strerror}); "
+                f"run: fusermount3 -u -z {absolute}"
+            ) from None
+    if not os.path.isdir(absolute) or not _is_dir(info.st_mode):
+        raise MountpointError(f"mountpoint {absolute} is not a directory")
+    if is_mounted(absolute):
+        raise MountpointError(f"{absolute} is already a mount point; unmount it first (fusestore umount {absolute})")
+    if os.listdir(absolute):
+        raise MountpointError(
+            f"mountpoint {absolute} is not empty; its files would be hidden by the mount - use an empty directory"
+        )
+    if not os.access(absolute, os.W_OK | os.X_OK):
+        raise MountpointError(f"mountpoint {absolute} is not writable by you")
+    return absolute
+
+
+def _is_dir(mode: int) -> bool:
+    import stat
+
+    return stat.S_ISDIR(mode)
+
+
+def runtime_dir() -> Path:
+    """Where live daemons register: /run/fusestore for root, else $XDG_RUNTIME_DIR/fusestore."""
+    if os.geteuid() == 0:
+        return Path("/run/fusestore")
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(base) / "fusestore" if base else Path(f"/tmp/fusestore-{os.geteuid()}")
+
+
+def _entry_path(mountpoint: str) -> Path:
+    # abspath, not realpath: resolving would stat the mount root, which the daemon itself
+    # must not do while it is not serving requests yet.
+    digest = hashlib.sha256(os.path.abspath(mountpoint).encode()).hexdigest()[:24]
+    return runtime_dir() / f"{digest}.json"
+
+
+def register(mountpoint: str, info: dict[str, Any]) -> None:
+    """Record the daemon serving `mountpoint` (its pid, store, cache)."""
+    path = _entry_path(mountpoint)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"mountpoint": os.path.abspath(mountpoint), **info}))
+    os.replace(tmp, path)
+
+
+def registered(mountpoint: str) -> dict[str, Any] | None:
+    try:
+        entry: dict[str, Any] = json.loads(_entry_path(mountpoint).read_text())
+        return entry
+    except (OSError, ValueError):
+        return None
+
+
+def unregister(mountpoint: str) -> None:
+    _entry_path(mountpoint).unlink(missing_ok=True)
