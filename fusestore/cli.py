@@ -132,7 +132,7 @@ class Octal(click.ParamType):
 
 @main.command("mount")
 @click.argument("url")
-@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("mountpoint")
 @with_s3_options
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache directory [default: one per store under "
               "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].")

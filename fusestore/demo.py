@@ -1,41 +1,47 @@
-"""`make run`: a local S3 server with a demo bucket, in the foreground until Ctrl-C."""
+"""`make run`: a local S3 server with a demo bucket, mounted at ./mnt until Ctrl-C.
+
+The server keeps its objects in memory and starts empty each time, so the demo's cache
+(./.cache) starts empty too. Ctrl-C uploads every change, unmounts, then stops the server.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
+import shutil
 import sys
-import threading
+from pathlib import Path
 
+from .core import MountSettings
+from .daemon import Daemon, SetupError
 from .stores import open_store
 from .testing.s3server import CREDENTIALS, LocalS3Server, isolated_aws_environment
 
 
-def main(bucket: str = "demo") -> int:
+def main(bucket: str = "demo", mountpoint: str = "mnt", cache_dir: str = ".cache") -> int:
     os.environ.update(isolated_aws_environment())  # the demo server's keys, not the user's
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Path(mountpoint).mkdir(exist_ok=True)
+    shutil.rmtree(cache_dir, ignore_errors=True)
     with LocalS3Server() as server:
         server.create_bucket(bucket)
         store = open_store(f"s3://{bucket}", endpoint_url=server.endpoint_url)
         store.put("hello.txt", b"Hello from fusestore.\n", {"mode": "33188"})
-        store.probe()
         print(
             f"Local S3 server: {server.endpoint_url}  bucket: {bucket}  "
             f"(access key {CREDENTIALS['aws_access_key_id']}, any secret)\n"
-            f"Try, in another terminal:\n"
+            f"Mounting it at ./{mountpoint}; try, in another terminal:\n"
+            f"  ls -l {mountpoint}; cp -r /etc/default {mountpoint}/\n"
             f"  AWS_ACCESS_KEY_ID={CREDENTIALS['aws_access_key_id']} AWS_SECRET_ACCESS_KEY=any "
-            f".venv/bin/fusestore check s3://{bucket} --endpoint-url {server.endpoint_url}\n"
-            "Ctrl-C stops the server.",
+            f"aws --endpoint-url {server.endpoint_url} s3 ls s3://{bucket} --recursive\n"
+            "Ctrl-C uploads every change, unmounts and stops the server.",
             flush=True,
         )
         try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        print("\nstopping the local S3 server", flush=True)
-    return 0
+            code = Daemon(store, mountpoint, MountSettings(writeback_delay=1.0), cache_dir).run()
+        except SetupError as exc:
+            print(f"fusestore: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{mountpoint} unmounted (exit {code}); stopping the local S3 server", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -234,6 +234,7 @@ class Flusher:
                 fs.contents.make_dirty(content)
             await fs.fetch_all(content)
             size = content.size
+            content.fd  # the cache file exists (an empty new file has none until touched)
             etag = await fs.calls.run(self._put_content, key, content, size, metadata)
         else:
             source = node.remote_key

@@ -332,6 +332,17 @@ class Filesystem:
 
     async def head_attrs(self, node: Node) -> None:
         """Read the POSIX attributes a listing did not carry (one HEAD, remembered)."""
+        if node.is_dir:
+            marker = node.prefix
+            try:
+                info = await self.calls.run(self.store.head, marker)
+            except NotFound:
+                pass
+            else:
+                if node.prefix == marker and not node.meta_dirty:
+                    self.ns.apply_marker(node, info)
+            node.attrs_guessed = False
+            return
         key, etag = node.remote_key, node.etag
         if key is None or node.pending:
             node.attrs_guessed = False

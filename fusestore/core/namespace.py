@@ -210,10 +210,20 @@ class Namespace:
         if node.kind is Kind.SYMLINK:
             node.target = ""  # read on demand
 
+    def _guess_dir_attrs(self, node: Node, marker: str) -> None:
+        """A listed prefix: attributes from a marker we know, else to be read on lookup."""
+        cached = self.meta_index.get(("meta", marker))
+        if cached is not None:
+            self.apply_marker(node, ObjectInfo(marker, 0, cached[0], 0.0, cached[1]))
+        else:
+            node.attrs_guessed = True
+
     def apply_marker(self, node: Node, info: ObjectInfo) -> None:
         node.marker_key = info.key
         metadata = info.metadata
-        if metadata is None:
+        if metadata is not None:
+            self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
+        else:
             cached = self.meta_index.get(("meta", info.key))
             metadata = cached[1] if cached is not None and cached[0] == info.etag else None
         if metadata is None or node.meta_dirty:
@@ -280,6 +290,7 @@ class Namespace:
                 if isinstance(entry, str):
                     node = self.new_node(Kind.DIR, name, directory, self.defaults.dir_perm, self.defaults.uid,
                                          self.defaults.gid, now_ns())
+                    self._guess_dir_attrs(node, entry)
                 else:
                     node = self.node_from_object(directory, name, entry)
                 self.attach(directory, name, node)

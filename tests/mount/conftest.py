@@ -1,0 +1,174 @@
+"""Mount tests: the real daemon as a subprocess, on a real FUSE mount, against moto's server.
+
+`mounted` starts `fusestore mount` on a fresh bucket and yields a `Mount`; whatever happens,
+the daemon is stopped and the mountpoint detached at the end of the test.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fusestore.mounts import is_mounted, lazy_unmount
+from fusestore.testing.s3server import LocalS3Server
+
+if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+    pytest.skip("FUSE is not available (no /dev/fuse or fusermount3)", allow_module_level=True)
+
+MOUNT_TIMEOUT = 30.0
+
+
+class Mount:
+    """One daemon process serving `path`, backed by `bucket` on the test server."""
+
+    def __init__(self, server: LocalS3Server, bucket: str, path: Path, cache: Path, options: list[str]) -> None:
+        self.server = server
+        self.bucket = bucket
+        self.path = path
+        self.cache = cache
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = cache.parent / f"{path.name}.log"
+        self.client = server.client()
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "fusestore", "--log-level", "info", "mount", self.url, str(self.path),
+            "--endpoint-url", self.server.endpoint_url, "--cache-dir", str(self.cache), *self.options,
+        ]
+
+    def start(self) -> Mount:
+        if not _stale(self.path):  # a stale mount is for the daemon to clean up
+            self.path.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        # Ready once the daemon says so (a stale mount left by a killed daemon is in the
+        # mount table too, so is_mounted alone proves nothing).
+        while b" mounted on " not in self.log.read_bytes()[offset:] or not is_mounted(self.path):
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no mount after {MOUNT_TIMEOUT}s:\n{self.log_text()}")
+            time.sleep(0.05)
+        return self
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def umount(self, timeout: float = 120.0) -> int:
+        """`fusestore umount`, then the daemon's exit code."""
+        assert self.process is not None
+        subprocess.run([sys.executable, "-m", "fusestore", "umount", str(self.path)], timeout=timeout,
+                       capture_output=True, check=False)
+        return self.wait(timeout)
+
+    def signal(self, signum: int = signal.SIGTERM, timeout: float = 120.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float = 120.0) -> int:
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"daemon still running after {timeout}s:\n{self.log_text()}") from None
+        assert not is_mounted(self.path), "the daemon exited but the mount is still there"
+        return code
+
+    def remount(self) -> Mount:
+        assert self.umount() == 0, self.log_text()
+        return self.start()
+
+    def kill(self) -> None:
+        """Stop whatever is left, without syncing (cleanup after a failure)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if is_mounted(self.path) or _stale(self.path):
+            lazy_unmount(self.path)
+
+    # -- the bucket, seen with boto3 ----------------------------------------------------
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """Every object in the bucket: key -> {size, metadata, body}."""
+        found = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            for obj in page.get("Contents", []):
+                found[obj["Key"]] = {"size": obj["Size"]}
+        return found
+
+    def get(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
+
+    def metadata(self, key: str) -> dict[str, str]:
+        meta: dict[str, str] = self.client.head_object(Bucket=self.bucket, Key=key)["Metadata"]
+        return meta
+
+    def wait_for_key(self, key: str, timeout: float = 20.0) -> float:
+        """Seconds until boto3 sees `key`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if key in self.objects():
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError(f"{key!r} not in the bucket after {timeout}s:\n{self.log_text()}")
+
+
+def _stale(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+@pytest.fixture
+def mount_factory(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path
+) -> Iterator[Callable[..., Mount]]:
+    """Starts daemons: `mount_factory(*options, bucket=None, name="mnt")` → a started Mount."""
+    started: list[Mount] = []
+
+    def start(*options: str, bucket: str | None = None, name: str = "mnt", run: bool = True) -> Mount:
+        mount = Mount(s3_server, bucket or make_bucket(), tmp_path / name, tmp_path / f"{name}-cache",
+                      ["--writeback-delay", "0.5", *options])
+        started.append(mount)
+        return mount.start() if run else mount
+
+    yield start
+    for mount in started:
+        mount.kill()
+
+
+@pytest.fixture
+def mounted(mount_factory: Callable[..., Mount]) -> Mount:
+    return mount_factory()
+
+
+def sh(command: str, cwd: Path | str, timeout: float = 120.0) -> str:
+    """Run a shell command; its stdout, or an AssertionError with everything it said."""
+    done = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise AssertionError(f"{command!r} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done.stdout
