@@ -97,7 +97,7 @@ def check_command(url: str, endpoint_url: str | None, region: str | None, profil
     store.close()
 
 
-class ByteSize(click.ParamType):
+class ByteSize(click.ParamType[int]):
     """`10G`, `512M`, `64k` or a plain number of bytes (binary units)."""
 
     name = "size"
@@ -118,7 +118,7 @@ class ByteSize(click.ParamType):
         return size
 
 
-class Octal(click.ParamType):
+class Octal(click.ParamType[int]):
     name = "octal"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
@@ -134,28 +134,80 @@ class Octal(click.ParamType):
 @click.argument("url")
 @click.argument("mountpoint")
 @with_s3_options
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache directory [default: one per store under "
-              "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].")
-@click.option("--cache-size", type=ByteSize(), default="10G", show_default=True,
-              help="Clean data kept in the cache before the least recently used is evicted.")
-@click.option("--dirty-limit", type=ByteSize(), default="2G", show_default=True,
-              help="Changed data not yet uploaded; writers wait when it is reached.")
-@click.option("--writeback-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="Seconds after a file's last write or close before it is uploaded.")
-@click.option("--metadata-ttl", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds a directory listing is trusted before the store is asked again.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Cache directory [default: one per store under "
+    "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].",
+)
+@click.option(
+    "--cache-size",
+    type=ByteSize(),
+    default="10G",
+    show_default=True,
+    help="Clean data kept in the cache before the least recently used is evicted.",
+)
+@click.option(
+    "--dirty-limit",
+    type=ByteSize(),
+    default="2G",
+    show_default=True,
+    help="Changed data not yet uploaded; writers wait when it is reached.",
+)
+@click.option(
+    "--writeback-delay",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="Seconds after a file's last write or close before it is uploaded.",
+)
+@click.option(
+    "--metadata-ttl",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a directory listing is trusted before the store is asked again.",
+)
 @click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
 @click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")
-@click.option("--umask", type=Octal(), default="022", show_default=True,
-              help="Mode bits cleared for objects and directories that carry no mode.")
-@click.option("--unmount-timeout", type=click.FloatRange(min=0), default=300.0, show_default=True,
-              help="Seconds unmounting waits for the store before leaving the rest for the next mount.")
-@click.option("--upload-workers", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Files uploaded at the same time.")
-def mount_command(url: str, mountpoint: str, endpoint_url: str | None, region: str | None, profile: str | None,
-                  cache_dir: str | None, cache_size: int, dirty_limit: int, writeback_delay: float,
-                  metadata_ttl: float, uid: int | None, gid: int | None, umask: int, unmount_timeout: float,
-                  upload_workers: int) -> None:
+@click.option(
+    "--umask",
+    type=Octal(),
+    default="022",
+    show_default=True,
+    help="Mode bits cleared for objects and directories that carry no mode.",
+)
+@click.option(
+    "--unmount-timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds unmounting waits for the store before leaving the rest for the next mount.",
+)
+@click.option(
+    "--upload-workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Files uploaded at the same time.",
+)
+def mount_command(
+    url: str,
+    mountpoint: str,
+    endpoint_url: str | None,
+    region: str | None,
+    profile: str | None,
+    cache_dir: str | None,
+    cache_size: int,
+    dirty_limit: int,
+    writeback_delay: float,
+    metadata_ttl: float,
+    uid: int | None,
+    gid: int | None,
+    umask: int,
+    unmount_timeout: float,
+    upload_workers: int,
+) -> None:
     """Mount the store at URL on MOUNTPOINT, in the foreground until unmounted.
 
     Ctrl-C, SIGTERM, `fusestore umount` and `fusermount3 -u` all upload every change
@@ -181,7 +233,9 @@ def mount_command(url: str, mountpoint: str, endpoint_url: str | None, region: s
     )
     try:
         store = open_store(url, **store_options(endpoint_url, region, profile))
-        daemon = Daemon(store, mountpoint, settings, cache_dir, DaemonOptions(unmount_timeout=unmount_timeout))
+        daemon = Daemon(
+            store, mountpoint, settings, cache_dir, DaemonOptions(unmount_timeout=unmount_timeout)
+        )
         code = daemon.run()
     except (InvalidStoreURL, StoreError, SetupError) as exc:
         fail(str(exc))
@@ -190,8 +244,12 @@ def mount_command(url: str, mountpoint: str, endpoint_url: str | None, region: s
 
 @main.command("umount")
 @click.argument("mountpoint", type=click.Path())
-@click.option("--timeout", type=click.FloatRange(min=0), default=None,
-              help="Give up waiting after this many seconds (the daemon keeps syncing).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up waiting after this many seconds (the daemon keeps syncing).",
+)
 def umount_command(mountpoint: str, timeout: float | None) -> None:
     """Upload every change, then unmount MOUNTPOINT; waits until the daemon has exited."""
     from . import mounts

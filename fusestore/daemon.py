@@ -40,8 +40,14 @@ class DaemonOptions:
 class Daemon:
     """One mount of one store. `run` blocks until the mount ends and returns the exit code."""
 
-    def __init__(self, store: Store, mountpoint: str, settings: MountSettings, cache_dir: str | None,
-                 options: DaemonOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        mountpoint: str,
+        settings: MountSettings,
+        cache_dir: str | None,
+        options: DaemonOptions | None = None,
+    ) -> None:
         self.store = store
         self.mountpoint_arg = mountpoint
         self.settings = settings
@@ -84,9 +90,14 @@ class Daemon:
             fs.close()
             self.cache.close()
             raise SetupError(f"cannot mount on {mountpoint}: {exc}") from None
-        mounts.register(mountpoint, {"pid": os.getpid(), "store": self.store.to_url(), "cache": str(self.cache.path)})
-        print(f"fusestore: {self.store.to_url()} mounted on {mountpoint} (cache {self.cache.path})",
-              file=sys.stderr, flush=True)
+        mounts.register(
+            mountpoint, {"pid": os.getpid(), "store": self.store.to_url(), "cache": str(self.cache.path)}
+        )
+        print(
+            f"fusestore: {self.store.to_url()} mounted on {mountpoint} (cache {self.cache.path})",
+            file=sys.stderr,
+            flush=True,
+        )
         code = 1
         try:
             code = trio.run(self._serve, fs, mountpoint)
@@ -152,7 +163,9 @@ class Daemon:
                     log.warning("%s: syncing, then unmounting", signal.Signals(signum).name)
                     stop_requested.set()
                 elif self._sync_scope is not None:
-                    log.warning("%s again: unmounting without waiting for the store", signal.Signals(signum).name)
+                    log.warning(
+                        "%s again: unmounting without waiting for the store", signal.Signals(signum).name
+                    )
                     self._sync_scope.cancel()
 
     async def _evict_loop(self, fs: Filesystem) -> None:

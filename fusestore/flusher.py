@@ -234,7 +234,7 @@ class Flusher:
                 fs.contents.make_dirty(content)
             await fs.fetch_all(content)
             size = content.size
-            content.fd  # the cache file exists (an empty new file has none until touched)
+            content.ensure_file()  # an empty new file has none until written
             etag = await fs.calls.run(self._put_content, key, content, size, metadata)
         else:
             source = node.remote_key
@@ -242,8 +242,11 @@ class Flusher:
                 etag = await fs.calls.run(fs.store.copy, source, key, metadata)
             except NotFound:
                 if node.remote_key == source:
-                    log.error("%s: its object %r vanished from the store before it could be moved",
-                              node.path(), source)
+                    log.error(
+                        "%s: its object %r vanished from the store before it could be moved",
+                        node.path(),
+                        source,
+                    )
                     fs.ns.release_remote(node)
                     node.data_dirty = True  # upload whatever the cache has
                 raise
@@ -297,8 +300,10 @@ class Flusher:
         elif work == "delete":
             # Only once something below holds the prefix in the store, or the directory
             # would vanish for other clients meanwhile.
-            if any(sub is not node and (sub.pending or sub.is_dir and fs.marker_work(sub) == "put")
-                   for sub in node.walk()):
+            if any(
+                sub is not node and (sub.pending or (sub.is_dir and fs.marker_work(sub) == "put"))
+                for sub in node.walk()
+            ):
                 self.schedule(node, delay=0.2)
                 return
             assert node.marker_key is not None

@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import stat
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -29,7 +29,7 @@ T = TypeVar("T")
 PREFERRED_IO_SIZE = 128 * 1024
 
 
-def fuse_errors(handler: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def fuse_errors(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every exception of a handler into a FUSEError with the right errno."""
 
     @functools.wraps(handler)
@@ -86,7 +86,9 @@ class FuseOperations(pyfuse3.Operations):
     # -- names --------------------------------------------------------------------------
 
     @fuse_errors
-    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         node = await self.fs.lookup(parent_inode, os.fsdecode(name))
         if node is None:
             negative = pyfuse3.EntryAttributes()
@@ -101,12 +103,17 @@ class FuseOperations(pyfuse3.Operations):
             self.fs.forget(inode, count)
 
     @fuse_errors
-    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         return self.attributes(await self.fs.getattr(inode))
 
     @fuse_errors
     async def setattr(
-        self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields, fh: int | None, ctx: Any
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         node = await self.fs.setattr(
             inode,
@@ -120,11 +127,13 @@ class FuseOperations(pyfuse3.Operations):
         return self.attributes(node)
 
     @fuse_errors
-    async def readlink(self, inode: int, ctx: Any) -> bytes:
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         return os.fsencode(await self.fs.readlink(inode))
 
     @fuse_errors
-    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> pyfuse3.EntryAttributes:
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         if not stat.S_ISREG(mode):
             raise pyfuse3.FUSEError(errno.EPERM)  # no devices, FIFOs or sockets in an object store
         fh, node = await self.fs.create(parent_inode, os.fsdecode(name), mode, os.O_WRONLY, ctx.uid, ctx.gid)
@@ -132,44 +141,58 @@ class FuseOperations(pyfuse3.Operations):
         return self.attributes(node)
 
     @fuse_errors
-    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         node = await self.fs.mkdir(parent_inode, os.fsdecode(name), mode, ctx.uid, ctx.gid)
         return self.attributes(node)
 
     @fuse_errors
-    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         await self.fs.unlink(parent_inode, os.fsdecode(name))
 
     @fuse_errors
-    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         await self.fs.rmdir(parent_inode, os.fsdecode(name))
 
     @fuse_errors
-    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         node = await self.fs.symlink(parent_inode, os.fsdecode(name), os.fsdecode(target), ctx.uid, ctx.gid)
         return self.attributes(node)
 
     @fuse_errors
     async def rename(
-        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes, flags: int, ctx: Any
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
     ) -> None:
-        await self.fs.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new), flags)
+        await self.fs.rename(
+            parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new), flags
+        )
 
     @fuse_errors
-    async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         raise pyfuse3.FUSEError(errno.EPERM)  # objects have one key each: no hard links
 
     # -- files --------------------------------------------------------------------------
 
     @fuse_errors
     async def create(
-        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         fh, node = await self.fs.create(parent_inode, os.fsdecode(name), mode, flags, ctx.uid, ctx.gid)
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh)), self.attributes(node)
 
     @fuse_errors
-    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         fh, keep_cache = await self.fs.open(inode, flags)
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), keep_cache=keep_cache)
 
@@ -196,7 +219,7 @@ class FuseOperations(pyfuse3.Operations):
     # -- directories ----------------------------------------------------------------------
 
     @fuse_errors
-    async def opendir(self, inode: int, ctx: Any) -> int:
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         return pyfuse3.FileHandleT(await self.fs.opendir(inode))
 
     @fuse_errors
@@ -217,7 +240,7 @@ class FuseOperations(pyfuse3.Operations):
     # -- the file system ---------------------------------------------------------------------
 
     @fuse_errors
-    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         capacity, free = await self.fs.capacity()
         block = 4096
         data = pyfuse3.StatvfsData()

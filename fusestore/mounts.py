@@ -52,7 +52,9 @@ def prepare_mountpoint(path: str) -> str:
     try:
         info = os.stat(absolute)
     except FileNotFoundError:
-        raise MountpointError(f"mountpoint {absolute} does not exist; create it with: mkdir -p {absolute}") from None
+        raise MountpointError(
+            f"mountpoint {absolute} does not exist; create it with: mkdir -p {absolute}"
+        ) from None
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
             raise MountpointError(f"mountpoint {absolute}: {exc.strerror}") from None
@@ -68,10 +70,12 @@ def prepare_mountpoint(path: str) -> str:
     if not os.path.isdir(absolute) or not _is_dir(info.st_mode):
         raise MountpointError(f"mountpoint {absolute} is not a directory")
     if is_mounted(absolute):
-        raise MountpointError(f"{absolute} is already a mount point; unmount it first (fusestore umount {absolute})")
+        raise MountpointError(
+            f"{absolute} is already a mount point; unmount it first (fusestore umount {absolute})"
+        )
     if os.listdir(absolute):
         raise MountpointError(
-            f"mountpoint {absolute} is not empty; its files would be hidden by the mount - use an empty directory"
+            f"mountpoint {absolute} is not empty; the mount would hide its files - use an empty directory"
         )
     if not os.access(absolute, os.W_OK | os.X_OK):
         raise MountpointError(f"mountpoint {absolute} is not writable by you")

@@ -5,4 +5,12 @@ from .contents import ContentStore
 from .journal import Journal
 from .layout import CacheDir, CacheLocked, default_cache_root
 
-__all__ = ["BLOCK_SIZE", "CacheDir", "CacheLocked", "Content", "ContentStore", "Journal", "default_cache_root"]
+__all__ = [
+    "BLOCK_SIZE",
+    "CacheDir",
+    "CacheLocked",
+    "Content",
+    "ContentStore",
+    "Journal",
+    "default_cache_root",
+]

@@ -45,6 +45,10 @@ class Content:
                 os.ftruncate(self._fd, self.size)
         return self._fd
 
+    def ensure_file(self) -> None:
+        """Create the cache file (sized) if nothing has touched it yet."""
+        _ = self.fd
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -52,10 +56,7 @@ class Content:
 
     def remove(self) -> None:
         self.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        self.path.unlink(missing_ok=True)
 
     # -- blocks -------------------------------------------------------------------
 

@@ -128,7 +128,13 @@ class ContentStore:
             return
         self.index.set(
             ("content", content.id),
-            {"key": key, "etag": etag, "size": content.size, "present": f"{content.present:x}", "atime": content.atime},
+            {
+                "key": key,
+                "etag": etag,
+                "size": content.size,
+                "present": f"{content.present:x}",
+                "atime": content.atime,
+            },
         )
 
     def save_all(self) -> None:

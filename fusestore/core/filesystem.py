@@ -155,7 +155,7 @@ class Filesystem:
         return not node.children or node.explicit
 
     def marker_work(self, node: Node) -> str | None:
-        """"put" or "delete" when the directory's marker must change, else None."""
+        """ "put" or "delete" when the directory's marker must change, else None."""
         wanted = self.marker_wanted(node)
         if wanted is None:
             return None
@@ -193,7 +193,9 @@ class Filesystem:
             try:
                 self._replay_node(jid, rec)
             except Exception:
-                log.exception("journal record for %r could not be replayed; it stays in the journal", rec.get("key"))
+                log.exception(
+                    "journal record for %r could not be replayed; it stays in the journal", rec.get("key")
+                )
         for key in self.journal.deletes():
             self.ns.deletes.add(key)
             self.ns._shadow(key, +1)
@@ -206,8 +208,15 @@ class Filesystem:
             assert parent.children is not None
             child = parent.children.get(dir_name)
             if child is None or not child.is_dir:
-                child = self.ns.new_node(Kind.DIR, dir_name, parent, self.defaults.dir_perm,
-                                         self.defaults.uid, self.defaults.gid, now_ns())
+                child = self.ns.new_node(
+                    Kind.DIR,
+                    dir_name,
+                    parent,
+                    self.defaults.dir_perm,
+                    self.defaults.uid,
+                    self.defaults.gid,
+                    now_ns(),
+                )
                 self.ns.attach(parent, dir_name, child)
             parent = child
         kind = Kind(rec["kind"])
@@ -215,7 +224,12 @@ class Filesystem:
         old = parent.children.get(name)
         if old is not None and old.kind is kind and kind is Kind.DIR:
             node = old
-            node.perm, node.uid, node.gid, node.mtime_ns = rec["perm"], rec["uid"], rec["gid"], rec["mtime_ns"]
+            node.perm, node.uid, node.gid, node.mtime_ns = (
+                rec["perm"],
+                rec["uid"],
+                rec["gid"],
+                rec["mtime_ns"],
+            )
         else:
             if old is not None:
                 self.ns.detach(old)
@@ -445,7 +459,9 @@ class Filesystem:
         self.dir_changed(parent)
         return node
 
-    async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int) -> tuple[int, Node]:
+    async def create(
+        self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
+    ) -> tuple[int, Node]:
         parent = await self._new_entry(parent_ino, name)
         node = self.ns.new_node(Kind.FILE, name, parent, stat.S_IMODE(mode), uid, gid, now_ns())
         node.content = self.contents.new()
@@ -765,7 +781,11 @@ class Filesystem:
     async def fetch(self, content: Content, first: int, count: int) -> None:
         """Bring blocks [first, first+count) from the store (those not present or in flight)."""
         while True:
-            busy = [self._fetching[(content.id, b)] for b in range(first, first + count) if (content.id, b) in self._fetching]
+            busy = [
+                self._fetching[(content.id, b)]
+                for b in range(first, first + count)
+                if (content.id, b) in self._fetching
+            ]
             if not busy:
                 break
             await busy[0].wait()
@@ -806,7 +826,7 @@ class Filesystem:
             handle.content = content
         end = offset + len(data)
         for edge in (offset, end - 1):
-            if edge % BLOCK_SIZE or edge == end - 1 and end % BLOCK_SIZE:
+            if edge % BLOCK_SIZE or (edge == end - 1 and end % BLOCK_SIZE):
                 for first, count in list(content.missing_runs(edge, 1)):
                     await self.fetch(content, first, count)
         first_present = content.present

@@ -79,7 +79,9 @@ class Namespace:
 
     # -- nodes ----------------------------------------------------------------------
 
-    def new_node(self, kind: Kind, name: str, parent: Node, perm: int, uid: int, gid: int, mtime_ns: int) -> Node:
+    def new_node(
+        self, kind: Kind, name: str, parent: Node, perm: int, uid: int, gid: int, mtime_ns: int
+    ) -> Node:
         node = Node(self._next_ino, kind, name, parent, perm, uid, gid, mtime_ns)
         self._next_ino += 1
         if kind is Kind.DIR:
@@ -150,7 +152,7 @@ class Namespace:
         key = node.remote_key
         if key is None:
             return
-        needed = node.linked and node.key != key or not node.linked and node.opens > 0
+        needed = (node.linked and node.key != key) or (not node.linked and node.opens > 0)
         owner = self.moving_from.get(key)
         if needed and owner is not node:
             if owner is None:
@@ -181,8 +183,15 @@ class Namespace:
 
     def node_from_object(self, parent: Node, name: str, info: ObjectInfo) -> Node:
         """A clean file or symlink node for a listed or HEADed object."""
-        node = self.new_node(Kind.FILE, name, parent, self.defaults.file_perm, self.defaults.uid,
-                             self.defaults.gid, int(info.mtime * 1e9))
+        node = self.new_node(
+            Kind.FILE,
+            name,
+            parent,
+            self.defaults.file_perm,
+            self.defaults.uid,
+            self.defaults.gid,
+            int(info.mtime * 1e9),
+        )
         self.apply_object(node, info)
         return node
 
@@ -280,24 +289,31 @@ class Namespace:
                 if self._came_from_store(child) and not self._has_pending(child):
                     self.detach(child)
                     self.maybe_free(child)
-            elif isinstance(entry, str) and not child.is_dir or isinstance(entry, ObjectInfo) and child.is_dir:
-                if not self._has_pending(child):  # another client replaced a file by a directory or back
-                    self.detach(child)
-                    self.maybe_free(child)
+            elif (isinstance(entry, str) != child.is_dir) and not self._has_pending(child):
+                # Another client replaced a file by a directory, or the other way round.
+                self.detach(child)
+                self.maybe_free(child)
         for name, entry in listed.items():
-            child = directory.children.get(name)
-            if child is None:
+            existing = directory.children.get(name)
+            if existing is None:
                 if isinstance(entry, str):
-                    node = self.new_node(Kind.DIR, name, directory, self.defaults.dir_perm, self.defaults.uid,
-                                         self.defaults.gid, now_ns())
+                    node = self.new_node(
+                        Kind.DIR,
+                        name,
+                        directory,
+                        self.defaults.dir_perm,
+                        self.defaults.uid,
+                        self.defaults.gid,
+                        now_ns(),
+                    )
                     self._guess_dir_attrs(node, entry)
                 else:
                     node = self.node_from_object(directory, name, entry)
                 self.attach(directory, name, node)
-            elif isinstance(entry, ObjectInfo) and not child.pending and child.etag != entry.etag:
-                self.apply_object(child, entry)
-                child.content = None  # open handles keep the version they opened
-                child.data_generation += 1
+            elif isinstance(entry, ObjectInfo) and not existing.pending and existing.etag != entry.etag:
+                self.apply_object(existing, entry)
+                existing.content = None  # open handles keep the version they opened
+                existing.data_generation += 1
         directory.listed_at = time.monotonic()
 
     @staticmethod
@@ -307,10 +323,7 @@ class Namespace:
         Directories made here carry a journal record until the store has them, which
         `_has_pending` sees.
         """
-        return node.is_dir or node.remote_key is not None and node.remote_key == node.key
+        return node.is_dir or (node.remote_key is not None and node.remote_key == node.key)
 
     def _has_pending(self, node: Node) -> bool:
-        for sub in node.walk():
-            if sub.pending or sub.jid is not None or sub.opens:
-                return True
-        return False
+        return any(sub.pending or sub.jid is not None or sub.opens for sub in node.walk())

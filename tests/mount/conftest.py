@@ -31,7 +31,9 @@ MOUNT_TIMEOUT = 30.0
 class Mount:
     """One daemon process serving `path`, backed by `bucket` on the test server."""
 
-    def __init__(self, server: LocalS3Server, bucket: str, path: Path, cache: Path, options: list[str]) -> None:
+    def __init__(
+        self, server: LocalS3Server, bucket: str, path: Path, cache: Path, options: list[str]
+    ) -> None:
         self.server = server
         self.bucket = bucket
         self.path = path
@@ -47,8 +49,19 @@ class Mount:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "fusestore", "--log-level", "info", "mount", self.url, str(self.path),
-            "--endpoint-url", self.server.endpoint_url, "--cache-dir", str(self.cache), *self.options,
+            sys.executable,
+            "-m",
+            "fusestore",
+            "--log-level",
+            "info",
+            "mount",
+            self.url,
+            str(self.path),
+            "--endpoint-url",
+            self.server.endpoint_url,
+            "--cache-dir",
+            str(self.cache),
+            *self.options,
         ]
 
     def start(self) -> Mount:
@@ -77,8 +90,12 @@ class Mount:
     def umount(self, timeout: float = 120.0) -> int:
         """`fusestore umount`, then the daemon's exit code."""
         assert self.process is not None
-        subprocess.run([sys.executable, "-m", "fusestore", "umount", str(self.path)], timeout=timeout,
-                       capture_output=True, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "fusestore", "umount", str(self.path)],
+            timeout=timeout,
+            capture_output=True,
+            check=False,
+        )
         return self.wait(timeout)
 
     def signal(self, signum: int = signal.SIGTERM, timeout: float = 120.0) -> int:
@@ -151,8 +168,13 @@ def mount_factory(
     started: list[Mount] = []
 
     def start(*options: str, bucket: str | None = None, name: str = "mnt", run: bool = True) -> Mount:
-        mount = Mount(s3_server, bucket or make_bucket(), tmp_path / name, tmp_path / f"{name}-cache",
-                      ["--writeback-delay", "0.5", *options])
+        mount = Mount(
+            s3_server,
+            bucket or make_bucket(),
+            tmp_path / name,
+            tmp_path / f"{name}-cache",
+            ["--writeback-delay", "0.5", *options],
+        )
         started.append(mount)
         return mount.start() if run else mount
 

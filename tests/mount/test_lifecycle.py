@@ -38,8 +38,12 @@ def uploaded_digest(mount: Mount, key: str) -> str:
 def test_umount_uploads_a_dirty_50_mib_file_before_exiting(mount_factory: Callable[..., Mount]) -> None:
     mount = mount_factory("--writeback-delay", "3600")
     digest = write_dirty_file(mount)
-    done = subprocess.run([sys.executable, "-m", "fusestore", "umount", str(mount.path)],
-                          capture_output=True, text=True, timeout=150)
+    done = subprocess.run(
+        [sys.executable, "-m", "fusestore", "umount", str(mount.path)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert done.returncode == 0, done.stderr
     assert mount.wait() == 0
     assert uploaded_digest(mount, "dirty.bin") == digest
@@ -48,7 +52,9 @@ def test_umount_uploads_a_dirty_50_mib_file_before_exiting(mount_factory: Callab
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_uploads_a_dirty_50_mib_file_before_exiting(mount_factory: Callable[..., Mount], signum: int) -> None:
+def test_signal_uploads_a_dirty_50_mib_file_before_exiting(
+    mount_factory: Callable[..., Mount], signum: int
+) -> None:
     mount = mount_factory("--writeback-delay", "3600")
     digest = write_dirty_file(mount)
     assert mount.signal(signum) == 0
@@ -70,8 +76,13 @@ def test_store_down_at_unmount_keeps_data_for_the_next_mount(
 ) -> None:
     with LocalS3Server() as server:
         server.create_bucket("gone")
-        mount = Mount(server, "gone", tmp_path / "mnt", tmp_path / "cache",
-                      ["--writeback-delay", "3600", "--unmount-timeout", "3"])
+        mount = Mount(
+            server,
+            "gone",
+            tmp_path / "mnt",
+            tmp_path / "cache",
+            ["--writeback-delay", "3600", "--unmount-timeout", "3"],
+        )
         try:
             mount.start()
             (mount.path / "kept.txt").write_text("kept across an outage")
@@ -97,7 +108,9 @@ def test_store_down_at_unmount_keeps_data_for_the_next_mount(
 
 
 @pytest.mark.timeout(120)
-def test_stale_mount_of_a_killed_daemon_is_cleaned_at_the_next_mount(mount_factory: Callable[..., Mount]) -> None:
+def test_stale_mount_of_a_killed_daemon_is_cleaned_at_the_next_mount(
+    mount_factory: Callable[..., Mount],
+) -> None:
     mount = mount_factory("--writeback-delay", "0.2")
     (mount.path / "before.txt").write_text("before the crash")
     mount.wait_for_key("before.txt")
@@ -116,9 +129,21 @@ def test_stale_mount_of_a_killed_daemon_is_cleaned_at_the_next_mount(mount_facto
 def test_bad_mountpoints_fail_with_one_line(mounted: Mount, tmp_path: Path) -> None:
     def mount_on(path: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "fusestore", "mount", mounted.url, str(path), "--endpoint-url",
-             mounted.server.endpoint_url, "--cache-dir", str(tmp_path / "other-cache")],
-            capture_output=True, text=True, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "fusestore",
+                "mount",
+                mounted.url,
+                str(path),
+                "--endpoint-url",
+                mounted.server.endpoint_url,
+                "--cache-dir",
+                str(tmp_path / "other-cache"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
 
     (tmp_path / "full").mkdir()
@@ -175,8 +200,10 @@ def test_maildir_hand_off_never_shows_a_partial_file(mounted: Mount) -> None:
     thread = threading.Thread(target=reader)
     thread.start()
     try:
-        procs = [subprocess.Popen([sys.executable, "-c", script, str(root), f"w{w}", str(per_writer)])
-                 for w in range(writers)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, str(root), f"w{w}", str(per_writer)])
+            for w in range(writers)
+        ]
         assert all(p.wait(120) == 0 for p in procs)
     finally:
         stop.set()
@@ -186,14 +213,22 @@ def test_maildir_hand_off_never_shows_a_partial_file(mounted: Mount) -> None:
     assert os.listdir(root / "tmp") == [] and os.listdir(root / "new") == []
     assert mounted.umount() == 0
     keys = set(mounted.objects())
-    assert {k for k in keys if k.startswith("cur/")} == {f"cur/w{w}.{i}" for w in range(writers) for i in range(per_writer)}
+    assert {k for k in keys if k.startswith("cur/")} == {
+        f"cur/w{w}.{i}" for w in range(writers) for i in range(per_writer)
+    }
     assert keys - {k for k in keys if k.startswith("cur/")} == {"tmp/", "new/"}, "empty dirs keep markers"
 
 
 def test_make_run_mounts_and_unmounts_cleanly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "fusestore.demo"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fusestore.demo"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not is_mounted(tmp_path / "mnt"):

@@ -55,7 +55,9 @@ def test_tar_xf_of_a_real_tarball(mounted: Mount, tmp_path: Path) -> None:
     tarball = tmp_path / "json.tar"
     with tarfile.open(tarball, "w") as tar:
         for name in ("json", "email", "http"):
-            tar.add(stdlib / name, arcname=name, filter=lambda info: None if "__pycache__" in info.name else info)
+            tar.add(
+                stdlib / name, arcname=name, filter=lambda info: None if "__pycache__" in info.name else info
+            )
     sh(f"tar xf {tarball}", cwd=mounted.path)
     sh(f"mkdir ref && tar xf {tarball} -C ref", cwd=tmp_path)
     assert sh("find . -type f | sort | xargs sha256sum", cwd=mounted.path) == sh(
@@ -70,7 +72,10 @@ def test_tar_xf_of_a_real_tarball(mounted: Mount, tmp_path: Path) -> None:
 
 def test_mv_file_and_directory_then_rm_r(mounted: Mount, tmp_path: Path) -> None:
     root = mounted.path
-    sh("mkdir -p a/sub && for i in $(seq 1 120); do echo file $i > a/sub/f$i; done && echo one > a/one", cwd=root)
+    sh(
+        "mkdir -p a/sub && for i in $(seq 1 120); do echo file $i > a/sub/f$i; done && echo one > a/one",
+        cwd=root,
+    )
     sh("mv a/one a/uno", cwd=root)
     mounted.wait_for_key("a/sub/f120")
     sh("mv a/sub moved", cwd=root)
@@ -174,7 +179,9 @@ def test_objects_written_before_the_mount_appear(mount_factory, make_bucket) -> 
     assert os.listdir(mount.path / "empty") == []
     assert (mount.path / "top.txt").read_text() == "top"
     assert mount.umount() == 0
-    assert set(mount.objects()) == {"top.txt", "deep/er/file.bin", "empty/"}, "a mount that only reads writes nothing"
+    assert set(mount.objects()) == {"top.txt", "deep/er/file.bin", "empty/"}, (
+        "a mount that only reads writes nothing"
+    )
 
 
 def test_new_file_visible_to_boto3_without_unmounting(mounted: Mount) -> None:
