@@ -127,7 +127,14 @@ class Flusher:
                 if self.fs.ns.deletes and not self._deleting and self._deletes_due <= now:
                     self._deleting = True
                     nursery.start_soon(self._delete_batch)
-                next_due = min(self.due.values(), default=math.inf)
+                # Nodes that cannot start now (no free worker, or an upload of the same node
+                # still running) are looked at again when a job ends and wakes this loop.
+                if len(self.running) >= self.settings.upload_workers:
+                    next_due = math.inf
+                else:
+                    next_due = min(
+                        (d for n, d in self.due.items() if n not in self.running), default=math.inf
+                    )
                 if self.fs.ns.deletes and not self._deleting:
                     next_due = min(next_due, self._deletes_due)
                 with trio.move_on_at(next_due):
