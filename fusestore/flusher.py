@@ -328,8 +328,7 @@ class Flusher:
                 node = fs.ns.node_at(key.rstrip("/"))
                 if key.endswith("/"):
                     if node is not None and node.is_dir and fs.marker_wanted(node):
-                        fs.ns.drop_delete(key)  # the marker is wanted again; it is (re)written
-                        node.marker_key = None
+                        fs.reclaim_marker(node)  # wanted again: kept, with new attributes
                         fs.record(node)
                         self.schedule(node, delay=0)
                         continue
@@ -354,6 +353,7 @@ class Flusher:
                 self._busy_keys.difference_update(keys)
             for key in keys:
                 fs.ns.drop_delete(key)
+                fs.index.delete(("meta", key))  # a remembered marker must not outlive it
         finally:
             self._deleting = False
             self._notify()

@@ -443,7 +443,19 @@ class Filesystem:
         """A new node now names its key: nothing pending may delete that key any more."""
         self.ns.drop_delete(node.key)
         if node.is_dir:
-            self.ns.drop_delete(node.prefix)
+            self.reclaim_marker(node)
+
+    def reclaim_marker(self, directory: Node) -> None:
+        """A marker still to delete at `directory`'s prefix now belongs to `directory`.
+
+        The store still holds it (with an older directory's attributes), so the directory
+        owns it: rewritten while wanted, deleted once not.
+        """
+        prefix = directory.prefix
+        if prefix in self.ns.deletes:
+            self.ns.drop_delete(prefix)
+            directory.marker_key = prefix
+            directory.meta_dirty = True
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         parent = await self._new_entry(parent_ino, name)
@@ -602,7 +614,7 @@ class Filesystem:
                 if moved.marker_key is not None and moved.marker_key != moved.prefix:
                     self.ns.add_delete(moved.marker_key)
                     moved.marker_key = None
-                self.ns.drop_delete(moved.prefix)
+                self.reclaim_marker(moved)
             else:
                 self.ns.drop_delete(moved.key)
             self.ns.track_move(moved)
