@@ -260,6 +260,8 @@ class Flusher:
             size = node.remote_size
 
         fs.index.set(("meta", key), (etag, metadata))
+        fs.ns.store_changed(node)
+        fs.forget_listing(key)
         old = node.remote_key
         if old is not None and old != key:
             fs.ns.release_remote(node)
@@ -301,6 +303,8 @@ class Flusher:
             finally:
                 self._busy_keys.discard(key)
             fs.index.set(("meta", key), (etag, metadata))
+            fs.ns.store_changed(node)
+            fs.forget_listing(key)
             if node.linked and node.prefix == key:
                 node.marker_key = key
                 node.meta_dirty = False
@@ -352,6 +356,8 @@ class Flusher:
             finally:
                 self._busy_keys.difference_update(keys)
             for key in keys:
+                fs.ns.store_changed(deleted=key)
+                fs.forget_listing(key)
                 fs.ns.drop_delete(key)
                 fs.index.delete(("meta", key))  # a remembered marker must not outlive it
         finally:

@@ -79,7 +79,11 @@ class CacheDir:
                 "unmount that one first or choose another --cache-dir"
             ) from None
         self._lock_fd = fd
-        self._check_store()
+        try:
+            self._check_store()
+        except BaseException:
+            self.close()
+            raise
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         return self
 

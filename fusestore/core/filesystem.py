@@ -150,9 +150,12 @@ class Filesystem:
         """Whether the store should hold a `dir/` marker for a directory; None: unknown yet."""
         if node is self.ns.root or not node.linked:
             return False
+        if node.explicit:
+            return True  # the only place its mode and owner can be kept
         if node.listed_at == float("-inf"):
             return None
-        return not node.children or node.explicit
+        # Keys below it that cannot be shown still make the prefix exist in the store.
+        return not node.children and not self.ns.hidden.get(node.prefix)
 
     def marker_work(self, node: Node) -> str | None:
         """ "put" or "delete" when the directory's marker must change, else None."""
@@ -294,6 +297,7 @@ class Filesystem:
             await waiting.wait()
             return
         done = self._refreshing[directory] = trio.Event()
+        since = self.ns.listing_started()
         try:
             prefix = directory.prefix
             listing = self.index.get(("listing", prefix))
@@ -301,11 +305,13 @@ class Filesystem:
                 listing = await self.calls.run(self._list_all, prefix)
                 self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
             if directory.linked and directory.prefix == prefix:
-                self.ns.merge_listing(directory, *listing)
+                objects, prefixes = listing
+                self.ns.merge_listing(directory, objects, prefixes, since=since)
                 if self.marker_work(directory) is not None:
                     self.record(directory)
                     self.flusher.schedule(directory)
         finally:
+            self.ns.listing_ended()
             del self._refreshing[directory]
             done.set()
 
@@ -431,10 +437,11 @@ class Filesystem:
 
     # -- creating and removing ----------------------------------------------------------
 
-    async def _new_entry(self, parent_ino: int, name: str) -> Node:
+    async def _new_entry(self, parent_ino: int, name: str, *, directory: bool = False) -> Node:
         parent = self.directory(parent_ino)
         self.check_name(name)
-        self.store.keys.full(parent.prefix + name + "/")  # KeyTooLong before anything changes
+        # KeyTooLong before anything changes (a directory's marker key is one byte longer).
+        self.store.keys.full(parent.prefix + name + ("/" if directory else ""))
         if await self.child(parent, name) is not None:
             raise fs_error(errno.EEXIST)
         return parent
@@ -444,6 +451,11 @@ class Filesystem:
         self.ns.drop_delete(node.key)
         if node.is_dir:
             self.reclaim_marker(node)
+
+    def forget_listing(self, key: str) -> None:
+        """The store changed at `key`: a remembered listing of its directory is stale."""
+        parent = key.rstrip("/").rpartition("/")[0]
+        self.index.delete(("listing", f"{parent}/" if parent else ""))
 
     def reclaim_marker(self, directory: Node) -> None:
         """A marker still to delete at `directory`'s prefix now belongs to `directory`.
@@ -458,7 +470,7 @@ class Filesystem:
             directory.meta_dirty = True
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
-        parent = await self._new_entry(parent_ino, name)
+        parent = await self._new_entry(parent_ino, name, directory=True)
         perm = stat.S_IMODE(mode)
         node = self.ns.new_node(Kind.DIR, name, parent, perm, uid, gid, now_ns())
         node.listed_at = time.monotonic()  # nothing below it yet: complete
@@ -631,7 +643,11 @@ class Filesystem:
     async def _load_tree(self, directory: Node) -> None:
         """List everything below a directory (one recursive listing), so a rename moves it all."""
         prefix = directory.prefix
-        objects: list[ObjectInfo] = await self.calls.run(lambda: list(self.store.iter_objects(prefix)))
+        since = self.ns.listing_started()
+        try:
+            objects: list[ObjectInfo] = await self.calls.run(lambda: list(self.store.iter_objects(prefix)))
+        finally:
+            self.ns.listing_ended()
         if directory.prefix != prefix:
             raise fs_error(errno.EAGAIN, "the directory moved during the rename")
         # Group by the directory each key sits in, then merge top-down.
@@ -651,7 +667,7 @@ class Filesystem:
             if node is None or not node.is_dir or not directory.is_ancestor_of(node):
                 continue
             objs, subs = by_dir[here]
-            self.ns.merge_listing(node, objs, sorted(subs))
+            self.ns.merge_listing(node, objs, sorted(subs), since=since)
             self.index.set(("listing", here), (objs, sorted(subs)), expire=self.settings.metadata_ttl)
 
     # -- attributes ---------------------------------------------------------------------
@@ -837,10 +853,12 @@ class Filesystem:
             content.pins += 1
             handle.content = content
         end = offset + len(data)
-        for edge in (offset, end - 1):
-            if edge % BLOCK_SIZE or (edge == end - 1 and end % BLOCK_SIZE):
-                for first, count in list(content.missing_runs(edge, 1)):
-                    await self.fetch(content, first, count)
+        # A block the write covers only partly must hold the store's bytes first, or the
+        # rest of it would read as zeros once the write marks it present.
+        for block in sorted({offset // BLOCK_SIZE, max(offset, end - 1) // BLOCK_SIZE}):
+            low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
+            if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
+                await self.fetch(content, block, 1)
         first_present = content.present
         written = content.write(offset, data)
         node.size = content.size

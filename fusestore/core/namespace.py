@@ -76,6 +76,28 @@ class Namespace:
         self._warned: set[str] = set()
         #: directory prefix -> number of keys below it that could not be shown
         self.hidden: Counter[str] = Counter()
+        #: bumped whenever the flusher changes the store; a listing knows which it predates
+        self.store_seq = 0
+        #: keys deleted recently, by store_seq, while a listing that may predate it runs
+        self.recent_deletes: dict[str, int] = {}
+        self._listings = 0
+
+    def listing_started(self) -> int:
+        self._listings += 1
+        return self.store_seq
+
+    def listing_ended(self) -> None:
+        self._listings -= 1
+        if not self._listings:
+            self.recent_deletes.clear()
+
+    def store_changed(self, node: Node | None = None, deleted: str | None = None) -> None:
+        """The flusher wrote `node` or deleted `deleted`: listings begun before are stale there."""
+        self.store_seq += 1
+        if node is not None:
+            node.synced_seq = self.store_seq
+        if deleted is not None and self._listings:
+            self.recent_deletes[deleted] = self.store_seq
 
     # -- nodes ----------------------------------------------------------------------
 
@@ -248,9 +270,17 @@ class Namespace:
         if attrs.mtime_ns is not None:
             node.mtime_ns = attrs.mtime_ns
 
-    def merge_listing(self, directory: Node, objects: Iterable[ObjectInfo], prefixes: Iterable[str]) -> None:
+    def merge_listing(
+        self, directory: Node, objects: Iterable[ObjectInfo], prefixes: Iterable[str], since: int = -1
+    ) -> None:
         """Make `directory`'s children agree with a complete listing of its prefix,
-        keeping every local change the store does not have yet."""
+        keeping every local change the store does not have yet.
+
+        `since` is the `store_seq` when the listing was asked for: what the flusher wrote
+        or deleted after that is newer than the listing and wins over it.
+        """
+        if since < 0:
+            since = self.store_seq
         assert directory.children is not None
         prefix = directory.prefix
         listed: dict[str, ObjectInfo | str] = {}
@@ -265,7 +295,7 @@ class Namespace:
             if reason is not None:
                 self.warn_once(info.key, reason)
                 hidden += 1
-            elif not self.shadowed(info.key):
+            elif not self.shadowed(info.key) and self.recent_deletes.get(info.key, -1) <= since:
                 listed[name] = info
         for sub in prefixes:
             name = sub[len(prefix) : -1]
@@ -274,7 +304,7 @@ class Namespace:
                 self.warn_once(sub, reason)
                 hidden += 1
                 continue
-            if self.shadowed(sub):
+            if self.shadowed(sub) or self.recent_deletes.get(sub, -1) > since:
                 continue
             if isinstance(listed.get(name), ObjectInfo):
                 # A key that is both an object and a prefix: the directory wins.
@@ -286,7 +316,11 @@ class Namespace:
         for name, child in list(directory.children.items()):
             entry = listed.get(name)
             if entry is None:
-                if self._came_from_store(child) and not self._has_pending(child):
+                if (
+                    self._came_from_store(child)
+                    and not self._has_pending(child)
+                    and not any(sub.synced_seq > since for sub in child.walk())
+                ):
                     self.detach(child)
                     self.maybe_free(child)
             elif (isinstance(entry, str) != child.is_dir) and not self._has_pending(child):

@@ -71,6 +71,7 @@ class Node:
     meta_dirty: bool = False
     version: int = 0  # bumped by every local change; uploads compare it
     jid: str | None = None  # journal record id while there is pending work
+    synced_seq: int = 0  # the namespace's store_seq when the flusher last wrote it
     #: bumped when the data changed under the kernel's page cache (remote update)
     data_generation: int = 0
     kernel_generation: int = -1
