@@ -1,9 +1,19 @@
-"""Kernel-free tests of the file system: `Filesystem` on the memory store, driven by trio."""
+"""Kernel-free tests of the core: a `Filesystem` on a memory store, driven by trio.
+
+`Env` is one memory store plus one cache directory. `env.mount()` opens a `Filesystem`
+on them the way the daemon does (cache dir, journal replay, flusher task), and on exit
+syncs, stops the flusher and closes everything, so a test can "remount" as often as it
+likes and then look at what the store really holds.
+"""
 
 from __future__ import annotations
 
+import os
+import random
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,78 +21,183 @@ import pytest
 import trio
 
 from fusestore.cache import CacheDir
-from fusestore.core import Filesystem, MountSettings
-from fusestore.stores import Store, open_store
-from fusestore.stores.memory import MemoryStore
+from fusestore.core import Filesystem, MountSettings, Node
+from fusestore.stores import StoreUnavailable, open_store
+from fusestore.stores.memory import MemoryStore, _etag, _Object
 
-Body = Callable[[Filesystem], Awaitable[Any]]
+MiB = 2**20
+
+#: Store methods that write (recorded by `Env.calls`, and failing while `Env.offline`).
+WRITES = ("put", "start_multipart", "copy", "delete_many")
+#: Store methods that read (recorded by `Env.calls`).
+READS = ("get_range", "open_range", "head", "list")
 
 
-class Harness:
-    """Runs `Filesystem`s on one memory store and one cache directory, one after another
-    (like remounts)."""
+class Env:
+    """One memory store and one cache directory, shared by the mounts of one test."""
 
-    def __init__(self, store: Store, cache_dir: Path) -> None:
-        self.store = store
+    def __init__(self, name: str, cache_dir: Path) -> None:
+        self.name = name
+        self.store: MemoryStore = open_store(f"memory://{name}")  # type: ignore[assignment]
         self.cache_dir = cache_dir
+        #: every store call made through a spied method: (method, positional args)
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        #: while True, every writing store call fails with StoreUnavailable
+        self.offline = False
+        #: the store's own methods, for the test to call without being recorded
+        self.real: dict[str, Callable[..., Any]] = {m: getattr(self.store, m) for m in (*WRITES, *READS)}
+        for method in (*WRITES, *READS):
+            self._spy(method)
 
-    def run(self, body: Body, *, flusher: bool = True, sync: bool = True, **settings: Any) -> Any:
-        """Open a Filesystem (replaying the journal), run `body`, sync (when the flusher
-        runs), close. Returns what `body` returned."""
-        options = {"writeback_delay": 0.01, "metadata_ttl": 60.0, **settings}
+    def _spy(self, method: str) -> None:
+        real = getattr(self.store, method)
 
-        async def main() -> Any:
-            cache = CacheDir.for_store(self.store.to_url(), str(self.cache_dir)).open()
-            fs = Filesystem(self.store, cache, MountSettings(**options))
-            try:
+        def spied(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((method, args))
+            if self.offline and method in WRITES:
+                raise StoreUnavailable(f"test: the store is offline ({method})")
+            return real(*args, **kwargs)
+
+        setattr(self.store, method, spied)
+
+    # -- mounting -----------------------------------------------------------------------
+
+    def settings(self, **overrides: Any) -> MountSettings:
+        options: dict[str, Any] = {"writeback_delay": 0.05, "metadata_ttl": 60.0, **overrides}
+        return MountSettings(**options)
+
+    @asynccontextmanager
+    async def mount(
+        self, *, flusher: bool = True, sync: bool = True, replay: bool = True, **settings: Any
+    ) -> AsyncIterator[Filesystem]:
+        """A mounted Filesystem; on a clean exit `sync_all` (when the flusher runs), then close."""
+        cache = CacheDir.for_store(self.store.to_url(), str(self.cache_dir)).open()
+        fs = Filesystem(self.store, cache, self.settings(**settings))
+        try:
+            if replay:
                 fs.replay()
-                async with trio.open_nursery() as nursery:
-                    if flusher:
-                        await nursery.start(fs.flusher.run)
-                    with trio.fail_after(30):
-                        result = await body(fs)
-                        if flusher and sync:
-                            await fs.flusher.sync_all()
-                    nursery.cancel_scope.cancel()
-                return result
-            finally:
-                fs.close()
-                cache.close()
+            async with trio.open_nursery() as nursery:
+                if flusher:
+                    await nursery.start(fs.flusher.run)
+                with trio.fail_after(10):
+                    yield fs
+                    if flusher and sync:
+                        await fs.flusher.sync_all()
+                nursery.cancel_scope.cancel()
+        finally:
+            fs.close()
+            cache.close()
 
-        return trio.run(main)
+    @staticmethod
+    @asynccontextmanager
+    async def flushing(fs: Filesystem, *, sync: bool = True) -> AsyncIterator[None]:
+        """Run the flusher of a mount opened with `flusher=False`, for the body (then sync)."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fs.flusher.run)
+            yield
+            if sync:
+                await fs.flusher.sync_all()
+            nursery.cancel_scope.cancel()
+
+    # -- the store's side -----------------------------------------------------------------
 
     def objects(self) -> dict[str, bytes]:
-        return {info.key: self.store.get_range(info.key) for info in self.store.iter_objects("")}
+        """Every object in the store, read directly from the backend (no spy)."""
+        backend = self.store._backend
+        with backend.lock:
+            return {key: obj.data for key, obj in sorted(backend.objects.items())}
+
+    def metadata(self, key: str) -> dict[str, str]:
+        backend = self.store._backend
+        with backend.lock:
+            return dict(backend.objects[key].metadata)
+
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
+        """Put an object as another client would (not recorded by the spy)."""
+        etag: str = self.real["put"](key, data, metadata or {})
+        return etag
+
+    def put_raw(self, key: str, data: bytes) -> None:
+        """Plant an object under a key the store's own `put` refuses (`a//b`, `x/../y`), as a
+        bucket written by other tools may hold."""
+        backend = self.store._backend
+        with backend.lock:
+            backend.objects[key] = _Object(data, {}, _etag(data), time.time())
+
+    def called(self, method: str) -> list[tuple[Any, ...]]:
+        return [args for name, args in self.calls if name == method]
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    name = f"core-{uuid.uuid4().hex[:8]}"
-    store = open_store(f"memory://{name}")
-    yield Harness(store, tmp_path / "cache")
+def env(tmp_path: Path) -> Iterator[Env]:
+    name = f"core-{uuid.uuid4().hex[:12]}"
+    yield Env(name, tmp_path / "cache")
     MemoryStore.forget(name)
 
 
-async def write_file(fs: Filesystem, parent: int, name: str, data: bytes, mode: int = 0o644) -> int:
-    fh, node = await fs.create(parent, name, mode, 0o1, 0, 0)
+# -- file-system helpers ---------------------------------------------------------------------
+
+
+async def resolve(fs: Filesystem, path: str) -> Node:
+    """The node at `path` (slash-separated, relative to the root), via lookups."""
+    node = fs.node(1)
+    for name in path.split("/") if path else []:
+        found = await fs.lookup(node.ino, name)
+        assert found is not None, f"{path}: no {name!r} in {node.path()}"
+        node = found
+    return node
+
+
+async def ino_of(fs: Filesystem, path: str) -> int:
+    return (await resolve(fs, path)).ino
+
+
+async def mkdir(fs: Filesystem, path: str, mode: int = 0o755) -> Node:
+    """A directory with the mount's default owner (and by default its default mode), so the
+    store needs no marker to remember its attributes once it holds entries."""
+    parent, _, name = path.rpartition("/")
+    return await fs.mkdir(await ino_of(fs, parent), name, mode, fs.settings.uid, fs.settings.gid)
+
+
+async def write_file(fs: Filesystem, path: str, data: bytes, mode: int = 0o644) -> Node:
+    """Create `path` (its parent exists) as uid/gid 1000, write `data`, release."""
+    parent, _, name = path.rpartition("/")
+    fh, node = await fs.create(await ino_of(fs, parent), name, mode, os.O_WRONLY, 1000, 1000)
     if data:
-        await fs.write(fh, 0, data)
+        assert await fs.write(fh, 0, data) == len(data)
     fs.release(fh)
-    return node.ino
+    return node
 
 
-async def read_file(fs: Filesystem, ino: int) -> bytes:
-    fh, _ = await fs.open(ino, 0)
+async def read_all(fs: Filesystem, ino: int, chunk: int = 128 * 1024) -> bytes:
+    """Read a whole file through a new handle, sequentially in `chunk`-sized reads."""
+    fh, _ = await fs.open(ino, os.O_RDONLY)
     try:
-        return await fs.read(fh, 0, 1 << 30)
+        parts: list[bytes] = []
+        offset = 0
+        while True:
+            data = await fs.read(fh, offset, chunk)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+            offset += len(data)
     finally:
         fs.release(fh)
 
 
-async def ino_of(fs: Filesystem, path: str) -> int:
-    ino = 1
-    for name in path.split("/"):
-        node = await fs.lookup(ino, name)
-        assert node is not None, path
-        ino = node.ino
-    return ino
+async def read_path(fs: Filesystem, path: str) -> bytes:
+    return await read_all(fs, await ino_of(fs, path))
+
+
+async def listdir(fs: Filesystem, path: str = "") -> dict[str, Node]:
+    """The entries of a directory through opendir/readdir/releasedir."""
+    fh = await fs.opendir(await ino_of(fs, path))
+    try:
+        return {name: node for name, node, _ in fs.readdir(fh, 0)}
+    finally:
+        fs.releasedir(fh)
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """Deterministic, non-repeating-per-block bytes (a misplaced block cannot go unnoticed)."""
+    return random.Random(seed).randbytes(size)

@@ -1,0 +1,257 @@
+"""The local cache: eviction, the dirty limit, and the cache classes on their own."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import diskcache
+import pytest
+import trio
+
+from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
+
+from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, write_file
+
+# -- eviction ---------------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_eviction_spares_dirty_and_open_contents_and_goes_least_recently_used(env: Env) -> None:
+    objects = {f"o{i}": pattern(2 * MiB, seed=i) for i in range(4)}
+    for key, data in objects.items():
+        env.put(key, data)
+    limit = 6 * MiB
+    async with env.mount(cache_size=limit, writeback_delay=30) as fs:  # `dirty` stays dirty
+        for key in ("o0", "o1", "o2", "o3"):  # o0 first: the oldest
+            assert await read_path(fs, key) == objects[key]
+            await trio.sleep(0.01)
+        fh, _ = await fs.open(await ino_of(fs, "o0"), os.O_RDONLY)  # o0: pinned, and recent
+        assert await fs.read(fh, 0, 10) == objects["o0"][:10]
+        dirty = await write_file(fs, "dirty", pattern(MiB, seed=9))
+        assert fs.contents.used == 9 * MiB
+
+        by_id = {c.id: c for c in fs.contents._by_id.values()}
+        pinned = {c.id for c in by_id.values() if c.pins}
+        dirty_ids = {c.id for c in by_id.values() if c.dirty}
+        assert pinned and dirty_ids
+        victims = fs.contents.evict_candidates()
+        assert victims
+        for victim in victims:
+            assert not victim.dirty and not victim.pins
+            assert victim.id not in pinned | dirty_ids
+        assert fs.contents.used <= limit * 9 // 10
+        assert sorted(v.source[0] for v in victims if v.source) == ["o1", "o2"], "least recently used"
+        assert fs.contents.evict_candidates() == [], "already under the limit"
+
+        ContentStore.remove_files(victims)
+        for victim in victims:
+            assert not victim.path.exists()
+            assert fs.index.get(("content", victim.id)) is None
+
+        # Everything still reads right: evicted data comes back from the store.
+        env.calls.clear()
+        assert await read_path(fs, "o1") == objects["o1"]
+        assert env.called("get_range")
+        env.calls.clear()
+        assert await read_path(fs, "o3") == objects["o3"]
+        assert env.called("get_range") == [], "o3 was kept"
+        assert await fs.read(fh, 0, 1 << 30) == objects["o0"]
+        fs.release(fh)
+        assert await read_all(fs, dirty.ino) == pattern(MiB, seed=9)
+    assert env.objects()["dirty"] == pattern(MiB, seed=9)
+
+
+@pytest.mark.trio
+async def test_dirty_data_is_never_evicted_even_over_the_limit(env: Env) -> None:
+    async with env.mount(flusher=False, cache_size=MiB) as fs:
+        nodes = [await write_file(fs, f"f{i}", pattern(MiB, seed=i)) for i in range(3)]
+        assert fs.contents.used == 3 * MiB
+        assert fs.contents.evict_candidates() == []
+        for i, node in enumerate(nodes):
+            assert await read_all(fs, node.ino) == pattern(MiB, seed=i)
+
+
+# -- the dirty limit -------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_a_writer_waits_while_dirty_data_is_over_the_limit(env: Env) -> None:
+    async with env.mount(flusher=False, dirty_limit=MiB) as fs:
+        await write_file(fs, "first", pattern(2 * MiB, seed=1))  # its own bytes never hold it back
+        fh, _ = await fs.create(1, "second", 0o644, os.O_WRONLY, 0, 0)
+
+        with trio.move_on_after(0.3) as waited:
+            await fs.write(fh, 0, b"y")
+        assert waited.cancelled_caught, "the write went through over the dirty limit"
+
+        done = trio.Event()
+
+        async def writer() -> None:
+            await fs.write(fh, 0, b"second file")
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.sleep(0.2)
+            assert not done.is_set(), "still waiting: nothing was uploaded"
+            async with env.flushing(fs):
+                with trio.fail_after(3):
+                    await done.wait()  # the flusher uploaded `first`: room again
+        fs.release(fh)
+        async with env.flushing(fs):
+            pass
+    assert env.objects() == {"first": pattern(2 * MiB, seed=1), "second": b"second file"}
+
+
+# -- Content ------------------------------------------------------------------------------------
+
+
+def test_content_missing_runs_fill_and_truncate(tmp_path: Path) -> None:
+    size = 5 * BLOCK_SIZE + 10
+    content = Content("c", tmp_path / "c", size, base_size=size)
+    assert list(content.missing_runs(0, size)) == [(0, 6)]
+    assert list(content.missing_runs(BLOCK_SIZE + 1, 1)) == [(1, 1)]
+    assert list(content.missing_runs(size, 100)) == []
+
+    content.write(2 * BLOCK_SIZE, b"w" * BLOCK_SIZE)  # block 2, whole
+    assert list(content.missing_runs(0, size)) == [(0, 2), (3, 3)]
+    start, length = content.fetch_span(3, 3)
+    assert (start, length) == (3 * BLOCK_SIZE, 2 * BLOCK_SIZE + 10)
+
+    # A fill never overwrites a block written locally.
+    content.fill(2, b"s" * (2 * BLOCK_SIZE))
+    assert content.read(2 * BLOCK_SIZE, 3) == b"www"
+    assert content.read(3 * BLOCK_SIZE, 3) == b"sss"
+    assert list(content.missing_runs(0, size)) == [(0, 2), (4, 2)]
+    assert not content.complete()
+
+    # Truncating forgets the store's bytes past the new end: growing again shows zeros.
+    content.truncate(3 * BLOCK_SIZE + 5)
+    assert content.base_size == 3 * BLOCK_SIZE + 5
+    content.truncate(size)
+    assert list(content.missing_runs(3 * BLOCK_SIZE, size)) == []
+    assert content.read(4 * BLOCK_SIZE, 10) == bytes(10)
+    assert content.boundary_block(BLOCK_SIZE + 7) == (1, 1)
+    assert content.boundary_block(2 * BLOCK_SIZE) is None
+    content.remove()
+    assert not (tmp_path / "c").exists()
+
+
+def test_content_present_bytes(tmp_path: Path) -> None:
+    content = Content("c", tmp_path / "c", 2 * BLOCK_SIZE + 1, base_size=2 * BLOCK_SIZE + 1)
+    assert content.present_bytes() == 0
+    content.fill(0, b"x" * BLOCK_SIZE)
+    assert content.present_bytes() == BLOCK_SIZE
+    content.fill(1, b"x" * (BLOCK_SIZE + 1))
+    assert content.complete() and content.present_bytes() == 2 * BLOCK_SIZE + 1
+    content.close()
+
+
+# -- ContentStore -------------------------------------------------------------------------------
+
+
+def content_store(tmp_path: Path, limit: int = 10 * MiB) -> tuple[ContentStore, diskcache.Cache]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    index = diskcache.Cache(str(tmp_path / "index"), eviction_policy="none")
+    return ContentStore(data, index, limit), index
+
+
+def test_contents_are_found_by_key_and_etag_and_reloaded(tmp_path: Path) -> None:
+    contents, index = content_store(tmp_path)
+    a = contents.clean_for("k", '"e1"', 10)
+    assert contents.clean_for("k", '"e1"', 10) is a
+    b = contents.clean_for("k", '"e2"', 10)
+    assert b is not a, "another version of the object"
+    a2 = contents.clean_for("k", '"e1"', 10)
+    assert a2 is a
+    a2.fill(0, b"0123456789")
+    contents.save(a2, "k", '"e1"')
+    a2.close()
+    index.close()
+
+    contents, index = content_store(tmp_path)
+    again = contents.clean_for("k", '"e1"', 10)
+    assert again.id == a2.id and again.complete()
+    assert again.read(0, 10) == b"0123456789"
+    assert contents.clean_for("k", '"e1"', 11).id != a2.id, "another size: not the same data"
+    index.close()
+
+
+def test_a_content_whose_file_changed_size_is_dropped_on_load(tmp_path: Path) -> None:
+    contents, index = content_store(tmp_path)
+    c = contents.clean_for("k", '"e"', 100)
+    c.fill(0, b"x" * 100)
+    contents.save(c, "k", '"e"')
+    c.close()
+    index.close()
+    os.truncate(c.path, 50)
+    contents, index = content_store(tmp_path)
+    assert contents.clean_for("k", '"e"', 100).id != c.id
+    assert not c.path.exists()
+    index.close()
+
+
+def test_dirty_contents_are_owned_by_the_journal_not_the_index(tmp_path: Path) -> None:
+    contents, index = content_store(tmp_path)
+    c = contents.clean_for("k", '"e"', 4)
+    c.fill(0, b"abcd")
+    contents.make_dirty(c)
+    assert index.get(("content", c.id)) is None
+    assert contents.dirty_bytes == 4
+    assert contents.clean_for("k", '"e"', 4) is not c, "a dirty content mirrors no object"
+    orphan = tmp_path / "data" / "orphan"
+    orphan.write_bytes(b"left by a crash")
+    kept = tmp_path / "data" / "journaled"
+    kept.write_bytes(b"named by the journal")
+    assert contents.remove_orphans(keep={"journaled", c.id}) == 1
+    assert not orphan.exists() and kept.exists() and c.path.exists()
+    contents.register_clean(c, "k", '"e3"')
+    assert contents.dirty_bytes == 0
+    assert contents.clean_for("k", '"e3"', 4) is c
+    index.close()
+
+
+# -- Journal and CacheDir ---------------------------------------------------------------------
+
+
+def test_the_journal_persists_records_and_deletes(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal")
+    journal.save_node("j1", {"key": "a", "n": 1})
+    journal.save_node("j2", {"key": "b", "n": 2})
+    journal.save_node("j1", {"key": "a", "n": 3})
+    journal.drop_node("j2")
+    journal.add_delete("gone")
+    journal.add_delete("gone/")
+    journal.drop_delete("gone/")
+    journal.close()
+    journal = Journal(tmp_path / "journal")
+    assert journal.nodes() == {"j1": {"key": "a", "n": 3}}
+    assert journal.deletes() == ["gone"]
+    assert len(journal) == 2
+    journal.close()
+
+
+def test_a_cache_directory_is_private_and_locked(tmp_path: Path) -> None:
+    path = tmp_path / "cache"
+    path.mkdir(mode=0o755)
+    os.chmod(path, 0o755)
+    cache = CacheDir.for_store("memory://one", str(path)).open()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    assert stat.S_IMODE((path / "store.json").stat().st_mode) == 0o600
+    assert cache.data_dir.is_dir()
+    with pytest.raises(CacheLocked):
+        CacheDir.for_store("memory://one", str(path)).open()
+    cache.close()
+    CacheDir.for_store("memory://one", str(path)).open().close()  # unlocked by close()
+
+
+def test_a_cache_refused_to_another_store_does_not_keep_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "cache"
+    CacheDir.for_store("memory://one", str(path)).open().close()
+    with pytest.raises(CacheLocked, match="memory://one"):
+        CacheDir.for_store("memory://two", str(path)).open()
+    # The refused open must not hold the lock: the right store can still open its cache.
+    CacheDir.for_store("memory://one", str(path)).open().close()

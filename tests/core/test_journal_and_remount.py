@@ -1,0 +1,210 @@
+"""What survives the end of a mount: the journal of work not yet uploaded, and the cache."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import trio
+
+from fusestore.core import Filesystem, Kind
+from fusestore.stores import PosixAttrs
+
+from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, read_all, read_path, resolve, write_file
+
+pytestmark = pytest.mark.trio
+
+BIG = pattern(3 * MiB + 21, seed=1)
+
+
+def populate(env: Env) -> None:
+    env.put("big", BIG)
+    env.put("clean", b"clean file")
+    env.put("doomed", b"to be unlinked")
+    env.put("chmodded", b"mode changes", {"mode": str(stat.S_IFREG | 0o644)})
+    env.put("olddir/a", b"a in a directory to be renamed")
+    env.put("olddir/sub/b", b"b")
+
+
+async def make_changes(fs: Filesystem) -> None:
+    d = await mkdir(fs, "newdir")
+    await write_file(fs, "newdir/new", b"a new file")
+    await mkdir(fs, "emptydir")
+    fh, _ = await fs.open(await ino_of(fs, "big"), os.O_RDWR)
+    await fs.write(fh, MiB + 3, b"PATCH")  # one block of three, the rest never fetched
+    fs.release(fh)
+    await fs.rename(1, "clean", d.ino, "moved", 0)
+    await fs.lookup(1, "doomed")
+    await fs.unlink(1, "doomed")
+    await fs.symlink(1, "link", "newdir/new", 0, 0)
+    await fs.setattr(await ino_of(fs, "chmodded"), mode=0o600)
+    await fs.rename(1, "olddir", 1, "renamed", 0)
+
+
+def expected_objects() -> dict[str, bytes]:
+    big = bytearray(BIG)
+    big[MiB + 3 : MiB + 8] = b"PATCH"
+    return {
+        "big": bytes(big),
+        "chmodded": b"mode changes",
+        "emptydir/": b"",
+        "link": b"newdir/new",
+        "newdir/moved": b"clean file",
+        "newdir/new": b"a new file",
+        "renamed/a": b"a in a directory to be renamed",
+        "renamed/sub/b": b"b",
+    }
+
+
+def expected_root() -> list[str]:
+    return ["big", "chmodded", "emptydir", "link", "newdir", "renamed"]
+
+
+def check_store(env: Env) -> None:
+    assert env.objects() == expected_objects()
+    assert PosixAttrs.from_metadata(env.metadata("chmodded")).mode == stat.S_IFREG | 0o600
+    assert stat.S_ISLNK(int(env.metadata("link")["mode"]))
+
+
+async def test_work_left_by_a_mount_without_a_flusher_is_replayed(env: Env) -> None:
+    populate(env)
+    before = env.objects()
+    async with env.mount(flusher=False) as fs:
+        await make_changes(fs)
+        assert fs.journal.nodes(), "the changes are journaled"
+        assert "doomed" in fs.journal.deletes()
+    assert env.objects() == before, "nothing was uploaded"
+    assert [name for name, _ in env.calls if name in ("put", "copy", "delete_many")] == []
+
+    async with env.mount() as fs:
+        assert fs.flusher.due, "replay makes the work due"
+        # Before the upload, the mount already holds the journaled state (looked at without
+        # listing the store, which would race with the uploads: see test_listings.py).
+        assert sorted(fs.ns.root.children or {}) == expected_root()
+        new = fs.ns.node_at("newdir/new")
+        assert new is not None and await read_all(fs, new.ino) == b"a new file"
+        await fs.flusher.sync_all()
+        assert fs.journal.nodes() == {} and fs.journal.deletes() == []
+        assert sorted(await listdir(fs)) == expected_root()
+        assert sorted(await listdir(fs, "newdir")) == ["moved", "new"]
+        assert sorted(await listdir(fs, "renamed")) == ["a", "sub"]
+    check_store(env)
+
+
+async def test_after_a_replay_the_next_mount_has_nothing_to_do_and_sees_the_uploads(env: Env) -> None:
+    populate(env)
+    async with env.mount(flusher=False) as fs:
+        await make_changes(fs)
+    async with env.mount(flusher=False) as fs:
+        assert await read_path(fs, "newdir/new") == b"a new file"  # lists before the uploads
+        async with env.flushing(fs):
+            pass
+    check_store(env)
+
+    env.calls.clear()
+    async with env.mount(metadata_ttl=0) as fs:
+        assert fs.journal.nodes() == {} and fs.journal.deletes() == []
+        assert not fs.flusher.due
+        assert sorted(await listdir(fs)) == expected_root()
+        assert (await resolve(fs, "link")).kind is Kind.SYMLINK
+        assert (await resolve(fs, "chmodded")).mode == stat.S_IFREG | 0o600
+        assert await read_path(fs, "big") == expected_objects()["big"]
+    assert [name for name, _ in env.calls if name in ("put", "copy", "delete_many")] == []
+
+
+async def test_work_left_by_a_mount_whose_store_failed_is_replayed(env: Env) -> None:
+    populate(env)
+    before = env.objects()
+    env.offline = True
+    async with env.mount(sync=False) as fs:
+        await make_changes(fs)
+        with trio.move_on_after(0.4):
+            await fs.flusher.sync_all()
+        assert fs.flusher.failed_attempts > 0, "the flusher tried and failed"
+        assert not fs.flusher.idle()
+    assert env.objects() == before
+
+    env.offline = False
+    async with env.mount() as fs:
+        pass  # replay, then sync on exit
+    check_store(env)
+
+
+async def test_a_file_still_open_when_the_mount_ends_is_replayed(env: Env) -> None:
+    async with env.mount(flusher=False) as fs:
+        fh, _ = await fs.create(1, "open", 0o644, os.O_WRONLY, 0, 0)
+        await fs.write(fh, 0, b"written but never closed")
+        await fs.write(fh, 2 * MiB, b"and a second block")
+    async with env.mount():
+        pass
+    assert env.objects() == {
+        "open": b"written but never closed" + bytes(2 * MiB - 24) + b"and a second block"
+    }
+
+
+async def test_replay_of_a_partially_overwritten_object_fetches_the_rest(env: Env) -> None:
+    """The journal keeps the block bitmap: blocks never fetched come from the store after
+    the restart, the written ones from the cache."""
+    original = pattern(4 * MiB, seed=2)
+    env.put("f", original)
+    async with env.mount(flusher=False) as fs:
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
+        await fs.write(fh, 2 * MiB, b"new")
+        fs.release(fh)
+        assert env.called("get_range"), "the partially written block was fetched"
+    env.calls.clear()
+    async with env.mount():
+        pass
+    assert env.objects() == {"f": original[: 2 * MiB] + b"new" + original[2 * MiB + 3 :]}
+    assert len(env.called("get_range")) >= 1, "the untouched blocks came from the store"
+
+
+async def test_a_remount_within_the_ttl_sees_what_the_last_mount_uploaded(env: Env) -> None:
+    """The next mount must not trust a listing cached before the upload (stale size/etag)."""
+    env.put("f", b"old")
+    env.put("g", b"mode", {"mode": str(stat.S_IFREG | 0o644)})
+    async with env.mount() as fs:
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY | os.O_TRUNC)
+        await fs.write(fh, 0, b"new and longer")
+        fs.release(fh)
+        await fs.setattr(await ino_of(fs, "g"), mode=0o600)
+    assert env.objects() == {"f": b"new and longer", "g": b"mode"}
+
+    async with env.mount() as fs:  # same cache, well within the 60 s TTL
+        f = await resolve(fs, "f")
+        assert f.size == len(b"new and longer")
+        assert await read_path(fs, "f") == b"new and longer"
+        assert (await resolve(fs, "g")).mode == stat.S_IFREG | 0o600
+
+
+async def test_the_cache_survives_a_remount(env: Env) -> None:
+    data = pattern(3 * MiB + 5, seed=3)
+    env.put("blob", data)
+    async with env.mount(metadata_ttl=0) as fs:
+        assert await read_path(fs, "blob") == data
+    assert env.called("get_range")
+
+    env.calls.clear()
+    async with env.mount(metadata_ttl=0) as fs:  # relisted: same etag, so the data is reused
+        assert await read_path(fs, "blob") == data
+    assert env.called("get_range") == [] and env.called("open_range") == []
+
+
+async def test_a_written_file_is_cached_for_the_next_mount(env: Env) -> None:
+    data = pattern(2 * MiB + 9, seed=4)
+    async with env.mount(metadata_ttl=0) as fs:
+        await write_file(fs, "w", data)
+    env.calls.clear()
+    async with env.mount(metadata_ttl=0) as fs:
+        assert await read_path(fs, "w") == data
+    assert env.called("get_range") == []
+
+
+async def test_cached_data_of_a_replaced_object_is_not_used(env: Env) -> None:
+    env.put("blob", pattern(MiB + 1, seed=5))
+    async with env.mount(metadata_ttl=0) as fs:
+        await read_path(fs, "blob")
+    env.put("blob", pattern(MiB + 1, seed=6))  # same size, another etag
+    async with env.mount(metadata_ttl=0) as fs:
+        assert await read_path(fs, "blob") == pattern(MiB + 1, seed=6)

@@ -1,0 +1,233 @@
+"""unlink, mkdir and rmdir, and the `dir/` marker objects that hold empty directories."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from fusestore.stores import PosixAttrs
+
+from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, resolve, write_file
+
+pytestmark = pytest.mark.trio
+
+
+async def test_unlink_deletes_the_object(env: Env) -> None:
+    env.put("d/victim", b"bye")
+    env.put("d/keep", b"stays")
+    async with env.mount() as fs:
+        d = await ino_of(fs, "d")
+        await fs.lookup(d, "victim")
+        await fs.unlink(d, "victim")
+        assert await fs.lookup(d, "victim") is None
+        assert sorted(await listdir(fs, "d")) == ["keep"]
+        await fs.flusher.sync_all()
+        assert env.objects() == {"d/keep": b"stays"}
+        assert fs.journal.deletes() == []
+        with pytest.raises(OSError) as exc:
+            await fs.unlink(d, "victim")
+        assert exc.value.errno == errno.ENOENT
+        with pytest.raises(OSError) as exc:
+            await fs.unlink(1, "d")
+        assert exc.value.errno == errno.EISDIR
+
+
+async def test_a_file_created_and_unlinked_before_upload_never_reaches_the_store(env: Env) -> None:
+    async with env.mount(writeback_delay=0.5) as fs:
+        await write_file(fs, "tmp", b"scratch")
+        await fs.unlink(1, "tmp")
+    assert env.objects() == {}
+    assert env.called("put") == []
+
+
+async def test_an_unlinked_open_file_stays_readable_until_release(env: Env) -> None:
+    data = pattern(3 * MiB + 5, seed=1)
+    env.put("gone", data)
+    async with env.mount() as fs:
+        ino = await ino_of(fs, "gone")
+        fh, _ = await fs.open(ino, os.O_RDONLY)
+        assert await fs.read(fh, 0, 10) == data[:10]  # only the first block is cached
+        await fs.unlink(1, "gone")
+        assert await fs.lookup(1, "gone") is None
+        await fs.flusher.sync_all()
+        # The rest of the data must still be readable through the handle.
+        assert await fs.read(fh, 0, len(data) + 1) == data
+        fs.release(fh)
+        fs.forget(ino, 1)
+        await fs.flusher.sync_all()
+        assert env.objects() == {}
+        assert ino not in fs.ns.nodes, "the inode is freed once nothing refers to it"
+
+
+async def test_an_unlinked_dirty_file_stays_readable_and_writable_until_release(env: Env) -> None:
+    async with env.mount() as fs:
+        fh, _ = await fs.create(1, "f", 0o644, os.O_RDWR, 0, 0)
+        await fs.write(fh, 0, b"private data")
+        await fs.unlink(1, "f")
+        await fs.write(fh, 0, b"PRIVATE")
+        await fs.flusher.sync_all()
+        assert await fs.read(fh, 0, 100) == b"PRIVATE data"
+        fs.release(fh)
+    assert env.objects() == {}
+
+
+async def test_unlink_then_create_the_same_name(env: Env) -> None:
+    env.put("f", b"old")
+    async with env.mount() as fs:
+        await fs.lookup(1, "f")
+        await fs.unlink(1, "f")
+        await write_file(fs, "f", b"new")
+    assert env.objects() == {"f": b"new"}
+
+
+async def test_mkdir_creates_a_marker_that_goes_once_the_directory_has_entries(env: Env) -> None:
+    async with env.mount() as fs:
+        d = await mkdir(fs, "d")
+        assert d.mode == stat.S_IFDIR | 0o755
+        await fs.flusher.sync_all()
+        assert env.objects() == {"d/": b""}
+        meta = PosixAttrs.from_metadata(env.metadata("d/"))
+        assert meta.mode == stat.S_IFDIR | 0o755
+        assert (meta.uid, meta.gid) == (fs.settings.uid, fs.settings.gid)
+
+        await write_file(fs, "d/f", b"content")
+        await fs.flusher.sync_all()
+        assert env.objects() == {"d/f": b"content"}
+
+        await fs.unlink(d.ino, "f")
+        await fs.flusher.sync_all()
+        assert env.objects() == {"d/": b""}, "empty again: the marker holds the directory"
+
+
+async def test_a_directory_with_its_own_attributes_keeps_its_marker(env: Env) -> None:
+    async with env.mount() as fs:
+        d = await fs.mkdir(1, "private", 0o700, 1234, 1234)
+        await write_file(fs, "private/f", b"x")
+        await fs.flusher.sync_all()
+        assert set(env.objects()) == {"private/", "private/f"}
+        meta = PosixAttrs.from_metadata(env.metadata("private/"))
+        assert (meta.mode, meta.uid) == (stat.S_IFDIR | 0o700, 1234)
+        assert d.marker_key == "private/"
+
+
+async def test_nested_empty_directories_each_get_a_marker_only_the_leaf_keeps_it(env: Env) -> None:
+    async with env.mount() as fs:
+        await mkdir(fs, "a")
+        await mkdir(fs, "a/b")
+        await mkdir(fs, "a/b/c")
+    assert env.objects() == {"a/b/c/": b""}
+
+
+async def test_rmdir_of_a_non_empty_directory_is_enotempty(env: Env) -> None:
+    async with env.mount() as fs:
+        await mkdir(fs, "d")
+        await write_file(fs, "d/f", b"x")
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "d")
+        assert exc.value.errno == errno.ENOTEMPTY
+        assert (await resolve(fs, "d")).is_dir
+    assert env.objects() == {"d/f": b"x"}
+
+
+@pytest.mark.parametrize("looked_up", [False, True])
+async def test_rmdir_is_enotempty_when_the_only_entry_is_in_the_store_unlisted(
+    env: Env, looked_up: bool
+) -> None:
+    """The directory was never listed (or only its marker is known): rmdir must ask the store."""
+    env.put("d/", b"")
+    env.put("d/only-in-store", b"x")
+    async with env.mount(metadata_ttl=3600) as fs:
+        if looked_up:
+            await fs.lookup(1, "d")
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "d")
+        assert exc.value.errno == errno.ENOTEMPTY
+        assert sorted(await listdir(fs, "d")) == ["only-in-store"]
+    # (The marker may go: the directory is not empty and has the default attributes.)
+    assert env.objects().get("d/only-in-store") == b"x"
+    assert set(env.objects()) <= {"d/", "d/only-in-store"}
+
+
+async def test_rmdir_is_enotempty_for_an_entry_added_by_another_client_after_the_listing(env: Env) -> None:
+    async with env.mount(metadata_ttl=3600) as fs:
+        await mkdir(fs, "d")
+        await fs.flusher.sync_all()
+        env.put("d/from-elsewhere", b"x")
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "d")
+        assert exc.value.errno == errno.ENOTEMPTY
+
+
+async def test_rmdir_removes_the_marker(env: Env) -> None:
+    env.put("old/", b"")
+    async with env.mount() as fs:
+        await mkdir(fs, "new")
+        await fs.flusher.sync_all()
+        assert set(env.objects()) == {"old/", "new/"}
+        await fs.rmdir(1, "new")
+        await fs.rmdir(1, "old")
+        assert await fs.lookup(1, "old") is None
+        assert await listdir(fs) == {}
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "old")
+        assert exc.value.errno == errno.ENOENT
+    assert env.objects() == {}
+
+
+async def test_rmdir_of_a_file_is_enotdir(env: Env) -> None:
+    env.put("f", b"")
+    async with env.mount() as fs:
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "f")
+        assert exc.value.errno == errno.ENOTDIR
+
+
+async def test_mkdir_over_an_existing_name_is_eexist(env: Env) -> None:
+    env.put("f", b"")
+    env.put("d/x", b"")
+    async with env.mount() as fs:
+        for name in ("f", "d"):
+            with pytest.raises(OSError) as exc:
+                await fs.mkdir(1, name, 0o755, 0, 0)
+            assert exc.value.errno == errno.EEXIST
+            with pytest.raises(OSError) as exc:
+                await fs.create(1, name, 0o644, os.O_WRONLY, 0, 0)
+            assert exc.value.errno == errno.EEXIST
+    assert env.objects() == {"d/x": b"", "f": b""}
+
+
+async def test_rmdir_then_mkdir_the_same_name(env: Env) -> None:
+    env.put("d/", b"", {"mode": str(stat.S_IFDIR | 0o700)})
+    async with env.mount() as fs:
+        await fs.rmdir(1, "d")
+        await fs.mkdir(1, "d", 0o750, fs.settings.uid, fs.settings.gid)
+    assert env.objects() == {"d/": b""}
+    assert int(env.metadata("d/")["mode"]) == stat.S_IFDIR | 0o750
+
+
+async def test_rm_r_of_a_tree(env: Env) -> None:
+    for key in ("t/a", "t/b/c", "t/b/d/e", "t/b/d/"):
+        env.put(key, b"x")
+    # The flusher starts once everything is removed: its deletes landing while rmdir lists
+    # the store race with that listing (see test_listings.py).
+    async with env.mount(flusher=False) as fs:
+
+        async def remove(path: str) -> None:
+            for name, node in (await listdir(fs, path)).items():
+                child = f"{path}/{name}"
+                if node.is_dir:
+                    await remove(child)
+                    await fs.rmdir(await ino_of(fs, path), name)
+                else:
+                    await fs.unlink(await ino_of(fs, path), name)
+
+        await remove("t")
+        await fs.rmdir(1, "t")
+        assert await fs.lookup(1, "t") is None
+        assert set(env.objects()) == {"t/a", "t/b/c", "t/b/d/e", "t/b/d/"}, "nothing deleted yet"
+        async with env.flushing(fs):
+            pass
+    assert env.objects() == {}
