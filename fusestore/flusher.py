@@ -269,7 +269,12 @@ class Flusher:
             if other is None or other.is_dir:
                 fs.ns.add_delete(old)
         node.remote_key, node.etag, node.remote_size = key, etag, size
-        fs.ns.track_move(node)
+        if node.linked:
+            fs.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
+        elif node.opens:
+            fs.ns.track_move(node)  # removed meanwhile, still open: deleted at its last close
+        else:
+            fs._release_object(node)  # removed meanwhile: what was just written must go
         if content is not None and content.source is None:
             content.source = (key, etag)
         if node.version == version and node.linked and node.key == key:
@@ -308,6 +313,15 @@ class Flusher:
             if node.linked and node.prefix == key:
                 node.marker_key = key
                 node.meta_dirty = False
+            else:
+                # Removed or moved while the marker was written: it belongs to whichever
+                # directory now has that name, or goes.
+                other = fs.ns.node_at(key[:-1])
+                fs.ns.add_delete(key)
+                if other is not None and other.is_dir:
+                    fs.reclaim_marker(other)
+                    fs.record(other)
+                    self.schedule(other, delay=0)
         elif work == "delete":
             # Only once something below holds the prefix in the store, or the directory
             # would vanish for other clients meanwhile.

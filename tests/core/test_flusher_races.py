@@ -1,0 +1,94 @@
+"""Changes made while the flusher's upload of the same node is in flight."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import trio
+
+from fusestore.core import Filesystem
+
+from .conftest import Env, ino_of, listdir, mkdir, write_file
+
+pytestmark = pytest.mark.trio
+
+
+class GatedPut:
+    """The store's first `put` waits, once it is called, until the test lets it go on."""
+
+    def __init__(self, env: Env) -> None:
+        self.started = threading.Event()
+        self.proceed = threading.Event()
+        inner = env.store.put
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            if not self.started.is_set():
+                self.started.set()
+                assert self.proceed.wait(5), "the test never let the upload go on"
+            return inner(*args, **kwargs)
+
+        env.store.put = gated  # type: ignore[method-assign]
+
+    async def wait_until_started(self) -> None:
+        with trio.fail_after(5):
+            while not self.started.is_set():
+                await trio.sleep(0.005)
+
+
+async def make(fs: Filesystem, kind: str, name: str) -> None:
+    if kind == "file":
+        await write_file(fs, name, b"data")
+    else:
+        await mkdir(fs, name)
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+async def test_removed_while_its_first_upload_is_in_flight(env: Env, kind: str) -> None:
+    """unlink/rmdir of a new entry whose object (or `dir/` marker) is being written: the
+    object the upload leaves behind must be deleted too."""
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        await make(fs, kind, "x")
+        await gate.wait_until_started()
+        if kind == "file":
+            await fs.unlink(1, "x")
+        else:
+            await fs.rmdir(1, "x")
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+        assert await fs.lookup(1, "x") is None
+    assert env.objects() == {}
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+async def test_renamed_while_its_first_upload_is_in_flight(env: Env, kind: str) -> None:
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        await make(fs, kind, "x")
+        await gate.wait_until_started()
+        await fs.rename(1, "x", 1, "y", 0)
+        gate.proceed.set()
+    assert env.objects() == ({"y": b"data"} if kind == "file" else {"y/": b""})
+
+
+async def test_rm_r_of_a_tree_with_the_flusher_running(env: Env) -> None:
+    """`rm -r` as a shell runs it, while the flusher uploads and deletes as fast as it can:
+    directories emptied on the way must not come back, and no rmdir may fail."""
+    for key in ("t/a", "t/b/c", "t/b/d/e", "t/b/d/", "t/b/f", "t/g/h"):
+        env.put(key, b"x")
+    async with env.mount(writeback_delay=0) as fs:
+
+        async def remove(path: str) -> None:
+            for name, node in (await listdir(fs, path)).items():
+                if node.is_dir:
+                    await remove(f"{path}/{name}")
+                    await fs.rmdir(await ino_of(fs, path), name)
+                else:
+                    await fs.unlink(await ino_of(fs, path), name)
+
+        await remove("t")
+        await fs.rmdir(1, "t")
+        assert await listdir(fs) == {}
+    assert env.objects() == {}
