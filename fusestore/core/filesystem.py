@@ -448,9 +448,11 @@ class Filesystem:
 
     def _placed(self, node: Node) -> None:
         """A new node now names its key: nothing pending may delete that key any more."""
-        self.ns.drop_delete(node.key)
         if node.is_dir:
+            # A file deleted at the same name must still go: only its marker is reclaimed.
             self.reclaim_marker(node)
+        else:
+            self.ns.drop_delete(node.key)
 
     def forget_listing(self, key: str) -> None:
         """The store changed at `key`: a remembered listing of its directory is stale."""

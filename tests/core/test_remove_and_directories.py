@@ -231,3 +231,14 @@ async def test_rm_r_of_a_tree(env: Env) -> None:
         async with env.flushing(fs):
             pass
     assert env.objects() == {}
+
+
+async def test_a_directory_made_where_a_file_was_deleted_still_deletes_the_file(env: Env) -> None:
+    env.put("b", b"a file")
+    async with env.mount() as fs:
+        await fs.unlink(1, "b")
+        await mkdir(fs, "b", 0o711)
+        await write_file(fs, "b/inner", b"x")
+    assert env.objects() == {"b/": b"", "b/inner": b"x"}
+    async with env.mount() as fs:
+        assert (await resolve(fs, "b")).is_dir
