@@ -284,6 +284,8 @@ class Namespace:
         assert directory.children is not None
         prefix = directory.prefix
         listed: dict[str, ObjectInfo | str] = {}
+        #: names the listing shows but local work hides; they say nothing about local children
+        shadowed: set[str] = set()
         hidden = 0
         for info in objects:
             name = info.key[len(prefix) :]
@@ -297,6 +299,8 @@ class Namespace:
                 hidden += 1
             elif not self.shadowed(info.key) and self.recent_deletes.get(info.key, -1) <= since:
                 listed[name] = info
+            else:
+                shadowed.add(name)
         for sub in prefixes:
             name = sub[len(prefix) : -1]
             reason = bad_name_reason(name)
@@ -305,6 +309,7 @@ class Namespace:
                 hidden += 1
                 continue
             if self.shadowed(sub) or self.recent_deletes.get(sub, -1) > since:
+                shadowed.add(name)
                 continue
             if isinstance(listed.get(name), ObjectInfo):
                 # A key that is both an object and a prefix: the directory wins.
@@ -316,6 +321,8 @@ class Namespace:
         for name, child in list(directory.children.items()):
             entry = listed.get(name)
             if entry is None:
+                if name in shadowed:
+                    continue  # e.g. a file still open after unlink below a live directory
                 if (
                     self._came_from_store(child)
                     and not self._has_pending(child)

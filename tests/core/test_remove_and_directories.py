@@ -242,3 +242,17 @@ async def test_a_directory_made_where_a_file_was_deleted_still_deletes_the_file(
     assert env.objects() == {"b/": b"", "b/inner": b"x"}
     async with env.mount() as fs:
         assert (await resolve(fs, "b")).is_dir
+
+
+async def test_a_file_deleted_while_open_does_not_hide_its_live_directory(env: Env) -> None:
+    async with env.mount() as fs:
+        await mkdir(fs, "b", 0o711)
+        node = await write_file(fs, "b/c", b"open while deleted")
+        await fs.flusher.sync_all()
+        fh, _ = await fs.open(node.ino, os.O_RDONLY)
+        await fs.unlink(await ino_of(fs, "b"), "c")  # still open: its object is still needed
+        await fs.refresh(fs.ns.root)  # a listing shows `b/`, below a key still in use
+        assert (await resolve(fs, "b")).is_dir
+        assert await fs.read(fh, 0, 100) == b"open while deleted"
+        fs.release(fh)
+    assert env.objects() == {"b/": b""}
