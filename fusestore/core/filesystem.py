@@ -138,6 +138,7 @@ class Filesystem:
                 "target": node.target,
                 "explicit": node.explicit,
                 "marker_key": node.marker_key,
+                "overwrites": node.overwrites,
             },
         )
 
@@ -244,6 +245,7 @@ class Filesystem:
         node.data_dirty, node.meta_dirty = rec["data_dirty"], rec["meta_dirty"]
         node.target = rec["target"]
         node.explicit, node.marker_key = rec["explicit"], rec["marker_key"]
+        node.overwrites = rec.get("overwrites")
         if kind is Kind.DIR:
             node.listed_at = time.monotonic()
         if rec["content"]:
@@ -452,7 +454,18 @@ class Filesystem:
             # A file deleted at the same name must still go: only its marker is reclaimed.
             self.reclaim_marker(node)
         else:
-            self.ns.drop_delete(node.key)
+            self._take_key(node)
+
+    def _take_key(self, node: Node) -> None:
+        """A file now names its key: a delete pending there becomes the overwrite of its upload."""
+        node.overwrites = node.key if self.ns.drop_delete(node.key) else None
+
+    def _leave_key(self, node: Node, key: str) -> None:
+        """A file leaves `key` before its upload replaced the older object there: delete that."""
+        if node.overwrites == key and node.remote_key != key:
+            self.ns.add_delete(key)
+            self.flusher.wake()
+        node.overwrites = None
 
     def forget_listing(self, key: str) -> None:
         """The store changed at `key`: a remembered listing of its directory is stale."""
@@ -532,6 +545,7 @@ class Filesystem:
 
     def _remove(self, node: Node) -> None:
         """Unlink a file or symlink: gone from the tree now, from the store soon."""
+        self._leave_key(node, node.key)
         self.ns.detach(node)
         self.record(node)  # drops its journal record: nothing of it is to be uploaded
         self.flusher.forget(node)
@@ -621,6 +635,7 @@ class Filesystem:
             else:
                 # Its key is about to be named by `node` again, which drops that delete.
                 self._remove(target)
+        old_keys = {moved.ino: moved.key for moved in node.walk() if not moved.is_dir}
         self.ns.detach(node)
         self.ns.attach(new_parent, new_name, node)
         for moved in node.walk():
@@ -630,7 +645,8 @@ class Filesystem:
                     moved.marker_key = None
                 self.reclaim_marker(moved)
             else:
-                self.ns.drop_delete(moved.key)
+                self._leave_key(moved, old_keys[moved.ino])
+                self._take_key(moved)
             self.ns.track_move(moved)
             if moved.is_dir:
                 self.record(moved)

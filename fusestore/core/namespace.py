@@ -163,11 +163,14 @@ class Namespace:
             self.journal.add_delete(key)
             self._shadow(key, +1)
 
-    def drop_delete(self, key: str) -> None:
-        if key in self.deletes:
-            self.deletes.discard(key)
-            self.journal.drop_delete(key)
-            self._shadow(key, -1)
+    def drop_delete(self, key: str) -> bool:
+        """Cancel a pending delete of `key`; returns whether there was one."""
+        if key not in self.deletes:
+            return False
+        self.deletes.discard(key)
+        self.journal.drop_delete(key)
+        self._shadow(key, -1)
+        return True
 
     def track_move(self, node: Node) -> None:
         """Keep `moving_from` true for `node`: its object must stay until it is copied away."""

@@ -61,6 +61,9 @@ class Node:
     remote_key: str | None = None  # where the store holds the object this node is based on
     etag: str | None = None
     remote_size: int = 0
+    #: a key whose older object this node's next upload replaces (its delete was dropped when
+    #: the node took the name); deleted after all if the node leaves that key first
+    overwrites: str | None = None
     content: Content | None = None
     data_dirty: bool = False
     target: str = ""  # symlink target

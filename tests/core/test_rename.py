@@ -272,3 +272,38 @@ async def test_rename_a_file_out_of_a_directory_then_rmdir(env: Env) -> None:
         await fs.rename(await ino_of(fs, "d"), "f", 1, "f", 0)
         await fs.rmdir(1, "d")
     assert env.objects() == {"f": b"f"}
+
+
+@pytest.mark.parametrize("then", ["rename away", "unlink", "move its directory", "remount, rename away"])
+async def test_a_file_that_replaced_an_object_leaves_before_its_upload(env: Env, then: str) -> None:
+    """`mv c a` drops the pending delete of the replaced `a`, since uploading `c` there overwrites
+    it; if the file leaves `a` before that upload, the old object at `a` must still go."""
+    env.put("d/a", b"the replaced a")
+    env.put("d/c", b"the c that replaces it")
+    async with env.mount(flusher=False, sync=False) as fs:
+        d = await ino_of(fs, "d")
+        await fs.lookup(d, "a")
+        await fs.rename(d, "c", d, "a", 0)
+        assert "d/a" not in fs.ns.deletes
+        if then == "rename away":
+            await fs.rename(d, "a", d, "c", 0)
+        elif then == "unlink":
+            await fs.unlink(d, "a")
+        elif then == "move its directory":
+            await fs.rename(1, "d", 1, "e", 0)
+    if then == "remount, rename away":
+        async with env.mount(flusher=False) as fs:
+            d = await ino_of(fs, "d")
+            await fs.rename(d, "a", d, "c", 0)
+            async with env.flushing(fs):
+                pass
+    else:
+        async with env.mount():
+            pass
+    expected = {
+        "rename away": {"d/c": b"the c that replaces it"},
+        "unlink": {"d/": b""},  # the directory is empty now: it keeps a marker
+        "move its directory": {"e/a": b"the c that replaces it"},
+        "remount, rename away": {"d/c": b"the c that replaces it"},
+    }
+    assert env.objects() == expected[then]

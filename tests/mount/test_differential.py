@@ -5,12 +5,15 @@ directory under tmp_path, the other the real daemon on a fresh bucket) and requi
 same outcome: the same errno when one side refuses, and afterwards the same names, kinds,
 permission bits, sizes and bytes. Touched paths are compared after every step, the whole
 tree every few steps and after every remount; at the end of each run the daemon is
-unmounted, the bucket must hold exactly the reference tree, and a fresh mount of it must
-show that tree again.
+unmounted, the bucket must hold exactly the reference tree (its files, byte for byte and
+with their modes; `dir/` markers only for its directories, at least for the empty ones and
+those with a mode of their own, each with the directory's mode), and a fresh mount of it
+must show that tree again. Short pauses between operations let uploads and deletes happen
+while the next operations run.
 
 Every step is one concrete operation of `Differential` (`op_rename("a/b", "c")`, ...); a
-failing run writes them to `trace<run>.txt` next to the mount, so it can be replayed and
-reduced without hypothesis (`Differential.replay`).
+failing run writes them to `trace<run>.txt` next to the mount (one per line: `rename 'a/b'
+'c'`), so it can be replayed and reduced without hypothesis (`Differential.replay`).
 
 The run is seeded (`derandomize=True`; FUSESTORE_DIFF_SEED=<n> explores another seed) and
 not shrunk by default, so a failure costs the same bounded time as a pass; set
@@ -19,6 +22,7 @@ FUSESTORE_DIFF_SHRINK=1 to let hypothesis shrink it (slow: every attempt starts 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import hashlib
@@ -54,6 +58,7 @@ MAX_FDS = 4
 FILE_MODES = (0o644, 0o600, 0o640, 0o664, 0o666, 0o700, 0o755, 0o604)
 DIR_MODES = (0o755, 0o700, 0o750, 0o775, 0o777, 0o711)
 DEFAULT_DIR_PERM = 0o755  # what a directory without a marker shows (the daemon's umask 022)
+WAIT_EVERY = 10  # steps at least between two pauses (each 0.05-0.3 s)
 TREE_EVERY = 25  # steps between whole-tree comparisons
 REMOUNT_AFTER = 120  # a remount becomes possible once this many steps ran since the last one
 
@@ -88,13 +93,11 @@ def _digest(data: bytes) -> str:
 
 
 def _short(value: Any) -> str:
-    """repr with file contents shortened to length and digest, modes in octal."""
+    """repr with file contents shortened to their length and digest."""
     if isinstance(value, bytes):
         return f"<{len(value)} bytes {_digest(value)}>"
     if isinstance(value, tuple | list):
         return "(" + ", ".join(_short(v) for v in value) + ")"
-    if isinstance(value, int) and not isinstance(value, bool) and 9 < value <= 0o7777:
-        return oct(value)
     return repr(value)
 
 
@@ -129,11 +132,11 @@ class Differential:
         if self.trace_file is not None:
             self.trace_file.write_text("\n".join(self.trace) + "\n")
             exc.add_note(f"operations of this run: {self.trace_file}")
+            # Also in the captured output: hypothesis may report a flaky run instead of this error.
+            print(f"run failed: {exc}\noperations of this run: {self.trace_file}")
 
     def replay(self, lines: list[str]) -> None:
         """Apply a trace (skipping operations on descriptors that are not open)."""
-        import ast
-
         for line in lines:
             name, _, rest = line.partition(" ")
             args = [ast.literal_eval(a) for a in rest.split()] if rest else []
@@ -189,11 +192,11 @@ class Differential:
 
     # -- looking at both trees -------------------------------------------------------------
 
-    def describe(self, side: int, rel: str) -> tuple[str, int, int | bytes]:
-        """(kind, permission bits, bytes of a file / 0)."""
+    def describe(self, side: int, rel: str) -> tuple[str, str, int | bytes]:
+        """(kind, permission bits in octal, bytes of a file / 0)."""
         full = self.path(side, rel)
         st_ = os.lstat(full)
-        perm = stat.S_IMODE(st_.st_mode)
+        perm = oct(stat.S_IMODE(st_.st_mode))
         if stat.S_ISDIR(st_.st_mode):
             return ("dir", perm, 0)
         if stat.S_ISREG(st_.st_mode):
@@ -204,9 +207,9 @@ class Differential:
             return ("file", perm, data)
         return ("other", perm, st_.st_size)
 
-    def walk(self, side: int, top: str = "") -> dict[str, tuple[str, int, int | bytes]]:
+    def walk(self, side: int, top: str = "") -> dict[str, tuple[str, str, int | bytes]]:
         """Everything below `top`: rel path -> describe()."""
-        found: dict[str, tuple[str, int, int | bytes]] = {}
+        found: dict[str, tuple[str, str, int | bytes]] = {}
 
         def visit(rel: str) -> None:
             for name in sorted(os.listdir(self.path(side, rel))):
@@ -251,9 +254,9 @@ class Differential:
         """An open file reads the same through both descriptors (even renamed or unlinked)."""
         rel, *fds = self.fds[index]
 
-        def contents(side: int) -> tuple[int, int, bytes]:
+        def contents(side: int) -> tuple[int, str, bytes]:
             st_ = os.fstat(fds[side])
-            return st_.st_size, stat.S_IMODE(st_.st_mode), os.pread(fds[side], MAX_FILE + 1, 0)
+            return st_.st_size, oct(stat.S_IMODE(st_.st_mode)), os.pread(fds[side], MAX_FILE + 1, 0)
 
         self.both(f"read fd {index} (opened as {rel})", contents)
 
@@ -272,7 +275,7 @@ class Differential:
         modes, and markers for its empty directories and for those with a mode of their own."""
         tree = self.walk(REF)
         files = {rel: v for rel, v in tree.items() if v[0] == "file"}
-        dirs = {rel: v[1] for rel, v in tree.items() if v[0] == "dir"}
+        dirs = {rel: int(v[1], 8) for rel, v in tree.items() if v[0] == "dir"}
         empty = {rel for rel in dirs if not any(other.startswith(rel + "/") for other in tree)}
         objects = self.mount.objects()
         keys = {k for k in objects if not k.endswith("/")}
@@ -290,7 +293,7 @@ class Differential:
         needed = empty | {rel for rel, perm in dirs.items() if perm != DEFAULT_DIR_PERM}
         if needed - markers:
             problems.append(f"directories without the marker they need: {sorted(needed - markers)}")
-        for rel in sorted(markers & set(dirs) - empty):
+        for rel in sorted(markers & set(dirs)):
             mode = self.mount.metadata(rel + "/").get("mode")
             if mode is None or stat.S_IMODE(int(mode)) != dirs[rel]:
                 problems.append(f"{rel}/: marker mode {mode}, reference {oct(dirs[rel])}")
@@ -300,8 +303,8 @@ class Differential:
             if body != data:
                 problems.append(f"{rel}: object {_short(body)}, reference {_short(data)}")
             mode = self.mount.metadata(rel).get("mode")
-            if mode is None or int(mode) != stat.S_IFREG | perm:
-                problems.append(f"{rel}: object mode {mode}, reference {oct(perm)}")
+            if mode is None or int(mode) != stat.S_IFREG | int(perm, 8):
+                problems.append(f"{rel}: object mode {mode}, reference {perm}")
         if problems:
             raise AssertionError(
                 "the bucket is not the reference tree:\n  " + "\n  ".join(problems) + "\n" + self.log()
@@ -440,6 +443,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         self.d: Differential | None = None
         self.steps = 0
         self.since_remount = 0
+        self.since_wait = 0
         self.healthy = True
 
     @initialize(ttl=st.sampled_from(["60", "0.5"]))
@@ -473,6 +477,7 @@ class DifferentialMachine(RuleBasedStateMachine):
         assert self.d is not None
         self.steps += 1
         self.since_remount += 1
+        self.since_wait += 1
         self.do(self.d.apply, name, *args)
 
     def pick(self, data: st.DataObject, kind: str | None = None, label: str = "path") -> str:
@@ -573,9 +578,12 @@ class DifferentialMachine(RuleBasedStateMachine):
             dst = self.new_path(data, label="target")
         self.op("rename", src, dst)
 
-    @rule(seconds=st.sampled_from([0.05, 0.25, 0.5]))
+    @precondition(lambda self: self.since_wait >= WAIT_EVERY)
+    @rule(seconds=st.sampled_from([0.05, 0.15, 0.3]))
     def wait(self, seconds: float) -> None:
+        """Let uploads and deletes (due 0.2 s after a change) happen between two operations."""
         self.op("wait", seconds)
+        self.since_wait = 0
 
     @precondition(lambda self: self.since_remount >= REMOUNT_AFTER)
     @rule()
