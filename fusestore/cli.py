@@ -191,6 +191,33 @@ class Octal(click.ParamType[int]):
     show_default=True,
     help="Files uploaded at the same time.",
 )
+@click.option(
+    "--fsync",
+    "fsync_mode",
+    type=click.Choice(["local", "remote"]),
+    default="local",
+    show_default=True,
+    help="What fsync waits for: the change safe on this machine's disk (local), or in the store (remote).",
+)
+@click.option(
+    "--io-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a read or lookup waits for an unreachable store before failing with EIO.",
+)
+@click.option(
+    "--faults",
+    metavar="SPEC",
+    help="For chaos testing: inject faults into every store call, e.g. '*:error=0.2;put*:latency=0.1' "
+    "(see docs/stores.md).",
+)
+@click.option(
+    "--allow-other",
+    is_flag=True,
+    help="Let other users than the one mounting use the mount (their access is still checked "
+    "against each file's mode).",
+)
 def mount_command(
     url: str,
     mountpoint: str,
@@ -207,6 +234,10 @@ def mount_command(
     umask: int,
     unmount_timeout: float,
     upload_workers: int,
+    fsync_mode: str,
+    io_timeout: float,
+    faults: str | None,
+    allow_other: bool,
 ) -> None:
     """Mount the store at URL on MOUNTPOINT, in the foreground until unmounted.
 
@@ -230,11 +261,22 @@ def mount_command(
         cache_size=cache_size,
         dirty_limit=dirty_limit,
         upload_workers=upload_workers,
+        fsync=fsync_mode,
+        io_timeout=io_timeout,
     )
     try:
         store = open_store(url, **store_options(endpoint_url, region, profile))
+        if faults:
+            from .stores.faulty import FaultyStore
+
+            store = FaultyStore(store, faults)
+            logging.getLogger("fusestore").warning("injecting faults into every store call: %s", faults)
         daemon = Daemon(
-            store, mountpoint, settings, cache_dir, DaemonOptions(unmount_timeout=unmount_timeout)
+            store,
+            mountpoint,
+            settings,
+            cache_dir,
+            DaemonOptions(unmount_timeout=unmount_timeout, allow_other=allow_other),
         )
         code = daemon.run()
     except (InvalidStoreURL, StoreError, SetupError) as exc:

@@ -22,9 +22,13 @@ from . import mounts
 from .cache import CacheDir, CacheLocked, ContentStore
 from .core import Filesystem, MountSettings
 from .fuse_ops import FuseOperations
-from .stores import Store, StoreError
+from .stores import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+#: Tries of the store before mounting (0.25 s, 0.5 s, 1 s, 2 s apart).
+PROBE_ATTEMPTS = 5
 
 
 class SetupError(Exception):
@@ -34,6 +38,7 @@ class SetupError(Exception):
 @dataclass
 class DaemonOptions:
     unmount_timeout: float = 300.0
+    allow_other: bool = False
     eviction_interval: float = 2.0
 
 
@@ -57,11 +62,22 @@ class Daemon:
         self._kernel_unmounted = False
         self._sync_scope: trio.CancelScope | None = None
 
+    def _probe(self) -> None:
+        """Check the store before mounting; a store that fails only now and then (5xx,
+        throttling) gets a few tries within a few seconds."""
+        for attempt in range(PROBE_ATTEMPTS):
+            try:
+                self.store.probe()
+                return
+            except StoreUnavailable as exc:
+                if attempt == PROBE_ATTEMPTS - 1:
+                    raise SetupError(f"{exc}; check that the store is up and the endpoint is right") from None
+                time.sleep(0.25 * 2**attempt)
+            except StoreError as exc:
+                raise SetupError(str(exc)) from None
+
     def _setup(self) -> tuple[Filesystem, str]:
-        try:
-            self.store.probe()
-        except StoreError as exc:
-            raise SetupError(str(exc)) from None
+        self._probe()
         try:
             mountpoint = mounts.prepare_mountpoint(self.mountpoint_arg)
         except mounts.MountpointError as exc:
@@ -80,10 +96,15 @@ class Daemon:
         return fs, mountpoint
 
     def run(self) -> int:
+        # Cache files are private whatever the caller's umask (files the kernel creates on
+        # the mount get the modes it asks for; this umask does not touch them).
+        os.umask(0o077)
         fs, mountpoint = self._setup()
         self.fs = fs
         options = set(pyfuse3.default_options)
-        options |= {f"fsname={self.store.to_url()}", "subtype=fusestore"}
+        options |= {f"fsname={self.store.to_url()}", "subtype=fusestore", "default_permissions"}
+        if self.options.allow_other:
+            options.add("allow_other")
         try:
             pyfuse3.init(FuseOperations(fs), mountpoint, options)
         except RuntimeError as exc:
@@ -111,7 +132,7 @@ class Daemon:
 
     async def _serve(self, fs: Filesystem, mountpoint: str) -> int:
         async with trio.open_nursery() as nursery:
-            await nursery.start(fs.flusher.run)
+            await nursery.start(fs.serve)
             nursery.start_soon(self._evict_loop, fs)
             stop = trio.Event()
             kernel_done = trio.Event()

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import trio
 
-from .cache import Content
+from .cache import Content, Journal
 from .core.nodes import Kind, Node
-from .stores import NotFound, StoreError
+from .staging import StagedUpload
+from .storecalls import StoreTimeout
+from .stores import NotFound, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -27,6 +31,33 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 DELETE_BATCH = 1000
+#: An unfinished upload found at a key we were uploading to counts as ours when it was
+#: started at most this long before our journal said we began (clocks differ).
+CLOCK_SKEW = 60.0
+#: Seconds a staged upload's object mtime (its completion) may differ from the file's.
+MTIME_SLACK = 2.0
+
+
+def staged_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """A staged upload starts before the last write, so it carries no mtime: the object's
+    own time (its completion) stands for it."""
+    return {name: value for name, value in metadata.items() if name != "mtime"}
+
+
+class JournaledUploads:
+    """Writes each multipart upload to the journal while it runs (called from threads)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def starting(self, key: str) -> None:
+        self.journal.add_upload(key, None)
+
+    def started(self, key: str, upload_id: str) -> None:
+        self.journal.add_upload(key, upload_id)
+
+    def ended(self, key: str, upload_id: str) -> None:
+        self.journal.drop_upload(key, upload_id)
 
 
 class Flusher:
@@ -50,6 +81,10 @@ class Flusher:
         self._wakeup = trio.Event()
         self._progress = trio.Event()
         self._urgent = False
+        self.uploads = JournaledUploads(fs.journal)
+        self.staged: dict[Content, StagedUpload] = {}
+        self._part_limiter = trio.CapacityLimiter(self.settings.upload_workers)
+        self._cleaning_staged = False
 
     # -- called by the file system --------------------------------------------------------
 
@@ -65,6 +100,7 @@ class Flusher:
         self.due.pop(node, None)
         self.failures.pop(node, None)
         self._notify()
+        self.wake()  # a staged upload of its data may have to be aborted
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -85,7 +121,14 @@ class Flusher:
     # -- state ------------------------------------------------------------------------
 
     def idle(self) -> bool:
-        return not self.due and not self.running and not self.fs.ns.deletes and not self._deleting
+        return (
+            not self.due
+            and not self.running
+            and not self.fs.ns.deletes
+            and not self._deleting
+            and not any(self._stale(content) for content in self.staged)
+            and not self._cleaning_staged
+        )
 
     def pending(self) -> tuple[int, int]:
         """Files (and directories, keys to delete) still to reconcile, and dirty bytes."""
@@ -111,9 +154,71 @@ class Flusher:
 
     # -- the worker loop ------------------------------------------------------------------
 
+    async def _abort_unfinished_uploads(self) -> None:
+        """Abort the multipart uploads an earlier run started and never ended (it was
+        killed), before anything is uploaded again: their parts cost storage, and only we
+        know they are garbage."""
+        fs = self.fs
+        for key, record in fs.journal.uploads().items():
+            while True:
+                try:
+                    for upload in await fs.calls.run(fs.store.list_multipart, key):
+                        ours = (
+                            upload.upload_id in record["ids"]
+                            or upload.initiated >= record["since"] - CLOCK_SKEW
+                        )
+                        if upload.key == key and ours:
+                            await fs.calls.run(fs.store.abort_multipart, key, upload.upload_id)
+                            log.info("aborted the unfinished upload of %r left by an earlier run", key)
+                except StoreUnavailable:
+                    await fs.calls.wait_online()
+                    await trio.sleep(0.5)
+                    continue
+                except StoreError as exc:
+                    log.warning("could not look for unfinished uploads of %r: %s", key, exc)
+                break
+            fs.journal.forget_uploads(key)
+
+    async def wait_uploaded(self, node: Node) -> None:
+        """Yield until the store holds `node` as it is now or later (fsync=remote).
+
+        StoreTimeout once the store has been down for longer than the I/O timeout: the
+        change stays in the journal and goes up when the store is back.
+        """
+        calls = self.fs.calls
+        while node.linked and node.pending:
+            if node not in self.running and node not in self.failures:
+                self.schedule(node, delay=0)
+            if calls.down_for() > calls.io_timeout:
+                raise StoreTimeout(
+                    f"{node.path()}: the store has not answered for {calls.down_for():.0f}s; "
+                    "the change is kept in the cache and uploaded once it is back"
+                )
+            with trio.move_on_after(1.0):
+                await self._progress.wait()
+
+    def retry_now(self) -> None:
+        """Everything that failed is due again (the store is back)."""
+        now = _now()
+        for node in self.failures:
+            if node in self.due:
+                self.due[node] = now
+        self.failures.clear()
+        self._deletes_due = now
+        self.wake()
+
+    async def _resume_after_outages(self) -> None:
+        calls = self.fs.calls
+        while True:
+            await calls.wait_offline()
+            await calls.wait_online()
+            self.retry_now()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._resume_after_outages)
             task_status.started()
+            await self._abort_unfinished_uploads()
             while True:
                 now = _now()
                 for node, due in sorted(self.due.items(), key=lambda item: item[1]):
@@ -127,6 +232,9 @@ class Flusher:
                 if self.fs.ns.deletes and not self._deleting and self._deletes_due <= now:
                     self._deleting = True
                     nursery.start_soon(self._delete_batch)
+                if not self._cleaning_staged and any(self._stale(content) for content in self.staged):
+                    self._cleaning_staged = True
+                    nursery.start_soon(self._drop_stale_staging)
                 # Nodes that cannot start now (no free worker, or an upload of the same node
                 # still running) are looked at again when a job ends and wakes this loop.
                 if len(self.running) >= self.settings.upload_workers:
@@ -162,6 +270,10 @@ class Flusher:
         delay = min(MAX_BACKOFF, 0.5 * 2 ** (count - 1))
         if isinstance(exc, ValueError):  # the file changed while it was read: just go again
             delay = 0.1
+        elif isinstance(exc, StoreUnavailable) and not self.fs.calls.online:
+            # Said once by StoreCalls; the store's return brings it back (retry_now).
+            delay = MAX_BACKOFF
+            log.debug("upload of %s waits for the store: %s", node.path(), exc)
         else:
             log.warning("upload of %s failed (attempt %d, next in %.1fs): %s", node.path(), count, delay, exc)
         if node.linked:
@@ -188,7 +300,10 @@ class Flusher:
             return
         await self._claim(key)
         try:
-            await self._upload(node, key)
+            if self._should_stage(node):
+                await self._stage(node, key)
+            else:
+                await self._upload(node, key)
         finally:
             self._busy_keys.discard(key)
 
@@ -230,6 +345,7 @@ class Flusher:
         metadata = node.posix_attrs().to_metadata()
         fs.ns.drop_delete(key)
         content: Content | None = None
+        mtime_lost = False
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
             body = node.target.encode("utf-8", "surrogateescape")
             etag = await fs.calls.run(fs.store.put, key, body, metadata)
@@ -242,7 +358,17 @@ class Flusher:
             await fs.fetch_all(content)
             size = content.size
             content.ensure_file()  # an empty new file has none until written
-            etag = await fs.calls.run(self._put_content, key, content, size, metadata)
+            staged = self.staged.pop(content, None)
+            if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
+                etag = await self._finish_staged(staged, content, size)
+                metadata = staged.metadata
+                # The object's mtime is its completion time; one set apart from the last
+                # write (utimens, `cp -p`) is written by a copy onto itself afterwards.
+                mtime_lost = abs(node.mtime_ns / 1e9 - time.time()) > MTIME_SLACK
+            else:
+                if staged is not None:
+                    await self._abort_staged(staged)
+                etag = await fs.calls.run(self._put_content, key, content, size, metadata)
         else:
             source = node.remote_key
             try:
@@ -286,14 +412,125 @@ class Flusher:
                 fs.contents.register_clean(content, key, etag)
                 if not content.pins:
                     node.content = None
+            node.meta_dirty = mtime_lost
         fs.record(node)
         if node.pending:
             self.schedule(node)
 
+    # -- staged uploads of large files still being written ---------------------------------
+
+    def staged_bytes(self) -> int:
+        """Bytes of dirty files that already went up as parts of a staged upload."""
+        return sum(staged.staged_bytes for content, staged in self.staged.items() if content.dirty)
+
+    def written(self, content: Content, start: int, end: float) -> None:
+        """Bytes [start, end) of `content` changed (written, or cut off by a truncate)."""
+        staged = self.staged.get(content)
+        if staged is not None:
+            staged.changed(start, end)
+
+    def _should_stage(self, node: Node) -> bool:
+        """Send parts ahead instead of the whole file: only while writers wait for dirty
+        space, for a big file whose data is dirty and that is still open."""
+        content = node.content
+        return (
+            self.fs.space_wanted > 0
+            and node.opens > 0
+            and node.data_dirty
+            and node.kind is Kind.FILE
+            and content is not None
+            and content.dirty
+            and content.size >= 2 * StagedUpload.part_size_for(self.fs.store, content.size)
+        )
+
+    async def _stage(self, node: Node, key: str) -> None:
+        fs = self.fs
+        content = node.content
+        assert content is not None
+        metadata = staged_metadata(node.posix_attrs().to_metadata())
+        staged = self.staged.get(content)
+        if staged is not None and not staged.usable_for(key, metadata, content.size, fs.store):
+            del self.staged[content]
+            await self._abort_staged(staged)
+            staged = None
+        if staged is None:
+            part_size = StagedUpload.part_size_for(fs.store, content.size)
+            self.uploads.starting(key)
+            upload_id = await fs.calls.run(fs.store.start_multipart, key, metadata)
+            self.uploads.started(key, upload_id)
+            staged = self.staged[content] = StagedUpload(key, upload_id, part_size, dict(metadata))
+        todo = staged.full_parts_missing(content.size)
+        await fs.fetch_all(content)  # a change to an existing object: its other bytes first
+        async with trio.open_nursery() as nursery:
+            for number in todo:
+                nursery.start_soon(self._send_part, staged, content, number, staged.part_size)
+        self.schedule(node)
+        self._notify()
+
+    async def _send_part(self, staged: StagedUpload, content: Content, number: int, length: int) -> None:
+        async with self._part_limiter:
+            generation = staged.generation(number)
+            offset = (number - 1) * staged.part_size
+            etag = await self.fs.calls.run(self._read_and_put_part, staged, content, number, offset, length)
+            staged.sent(number, generation, etag)
+
+    def _read_and_put_part(
+        self, staged: StagedUpload, content: Content, number: int, offset: int, length: int
+    ) -> str:
+        """Blocking; runs in a worker thread."""
+        with open(content.path, "rb") as source:
+            data = os.pread(source.fileno(), length, offset)
+        if len(data) != length:
+            raise ValueError(f"{staged.key!r}: the cache file changed size while it was read")
+        return self.fs.store.put_part(staged.key, staged.upload_id, number, data)
+
+    async def _finish_staged(self, staged: StagedUpload, content: Content, size: int) -> str:
+        """Send the parts still missing and complete the upload: the object appears whole."""
+        fs = self.fs
+        try:
+            async with trio.open_nursery() as nursery:
+                for number, _offset, length in staged.parts_to_send(size):
+                    nursery.start_soon(self._send_part, staged, content, number, length)
+            etag = await fs.calls.run(
+                fs.store.complete_multipart, staged.key, staged.upload_id, staged.completed_parts(size)
+            )
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._abort_staged(staged)
+            raise
+        self.uploads.ended(staged.key, staged.upload_id)
+        return etag
+
+    async def _abort_staged(self, staged: StagedUpload) -> None:
+        """Abort a staged upload; one that cannot be aborted now stays in the journal."""
+        try:
+            with trio.move_on_after(self.fs.calls.io_timeout):
+                await self.fs.calls.run(self.fs.store.abort_multipart, staged.key, staged.upload_id)
+                self.uploads.ended(staged.key, staged.upload_id)
+        except StoreError as exc:
+            log.warning(
+                "could not abort the staged upload of %r (done at the next mount): %s", staged.key, exc
+            )
+
+    def _stale(self, content: Content) -> bool:
+        """The content of a staged upload was removed or is no longer dirty."""
+        return not content.dirty or not self.fs.contents.is_dirty(content)
+
+    async def _drop_stale_staging(self) -> None:
+        """Abort staged uploads whose file was removed or uploaded another way."""
+        try:
+            for content, staged in list(self.staged.items()):
+                if self._stale(content) and self.staged.get(content) is staged:
+                    del self.staged[content]
+                    await self._abort_staged(staged)
+        finally:
+            self._cleaning_staged = False
+            self._notify()
+
     def _put_content(self, key: str, content: Content, size: int, metadata: Mapping[str, str]) -> str:
         """Upload a cache file (blocking; runs in a worker thread)."""
         with open(content.path, "rb") as source:
-            return self.fs.store.put_file(key, source, size, metadata)
+            return self.fs.store.put_file(key, source, size, metadata, tracker=self.uploads)
 
     async def _reconcile_dir(self, node: Node) -> None:
         fs = self.fs
@@ -381,4 +618,7 @@ class Flusher:
 
 
 def _now() -> float:
-    return trio.current_time()
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return -math.inf  # scheduled before trio runs (the journal's replay): due at once

@@ -39,6 +39,8 @@ def fuse_errors(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
         except pyfuse3.FUSEError:
             raise
         except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY):
+                log.debug("%s: %s", handler.__name__, exc, exc_info=exc.errno == errno.ENOSPC)
             raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except StoreError as exc:
             if isinstance(exc, StoreUnavailable):

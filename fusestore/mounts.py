@@ -49,6 +49,13 @@ def prepare_mountpoint(path: str) -> str:
     Returns the absolute path, symlinks resolved. Raises MountpointError with a one-line reason.
     """
     absolute = os.path.realpath(path)
+    if is_mounted(absolute):
+        try:
+            # statfs always reaches the daemon (stat may be answered from the kernel's cache).
+            os.statvfs(absolute)
+        except OSError as exc:
+            if exc.errno == errno.ENOTCONN:
+                lazy_unmount(absolute)
     try:
         info = os.stat(absolute)
     except FileNotFoundError:

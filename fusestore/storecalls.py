@@ -1,32 +1,164 @@
-"""Running blocking store calls off the trio thread."""
+"""Running blocking store calls off the trio thread, and knowing whether the store answers."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import trio
 
-from .stores import Store
+from .stores import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Seconds between two probes of a store that stopped answering.
+PROBE_INTERVAL = 2.0
+#: The store counts as down after this many transient failures in a row, or after
+#: failures without a success for this many seconds.
+DOWN_AFTER_FAILURES = 5
+DOWN_AFTER_SECONDS = 1.0
+
+
+class StoreTimeout(StoreUnavailable):
+    """A call a kernel request waits on did not succeed within the I/O timeout (EIO)."""
 
 
 class StoreCalls:
     """Runs a store's (blocking) methods in worker threads, at most `limit` at a time.
 
-    Every call yields to trio until the thread finishes; a cancelled caller abandons the
-    thread (the driver's own timeouts end it). Counts requests by method for `status`.
+    Two ways to call, both of which yield to trio while the thread works:
+
+    - `run`: one attempt, as long as it takes (uploads of large files take long); the
+      flusher retries on its own schedule.
+    - `attempt`: one try, bounded by the I/O timeout (the caller has an older answer).
+    - `ask`: for calls a kernel request waits on. Transient failures (`StoreUnavailable`)
+      are retried with backoff, and once `io_timeout` seconds have passed the caller gets
+      `StoreTimeout` even if the thread still hangs: it is abandoned, and the driver's own
+      timeouts end it. So no file system operation waits on the store for longer.
+
+    Every call's outcome updates `online`: a transient failure marks the store down, any
+    answer marks it up. While it is down, `watch` probes it every few seconds, and
+    `wait_online` returns once it answers again. Counts requests by method for `status`.
     """
 
-    def __init__(self, store: Store, limit: int = 16) -> None:
+    def __init__(self, store: Store, limit: int = 16, io_timeout: float = 30.0) -> None:
         self.store = store
         self.limiter = trio.CapacityLimiter(limit)
+        self.io_timeout = io_timeout
         self.counts: Counter[str] = Counter()
+        self.online = True
+        self.down_since: float | None = None
+        self._back_online = trio.Event()
+        self._back_online.set()
+        self._went_down = trio.Event()  # set while the store is down
+        self._failures_in_a_row = 0
+        self._failing_since: float | None = None
 
     async def run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self.counts[getattr(method, "__name__", "call")] += 1
+        name = getattr(method, "__name__", "call")
+        self.counts[name] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("store call: %s %s", name, " ".join(repr(a) for a in args if isinstance(a, str)))
         call = functools.partial(method, *args, **kwargs)
-        return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        try:
+            result = await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
+        except StoreUnavailable as exc:
+            self._mark_down(exc)
+            raise
+        except Exception:
+            self._mark_up()  # it answered, if only to refuse
+            raise
+        self._mark_up()
+        return result
+
+    async def attempt(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One try, for calls whose failure the caller can live with (it has an older
+        answer): StoreTimeout after the I/O timeout."""
+        with trio.move_on_after(self.io_timeout):
+            return await self.run(method, *args, **kwargs)
+        name = getattr(method, "__name__", "call")
+        raise StoreTimeout(f"the store did not answer {name} within {self.io_timeout:g}s")
+
+    async def ask(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        # While the store is down, no request waits past the I/O timeout counted from the
+        # outage's start (so requests queued behind each other do not add up), but each
+        # makes at least one try.
+        patience = self.io_timeout - self.down_for()
+        if patience <= 0:
+            return await self.attempt(method, *args, **kwargs)
+        deadline = trio.current_time() + patience
+        delay = 0.05
+        last: StoreUnavailable | None = None
+        with trio.move_on_at(deadline):
+            while True:
+                try:
+                    return await self.run(method, *args, **kwargs)
+                except StoreUnavailable as exc:
+                    last = exc
+                # Backoff capped so the store's return is noticed within a second or two.
+                await trio.sleep(min(delay, max(0.0, deadline - trio.current_time())))
+                delay = min(delay * 2, 2.0)
+        name = getattr(method, "__name__", "call")
+        reason = f": {last}" if last is not None else " (no answer)"
+        raise StoreTimeout(f"the store did not answer {name} within {self.io_timeout:g}s{reason}")
+
+    # -- availability -------------------------------------------------------------------
+
+    def _mark_down(self, exc: Exception) -> None:
+        # One failure is no outage (a store failing a fifth of its calls must not flap):
+        # down after several in a row, or failures without a success for a second.
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row < DOWN_AFTER_FAILURES and now - self._failing_since < DOWN_AFTER_SECONDS:
+            return
+        if self.online:
+            self.online = False
+            self.down_since = time.monotonic()
+            self._back_online = trio.Event()
+            self._went_down.set()
+            log.warning("the store is not answering (%s); changes stay in the cache meanwhile", exc)
+
+    def _mark_up(self) -> None:
+        self._failures_in_a_row = 0
+        self._failing_since = None
+        if not self.online:
+            self.online = True
+            down = time.monotonic() - (self.down_since or time.monotonic())
+            self.down_since = None
+            log.warning("the store answers again (after %.0fs); resuming uploads", down)
+            self._went_down = trio.Event()
+            self._back_online.set()
+
+    async def wait_online(self) -> None:
+        """Return once the store answers (at once when it does)."""
+        await self._back_online.wait()
+
+    async def wait_offline(self) -> None:
+        """Return once a call found the store down (at once while it is)."""
+        await self._went_down.wait()
+
+    def down_for(self) -> float:
+        """Seconds since the store stopped answering (0 while it answers)."""
+        return 0.0 if self.down_since is None else time.monotonic() - self.down_since
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Probe the store while it is down (long-lived task)."""
+        task_status.started()
+        while True:
+            await self.wait_offline()
+            while not self.online:
+                await trio.sleep(PROBE_INTERVAL)
+                if self.online:
+                    break
+                # What a probe raises is already recorded by `run`.
+                with trio.move_on_after(self.io_timeout), contextlib.suppress(Exception):
+                    await self.run(self.store.probe)

@@ -141,6 +141,10 @@ class ContentStore:
         for content_id, (key, etag) in self._object_of.items():
             self.save(self._by_id[content_id], key, etag)
 
+    def is_dirty(self, content: Content) -> bool:
+        """Whether `content` is a dirty content of this store (not discarded)."""
+        return self._dirty.get(content.id) is content
+
     def make_dirty(self, content: Content) -> None:
         """`content` now holds local changes: no longer a mirror of any object."""
         content.dirty = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import stat
 import time
@@ -21,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import diskcache
 import trio
 
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
+from ..cache.diskfull import Index
+from ..staging import STAGE_PART
 from ..storecalls import StoreCalls
-from ..stores import NotFound, ObjectInfo, Store
+from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
 from ..stores.base import MiB
 from .namespace import NAME_MAX, Defaults, Namespace
 from .nodes import Kind, Node, now_ns
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 
 #: What the file system reports as its size when the store does not know (S3): 1 PiB.
 UNKNOWN_CAPACITY = 2**50
+#: How far a writer's own file may take dirty data past the limit (see wait_for_dirty_space).
+STAGE_CHUNK = 2 * STAGE_PART
+#: Free space on the cache disk that file data never takes: the journal's and index's.
+DISK_RESERVE = 8 * MiB
+#: Seconds between two fsyncs of what changed in the cache, when nobody calls fsync.
+PERSIST_INTERVAL = 2.0
 
 
 def fs_error(code: int, detail: str = "") -> OSError:
@@ -55,6 +63,11 @@ class MountSettings:
     upload_workers: int = 4
     store_connections: int = 16
     read_ahead_max: int = 64 * MiB
+    #: seconds a kernel request waits for the store before it fails with EIO
+    io_timeout: float = 30.0
+    #: "local": fsync returns once the change is durable in the cache; "remote": once the
+    #: store holds it
+    fsync: str = "local"
 
 
 @dataclass
@@ -81,10 +94,10 @@ class Filesystem:
         self.store = store
         self.cache = cache
         self.settings = settings
-        self.index = diskcache.Cache(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
+        self.index = Index(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
         self.journal = Journal(cache.path / "journal")
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size)
-        self.calls = StoreCalls(store, settings.store_connections)
+        self.calls = StoreCalls(store, settings.store_connections, settings.io_timeout)
         self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
         self.ns = Namespace(self.defaults, self.journal, self.index)
         self.flusher = Flusher(self)
@@ -95,6 +108,10 @@ class Filesystem:
         self.dirty_space = trio.Event()
         self.mount_time_ns = now_ns()
         self._capacity: tuple[float, int, int] | None = None
+        self._unsynced: set[Content] = set()  # cache files written since the last persist
+        self.space_wanted = 0  # writers waiting for dirty space
+        self._unjournaled: set[Node] = set()  # changes the journal could not take (disk full)
+        self._disk_limiter = trio.CapacityLimiter(1)
 
     def close(self) -> None:
         """Persist what the next mount reuses. Call after the flusher stopped."""
@@ -107,16 +124,29 @@ class Filesystem:
 
     # -- journal ----------------------------------------------------------------------
 
+    def record_if_room(self, node: Node) -> None:
+        """`record`, for callers that cannot fail (close): on a full cache disk the record
+        is written by the next `persist` instead (the change itself is in memory and
+        goes up as usual)."""
+        try:
+            self.record(node)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.warning("%s: not journaled yet: %s", node.path(), exc.strerror)
+
     def record(self, node: Node) -> None:
         """Write (or drop) the journal record of `node`'s pending work."""
         if not node.linked or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
                 node.jid = None
+            self._unjournaled.discard(node)
             return
         if node.jid is None:
             node.jid = uuid.uuid4().hex
         content = node.content if node.data_dirty else None
+        self._unjournaled.add(node)  # until the record is written (the disk may be full)
         self.journal.save_node(
             node.jid,
             {
@@ -141,6 +171,7 @@ class Filesystem:
                 "overwrites": node.overwrites,
             },
         )
+        self._unjournaled.discard(node)
 
     def _has_work(self, node: Node) -> bool:
         if node.is_dir:
@@ -177,9 +208,9 @@ class Filesystem:
             node.data_dirty = True
         if meta:
             node.meta_dirty = True
+        self.flusher.schedule(node)  # first: a journal on a full disk must not stall the upload
         if journal or node.jid is None:
             self.record(node)
-        self.flusher.schedule(node)
 
     def dir_changed(self, directory: Node) -> None:
         """Entries of `directory` changed: its marker may have to come or go."""
@@ -298,13 +329,22 @@ class Filesystem:
         if waiting is not None:
             await waiting.wait()
             return
+        if directory.children is not None and not self.calls.online:
+            # The store is down: what was listed before beats a wait and EIO.
+            return
         done = self._refreshing[directory] = trio.Event()
         since = self.ns.listing_started()
         try:
             prefix = directory.prefix
             listing = self.index.get(("listing", prefix))
+            if listing is None and directory.children is not None:
+                try:
+                    listing = await self.calls.attempt(self._list_all, prefix)
+                except StoreUnavailable as exc:
+                    log.info("%s: keeping the older listing: %s", directory.path(), exc)
+                    return
             if listing is None:
-                listing = await self.calls.run(self._list_all, prefix)
+                listing = await self.calls.ask(self._list_all, prefix)
                 self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
             if directory.linked and directory.prefix == prefix:
                 objects, prefixes = listing
@@ -353,11 +393,22 @@ class Filesystem:
         return node
 
     async def head_attrs(self, node: Node) -> None:
-        """Read the POSIX attributes a listing did not carry (one HEAD, remembered)."""
+        """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
+
+        Best effort: while the store does not answer, the guessed attributes stay (and
+        are asked for again later); no getattr fails or waits long for them."""
+        if not self.calls.online:
+            return
+        try:
+            await self._head_attrs(node)
+        except StoreUnavailable as exc:
+            log.info("%s: attributes not read: %s", node.path(), exc)
+
+    async def _head_attrs(self, node: Node) -> None:
         if node.is_dir:
             marker = node.prefix
             try:
-                info = await self.calls.run(self.store.head, marker)
+                info = await self.calls.attempt(self.store.head, marker)
             except NotFound:
                 pass
             else:
@@ -370,7 +421,7 @@ class Filesystem:
             node.attrs_guessed = False
             return
         try:
-            info = await self.calls.run(self.store.head, key)
+            info = await self.calls.attempt(self.store.head, key)
         except NotFound:
             node.attrs_guessed = False
             return
@@ -529,7 +580,7 @@ class Filesystem:
         if node.kind is not Kind.SYMLINK:
             raise fs_error(errno.EINVAL)
         if not node.target and node.remote_key and node.etag and node.size:
-            body = await self.calls.run(self.store.get_range, node.remote_key, 0, None, node.etag)
+            body = await self.calls.ask(self.store.get_range, node.remote_key, 0, None, node.etag)
             node.target = body.decode("utf-8", "surrogateescape")
         return node.target
 
@@ -663,7 +714,7 @@ class Filesystem:
         prefix = directory.prefix
         since = self.ns.listing_started()
         try:
-            objects: list[ObjectInfo] = await self.calls.run(lambda: list(self.store.iter_objects(prefix)))
+            objects: list[ObjectInfo] = await self.calls.ask(lambda: list(self.store.iter_objects(prefix)))
         finally:
             self.ns.listing_ended()
         if directory.prefix != prefix:
@@ -742,6 +793,8 @@ class Filesystem:
         if boundary is not None:
             await self.fetch(content, *boundary)
         content.truncate(size)
+        self._unsynced.add(content)
+        self.flusher.written(content, size, math.inf)
         node.size = size
         node.mtime_ns = now_ns()
         if node.linked:
@@ -791,16 +844,39 @@ class Filesystem:
             self.contents.make_dirty(content)
         return content
 
+    def dirty_bytes(self) -> int:
+        """Changed data not yet in the store (parts of staged uploads are)."""
+        return self.contents.dirty_bytes - self.flusher.staged_bytes()
+
     async def wait_for_dirty_space(self, node: Node) -> None:
-        """Backpressure: wait while dirty data exceeds the limit (a file's own writes
-        are not held back by its own dirty bytes, or one large file could never finish)."""
+        """Backpressure: wait while changed data not yet in the store exceeds the limit.
+
+        A writer's own file is let through by up to one chunk (`STAGE_CHUNK`), so that
+        it can always finish: meanwhile the flusher uploads other files and sends the full
+        parts of big files still open ahead as a staged upload, which takes them off the
+        dirty bytes. Dirty data so stays below the limit plus a chunk per writer.
+        """
         while True:
-            own = node.content.size if node.content is not None and node.content.dirty else 0
-            if self.contents.dirty_bytes - own <= self.settings.dirty_limit:
+            content = node.content
+            own = 0
+            if content is not None and content.dirty:
+                staged = self.flusher.staged.get(content)
+                own = content.size - (staged.staged_bytes if staged is not None else 0)
+            if self.dirty_bytes() - min(own, STAGE_CHUNK) <= self.settings.dirty_limit:
                 return
-            self.flusher.hurry()
-            event = self.dirty_space = trio.Event() if self.dirty_space.is_set() else self.dirty_space
-            await event.wait()
+            if not self.space_wanted:
+                log.debug(
+                    "dirty data at the limit: %.1f MiB not in the store (limit %.1f MiB); writers wait",
+                    self.dirty_bytes() / MiB,
+                    self.settings.dirty_limit / MiB,
+                )
+            self.space_wanted += 1
+            try:
+                self.flusher.hurry()
+                event = self.dirty_space = trio.Event() if self.dirty_space.is_set() else self.dirty_space
+                await event.wait()
+            finally:
+                self.space_wanted -= 1
 
     def dirty_space_freed(self) -> None:
         self.dirty_space.set()
@@ -848,7 +924,7 @@ class Filesystem:
             self._fetching[(content.id, b)] = done
         try:
             key, etag = content.source
-            data = await self.calls.run(self.store.get_range, key, start, length, etag)
+            data = await self.calls.ask(self.store.get_range, key, start, length, etag)
             content.fill(run_first, data)
             if not content.dirty:
                 self.contents.save(content, key, etag)
@@ -877,8 +953,11 @@ class Filesystem:
             low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetch(content, block, 1)
+        self._check_disk_room(len(data))
         first_present = content.present
         written = content.write(offset, data)
+        self._unsynced.add(content)
+        self.flusher.written(content, offset, offset + written)
         node.size = content.size
         node.mtime_ns = now_ns()
         if node.linked:
@@ -886,19 +965,78 @@ class Filesystem:
             self.changed(node, data=True, journal=not node.data_dirty or first_present != content.present)
         return written
 
+    def _check_disk_room(self, size: int) -> None:
+        """ENOSPC for data that would eat into the room kept for the journal and index:
+        with a full disk even an unlink could not be journaled, and nothing could free it."""
+        fs = os.statvfs(self.cache.data_dir)
+        if fs.f_bavail * fs.f_frsize - size < DISK_RESERVE:
+            raise fs_error(
+                errno.ENOSPC, f"the cache disk is full (keeping {DISK_RESERVE // MiB} MiB for the journal)"
+            )
+
     def flush(self, fh: int) -> None:
         handle = self.file_handle(fh)
         if handle.node.linked and handle.node.pending:
-            self.record(handle.node)
             self.flusher.schedule(handle.node)
+            self.record_if_room(handle.node)
 
     async def fsync(self, fh: int) -> None:
-        handle = self.file_handle(fh)
-        content = handle.content
-        if content is not None and content.dirty:
-            await trio.to_thread.run_sync(os.fsync, content.fd)
-        if handle.node.linked:
-            self.record(handle.node)
+        """Return once the file's changes survive a crash of this machine (`--fsync=local`)
+        or are in the store (`--fsync=remote`)."""
+        node = self.file_handle(fh).node
+        if node.linked:
+            self.record(node)
+        await self.persist()
+        if self.settings.fsync == "remote":
+            await self.flusher.wait_uploaded(node)
+
+    # -- durability ---------------------------------------------------------------------
+
+    async def persist(self) -> None:
+        """Make all pending work so far survive a power cut: fsync the cache files written
+        since the last call, their directory and the journal (in a worker thread)."""
+        for node in list(self._unjournaled):
+            self.record(node)  # OSError(ENOSPC) while the disk is still full
+        paths = [content.path for content in self._unsynced]
+        self._unsynced.clear()
+        if paths or self.journal.needs_sync:
+            await trio.to_thread.run_sync(self._fsync_files, paths, limiter=self._disk_limiter)
+
+    def _fsync_files(self, paths: list[Path]) -> None:
+        """Blocking: runs in a worker thread."""
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # discarded meanwhile: nothing to keep
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if paths:
+            fd = os.open(self.cache.data_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # new files' names
+            finally:
+                os.close(fd)
+        self.journal.sync()
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await trio.sleep(PERSIST_INTERVAL)
+            try:
+                await self.persist()
+            except OSError as exc:
+                log.error("cannot make the cache durable: %s", exc)
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The mount's background work (long-lived): uploads, watching the store while it
+        is down, and making the cache durable every few seconds."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.flusher.run)
+            await nursery.start(self.calls.watch)
+            nursery.start_soon(self._persist_loop)
+            task_status.started()
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
@@ -910,8 +1048,8 @@ class Filesystem:
             handle.content.pins -= 1
         if node.linked:
             if node.pending:
-                self.record(node)
                 self.flusher.schedule(node)
+                self.record_if_room(node)
             elif node.content is not None and not node.content.dirty and not node.content.pins:
                 node.content = None
         elif node.opens == 0:
@@ -927,7 +1065,7 @@ class Filesystem:
         """Total and free bytes of the store, where it knows them (remembered for a minute)."""
         cached = self._capacity
         if cached is None or time.monotonic() - cached[0] > 60:
-            stats = await self.calls.run(self.store.stat_store)
+            stats = await self.calls.ask(self.store.stat_store)
             total = stats.total_bytes if stats.total_bytes is not None else UNKNOWN_CAPACITY
             free = stats.free_bytes if stats.free_bytes is not None else total
             cached = self._capacity = (time.monotonic(), total, free)

@@ -8,6 +8,7 @@ from .base import (
     PendingUpload,
     Store,
     StoreStats,
+    UploadTracker,
 )
 from .errors import (
     AccessDenied,
@@ -46,6 +47,7 @@ __all__ = [
     "StoreNotFound",
     "StoreStats",
     "StoreUnavailable",
+    "UploadTracker",
     "available_schemes",
     "errno_for",
     "open_store",

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar, NamedTuple, Self
+from typing import Any, BinaryIO, ClassVar, NamedTuple, Protocol, Self
 from urllib.parse import SplitResult
 
 from .errors import AlreadyExists, NotFound, PreconditionFailed, QuotaExceeded, StoreError
@@ -70,6 +70,20 @@ class PendingUpload(NamedTuple):
     key: str
     upload_id: str
     initiated: float
+
+
+class UploadTracker(Protocol):
+    """Told about each multipart upload `put_file` makes, so that one interrupted by a
+    crash can be found and aborted later. Called from the uploading thread."""
+
+    def starting(self, key: str) -> None:
+        """A multipart upload to `key` is about to be started."""
+
+    def started(self, key: str, upload_id: str) -> None:
+        """It was started with this id."""
+
+    def ended(self, key: str, upload_id: str) -> None:
+        """It was completed or aborted: the store keeps nothing of it."""
 
 
 class CompletedPart(NamedTuple):
@@ -345,14 +359,16 @@ class Store(ABC):
         multipart_threshold: int = 64 * MiB,
         part_size: int | None = None,
         concurrency: int = 4,
+        tracker: UploadTracker | None = None,
     ) -> str:
         """Upload the first `size` bytes of the open file `source` to `key`.
 
         Below `multipart_threshold` this is one `put` of bytes read into memory (so at most
         that many bytes per concurrent call); above it a multipart upload whose
         parts go up `concurrency` at a time and which is aborted on any failure, so the
-        key holds the complete new object or whatever it held before, never a part.
-        Returns the new etag. Blocks for the whole transfer.
+        key holds the complete new object or whatever it held before, never a part; the
+        `tracker` hears of each multipart upload, for the case where the process dies
+        before it could abort one. Returns the new etag. Blocks for the whole transfer.
         """
         fd = source.fileno()
         if size < multipart_threshold:
@@ -363,7 +379,11 @@ class Store(ABC):
 
         part_size = part_size or self.part_size_for(size)
         count = max(1, math.ceil(size / part_size))
+        if tracker is not None:
+            tracker.starting(key)
         upload_id = self.start_multipart(key, metadata)
+        if tracker is not None:
+            tracker.started(key, upload_id)
         try:
 
             def send(number: int) -> CompletedPart:
@@ -373,7 +393,7 @@ class Store(ABC):
 
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
                 parts = list(pool.map(send, range(1, count + 1)))
-            return self.complete_multipart(
+            etag = self.complete_multipart(
                 key, upload_id, parts, if_match=if_match, if_none_match=if_none_match
             )
         except BaseException:
@@ -381,4 +401,10 @@ class Store(ABC):
                 self.abort_multipart(key, upload_id)
             except StoreError as exc:
                 log.warning("could not abort multipart upload of %r: %s", key, exc)
+            else:
+                if tracker is not None:
+                    tracker.ended(key, upload_id)
             raise
+        if tracker is not None:
+            tracker.ended(key, upload_id)
+        return etag

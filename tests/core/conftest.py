@@ -28,7 +28,15 @@ from fusestore.stores.memory import MemoryStore, _etag, _Object
 MiB = 2**20
 
 #: Store methods that write (recorded by `Env.calls`, and failing while `Env.offline`).
-WRITES = ("put", "start_multipart", "copy", "delete_many")
+WRITES = (
+    "put",
+    "start_multipart",
+    "put_part",
+    "complete_multipart",
+    "abort_multipart",
+    "copy",
+    "delete_many",
+)
 #: Store methods that read (recorded by `Env.calls`).
 READS = ("get_range", "open_range", "head", "list")
 
@@ -78,7 +86,7 @@ class Env:
                 fs.replay()
             async with trio.open_nursery() as nursery:
                 if flusher:
-                    await nursery.start(fs.flusher.run)
+                    await nursery.start(fs.serve)
                 with trio.fail_after(10):
                     yield fs
                     if flusher and sync:
@@ -93,7 +101,7 @@ class Env:
     async def flushing(fs: Filesystem, *, sync: bool = True) -> AsyncIterator[None]:
         """Run the flusher of a mount opened with `flusher=False`, for the body (then sync)."""
         async with trio.open_nursery() as nursery:
-            await nursery.start(fs.flusher.run)
+            await nursery.start(fs.serve)
             yield
             if sync:
                 await fs.flusher.sync_all()

@@ -41,6 +41,7 @@ class Mount:
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
         self.log = cache.parent / f"{path.name}.log"
+        self.log_level = "info"
         self.client = server.client()
 
     @property
@@ -53,7 +54,7 @@ class Mount:
             "-m",
             "fusestore",
             "--log-level",
-            "info",
+            self.log_level,
             "mount",
             self.url,
             str(self.path),

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from fusestore.stores import Store, open_store
+from fusestore.stores.faulty import FaultyStore
 from fusestore.stores.memory import MemoryStore
 from fusestore.testing.s3server import LocalS3Server
 
-DRIVERS = ["memory", "file", "s3"]
+DRIVERS = ["memory", "file", "s3", "faulty"]  # faulty: a memory store wrapped, no faults
 
 
 class StoreFactory:
@@ -34,6 +35,8 @@ class StoreFactory:
 
     def _open(self, url: str) -> Store:
         store = open_store(url, **self.options)
+        if self.kind == "faulty":
+            store = FaultyStore(store, "")
         self._opened.append(store)
         return store
 
@@ -71,7 +74,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def stores(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     cleanup: list[Callable[[], None]] = []
-    if kind == "memory":
+    if kind in ("memory", "faulty"):
         name = f"conf-{uuid.uuid4().hex}"
         cleanup.append(lambda: MemoryStore.forget(name))
         factory = StoreFactory(kind, f"memory://{name}", {}, cleanup)
@@ -99,6 +102,8 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
     directory (chattr +i holds even for root), a server that rejects our credentials."""
     if kind == "memory":
         yield MemoryStore(read_only=True)
+    elif kind == "faulty":
+        yield FaultyStore(MemoryStore(read_only=True), "")
     elif kind == "file":
         root = tmp_path / "immutable"
         root.mkdir()

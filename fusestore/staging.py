@@ -1,0 +1,92 @@
+"""Staged uploads: the parts of a large file still being written, sent ahead of time.
+
+When dirty space runs short, the flusher uploads the full parts of big files that are
+still open as parts of a multipart upload that stays open; their bytes then no longer
+count as dirty. The upload is completed when the file itself is uploaded, so the object
+appears at once and whole, like any other upload. A write into a part already sent
+takes that part back (it is sent again), which a generation number per part detects even
+while the part is in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .stores import CompletedPart, Store
+from .stores.base import MiB
+
+#: Part size of staged uploads (the smallest a store allows, if larger).
+STAGE_PART = 8 * MiB
+
+
+@dataclass(eq=False)
+class StagedUpload:
+    """A multipart upload of one content to `key`, with the parts sent so far.
+
+    Plain data on the trio thread; the flusher does the store calls.
+    """
+
+    key: str
+    upload_id: str
+    part_size: int
+    metadata: dict[str, str]
+    #: part number -> etag, for parts whose bytes did not change since they were sent
+    parts: dict[int, str] = field(default_factory=dict)
+    generations: dict[int, int] = field(default_factory=dict)
+
+    @staticmethod
+    def part_size_for(store: Store, size: int) -> int:
+        """Parts big enough that the file can still grow eightfold within the part limit."""
+        return max(STAGE_PART, store.min_part_size, store.part_size_for(min(size * 8, store.max_object_size)))
+
+    def changed(self, start: int, end: float) -> None:
+        """Bytes [start, end) were written or cut off: the parts holding them go again."""
+        if end <= start:
+            return
+        first = start // self.part_size + 1
+        last = max(self.generations, default=first) if end == math.inf else math.ceil(end / self.part_size)
+        for number in list(self.generations):
+            if first <= number <= last:
+                self.parts.pop(number, None)
+                self.generations[number] += 1
+
+    def generation(self, number: int) -> int:
+        return self.generations.setdefault(number, 0)
+
+    def full_parts_missing(self, size: int) -> list[int]:
+        """Parts wholly below `size` that were not sent (or changed since)."""
+        return [n for n in range(1, size // self.part_size + 1) if n not in self.parts]
+
+    def sent(self, number: int, generation: int, etag: str) -> None:
+        """Part `number` went up; it counts unless it changed while it was in flight."""
+        if self.generations.get(number) == generation:
+            self.parts[number] = etag
+
+    @property
+    def staged_bytes(self) -> int:
+        return len(self.parts) * self.part_size
+
+    def usable_for(self, key: str, metadata: Mapping[str, str], size: int, store: Store) -> bool:
+        """Whether completing this upload gives the object `key` should now hold."""
+        return (
+            key == self.key
+            and dict(metadata) == self.metadata
+            and size > 0
+            and math.ceil(size / self.part_size) <= store.max_parts
+        )
+
+    def parts_to_send(self, size: int) -> list[tuple[int, int, int]]:
+        """(number, offset, length) of every part still to send for a file of `size` bytes."""
+        count = math.ceil(size / self.part_size)
+        todo = []
+        for number in range(1, count + 1):
+            offset = (number - 1) * self.part_size
+            length = min(self.part_size, size - offset)
+            if number not in self.parts or length < self.part_size:
+                todo.append((number, offset, length))
+        return todo
+
+    def completed_parts(self, size: int) -> list[CompletedPart]:
+        return [CompletedPart(n, self.parts[n]) for n in range(1, math.ceil(size / self.part_size) + 1)]

@@ -1,0 +1,69 @@
+"""A private cache whatever the umask, no credentials in logs, and the kernel's permission checks."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import Mount, sh
+
+ACCESS_KEY = "AKIAFUSESTORELEAKTEST"
+SECRET_KEY = "fusestore/leak+test/Secret0123456789abcdefXYZ"
+
+
+def mount_options(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as table:
+        for line in table:
+            fields = line.split()
+            if fields[4] == str(path):
+                return fields[5].split(",") + line.split(" - ")[1].split()[2].split(",")
+    raise AssertionError(f"{path} is not mounted")
+
+
+@pytest.mark.timeout(120)
+def test_a_debug_session_under_umask_000_logs_no_secret_and_keeps_the_cache_private(
+    mount_factory: Callable[..., Mount], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    old_umask = os.umask(0)  # the daemon inherits it
+    try:
+        mount = mount_factory("--writeback-delay", "0.2", run=False)
+        mount.log_level = "debug"
+        mount.start()
+    finally:
+        os.umask(old_umask)
+    sh(
+        "mkdir d && echo hello > d/a && cp d/a d/b && mv d/b d/c && cat d/a d/c && ls -la d && chmod 600 d/a"
+        " && rm d/c && dd if=/dev/urandom of=big bs=1M count=70 status=none && cat big >/dev/null",
+        mount.path,
+    )
+    mount.wait_for_key("big", timeout=60)
+    options = mount_options(mount.path)
+    assert "default_permissions" in options
+    assert "allow_other" not in options
+    assert mount.umount() == 0, mount.log_text()
+
+    log = mount.log.read_text(errors="replace")
+    assert "DEBUG" in log, "a debug-level log (or this test proves nothing)"
+    for secret in (ACCESS_KEY, SECRET_KEY, "Signature=", "X-Amz-Signature", "Credential="):
+        assert secret not in log, f"{secret!r} in the log"
+
+    for root, dirs, files in os.walk(mount.cache):
+        for name in dirs:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o700, name
+        for name in files:
+            mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+            assert mode == 0o600, f"{os.path.join(root, name)}: {oct(mode)}"
+    assert stat.S_IMODE(os.stat(mount.cache).st_mode) == 0o700
+
+
+@pytest.mark.timeout(60)
+def test_allow_other_only_when_asked(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--allow-other")
+    assert "allow_other" in mount_options(mount.path)
+    assert mount.umount() == 0
