@@ -136,7 +136,7 @@ class Octal(click.ParamType[int]):
 @with_s3_options
 @click.option(
     "--cache-dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Cache directory [default: one per store under "
     "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].",
 )
@@ -299,8 +299,9 @@ def umount_command(mountpoint: str, timeout: float | None) -> None:
     mountpoint = os.path.realpath(mountpoint)
     entry = mounts.registered(mountpoint)
     pid = entry.get("pid") if entry else None
-    if not pid or not _alive(pid) or not mounts.is_mounted(mountpoint):
-        if mounts.is_mounted(mountpoint):
+    ours = mounts.mount_type(mountpoint) == "fuse.fusestore"  # never detach another file system
+    if not pid or not _alive(pid) or not ours:
+        if ours:
             mounts.lazy_unmount(mountpoint)
             click.echo(f"fusestore: {mountpoint} unmounted (no live daemon was registered for it)", err=True)
             return

@@ -31,6 +31,21 @@ def is_mounted(path: str | os.PathLike[str]) -> bool:
     return False
 
 
+def mount_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the file system mounted at `path` (`fuse.fusestore` for ours), or None."""
+    target, found = os.path.realpath(path), None
+    try:
+        with open("/proc/self/mountinfo") as table:
+            for line in table:
+                fields, _, tail = line.partition(" - ")
+                points = fields.split()
+                if len(points) > 4 and _unescape(points[4]) == target and tail:
+                    found = tail.split()[0]  # the last one listed is on top
+    except OSError:
+        return None
+    return found
+
+
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal."""
     return field.encode().decode("unicode_escape") if "\\" in field else field
@@ -64,7 +79,9 @@ def prepare_mountpoint(path: str) -> str:
         ) from None
     except OSError as exc:
         if exc.errno != errno.ENOTCONN:
-            raise MountpointError(f"mountpoint {absolute}: {exc.strerror}") from None
+            raise MountpointError(
+                f"mountpoint {absolute}: {exc.strerror}; mount on an empty directory you can reach"
+            ) from None
         # "Transport endpoint is not connected": a daemon died without unmounting.
         lazy_unmount(absolute)
         try:
@@ -75,7 +92,7 @@ def prepare_mountpoint(path: str) -> str:
                 f"run: fusermount3 -u -z {absolute}"
             ) from None
     if not os.path.isdir(absolute) or not _is_dir(info.st_mode):
-        raise MountpointError(f"mountpoint {absolute} is not a directory")
+        raise MountpointError(f"mountpoint {absolute} is not a directory; mount on an empty directory")
     if is_mounted(absolute):
         raise MountpointError(
             f"{absolute} is already a mount point; unmount it first (fusestore umount {absolute})"
@@ -85,7 +102,9 @@ def prepare_mountpoint(path: str) -> str:
             f"mountpoint {absolute} is not empty; the mount would hide its files - use an empty directory"
         )
     if not os.access(absolute, os.W_OK | os.X_OK):
-        raise MountpointError(f"mountpoint {absolute} is not writable by you")
+        raise MountpointError(
+            f"mountpoint {absolute} is not writable by you; mount on an empty directory of your own"
+        )
     return absolute
 
 

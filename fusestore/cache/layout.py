@@ -6,6 +6,7 @@ journal again. The directory is 0700 and its files 0600: it holds other people's
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -16,6 +17,10 @@ from pathlib import Path
 
 class CacheLocked(RuntimeError):
     """Another live daemon uses this cache directory."""
+
+
+class CacheUnusable(PermissionError):
+    """The cache directory cannot be ours: someone else's, not writable, not a directory."""
 
 
 def default_cache_root() -> Path:
@@ -38,7 +43,7 @@ class CacheDir:
     contents and object metadata), `journal/` (diskcache: work not yet in the store),
     `lock` (flock held while a daemon uses the cache), `store.json` (which store).
     Opening blocks only on local disk; it raises CacheLocked when another process holds
-    the lock, and PermissionError when the directory is not ours.
+    the lock, and CacheUnusable (a PermissionError) when the directory cannot be ours.
     """
 
     def __init__(self, path: Path, store_url: str) -> None:
@@ -58,17 +63,29 @@ class CacheDir:
         return self.path / "data"
 
     def open(self) -> CacheDir:
+        try:
+            return self._open()
+        except OSError as exc:
+            if isinstance(exc, CacheUnusable):
+                raise
+            self.close()
+            reason = "exists and is not a directory" if exc.errno == errno.EEXIST else exc.strerror
+            raise CacheUnusable(
+                f"cache directory {self.path} cannot be used ({reason}); choose another --cache-dir"
+            ) from None
+
+    def _open(self) -> CacheDir:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = self.path.stat()
         if info.st_uid != os.geteuid():
-            raise PermissionError(
+            raise CacheUnusable(
                 f"cache directory {self.path} belongs to uid {info.st_uid}, not to you "
                 f"(uid {os.geteuid()}); choose another --cache-dir"
             )
         if stat.S_IMODE(info.st_mode) & 0o077:
             os.chmod(self.path, 0o700)
         if not os.access(self.path, os.W_OK | os.X_OK):
-            raise PermissionError(f"cache directory {self.path} is not writable; choose another --cache-dir")
+            raise CacheUnusable(f"cache directory {self.path} is not writable; choose another --cache-dir")
         fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

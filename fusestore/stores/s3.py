@@ -56,6 +56,7 @@ from .options import Option, options_query, parse_options
 log = logging.getLogger(__name__)
 
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+_ENDPOINT = re.compile(r"^https?://[^/?#\s]+(/\S*)?$", re.IGNORECASE)
 
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchUpload", "NoSuchVersion"}
 _DENIED = {
@@ -147,6 +148,11 @@ class S3Store(Store):
             )
         if self.config["max_connections"] < 1 or self.config["max_attempts"] < 1:
             raise InvalidStoreURL("max_connections and max_attempts must be at least 1")
+        endpoint = self.config["endpoint_url"]
+        if endpoint is not None and not _ENDPOINT.match(endpoint):
+            raise InvalidStoreURL(
+                f"not an endpoint URL: {endpoint!r}; write http(s)://HOST[:PORT], e.g. http://127.0.0.1:9000"
+            )
         self._client: Any = None
         self._client_lock = threading.Lock()
 
@@ -158,7 +164,9 @@ class S3Store(Store):
                 "AWS_SECRET_ACCESS_KEY, a profile, or an instance role"
             )
         if not url.netloc:
-            raise InvalidStoreURL(f"s3:// URL needs a bucket, s3://BUCKET[/prefix]: {url.geturl()!r}")
+            raise InvalidStoreURL(
+                f"no bucket in the URL 's3://{url.path}'; write s3://BUCKET or s3://BUCKET/PREFIX"
+            )
         return cls(url.netloc, url.path, **options)
 
     def to_url(self) -> str:
@@ -246,7 +254,7 @@ class S3Store(Store):
         if code in _NOT_FOUND or status == 404:
             raise NotFound(f"no such object{where}", key=key) from exc
         if code in _DENIED or status == 403:
-            raise AccessDenied(f"{self.endpoint} refused access to {self.bucket!r}: {text}", key=key) from exc
+            raise AccessDenied(self._denied(code, text), key=key) from exc
         if code == "KeyTooLongError":
             raise KeyTooLong(f"key too long{where}", key=key) from exc
         if code in _FULL:
@@ -254,6 +262,23 @@ class S3Store(Store):
         if code in _UNAVAILABLE or status >= 500 or status == 429:
             raise StoreUnavailable(f"{self.endpoint} is unavailable: {text}", key=key) from exc
         raise StoreError(f"{self.endpoint}: {text}{where}", key=key) from exc
+
+    def _denied(self, code: str, text: str) -> str:
+        """A refusal, with what to check: which depends on what was refused."""
+        problem = f"{self.endpoint} refused access to bucket {self.bucket!r}"
+        if code == "InvalidAccessKeyId":
+            return (
+                f"{problem}: it does not know the access key ({code}); check AWS_ACCESS_KEY_ID "
+                "or the profile's aws_access_key_id"
+            )
+        if code == "SignatureDoesNotMatch":
+            return (
+                f"{problem}: the secret key does not match the access key ({code}); check "
+                "AWS_SECRET_ACCESS_KEY or the profile's aws_secret_access_key"
+            )
+        if code in ("ExpiredToken", "InvalidToken", "TokenRefreshRequired"):
+            return f"{problem}: the session token is expired or invalid ({code}); renew the credentials"
+        return f"{problem} ({text}); check that these credentials may use it (IAM user and bucket policies)"
 
     @contextlib.contextmanager
     def _conditional(self, key: str, condition: str | None) -> Iterator[None]:
