@@ -391,9 +391,7 @@ class Flusher:
         old = node.remote_key
         if old is not None and old != key:
             fs.ns.release_remote(node)
-            other = fs.ns.node_at(old)
-            if other is None or other.is_dir:
-                fs.ns.add_delete(old)
+            fs.object_unneeded(old)
         node.remote_key, node.etag, node.remote_size = key, etag, size
         if node.linked:
             fs.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source

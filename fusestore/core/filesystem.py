@@ -345,7 +345,7 @@ class Filesystem:
                     return
             if listing is None:
                 listing = await self.calls.ask(self._list_all, prefix)
-                self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
+                self._remember_listing(prefix, listing, since)
             if directory.linked and directory.prefix == prefix:
                 objects, prefixes = listing
                 self.ns.merge_listing(directory, objects, prefixes, since=since)
@@ -356,6 +356,12 @@ class Filesystem:
             self.ns.listing_ended()
             del self._refreshing[directory]
             done.set()
+
+    def _remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
+        """Keep a listing for the TTL (the next mount too may use it), unless the flusher
+        changed the store while it was taken: it may predate that change."""
+        if self.ns.store_seq == since:
+            self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
 
     def _list_all(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
         """Every entry directly below `prefix` (blocking; runs in a worker thread)."""
@@ -519,9 +525,11 @@ class Filesystem:
         node.overwrites = None
 
     def forget_listing(self, key: str) -> None:
-        """The store changed at `key`: a remembered listing of its directory is stale."""
-        parent = key.rstrip("/").rpartition("/")[0]
-        self.index.delete(("listing", f"{parent}/" if parent else ""))
+        """The store changed at `key`: remembered listings of every directory above it are
+        stale (a put or delete deep down can make a prefix appear or vanish at each level)."""
+        parts = key.rstrip("/").split("/")
+        for depth in range(len(parts)):
+            self.index.delete(("listing", "".join(part + "/" for part in parts[:depth])))
 
     def reclaim_marker(self, directory: Node) -> None:
         """A marker still to delete at `directory`'s prefix now belongs to `directory`.
@@ -610,10 +618,19 @@ class Filesystem:
         """`node` no longer needs its object: delete it unless something else will be written there."""
         key = self.ns.release_remote(node)
         if key is not None:
-            other = self.ns.node_at(key)
-            if other is None or other.is_dir:
-                self.ns.add_delete(key)
-                self.flusher.wake()
+            self.object_unneeded(key)
+
+    def object_unneeded(self, key: str) -> None:
+        """No node needs the object at `key` any more. It is deleted, unless a file named
+        `key` is still to be uploaded: then that upload replaces it, and should the file
+        leave the key first, the file's leaving deletes it (`_leave_key`)."""
+        other = self.ns.node_at(key)
+        if other is None or other.is_dir:
+            self.ns.add_delete(key)
+            self.flusher.wake()
+        elif other.remote_key != key:
+            other.overwrites = key
+            self.record_if_room(other)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         parent = self.directory(parent_ino)
@@ -737,7 +754,7 @@ class Filesystem:
                 continue
             objs, subs = by_dir[here]
             self.ns.merge_listing(node, objs, sorted(subs), since=since)
-            self.index.set(("listing", here), (objs, sorted(subs)), expire=self.settings.metadata_ttl)
+            self._remember_listing(here, (objs, sorted(subs)), since)
 
     # -- attributes ---------------------------------------------------------------------
 

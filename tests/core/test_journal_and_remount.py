@@ -208,3 +208,20 @@ async def test_cached_data_of_a_replaced_object_is_not_used(env: Env) -> None:
     env.put("blob", pattern(MiB + 1, seed=6))  # same size, another etag
     async with env.mount(metadata_ttl=0) as fs:
         assert await read_path(fs, "blob") == pattern(MiB + 1, seed=6)
+
+
+async def test_a_remount_within_the_ttl_does_not_show_what_was_moved_away(env: Env) -> None:
+    """The last mount remembered the listing of `b/` (a prefix `b/c/` of b/c/x only); b
+    was renamed and a new, empty b made. Moving b/c/x away emptied the prefix `b/c/`, so
+    the next mount must not show `b/c` from the remembered listing."""
+    env.put("b/c/x", b"x")
+    async with env.mount() as fs:
+        assert set(await listdir(fs, "b")) == {"c"}
+        await fs.rename(1, "b", 1, "z", 0)
+        await mkdir(fs, "b")
+    assert env.objects() == {"b/": b"", "z/c/x": b"x"}
+
+    async with env.mount() as fs:  # same cache, well within the 60 s TTL
+        assert set(await listdir(fs)) == {"b", "z"}
+        assert set(await listdir(fs, "b")) == set()
+        assert set(await listdir(fs, "z/c")) == {"x"}

@@ -307,3 +307,24 @@ async def test_a_file_that_replaced_an_object_leaves_before_its_upload(env: Env,
         "remount, rename away": {"d/c": b"the c that replaces it"},
     }
     assert env.objects() == expected[then]
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["before the copy", "after the copy"])
+async def test_a_new_file_at_a_moved_files_key_leaves_before_its_upload(env: Env, copied: bool) -> None:
+    """`mv b/c a/c; create b/c; rm a/c; rm b/c`: the old object at b/c was first needed as the
+    source of the move, then by nobody; the new b/c, never uploaded, must not leave it behind."""
+    env.put("b/c", b"the first c")
+    async with env.mount(flusher=False, sync=False) as fs:
+        b = await ino_of(fs, "b")
+        await fs.lookup(b, "c")
+        a = await mkdir(fs, "a")
+        await fs.rename(b, "c", a.ino, "c", 0)
+        if copied:
+            async with env.flushing(fs):
+                pass
+        await write_file(fs, "b/c", b"the second c")
+        await fs.unlink(a.ino, "c")
+        await fs.unlink(b, "c")
+    async with env.mount():
+        pass
+    assert env.objects() == {"a/": b"", "b/": b""}

@@ -13,7 +13,9 @@ while the next operations run.
 
 Every step is one concrete operation of `Differential` (`op_rename("a/b", "c")`, ...); a
 failing run writes them to `trace<run>.txt` next to the mount (one per line: `rename 'a/b'
-'c'`), so it can be replayed and reduced without hypothesis (`Differential.replay`).
+'c'`), so it can be replayed and reduced without hypothesis: FUSESTORE_DIFF_TRACE=<file>
+replays one in `test_a_recorded_trace_still_matches`, and reduced traces of past failures
+are kept in `traces/` and replayed on every run.
 
 The run is seeded (`derandomize=True`; FUSESTORE_DIFF_SEED=<n> explores another seed) and
 not shrunk by default, so a failure costs the same bounded time as a pass; set
@@ -70,6 +72,10 @@ MIN_TOTAL_STEPS = 2000
 # Read at import: the session fixtures replace the environment before the test runs.
 OTHER_SEED = os.environ.get("FUSESTORE_DIFF_SEED")
 SHRINK = bool(os.environ.get("FUSESTORE_DIFF_SHRINK"))
+#: Reduced traces of past failures, replayed as regression tests (plus FUSESTORE_DIFF_TRACE).
+TRACES = sorted(Path(__file__).parent.glob("traces/*.txt"))
+if os.environ.get("FUSESTORE_DIFF_TRACE"):
+    TRACES.append(Path(os.environ["FUSESTORE_DIFF_TRACE"]))
 
 REF, MNT = 0, 1
 SIDES = ("reference", "mount")
@@ -630,3 +636,19 @@ def test_random_operations_match_a_local_directory(machine: type[DifferentialMac
     print(summary)
     assert Counter.random >= MIN_TOTAL_STEPS, summary
     assert Counter.remounts >= 3, summary
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("trace", TRACES, ids=[trace.stem for trace in TRACES])
+def test_a_recorded_trace_still_matches(
+    mount_factory: Callable[..., Mount], tmp_path: Path, trace: Path
+) -> None:
+    """A trace (first line `# --metadata-ttl N`, then one operation per line) replayed on a
+    fresh mount and a fresh reference directory, then unmounted and checked like a run."""
+    header, *lines = trace.read_text().splitlines()
+    ttl = header.split()[-1]
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    d = Differential(ref, mount_factory("--writeback-delay", "0.2", "--metadata-ttl", ttl))
+    d.replay([line for line in lines if line.strip()])
+    d.apply("finish")
