@@ -20,6 +20,7 @@ ODD = {
     "y/./z": b"inner dot",
     "y/../z": b"inner dot dot",
     "n" * 256: b"name too long",
+    "bad\udcff/utf8": b"not UTF-8 (a file store's name, read with surrogateescape)",
     "k": b"file shadowed by a directory",
     "k/x": b"inside k",
     "d/": b"a marker holding data",
