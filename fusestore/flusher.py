@@ -536,6 +536,7 @@ class Flusher:
         if work == "put":
             key = node.prefix
             metadata = node.posix_attrs().to_metadata()
+            version = node.version
             await self._claim(key)
             try:
                 fs.ns.drop_delete(key)
@@ -547,7 +548,10 @@ class Flusher:
             fs.forget_listing(key)
             if node.linked and node.prefix == key:
                 node.marker_key = key
-                node.meta_dirty = False
+                if node.version == version:
+                    node.meta_dirty = False
+                else:  # changed while the marker was written: write it again
+                    self.schedule(node, delay=0)
             else:
                 # Removed or moved while the marker was written: it belongs to whichever
                 # directory now has that name, or goes.

@@ -542,6 +542,7 @@ class Filesystem:
             self.ns.drop_delete(prefix)
             directory.marker_key = prefix
             directory.meta_dirty = True
+            directory.version += 1
 
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         parent = await self._new_entry(parent_ino, name, directory=True)
@@ -791,6 +792,7 @@ class Filesystem:
             if node.is_dir:
                 node.explicit = True
                 node.meta_dirty = True
+                node.version += 1  # a marker upload in flight carries the older attributes
                 node.ctime_ns = now_ns()
                 self.index.delete(("listing", node.prefix))
                 self.record(node)

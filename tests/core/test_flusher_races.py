@@ -92,3 +92,15 @@ async def test_rm_r_of_a_tree_with_the_flusher_running(env: Env) -> None:
         await fs.rmdir(1, "t")
         assert await listdir(fs) == {}
     assert env.objects() == {}
+
+
+async def test_chmod_of_a_directory_while_its_marker_is_written(env: Env) -> None:
+    """The marker in flight carries the old mode; the new one must follow it to the store."""
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        d = await mkdir(fs, "d", mode=0o700)
+        await gate.wait_until_started()
+        await fs.setattr(d.ino, mode=0o40751)
+        gate.proceed.set()
+    assert env.objects() == {"d/": b""}
+    assert int(env.metadata("d/")["mode"]) == 0o40751

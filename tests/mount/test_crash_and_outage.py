@@ -137,6 +137,34 @@ def test_kill_9_during_a_multipart_upload(mount_factory: Callable[..., Mount]) -
     assert pending_uploads(mount) == [], "orphaned multipart uploads were left"
 
 
+@pytest.mark.timeout(120)
+def test_kill_9_between_the_copies_and_the_deletes_of_a_rename(mount_factory: Callable[..., Mount]) -> None:
+    """`mv d e` is copies then deletes in the store; killed after the copies (every delete
+    failing until then), the remount converges to the renamed tree."""
+    files = {f"f{i}": make_data(1000 * i, i) for i in range(6)}
+    mount = mount_factory(run=False)
+    for name, data in files.items():
+        mount.client.put_object(Bucket=mount.bucket, Key=f"d/{name}", Body=data)
+    mount.options += ["--faults", "delete*:error=1"]
+    mount.start()
+    (mount.path / "d").rename(mount.path / "e")
+    renamed = {f"e/{name}" for name in files}
+    wait_until(lambda: renamed <= set(mount.objects()), 30, "the copies", mount)
+    assert {f"d/{name}" for name in files} <= set(mount.objects()), "no delete went through"
+    kill_9(mount)
+
+    mount.options.remove("--faults")
+    mount.options.remove("delete*:error=1")
+    mount.start()
+    assert sorted(os.listdir(mount.path)) == ["e"]
+    assert sorted(os.listdir(mount.path / "e")) == sorted(files)
+    wait_until(lambda: set(mount.objects()) == renamed, 30, "the deletes after the remount", mount)
+    for name, data in files.items():
+        assert mount.get(f"e/{name}") == data
+    assert mount.umount() == 0, mount.log_text()
+    assert set(mount.objects()) == renamed
+
+
 @pytest.fixture
 def own_server() -> Iterator[LocalS3Server]:
     """A server of this test's own, which it may kill and restart on the same port."""
