@@ -318,7 +318,10 @@ def test_untar_with_a_fifth_of_all_store_calls_failing(
     assert mount.umount() == 0, mount.log_text()
     log = mount.log.read_text()
     assert "injecting faults" in log
-    assert log.count("the store is not answering") <= 3, "a flaky store is no outage"
+    # A few short "outages" happen by chance (five failures in a row, or a second of
+    # failures on a loaded machine); a store taken for down most of the time would show
+    # dozens.
+    assert log.count("the store is not answering") <= 10, "a flaky store is no outage"
     keys = set(mount.objects())
     files = {key for key in keys if not key.endswith("/")}
     assert files == set(expected), (
