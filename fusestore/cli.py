@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import sys
-import time
 from typing import Any, NoReturn
 
 import click
@@ -43,7 +40,31 @@ def with_s3_options(func: Any) -> Any:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """click's usage errors as one line (`fusestore: error: …`, exit code 2), like every
+    other refusal of bad input, instead of a usage banner."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())  # plain `fusestore`: the help, not an error
+            sys.exit(0)
+        except click.UsageError as exc:
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            fail(f"{exc.format_message()}{where}")
+        except click.ClickException as exc:
+            fail(exc.format_message())
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fusestore")
 @click.option(
     "--log-level",
@@ -55,9 +76,10 @@ def with_s3_options(func: Any) -> Any:
 )
 def main(log_level: str) -> None:
     """Mount an object store (S3, MinIO, Ceph, SeaweedFS, a directory) as a directory."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .logs import setup
+
     # The level applies to fusestore's own loggers: botocore's debug output is a flood.
-    logging.getLogger("fusestore").setLevel(log_level.upper())
+    setup(log_level)
 
 
 @main.command("stores")
@@ -130,9 +152,63 @@ class Octal(click.ParamType[int]):
             self.fail(f"{value!r} is not an octal mode like 022", param, ctx)
 
 
+def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Eager: options from `--config FILE` and `-o` become the command's defaults (so the
+    command line wins), each checked by its option's type now, with a one-line error."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from . import config
+
+    sources = ctx.meta.setdefault("fusestore.sources", {})
+    try:
+        if param.name == "config":
+            sources["config"] = (f"config file {value}", config.load_file(value))
+        else:
+            sources["o"] = ("-o", config.parse_mount_options(",".join(value)))
+    except config.ConfigError as exc:
+        fail(str(exc))
+    params = {p.name: p for p in ctx.command.params if p.name not in ("config", "mount_options")}
+    merged: dict[str, Any] = {}
+    for source in ("config", "o"):
+        if source not in sources:
+            continue
+        where, options = sources[source]
+        try:
+            config.check_keys(options, {name for name in params if name}, where)
+        except config.ConfigError as exc:
+            fail(str(exc))
+        for key, raw in options.items():
+            try:
+                merged[key] = params[key].type_cast_value(ctx, raw)
+            except click.BadParameter as exc:
+                fail(f"{where}: {key} = {raw!r}: {exc.message}")
+    ctx.default_map = {**(ctx.default_map or {}), **merged}
+    return value
+
+
 @main.command("mount")
-@click.argument("url")
-@click.argument("mountpoint")
+@click.argument("url", required=False)
+@click.argument("mountpoint", required=False)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="TOML file of options by their long names (url, mountpoint, cache_size, ...); "
+    "the command line wins.",
+)
+@click.option(
+    "-o",
+    "mount_options",
+    multiple=True,
+    metavar="OPT[=VAL],...",
+    is_eager=True,
+    expose_value=False,
+    callback=_load_config,
+    help="Options in mount(8) style: -o endpoint_url=http://…,cache_size=10G,ro,allow_other "
+    "(_netdev, noauto and other mount(8) options are ignored).",
+)
 @with_s3_options
 @click.option(
     "--cache-dir",
@@ -168,6 +244,13 @@ class Octal(click.ParamType[int]):
     show_default=True,
     help="Seconds a directory listing is trusted before the store is asked again.",
 )
+@click.option(
+    "--fsync",
+    type=click.Choice(["local", "remote"]),
+    default="local",
+    show_default=True,
+    help="What fsync waits for: the change safe on this machine's disk (local), or in the store (remote).",
+)
 @click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
 @click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")
 @click.option(
@@ -176,6 +259,24 @@ class Octal(click.ParamType[int]):
     default="022",
     show_default=True,
     help="Mode bits cleared for objects and directories that carry no mode.",
+)
+@click.option(
+    "--allow-other",
+    is_flag=True,
+    help="Let other users than the one mounting use the mount (their access is still checked "
+    "against each file's mode).",
+)
+@click.option("--read-only", is_flag=True, help="Mount read-only: every change fails with EROFS.")
+@click.option(
+    "--background",
+    is_flag=True,
+    help="Detach once the mount is ready; the exit code says whether it is (what fstab wants).",
+)
+@click.option(
+    "--log-level",
+    "log_level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="How much the daemon logs [default: the global --log-level, warning].",
 )
 @click.option(
     "--unmount-timeout",
@@ -192,14 +293,6 @@ class Octal(click.ParamType[int]):
     help="Files uploaded at the same time.",
 )
 @click.option(
-    "--fsync",
-    "fsync_mode",
-    type=click.Choice(["local", "remote"]),
-    default="local",
-    show_default=True,
-    help="What fsync waits for: the change safe on this machine's disk (local), or in the store (remote).",
-)
-@click.option(
     "--io-timeout",
     type=click.FloatRange(min=0.1),
     default=30.0,
@@ -212,33 +305,7 @@ class Octal(click.ParamType[int]):
     help="For chaos testing: inject faults into every store call, e.g. '*:error=0.2;put*:latency=0.1' "
     "(see docs/stores.md).",
 )
-@click.option(
-    "--allow-other",
-    is_flag=True,
-    help="Let other users than the one mounting use the mount (their access is still checked "
-    "against each file's mode).",
-)
-def mount_command(
-    url: str,
-    mountpoint: str,
-    endpoint_url: str | None,
-    region: str | None,
-    profile: str | None,
-    cache_dir: str | None,
-    cache_size: int,
-    dirty_limit: int,
-    writeback_delay: float,
-    metadata_ttl: float,
-    uid: int | None,
-    gid: int | None,
-    umask: int,
-    unmount_timeout: float,
-    upload_workers: int,
-    fsync_mode: str,
-    io_timeout: float,
-    faults: str | None,
-    allow_other: bool,
-) -> None:
+def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> None:
     """Mount the store at URL on MOUNTPOINT, in the foreground until unmounted.
 
     Ctrl-C, SIGTERM, `fusestore umount` and `fusermount3 -u` all upload every change
@@ -248,86 +315,21 @@ def mount_command(
     Examples:
       fusestore mount s3://my-bucket/photos ~/photos
       fusestore mount s3://demo ./mnt --endpoint-url http://127.0.0.1:9000
+      fusestore mount --config /etc/fusestore/photos.toml
     """
-    from .core import MountSettings
-    from .daemon import Daemon, DaemonOptions, SetupError
+    from .launch import MountRequest, start_mount
 
-    settings = MountSettings(
-        uid=os.getuid() if uid is None else uid,
-        gid=os.getgid() if gid is None else gid,
-        umask=umask,
-        metadata_ttl=metadata_ttl,
-        writeback_delay=writeback_delay,
-        cache_size=cache_size,
-        dirty_limit=dirty_limit,
-        upload_workers=upload_workers,
-        fsync=fsync_mode,
-        io_timeout=io_timeout,
-    )
-    try:
-        store = open_store(url, **store_options(endpoint_url, region, profile))
-        if faults:
-            from .stores.faulty import FaultyStore
-
-            store = FaultyStore(store, faults)
-            logging.getLogger("fusestore").warning("injecting faults into every store call: %s", faults)
-        daemon = Daemon(
-            store,
-            mountpoint,
-            settings,
-            cache_dir,
-            DaemonOptions(unmount_timeout=unmount_timeout, allow_other=allow_other),
+    if not url:
+        fail(
+            "not a store URL: '' (none given); expected SCHEME://…, e.g. s3://BUCKET, "
+            'as the first argument or as url = "…" in --config'
         )
-        code = daemon.run()
-    except (InvalidStoreURL, StoreError, SetupError) as exc:
-        fail(str(exc))
-    sys.exit(code)
+    if mountpoint is None:
+        fail('no mountpoint: give it as the second argument, or as mountpoint = "…" in --config')
+    log_level = options.pop("log_level")
+    if log_level:
+        logging.getLogger("fusestore").setLevel(log_level.upper())
+    sys.exit(start_mount(MountRequest(url, mountpoint, options)))
 
 
-@main.command("umount")
-@click.argument("mountpoint", type=click.Path())
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Give up waiting after this many seconds (the daemon keeps syncing).",
-)
-def umount_command(mountpoint: str, timeout: float | None) -> None:
-    """Upload every change, then unmount MOUNTPOINT; waits until the daemon has exited."""
-    from . import mounts
-
-    mountpoint = os.path.realpath(mountpoint)
-    entry = mounts.registered(mountpoint)
-    pid = entry.get("pid") if entry else None
-    ours = mounts.mount_type(mountpoint) == "fuse.fusestore"  # never detach another file system
-    if not pid or not _alive(pid) or not ours:
-        if ours:
-            mounts.lazy_unmount(mountpoint)
-            click.echo(f"fusestore: {mountpoint} unmounted (no live daemon was registered for it)", err=True)
-            return
-        fail(f"{mountpoint} is not a fusestore mount")
-    os.kill(pid, signal.SIGTERM)
-    click.echo(f"fusestore: uploading pending changes of {mountpoint}, then unmounting…", err=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while _alive(pid):
-        if deadline is not None and time.monotonic() > deadline:
-            fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
-        time.sleep(0.1)
-    result = (mounts.registered(mountpoint) or {}).get("exit_code")
-    if result not in (0, None):
-        fail(f"{mountpoint} was unmounted with changes not yet in the store; they go up at the next mount")
-    click.echo(f"fusestore: {mountpoint} unmounted; the store holds every change", err=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as stat_file:
-            return stat_file.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
+from . import cli_cache, cli_control  # noqa: E402,F401  (register status, flush, umount, cache)

@@ -13,13 +13,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyfuse3
 import trio
 
-from . import mounts
+from . import mounts, sdnotify
 from .cache import CacheDir, CacheLocked, ContentStore
+from .control import ControlServer
 from .core import Filesystem, MountSettings
 from .fuse_ops import FuseOperations
 from .stores import Store, StoreError, StoreUnavailable
@@ -39,7 +42,10 @@ class SetupError(Exception):
 class DaemonOptions:
     unmount_timeout: float = 300.0
     allow_other: bool = False
+    read_only: bool = False
     eviction_interval: float = 2.0
+    #: called once the mount is ready (`--background` tells the waiting parent)
+    on_ready: Callable[[], None] | None = None
 
 
 class Daemon:
@@ -61,6 +67,10 @@ class Daemon:
         self.fs: Filesystem | None = None
         self._kernel_unmounted = False
         self._sync_scope: trio.CancelScope | None = None
+        self._stop: trio.Event | None = None
+        self._syncing = False
+        self._skip_sync = False  # unmount asked for without waiting for the store
+        self.mountpoint = ""
 
     def _probe(self) -> None:
         """Check the store before mounting; a store that fails only now and then (5xx,
@@ -105,14 +115,24 @@ class Daemon:
         options |= {f"fsname={self.store.to_url()}", "subtype=fusestore", "default_permissions"}
         if self.options.allow_other:
             options.add("allow_other")
+        if self.options.read_only:
+            options.add("ro")  # the kernel refuses every change with EROFS
         try:
             pyfuse3.init(FuseOperations(fs), mountpoint, options)
         except RuntimeError as exc:
             fs.close()
             self.cache.close()
             raise SetupError(f"cannot mount on {mountpoint}: {exc}") from None
+        self.mountpoint = mountpoint
         mounts.register(
-            mountpoint, {"pid": os.getpid(), "store": self.store.to_url(), "cache": str(self.cache.path)}
+            mountpoint,
+            {
+                "pid": os.getpid(),
+                "uid": os.geteuid(),
+                "store": self.store.to_url(),
+                "cache": str(self.cache.path),
+                "control": str(mounts.control_path(mountpoint)),
+            },
         )
         print(
             f"fusestore: {self.store.to_url()} mounted on {mountpoint} (cache {self.cache.path})",
@@ -134,9 +154,17 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             await nursery.start(fs.serve)
             nursery.start_soon(self._evict_loop, fs)
-            stop = trio.Event()
+            stop = self._stop = trio.Event()
             kernel_done = trio.Event()
             nursery.start_soon(self._watch_signals, stop)
+            control = ControlServer(mounts.control_path(mountpoint), self._control)
+            try:
+                await nursery.start(control.serve)
+            except OSError as exc:  # status and flush are lost, the mount is not
+                log.warning("no control socket (status, flush): %s", exc)
+            if self.options.on_ready is not None:
+                self.options.on_ready()
+            sdnotify.notify("READY=1", f"STATUS=serving {self.store.to_url()} on {mountpoint}")
 
             async def serve_kernel() -> None:
                 await pyfuse3.main()
@@ -145,6 +173,7 @@ class Daemon:
 
             nursery.start_soon(serve_kernel)
             await stop.wait()
+            sdnotify.notify("STOPPING=1")
             if kernel_done.is_set():
                 # The kernel unmounted us (fusermount3 -u, umount): the cache still has it all.
                 self._kernel_unmounted = True
@@ -158,12 +187,25 @@ class Daemon:
         return 0 if synced else 1
 
     async def _sync(self, fs: Filesystem) -> bool:
+        self._syncing = True
         count, size = fs.flusher.pending()
+        if self._skip_sync:
+            if count:
+                log.warning(
+                    "unmounting without syncing: %d item(s), %.1f MiB kept in %s for the next mount",
+                    count,
+                    size / 2**20,
+                    self.cache.path,
+                )
+            return not count
         if count:
             log.warning("unmounting: uploading %d pending item(s), %.1f MiB", count, size / 2**20)
         started = time.monotonic()
         with trio.move_on_after(self.options.unmount_timeout) as self._sync_scope:
-            await fs.flusher.sync_all()
+            async with trio.open_nursery() as reporting:
+                reporting.start_soon(self._report_sync, fs)
+                await fs.flusher.sync_all()
+                reporting.cancel_scope.cancel()
             if count:
                 log.warning("all changes are in the store (%.1fs)", time.monotonic() - started)
             return True
@@ -176,6 +218,74 @@ class Daemon:
             flush=True,
         )
         return False
+
+    async def _report_sync(self, fs: Filesystem) -> None:
+        """Tell systemd what is left while the final sync runs (shown by systemctl status)."""
+        while True:
+            count, size = fs.flusher.pending()
+            sdnotify.notify(f"STATUS=unmounting: uploading {count} item(s), {size / 2**20:.1f} MiB left")
+            await trio.sleep(1.0)
+
+    # -- the control channel ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """The mount's state for `fusestore status` (no I/O: safe to call often)."""
+        fs = self.fs
+        assert fs is not None
+        requests = self.store.request_counts() or dict(fs.calls.counts)
+        return {
+            "mountpoint": self.mountpoint,
+            "store": self.store.to_url(),
+            "pid": os.getpid(),
+            "state": "unmounting" if self._syncing else "mounted",
+            "store_online": fs.calls.online,
+            "read_only": self.options.read_only,
+            **fs.flusher.progress(),
+            "dirty_limit": self.settings.dirty_limit,
+            "cache_dir": str(self.cache.path),
+            "cache_used": fs.contents.used,
+            "cache_limit": self.settings.cache_size,
+            "requests": dict(sorted(requests.items())),
+        }
+
+    async def _control(
+        self, request: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        fs = self.fs
+        assert fs is not None and self._stop is not None
+        command = request["cmd"]
+        interval = float(request.get("interval", 0.5))
+        if command == "status":
+            await send(self.status())
+        elif command == "flush":
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._send_progress, send, interval)
+                await fs.flusher.sync_all()
+                nursery.cancel_scope.cancel()
+            await send({"done": True, "status": self.status()})
+        elif command == "unmount":
+            if not request.get("sync", True):
+                log.warning("unmount without waiting for the store was asked for")
+                self._skip_sync = True
+                self._stop.set()
+                if self._sync_scope is not None:
+                    self._sync_scope.cancel()
+                return
+            if not self._stop.is_set():
+                log.warning("unmount asked for: syncing, then unmounting")
+                self._stop.set()
+            await self._send_progress(send, interval)  # until the daemon exits
+        else:
+            await send({"error": f"unknown request {command!r}"})
+
+    async def _send_progress(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float
+    ) -> None:
+        fs = self.fs
+        assert fs is not None
+        while True:
+            await send({"progress": {**fs.flusher.progress(), "store_online": fs.calls.online}})
+            await trio.sleep(interval)
 
     async def _watch_signals(self, stop_requested: trio.Event) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

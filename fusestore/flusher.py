@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -75,6 +75,10 @@ class Flusher:
         self.running: set[Node] = set()
         self.failures: dict[Node, int] = {}
         self.failed_attempts = 0
+        #: wall-clock time each node waiting or uploading first became due (for `status`)
+        self.dirty_since: dict[Node, float] = {}
+        #: bytes uploaded so far (for progress rates)
+        self.uploaded_bytes = 0
         self._busy_keys: set[str] = set()
         self._deleting = False
         self._deletes_due = 0.0
@@ -94,10 +98,12 @@ class Flusher:
         if self._urgent and node not in self.failures:
             wait = 0
         self.due[node] = _now() + wait
+        self.dirty_since.setdefault(node, time.time())
         self.wake()
 
     def forget(self, node: Node) -> None:
         self.due.pop(node, None)
+        self.dirty_since.pop(node, None)
         self.failures.pop(node, None)
         self._notify()
         self.wake()  # a staged upload of its data may have to be aborted
@@ -135,6 +141,20 @@ class Flusher:
         nodes = set(self.due) | self.running
         dirty = sum(n.size for n in nodes if n.data_dirty)
         return len(nodes) + len(self.fs.ns.deletes), dirty
+
+    def progress(self) -> dict[str, Any]:
+        """What is left to upload, for status and progress bars (cheap: no I/O)."""
+        count, size = self.pending()
+        oldest = min(self.dirty_since.values(), default=None)
+        return {
+            "dirty_items": count,
+            "dirty_bytes": size,
+            "oldest_dirty_age": None if oldest is None else max(0.0, time.time() - oldest),
+            "uploads_in_flight": len(self.running),
+            "deletes_pending": len(self.fs.ns.deletes),
+            "failed_attempts": self.failed_attempts,
+            "uploaded_bytes": self.uploaded_bytes,
+        }
 
     async def sync_all(self, progress_every: float = 5.0) -> None:
         """Return once the store holds everything; logs progress while it waits."""
@@ -261,6 +281,8 @@ class Flusher:
             self.failures.pop(node, None)
         finally:
             self.running.discard(node)
+            if node not in self.due:
+                self.dirty_since.pop(node, None)
             self._notify()
             self.wake()
 
@@ -369,6 +391,7 @@ class Flusher:
                 if staged is not None:
                     await self._abort_staged(staged)
                 etag = await fs.calls.run(self._put_content, key, content, size, metadata)
+            self.uploaded_bytes += size
         else:
             source = node.remote_key
             try:

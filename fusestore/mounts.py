@@ -129,6 +129,11 @@ def _entry_path(mountpoint: str) -> Path:
     return runtime_dir() / f"{digest}.json"
 
 
+def control_path(mountpoint: str) -> Path:
+    """The daemon's control socket (see `control`), next to its registry entry."""
+    return _entry_path(mountpoint).with_suffix(".sock")
+
+
 def register(mountpoint: str, info: dict[str, Any]) -> None:
     """Record the daemon serving `mountpoint` (its pid, store, cache)."""
     path = _entry_path(mountpoint)
@@ -148,3 +153,33 @@ def registered(mountpoint: str) -> dict[str, Any] | None:
 
 def unregister(mountpoint: str) -> None:
     _entry_path(mountpoint).unlink(missing_ok=True)
+
+
+def fusestore_mounts() -> list[str]:
+    """Mountpoints of every fusestore mount this process can see."""
+    found = []
+    try:
+        with open("/proc/self/mountinfo") as table:
+            for line in table:
+                fields, _, tail = line.partition(" - ")
+                points = fields.split()
+                if len(points) > 4 and tail.split()[:1] == ["fuse.fusestore"]:
+                    found.append(_unescape(points[4]))
+    except OSError:
+        pass
+    return found
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from fusestore.testing.s3server import LocalS3Server
 
@@ -65,3 +68,75 @@ def test_stores_lists_every_scheme_with_its_options() -> None:
 def test_version() -> None:
     result = fusestore("--version")
     assert result.returncode == 0 and "fusestore, version" in result.stdout
+
+
+CONFIG_ERRORS = {
+    "unknown key": ('cache_sise = "1G"\n', "unknown option 'cache_sise'"),
+    "bad size": ('cache-size = "10Q"\n', "cache_size = '10Q': '10Q' is not a size"),
+    "bad ttl": ('metadata_ttl = "soon"\n', "metadata_ttl = 'soon'"),
+    "not toml": ("cache_size = \n", "is not valid TOML"),
+}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    body, message = CONFIG_ERRORS[case]
+    config = tmp_path / "bad.toml"
+    config.write_text(f'url = "s3://some-bucket"\nmountpoint = "{tmp_path}"\n{body}')
+    result = fusestore("mount", "--config", str(config))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"fusestore: error: config file {config}") and message in line, line
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cache-size", "10Q"], "Invalid value for '--cache-size': '10Q' is not a size"),
+        (["--metadata-ttl", "-1"], "Invalid value for '--metadata-ttl'"),
+        (["-o", "cache_size=10Q"], "-o: cache_size = '10Q'"),
+        (["-o", "bogus=1,_netdev"], "-o: unknown option 'bogus'"),
+    ],
+    ids=["--cache-size 10Q", "bad ttl", "-o bad size", "-o unknown"],
+)
+def test_bad_mount_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = fusestore("mount", "s3://some-bucket", str(tmp_path), *args)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("fusestore: error:") and message in line, line
+
+
+@pytest.mark.timeout(60)
+def test_shell_completion_is_offered() -> None:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "fusestore")],
+        env={**os.environ, "_FUSESTORE_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "_FUSESTORE_COMPLETE=bash_complete" in done.stdout, done.stderr
+
+
+def test_the_mount_helper_translates_mount8_arguments() -> None:
+    from fusestore.fstab import translate
+
+    assert translate(["s3://b/p", "/mnt/x", "-n", "-o", "rw,_netdev,cache_size=1G"]) == [
+        "mount",
+        "--background",
+        "s3://b/p",
+        "/mnt/x",
+        "-o",
+        "rw,_netdev,cache_size=1G",
+    ]
+
+
+def test_journald_gets_priorities_and_a_terminal_gets_level_names() -> None:
+    import logging
+
+    from fusestore.logs import JournalFormatter
+
+    record = logging.LogRecord("fusestore.flusher", logging.WARNING, __file__, 1, "upload failed", None, None)
+    assert JournalFormatter("%(name)s: %(message)s").format(record) == "<4>fusestore.flusher: upload failed"

@@ -334,6 +334,11 @@ class Store(ABC):
     def stat_store(self) -> StoreStats:
         """Capacity and use, where the backend knows them."""
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests sent to the backend so far, by kind (S3: by API operation); empty
+        where the driver does not count them. Thread-safe, never blocks."""
+        return {}
+
     # -- whole-file uploads -----------------------------------------------------------
 
     def part_size_for(self, size: int) -> int:

@@ -286,6 +286,9 @@ class FaultyStore(Store):
         keys = builtins.list(keys)
         self._call("delete_many", lambda: self.inner.delete_many(keys))
 
+    def request_counts(self) -> dict[str, int]:
+        return self.inner.request_counts()
+
     def stat_store(self) -> StoreStats:
         stats: StoreStats = self._call("stat_store", self.inner.stat_store)
         return stats

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, NoReturn, Self
@@ -155,6 +156,8 @@ class S3Store(Store):
             )
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._request_counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
@@ -208,7 +211,18 @@ class S3Store(Store):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        return session.client("s3", endpoint_url=cfg["endpoint_url"], config=config)
+        client = session.client("s3", endpoint_url=cfg["endpoint_url"], config=config)
+        # Requests by API operation (what the store bills), counted as they go out.
+        client.meta.events.register("before-call.s3", self._count_request)
+        return client
+
+    def _count_request(self, model: Any, **_: Any) -> None:
+        with self._counts_lock:
+            self._request_counts[model.name] += 1
+
+    def request_counts(self) -> dict[str, int]:
+        with self._counts_lock:
+            return dict(self._request_counts)
 
     def close(self) -> None:
         if self._client is not None:

@@ -1,0 +1,170 @@
+"""The Python API: mount a store from a program, use it as a path, sync, unmount.
+
+    with fusestore.mount("s3://bucket/prefix", "/mnt/x", sync_mode=SyncMode.SYNC_ALL,
+                         endpoint_url="http://127.0.0.1:9000") as m:
+        (m.path / "hello.txt").write_bytes(b"hi")
+        m.sync_all()          # returns when everything is in the store
+    # leaving the block: sync_all() (with SYNC_ALL), then unlink(): unmounted
+
+It drives the same daemon as the command line, as a subprocess (`fusestore mount
+--background`): the mount outlives no one by accident (leaving the block unmounts, an
+exception in the block included), a crash of the program leaves a normal mount that
+`fusestore umount` ends, and the daemon's own threads and signals never mix with the
+program's. `**options` are the long options of `fusestore mount` with underscores.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from . import mounts
+from .control import ControlClient, ControlError
+
+
+class SyncMode(enum.Enum):
+    """What leaving the `with` block does before unmounting."""
+
+    #: upload everything first (the default): the store holds every change afterwards
+    SYNC_ALL = "sync_all"
+    #: unmount at once; what is not uploaded yet stays in the cache's journal and goes up
+    #: at the next mount of the same store with the same cache
+    NONE = "none"
+
+
+class MountError(RuntimeError):
+    """The mount could not be made, or the daemon could not do what was asked."""
+
+
+def _arguments(options: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+class Mount:
+    """A live mount made by `mount()`. Methods block (they wait for the daemon)."""
+
+    def __init__(self, url: str, mountpoint: str, sync_mode: SyncMode, log_file: str | None) -> None:
+        self.url = url
+        self.path = Path(os.path.realpath(mountpoint))
+        self.sync_mode = sync_mode
+        self.log_file = log_file
+        self.pid: int | None = None
+        self._control: ControlClient | None = None
+
+    def _start(self, options: dict[str, Any]) -> Self:
+        command = [sys.executable, "-m", "fusestore", "mount", "--background", self.url, str(self.path)]
+        command += _arguments(options)
+        # The daemon keeps stderr: a log file, or a temporary one read only for the error.
+        with tempfile.TemporaryFile() as scratch:
+            log = open(self.log_file, "ab") if self.log_file else scratch  # noqa: SIM115
+            try:
+                done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
+            finally:
+                if log is not scratch:
+                    log.close()
+            if done.returncode != 0:
+                scratch.seek(0)
+                lines = scratch.read().decode(errors="replace").strip().splitlines()
+                reason = lines[-1] if lines else f"exit code {done.returncode}"
+                if self.log_file:
+                    reason = f"see {self.log_file}"
+                raise MountError(reason.removeprefix("fusestore: error: "))
+        entry = mounts.registered(str(self.path)) or {}
+        if not entry.get("control"):
+            raise MountError(f"the daemon of {self.path} did not register")
+        self.pid = entry["pid"]
+        self._control = ControlClient(entry["control"])
+        return self
+
+    @property
+    def mounted(self) -> bool:
+        return self._control is not None
+
+    def _client(self) -> ControlClient:
+        if self._control is None:
+            raise MountError(f"{self.path} is not mounted any more")
+        return self._control
+
+    def status(self) -> dict[str, Any]:
+        """What `fusestore status --json` shows for this mount."""
+        try:
+            return self._client().call("status")
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
+
+    def sync_all(self, timeout: float | None = None) -> None:
+        """Return once the store holds every change made so far; MountError after
+        `timeout` seconds (the uploads go on)."""
+        client = ControlClient(self._client().path, timeout=timeout or 3600 * 24 * 365)
+        try:
+            for message in client.request("flush"):
+                if message.get("done"):
+                    if message["status"]["dirty_items"]:
+                        raise MountError("the daemon stopped before everything was uploaded")
+                    return
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
+        raise MountError("the daemon stopped before everything was uploaded")
+
+    def unlink(self, sync: bool = True) -> None:
+        """Unmount (after uploading everything unless `sync` is False). Safe to call twice."""
+        if self._control is None:
+            return
+        client = ControlClient(self._control.path, timeout=3600 * 24 * 365)
+        self._control = None
+        try:
+            for _ in client.request("unmount", sync=sync):
+                pass
+        except ControlError:
+            pass  # it has gone already, or is going; wait for the process below
+        while self.pid is not None and mounts.process_alive(self.pid):
+            time.sleep(0.05)
+        entry = mounts.registered(str(self.path)) or {}
+        if sync and entry.get("exit_code") not in (0, None):
+            raise MountError(
+                f"{self.path} was unmounted with changes not yet in the store; they go up at the next mount"
+            )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self.sync_mode is SyncMode.SYNC_ALL and self.mounted:
+                self.sync_all()
+        finally:
+            self.unlink(sync=self.sync_mode is SyncMode.SYNC_ALL)
+
+
+def mount(
+    url: str,
+    mountpoint: str | os.PathLike[str],
+    sync_mode: SyncMode = SyncMode.SYNC_ALL,
+    *,
+    log_file: str | None = None,
+    **options: Any,
+) -> Mount:
+    """Mount `url` on `mountpoint` and return once it is ready (MountError if it cannot
+    be: the message is the one-line reason the command line would print).
+
+    `options` are `fusestore mount`'s long options with underscores (`endpoint_url=`,
+    `cache_dir=`, `writeback_delay=`, `read_only=True`, ...). The daemon's log goes to
+    `log_file` when given.
+    """
+    return Mount(url, os.fspath(mountpoint), sync_mode, log_file)._start(options)

@@ -1,0 +1,119 @@
+"""`fusestore cache list|show|clean`: the caches on this machine (see `caches`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from . import caches
+from .cache.layout import cache_name, default_cache_root
+from .cli import fail, main
+from .cli_control import size_text
+
+
+def _resolve(cache: str) -> Path:
+    """A cache given by its directory, or by the store URL it belongs to (default root)."""
+    if "://" in cache:
+        return default_cache_root() / cache_name(cache)
+    return Path(cache)
+
+
+def _pending_text(info: caches.CacheInfo) -> str:
+    if info.pending is None:
+        return f"pending: unknown ({info.pending_error})"
+    if not info.pending:
+        return "nothing pending"
+    return (
+        f"PENDING: {info.pending_files} file(s), {size_text(info.dirty_bytes or 0)}, "
+        f"{info.pending_deletes} delete(s), {info.unfinished_uploads} unfinished upload(s)"
+    )
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """The caches on this machine: what they hold, what they still have to upload."""
+
+
+@cache_group.command("list")
+@click.option("--root", type=click.Path(file_okay=False), help="Look here [default: the default cache root].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per cache, in a list.")
+def cache_list(root: str | None, as_json: bool) -> None:
+    """Every cache under the default root: store, size, in use or not, pending work."""
+    found = caches.find_caches(Path(root) if root else None)
+    if as_json:
+        click.echo(json.dumps([info.to_json() for info in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no caches under {root or default_cache_root()}")
+    for info in found:
+        used = "in use" if info.in_use else "not in use"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.last_used)) if info.last_used else "never"
+        click.echo(
+            f"{info.path}\n  {info.store_url}\n  {size_text(info.total_bytes)}, {used}, last used {when}"
+        )
+        click.echo(f"  {_pending_text(info)}")
+
+
+@cache_group.command("show")
+@click.argument("cache")
+@click.option("--json", "as_json", is_flag=True, help="The cache and its pending items as JSON.")
+def cache_show(cache: str, as_json: bool) -> None:
+    """What CACHE (a directory, or a store URL) still has to upload, item by item."""
+    path = _resolve(cache)
+    try:
+        info = caches.describe(path)
+        items = caches.pending_items(path)
+    except caches.CacheError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps({**info.to_json(), "items": [item.to_json() for item in items]}, indent=2))
+        return
+    click.echo(f"{info.path}  ({info.store_url}, {'in use' if info.in_use else 'not in use'})")
+    click.echo(f"  {_pending_text(info)}")
+    for item in items:
+        size = f"  {size_text(item.dirty_bytes)}" if item.dirty_bytes else ""
+        click.echo(f"  {item.kind:8} {item.key}{size}  ({item.summary()})")
+
+
+@cache_group.command("clean")
+@click.argument("cache", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every cache under the default root that is not in use.")
+@click.option("--force", is_flag=True, help="Also remove changes not yet in the store (asks first).")
+@click.option("--yes", is_flag=True, help="With --force: do not ask.")
+def cache_clean(cache: tuple[str, ...], every: bool, force: bool, yes: bool) -> None:
+    """Free space: remove clean cached data of caches not in use, and caches with nothing
+    pending. Changes not yet in the store are kept unless --force."""
+    if not cache and not every:
+        fail("which cache? give CACHE (a directory or a store URL), or --all")
+    try:
+        targets = caches.find_caches() if every else [caches.describe(_resolve(c)) for c in cache]
+    except caches.CacheError as exc:
+        fail(str(exc))
+    failed = False
+    for info in targets:
+        if every and info.in_use:
+            click.echo(f"{info.path}: in use, skipped")
+            continue
+        if force and info.pending is not False and not yes:
+            click.confirm(
+                f"{info.path}: {_pending_text(info)}. Remove it all, for good?", abort=True, err=True
+            )
+        try:
+            result = caches.clean(info, force=force)
+        except caches.CacheError as exc:
+            click.echo(f"fusestore: error: {exc}", err=True)
+            failed = True
+            continue
+        line = f"{info.path}: removed {result.removed_files} file(s), {size_text(result.removed_bytes)}"
+        if result.removed_directory:
+            line += "; the cache is gone"
+        click.echo(line)
+        for kept in result.kept:
+            click.echo(f"  kept {kept.what}: {kept.files} file(s), {size_text(kept.bytes)} ({kept.why})")
+        for lost in result.discarded:
+            click.echo(f"  discarded: {lost}")
+    if failed:
+        raise SystemExit(2)

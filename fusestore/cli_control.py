@@ -1,0 +1,258 @@
+"""Commands that talk to running daemons: `status`, `flush`, `umount`.
+
+They find a mount's daemon through its registry entry and reach it over the control
+socket (see `control`), which only the user who mounted and root may use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from . import mounts
+from .cli import fail, main
+from .control import ControlClient, ControlError
+
+MiB = 2**20
+
+
+def _mountpoint_from(mountpoint: str | None, config_file: str | None) -> str:
+    if mountpoint:
+        return os.path.realpath(mountpoint)
+    if config_file:
+        from . import config
+
+        try:
+            value = config.load_file(config_file).get("mountpoint")
+        except config.ConfigError as exc:
+            fail(str(exc))
+        if value:
+            return os.path.realpath(str(value))
+        fail(f"config file {config_file} names no mountpoint")
+    fail("which mount? give MOUNTPOINT (or --config FILE)")
+
+
+def _daemon_of(mountpoint: str) -> tuple[dict[str, Any], ControlClient]:
+    """The registry entry and a control client of the live daemon serving `mountpoint`."""
+    entry = mounts.registered(mountpoint)
+    if mounts.mount_type(mountpoint) != "fuse.fusestore":
+        fail(f"{mountpoint} is not a fusestore mount")
+    if (
+        not entry
+        or not entry.get("pid")
+        or not mounts.process_alive(entry["pid"])
+        or not entry.get("control")
+    ):
+        fail(f"no daemon of yours serves {mountpoint} (mounted by another user, or its daemon died)")
+    return entry, ControlClient(entry["control"])
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class Progress:
+    """One line on stderr, redrawn in place on a terminal (one line per few seconds
+    otherwise): items and bytes left, and the upload rate."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.first_uploaded: int | None = None
+        self.last_print = 0.0
+        self.width = 0
+
+    def update(self, progress: dict[str, Any]) -> None:
+        uploaded = progress.get("uploaded_bytes", 0)
+        if self.first_uploaded is None:
+            self.first_uploaded = uploaded
+        elapsed = max(time.monotonic() - self.started, 1e-3)
+        rate = (uploaded - self.first_uploaded) / elapsed
+        offline = "" if progress.get("store_online", True) else "  (the store does not answer; waiting)"
+        line = (
+            f"{self.verb}: {progress['dirty_items']} item(s), {size_text(progress['dirty_bytes'])} left"
+            f"  {size_text(rate)}/s{offline}"
+        )
+        now = time.monotonic()
+        if self.tty:
+            click.echo("\r" + line.ljust(self.width), nl=False, err=True)
+            self.width = len(line)
+        elif now - self.last_print >= 2.0:
+            click.echo(line, err=True)
+            self.last_print = now
+
+    def done(self) -> None:
+        if self.tty and self.width:
+            click.echo(err=True)
+
+
+def _follow(answers: Iterator[dict[str, Any]], progress: Progress) -> dict[str, Any] | None:
+    """Render progress lines; returns the final message (None if the daemon hung up)."""
+    try:
+        for message in answers:
+            if "progress" in message:
+                progress.update(message["progress"])
+            else:
+                return message
+        return None
+    finally:
+        progress.done()
+
+
+@main.command("status")
+@click.argument("mountpoint", required=False, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per mount, in a list.")
+def status_command(mountpoint: str | None, as_json: bool) -> None:
+    """Show each mount (or MOUNTPOINT): store, dirty data, uploads, cache, requests.
+
+    \b
+    Examples:
+      fusestore status
+      fusestore status /mnt/photos --json
+    """
+    points = [os.path.realpath(mountpoint)] if mountpoint else mounts.fusestore_mounts()
+    results: list[dict[str, Any]] = []
+    for point in points:
+        if mountpoint:
+            _entry, client = _daemon_of(point)
+        else:
+            entry = mounts.registered(point)
+            if not entry or not entry.get("control"):
+                results.append({"mountpoint": point, "error": "no daemon of yours serves it"})
+                continue
+            client = ControlClient(entry["control"])
+        try:
+            results.append(client.call("status"))
+        except ControlError as exc:
+            if mountpoint:
+                fail(f"{point}: {exc}")
+            results.append({"mountpoint": point, "error": str(exc)})
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    if not results:
+        click.echo("no fusestore mounts")
+    for status in results:
+        click.echo(_render(status))
+
+
+def _render(s: dict[str, Any]) -> str:
+    if "error" in s:
+        return f"{s['mountpoint']}: {s['error']}"
+    age = s.get("oldest_dirty_age")
+    lines = [
+        f"{s['mountpoint']}  ←  {s['store']}   (pid {s['pid']}, {s['state']}"
+        f"{', read-only' if s.get('read_only') else ''})",
+        f"  store:      {'answers' if s['store_online'] else 'DOES NOT ANSWER'}",
+        f"  dirty:      {s['dirty_items']} item(s), {size_text(s['dirty_bytes'])}"
+        + (f", oldest {age:.0f}s" if age is not None else "")
+        + f"  (limit {size_text(s['dirty_limit'])})",
+        f"  uploads:    {s['uploads_in_flight']} in flight, {s['deletes_pending']} delete(s) pending, "
+        f"{s['failed_attempts']} failed attempt(s)",
+        f"  cache:      {size_text(s['cache_used'])} of {size_text(s['cache_limit'])} in {s['cache_dir']}",
+        "  requests:   " + (", ".join(f"{k} {v}" for k, v in s["requests"].items()) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+@main.command("flush")
+@click.argument("mountpoint", required=False, type=click.Path())
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="Take MOUNTPOINT from this file."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds (exit 1)."
+)
+def flush_command(mountpoint: str | None, config_file: str | None, timeout: float | None) -> None:
+    """Upload every change of a live mount now, showing progress; exit 0 once nothing is dirty."""
+    point = _mountpoint_from(mountpoint, config_file)
+    _entry, client = _daemon_of(point)
+    client.timeout = timeout if timeout is not None else 3600 * 24 * 365
+    try:
+        final = _follow(client.request("flush"), Progress("flushing"))
+    except ControlError as exc:
+        if "did not answer within" in str(exc):
+            click.echo(f"fusestore: not everything is uploaded after {timeout:g}s; uploads go on", err=True)
+            sys.exit(1)
+        fail(f"{point}: {exc}")
+    if final is None or final["status"]["dirty_items"]:
+        click.echo(f"fusestore: {point}: the daemon stopped before everything was uploaded", err=True)
+        sys.exit(1)
+    click.echo(f"fusestore: {point}: the store holds every change", err=True)
+
+
+@main.command("umount")
+@click.argument("mountpoint", required=False, type=click.Path())
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="Take MOUNTPOINT from this file."
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Detach the mount now (lazily) and return; the daemon uploads the rest, then exits.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up waiting after this many seconds (the daemon keeps syncing).",
+)
+def umount_command(
+    mountpoint: str | None, config_file: str | None, no_wait: bool, timeout: float | None
+) -> None:
+    """Upload every change with a progress bar, then unmount MOUNTPOINT."""
+    point = _mountpoint_from(mountpoint, config_file)
+    entry = mounts.registered(point)
+    pid = entry.get("pid") if entry else None
+    ours = mounts.mount_type(point) == "fuse.fusestore"  # never detach another file system
+    if not ours and entry and entry.get("exit_code") == 0 and not mounts.is_mounted(point):
+        # Its daemon already synced and exited (fusermount3 -u, a signal): nothing to do,
+        # which is what a service's ExecStop must hear.
+        click.echo(f"fusestore: {point} is already unmounted; the store holds every change", err=True)
+        return
+    if not pid or not mounts.process_alive(pid) or not ours:
+        if ours:
+            mounts.lazy_unmount(point)
+            click.echo(f"fusestore: {point} unmounted (no live daemon was registered for it)", err=True)
+            return
+        fail(f"{point} is not a fusestore mount")
+    if no_wait:
+        mounts.lazy_unmount(point)
+        click.echo(
+            f"fusestore: {point} detached; the daemon (pid {pid}) uploads the rest, then exits", err=True
+        )
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    assert entry is not None
+    followed = False
+    if entry.get("control"):
+        client = ControlClient(entry["control"], timeout=timeout or 3600 * 24 * 365)
+        try:
+            _follow(client.request("unmount"), Progress("uploading before unmounting"))
+            followed = True
+        except ControlError as exc:
+            if "did not answer within" in str(exc):  # our --timeout, not the daemon's fault
+                fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+    if not followed:
+        os.kill(pid, signal.SIGTERM)
+        click.echo(f"fusestore: uploading pending changes of {point}, then unmounting…", err=True)
+    while mounts.process_alive(pid):
+        if deadline is not None and time.monotonic() > deadline:
+            fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+        time.sleep(0.1)
+    result = (mounts.registered(point) or {}).get("exit_code")
+    if result not in (0, None):
+        fail(f"{point} was unmounted with changes not yet in the store; they go up at the next mount")
+    click.echo(f"fusestore: {point} unmounted; the store holds every change", err=True)

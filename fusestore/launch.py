@@ -1,0 +1,125 @@
+"""Starting a mount from checked options: in the foreground, or detached once it is ready.
+
+`--background` forks before anything opens a socket or a thread (boto3 and trio do both
+later): the child becomes the daemon, and the parent waits on a pipe for one word — the
+mount is ready, or the one-line reason it is not — and exits 0 or 2 accordingly. So
+`mount -t fusestore`, fstab and scripts learn the outcome from the exit code, and no
+half-started daemon is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .logs import detach_output
+from .stores import InvalidStoreURL, StoreError, open_store
+
+log = logging.getLogger(__name__)
+
+#: Seconds the parent of a background mount waits for it to be ready.
+READY_TIMEOUT = 120.0
+
+
+@dataclass
+class MountRequest:
+    url: str
+    mountpoint: str
+    options: dict[str, Any]  # the mount command's options, by parameter name
+
+
+def error(message: str) -> int:
+    print(f"fusestore: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def start_mount(request: MountRequest) -> int:
+    """Run the mount; returns the exit code (0 synced, 1 data left for the next mount, 2 bad setup)."""
+    if not request.options.get("background"):
+        return run_daemon(request)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:  # the parent: wait for the word from the child
+        os.close(write_end)
+        return _wait_ready(read_end, pid)
+    os.close(read_end)
+    os.setsid()  # not killed with the terminal or the mount(8) that started it
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+    def ready() -> None:
+        os.write(write_end, b"ok\n")
+        os.close(write_end)
+        detach_output()
+
+    code = 2
+    try:
+        code = run_daemon(request, on_ready=ready, report=write_end)
+    except BaseException:
+        log.exception("the daemon failed")
+    finally:
+        os._exit(code)
+
+
+def _wait_ready(read_end: int, pid: int) -> int:
+    with os.fdopen(read_end, "rb") as pipe:
+        word = pipe.read()  # until the child writes "ok" and closes, or exits
+    if word.startswith(b"ok"):
+        return 0
+    _, status = os.waitpid(pid, 0)
+    if word:
+        print(word.decode(errors="replace").rstrip("\n"), file=sys.stderr, flush=True)
+    code = os.waitstatus_to_exitcode(status)
+    return code if code > 0 else 2
+
+
+def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None = None) -> int:
+    """Open the store, build the daemon, serve until unmounted (blocks)."""
+    from .core import MountSettings
+    from .daemon import Daemon, DaemonOptions, SetupError
+
+    o = request.options
+    settings = MountSettings(
+        uid=os.getuid() if o["uid"] is None else o["uid"],
+        gid=os.getgid() if o["gid"] is None else o["gid"],
+        umask=o["umask"],
+        metadata_ttl=o["metadata_ttl"],
+        writeback_delay=o["writeback_delay"],
+        cache_size=o["cache_size"],
+        dirty_limit=o["dirty_limit"],
+        upload_workers=o["upload_workers"],
+        fsync=o["fsync"],
+        io_timeout=o["io_timeout"],
+    )
+    store_options = {
+        name: o[name] for name in ("endpoint_url", "region", "profile") if o.get(name) is not None
+    }
+    try:
+        store = open_store(request.url, **store_options)
+        if o.get("faults"):
+            from .stores.faulty import FaultyStore
+
+            store = FaultyStore(store, o["faults"])
+            log.warning("injecting faults into every store call: %s", o["faults"])
+        daemon = Daemon(
+            store,
+            request.mountpoint,
+            settings,
+            o.get("cache_dir"),
+            DaemonOptions(
+                unmount_timeout=o["unmount_timeout"],
+                allow_other=o["allow_other"],
+                read_only=o["read_only"],
+                on_ready=on_ready,
+            ),
+        )
+        return daemon.run()
+    except (InvalidStoreURL, StoreError, SetupError) as exc:
+        if report is not None:
+            os.write(report, f"fusestore: error: {exc}\n".encode())
+            return 2
+        return error(str(exc))

@@ -1,0 +1,320 @@
+"""Running it like a service: status, flush and umount against a real mount, the
+`mount -t fusestore` helper, `--background`, the config file, and the Python API."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import fusestore
+from fusestore import SyncMode
+from fusestore.control import ControlClient, ControlError
+from fusestore.mounts import is_mounted, lazy_unmount, registered
+from fusestore.testing.s3server import LocalS3Server
+
+from .conftest import Mount
+
+MiB = 2**20
+
+
+def fusestore_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fusestore", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def status_of(mount: Mount) -> dict[str, Any]:
+    done = fusestore_cli("status", str(mount.path), "--json")
+    assert done.returncode == 0, done.stderr
+    [status] = json.loads(done.stdout)
+    return status
+
+
+@pytest.mark.timeout(120)
+def test_status_follows_a_write_until_flush_uploads_it(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--writeback-delay", "3600")
+    before = status_of(mount)
+    assert before["store"].startswith(f"s3://{mount.bucket}")
+    assert before["mountpoint"] == str(mount.path)
+    assert before["dirty_items"] == 0 and before["dirty_bytes"] == 0 and before["oldest_dirty_age"] is None
+    for field in ("uploads_in_flight", "failed_attempts", "cache_used", "cache_limit", "requests"):
+        assert field in before
+
+    data = os.urandom(3 * MiB)
+    (mount.path / "f").write_bytes(data)
+    time.sleep(0.3)
+    dirty = status_of(mount)
+    assert dirty["dirty_items"] == 1 and dirty["dirty_bytes"] == len(data)
+    assert dirty["oldest_dirty_age"] > 0
+    assert dirty["cache_used"] >= len(data)
+    assert mount.objects() == {}, "nothing uploaded before the flush"
+
+    flushed = fusestore_cli("flush", str(mount.path))
+    assert flushed.returncode == 0, flushed.stderr
+    assert "the store holds every change" in flushed.stderr
+    assert mount.get("f") == data
+    after = status_of(mount)
+    assert after["dirty_items"] == 0 and after["dirty_bytes"] == 0
+    assert after["requests"].get("PutObject", 0) + after["requests"].get("CompleteMultipartUpload", 0) >= 1
+
+    text = fusestore_cli("status")  # every mount, for people
+    assert text.returncode == 0 and str(mount.path) in text.stdout and "dirty:" in text.stdout
+
+
+@pytest.mark.timeout(120)
+def test_umount_shows_progress_and_leaves_the_bucket_complete(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--writeback-delay", "3600", "--faults", "put*:latency=0.2")
+    files = {f"f{i}": os.urandom(100_000 + i) for i in range(15)}
+    for name, data in files.items():
+        (mount.path / name).write_bytes(data)
+    done = fusestore_cli("umount", str(mount.path))
+    assert done.returncode == 0, done.stderr
+    assert "uploading before unmounting:" in done.stderr and "item(s)" in done.stderr
+    assert "the store holds every change" in done.stderr
+    assert mount.wait() == 0
+    assert set(mount.objects()) == set(files)
+    for name, data in files.items():
+        assert mount.get(name) == data
+
+
+@pytest.mark.timeout(60)
+def test_only_the_owner_or_root_may_use_the_control_socket(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory()
+    control = registered(str(mount.path))["control"]  # type: ignore[index]
+    assert os.stat(control).st_mode & 0o077 == 0, "the socket is private"
+    if os.geteuid() != 0:
+        pytest.skip("becoming another user needs root")
+    child = os.fork()
+    if child == 0:  # another user tries
+        code = 5
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            ControlClient(control).call("status")
+            code = 0
+        except ControlError as exc:
+            code = 3 if "permission denied" in str(exc) else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 3, "another user was not refused"
+
+
+# -- starting mounts the other ways ------------------------------------------------------
+
+
+@pytest.fixture
+def detached(tmp_path: Path) -> Iterator[list[Path]]:
+    """Mountpoints of daemons started in the background: unmounted at the end, whatever happens."""
+    points: list[Path] = []
+    yield points
+    for point in points:
+        entry = registered(str(point)) or {}
+        if is_mounted(point):
+            fusestore_cli("umount", str(point), timeout=60)
+        pid = entry.get("pid")
+        if pid and is_mounted(point):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+            lazy_unmount(point)
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while (
+        Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+    ):
+        assert time.monotonic() < deadline, f"pid {pid} still running"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_background_and_config_file(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+) -> None:
+    bucket = make_bucket()
+    point = tmp_path / "mnt"
+    point.mkdir()
+    detached.append(point)
+    config = tmp_path / "photos.toml"
+    config.write_text(
+        f'url = "s3://{bucket}"\nmountpoint = "{point}"\nendpoint_url = "{s3_server.endpoint_url}"\n'
+        f'cache_dir = "{tmp_path / "cache"}"\nwriteback-delay = 0.2\n'
+    )
+    started = fusestore_cli("mount", "--config", str(config), "--background", "--metadata-ttl", "5")
+    assert started.returncode == 0, started.stderr
+    assert is_mounted(point), "ready when --background returns"
+    (point / "hello.txt").write_bytes(b"hi")
+    stopped = fusestore_cli("umount", "--config", str(config))
+    assert stopped.returncode == 0, stopped.stderr
+    assert not is_mounted(point)
+    assert s3_server.client().get_object(Bucket=bucket, Key="hello.txt")["Body"].read() == b"hi"
+    again = fusestore_cli("umount", "--config", str(config))  # a unit's ExecStop after the fact
+    assert again.returncode == 0, again.stderr
+
+    failed = fusestore_cli(
+        "mount",
+        "--background",
+        "s3://no-such-bucket",
+        str(point),
+        "-o",
+        "endpoint_url=" + s3_server.endpoint_url,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1].startswith("fusestore: error:")
+    assert "no-such-bucket" in failed.stderr
+    assert not is_mounted(point)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("mount") is None, reason="no mount(8)")
+def test_mount_t_fusestore_through_the_helper(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+) -> None:
+    helper = Path(sys.executable).parent / "mount.fusestore"
+    assert helper.exists(), "the package installs mount.fusestore"
+    if os.geteuid() != 0:
+        pytest.skip("installing a mount(8) helper needs root")
+    sbin = Path("/sbin/mount.fusestore")
+    if sbin.exists() or sbin.is_symlink():
+        pytest.skip("a mount.fusestore is installed on this machine already")
+    bucket = make_bucket()
+    point = tmp_path / "mnt"
+    point.mkdir()
+    detached.append(point)
+    sbin.symlink_to(helper)
+    try:
+        options = ",".join(
+            [
+                "_netdev",
+                "nofail",
+                f"endpoint_url={s3_server.endpoint_url}",
+                f"cache_dir={tmp_path / 'cache'}",
+                "writeback_delay=0.1",
+            ]
+        )
+        done = subprocess.run(
+            ["mount", "-t", "fusestore", f"s3://{bucket}", str(point), "-o", options],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert is_mounted(point)
+        pid = registered(str(point))["pid"]  # type: ignore[index]
+        (point / "via-fstab").write_bytes(b"mounted by mount(8)")
+        unmounted = subprocess.run(
+            ["umount", str(point)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert unmounted.returncode == 0, unmounted.stderr
+        wait_gone(pid)  # the daemon uploads what the kernel handed it, then exits
+        assert not is_mounted(point)
+        body = s3_server.client().get_object(Bucket=bucket, Key="via-fstab")["Body"].read()
+        assert body == b"mounted by mount(8)"
+    finally:
+        sbin.unlink()
+
+
+@pytest.mark.timeout(120)
+def test_the_python_api_example(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+) -> None:
+    bucket = make_bucket()
+    point = tmp_path / "mnt"
+    point.mkdir()
+    detached.append(point)
+    options = {
+        "endpoint_url": s3_server.endpoint_url,
+        "cache_dir": str(tmp_path / "cache"),
+        "writeback_delay": 3600,
+    }
+    client = s3_server.client()
+
+    with fusestore.mount(f"s3://{bucket}/prefix", str(point), sync_mode=SyncMode.SYNC_ALL, **options) as m:
+        (m.path / "hello.txt").write_bytes(b"hi")
+        assert m.status()["dirty_items"] == 1
+        m.sync_all()  # returns when everything is in the store
+        assert client.get_object(Bucket=bucket, Key="prefix/hello.txt")["Body"].read() == b"hi"
+        (m.path / "later.txt").write_bytes(b"written last")
+    assert not is_mounted(point), "leaving the block unmounts"
+    assert client.get_object(Bucket=bucket, Key="prefix/later.txt")["Body"].read() == b"written last"
+    m.unlink()  # safe twice
+
+    with pytest.raises(ZeroDivisionError), fusestore.mount(f"s3://{bucket}/prefix", point, **options) as m:
+        (m.path / "before-the-error.txt").write_bytes(b"kept")
+        1 / 0  # noqa: B018
+    assert not is_mounted(point), "an exception in the block still unmounts"
+    assert client.get_object(Bucket=bucket, Key="prefix/before-the-error.txt")["Body"].read() == b"kept"
+
+    root_options = {**options, "cache_dir": str(tmp_path / "cache-root")}  # one cache per store URL
+    with fusestore.mount(f"s3://{bucket}", point, sync_mode=SyncMode.NONE, **root_options) as m:
+        (m.path / "unsynced.txt").write_bytes(b"left for the next mount")
+    assert not is_mounted(point)
+    with pytest.raises(client.exceptions.NoSuchKey):
+        client.get_object(Bucket=bucket, Key="unsynced.txt")
+    with fusestore.mount(f"s3://{bucket}", point, **root_options):
+        pass
+    assert client.get_object(Bucket=bucket, Key="unsynced.txt")["Body"].read() == b"left for the next mount"
+
+    with pytest.raises(fusestore.MountError, match="no-such-bucket"):
+        fusestore.mount("s3://no-such-bucket", point, **options)
+    assert not is_mounted(point)
+
+
+@pytest.mark.timeout(60)
+def test_systemd_hears_ready_status_and_stopping(
+    mount_factory: Callable[..., Mount], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `Type=notify` needs: READY=1 once the mount answers, STATUS=, STOPPING=1."""
+    address = tmp_path / "notify"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(address))
+    listener.settimeout(20)
+    with listener:
+        mount = mount_factory(run=False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(address))
+        mount.start()
+        first = listener.recv(4096).decode().splitlines()
+        assert "READY=1" in first and any(line.startswith("STATUS=serving") for line in first)
+        assert os.listdir(mount.path) == [], "ready means it answers"
+        assert mount.umount() == 0
+        heard = [listener.recv(4096).decode() for _ in range(2)]
+        assert "STOPPING=1" in heard[0] and heard[1].startswith("STATUS=unmounting")
+
+
+@pytest.mark.timeout(60)
+def test_read_only_refuses_every_change(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory(run=False)
+    mount.client.put_object(Bucket=mount.bucket, Key="kept", Body=b"read me")
+    mount.options.append("--read-only")
+    mount.start()
+    assert (mount.path / "kept").read_bytes() == b"read me"
+    for change in (
+        lambda: (mount.path / "new").write_bytes(b"x"),
+        lambda: (mount.path / "kept").unlink(),
+        lambda: (mount.path / "dir").mkdir(),
+        lambda: os.chmod(mount.path / "kept", 0o600),
+    ):
+        with pytest.raises(OSError) as refused:
+            change()
+        assert refused.value.errno == errno.EROFS
+    assert status_of(mount)["read_only"] is True
+    assert mount.umount() == 0
+    assert set(mount.objects()) == {"kept"}
