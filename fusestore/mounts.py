@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +135,17 @@ def control_path(mountpoint: str) -> Path:
     return _entry_path(mountpoint).with_suffix(".sock")
 
 
+#: Entries of daemons that exited are kept this long (`umount` and a service's ExecStop
+#: read the exit code from them), then removed when another daemon registers.
+ENTRY_KEPT = 86400.0
+
+
 def register(mountpoint: str, info: dict[str, Any]) -> None:
     """Record the daemon serving `mountpoint` (its pid, store, cache)."""
     path = _entry_path(mountpoint)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if "exit_code" not in info:
+        _prune(path.parent)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"mountpoint": os.path.abspath(mountpoint), **info}))
     os.replace(tmp, path)
@@ -183,3 +191,18 @@ def process_alive(pid: int) -> bool:
             return stat_file.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def _prune(directory: Path) -> None:
+    """Remove entries (and sockets) of daemons that exited more than ENTRY_KEPT ago."""
+    now = time.time()
+    for entry in directory.glob("*.json"):
+        try:
+            if now - entry.stat().st_mtime < ENTRY_KEPT:
+                continue
+            pid = json.loads(entry.read_text()).get("pid")
+        except (OSError, ValueError):
+            continue
+        if not pid or not process_alive(pid):
+            entry.unlink(missing_ok=True)
+            entry.with_suffix(".sock").unlink(missing_ok=True)

@@ -120,10 +120,18 @@ def test_only_the_owner_or_root_may_use_the_control_socket(mount_factory: Callab
 
 
 @pytest.fixture
-def detached(tmp_path: Path) -> Iterator[list[Path]]:
-    """Mountpoints of daemons started in the background: unmounted at the end, whatever happens."""
+def detached(tmp_path: Path) -> Iterator[Callable[[], Path]]:
+    """Makes mountpoints for daemons started in the background; whatever happens, they are
+    unmounted at the end."""
     points: list[Path] = []
-    yield points
+
+    def new_point() -> Path:
+        point = tmp_path / f"mnt{len(points)}"
+        point.mkdir()
+        points.append(point)
+        return point
+
+    yield new_point
     for point in points:
         entry = registered(str(point)) or {}
         if is_mounted(point):
@@ -146,12 +154,10 @@ def wait_gone(pid: int, timeout: float = 60) -> None:
 
 @pytest.mark.timeout(120)
 def test_background_and_config_file(
-    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: Callable[[], Path]
 ) -> None:
     bucket = make_bucket()
-    point = tmp_path / "mnt"
-    point.mkdir()
-    detached.append(point)
+    point = detached()
     config = tmp_path / "photos.toml"
     config.write_text(
         f'url = "s3://{bucket}"\nmountpoint = "{point}"\nendpoint_url = "{s3_server.endpoint_url}"\n'
@@ -185,7 +191,7 @@ def test_background_and_config_file(
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount(8)")
 def test_mount_t_fusestore_through_the_helper(
-    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: Callable[[], Path]
 ) -> None:
     helper = Path(sys.executable).parent / "mount.fusestore"
     assert helper.exists(), "the package installs mount.fusestore"
@@ -195,9 +201,7 @@ def test_mount_t_fusestore_through_the_helper(
     if sbin.exists() or sbin.is_symlink():
         pytest.skip("a mount.fusestore is installed on this machine already")
     bucket = make_bucket()
-    point = tmp_path / "mnt"
-    point.mkdir()
-    detached.append(point)
+    point = detached()
     sbin.symlink_to(helper)
     try:
         options = ",".join(
@@ -234,12 +238,10 @@ def test_mount_t_fusestore_through_the_helper(
 
 @pytest.mark.timeout(120)
 def test_the_python_api_example(
-    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: list[Path]
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: Callable[[], Path]
 ) -> None:
     bucket = make_bucket()
-    point = tmp_path / "mnt"
-    point.mkdir()
-    detached.append(point)
+    point = detached()
     options = {
         "endpoint_url": s3_server.endpoint_url,
         "cache_dir": str(tmp_path / "cache"),
@@ -318,3 +320,17 @@ def test_read_only_refuses_every_change(mount_factory: Callable[..., Mount]) -> 
     assert status_of(mount)["read_only"] is True
     assert mount.umount() == 0
     assert set(mount.objects()) == {"kept"}
+
+
+@pytest.mark.timeout(60)
+def test_umount_no_wait_detaches_at_once_and_the_daemon_finishes(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--writeback-delay", "3600", "--faults", "put*:latency=1")
+    files = {f"f{i}": os.urandom(5000 + i) for i in range(8)}
+    for name, data in files.items():
+        (mount.path / name).write_bytes(data)
+    done = fusestore_cli("umount", "--no-wait", str(mount.path))
+    assert done.returncode == 0, done.stderr
+    assert not is_mounted(mount.path), "detached at once"
+    assert mount.objects() == {}, "returned before the uploads"
+    assert mount.wait() == 0
+    assert set(mount.objects()) == set(files)
