@@ -30,6 +30,8 @@ from .stores import Store, StoreError, StoreUnavailable
 log = logging.getLogger(__name__)
 
 
+#: Kernel read-ahead of the mount: 1 MiB requests for sequential reads.
+READ_AHEAD_KIB = 1024
 #: Tries of the store before mounting (0.25 s, 0.5 s, 1 s, 2 s apart).
 PROBE_ATTEMPTS = 5
 
@@ -172,6 +174,7 @@ class Daemon:
                 stop.set()
 
             nursery.start_soon(serve_kernel)
+            nursery.start_soon(self._raise_read_ahead, mountpoint)
             await stop.wait()
             sdnotify.notify("STOPPING=1")
             if kernel_done.is_set():
@@ -218,6 +221,13 @@ class Daemon:
             flush=True,
         )
         return False
+
+    async def _raise_read_ahead(self, mountpoint: str) -> None:
+        """Set the mount's read-ahead once the kernel has the daemon's INIT answer (which
+        caps it at the kernel default); best effort: it needs root."""
+        await trio.sleep(0.2)
+        if not mounts.set_read_ahead(mountpoint, READ_AHEAD_KIB):
+            log.debug("read-ahead of the mount left at the kernel's default (not root?)")
 
     async def _report_sync(self, fs: Filesystem) -> None:
         """Tell systemd what is left while the final sync runs (shown by systemctl status)."""

@@ -225,3 +225,23 @@ def _prune(directory: Path) -> None:
         if not pid or not process_alive(pid):
             entry.unlink(missing_ok=True)
             entry.with_suffix(".sock").unlink(missing_ok=True)
+
+
+def set_read_ahead(mountpoint: str, kib: int) -> bool:
+    """Raise the kernel's read-ahead for the mount (its backing device info), so that
+    sequential reads arrive as 1 MiB requests instead of 128 KiB ones (half the daemon's
+    CPU per byte, measured). Needs root; returns whether it was set. The device comes
+    from the mount table: stat() of the mount root would ask this very daemon."""
+    target = os.path.abspath(mountpoint)  # not realpath: it would stat the mount root
+    try:
+        with open("/proc/self/mountinfo") as table:
+            devices = [
+                fields[2] for fields in (line.split() for line in table) if _unescape(fields[4]) == target
+            ]
+        if not devices:
+            return False
+        with open(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb", "w") as knob:
+            knob.write(str(kib))
+    except OSError:
+        return False
+    return True
