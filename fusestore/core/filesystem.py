@@ -30,6 +30,7 @@ from ..staging import STAGE_PART
 from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
 from ..stores.base import MiB
+from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
 from .nodes import Kind, Node, now_ns
 
@@ -104,7 +105,7 @@ class Filesystem:
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
         self._refreshing: dict[Node, trio.Event] = {}
-        self._fetching: dict[tuple[str, int], trio.Event] = {}
+        self.fetcher = Fetcher(self)
         self.dirty_space = trio.Event()
         self.mount_time_ns = now_ns()
         self._capacity: tuple[float, int, int] | None = None
@@ -914,43 +915,18 @@ class Filesystem:
         else:
             handle.window = 1
         handle.next_offset = offset + size
-        for first, count in list(content.missing_runs(offset, size)):
-            await self.fetch(content, first, max(count, handle.window))
+        first = offset // BLOCK_SIZE
+        last = (min(offset + size, content.size) - 1) // BLOCK_SIZE
+        await self.fetcher.ensure(content, first, last - first + 1, ahead=handle.window)
+        if handle.window > 1:
+            # Keep the stream a window ahead of a sequential reader.
+            self.fetcher.prefetch(content, last + 1, handle.window)
         content.atime = time.time()
         return content.read(offset, size)
 
     async def fetch(self, content: Content, first: int, count: int) -> None:
-        """Bring blocks [first, first+count) from the store (those not present or in flight)."""
-        while True:
-            busy = [
-                self._fetching[(content.id, b)]
-                for b in range(first, first + count)
-                if (content.id, b) in self._fetching
-            ]
-            if not busy:
-                break
-            await busy[0].wait()
-        runs = list(content.missing_runs(first * BLOCK_SIZE, count * BLOCK_SIZE))
-        if not runs:
-            return
-        run_first, run_count = runs[0][0], runs[-1][0] + runs[-1][1] - runs[0][0]
-        start, length = content.fetch_span(run_first, run_count)
-        if length <= 0 or content.source is None:
-            return
-        done = trio.Event()
-        blocks = range(run_first, run_first + run_count)
-        for b in blocks:
-            self._fetching[(content.id, b)] = done
-        try:
-            key, etag = content.source
-            data = await self.calls.ask(self.store.get_range, key, start, length, etag)
-            content.fill(run_first, data)
-            if not content.dirty:
-                self.contents.save(content, key, etag)
-        finally:
-            for b in blocks:
-                self._fetching.pop((content.id, b), None)
-            done.set()
+        """Return once blocks [first, first+count) are in the cache (brought from the store)."""
+        await self.fetcher.ensure(content, first, count)
 
     async def fetch_all(self, content: Content) -> None:
         for first, count in list(content.missing_runs(0, content.size)):
@@ -1055,7 +1031,12 @@ class Filesystem:
             await nursery.start(self.flusher.run)
             await nursery.start(self.calls.watch)
             nursery.start_soon(self._persist_loop)
-            task_status.started()
+            self.fetcher.nursery = nursery  # object data streams in the background from now on
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self.fetcher.nursery = None
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)

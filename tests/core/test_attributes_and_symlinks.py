@@ -75,7 +75,7 @@ async def test_chmod_and_utimens_of_a_clean_file_upload_metadata_only(env: Env) 
     assert attrs == PosixAttrs(mode=stat.S_IFREG | 0o600, uid=1, gid=2, mtime_ns=MTIME_NS)
     assert [args[:2] for args in env.called("copy")] == [("f", "f")], "a copy onto itself"
     assert env.called("put") == env.called("start_multipart") == []
-    assert env.called("get_range") == [], "nor downloaded"
+    assert env.called("open_range") == [], "nor downloaded"
     assert env.called("delete_many") == []
 
 

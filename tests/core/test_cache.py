@@ -53,10 +53,10 @@ async def test_eviction_spares_dirty_and_open_contents_and_goes_least_recently_u
         # Everything still reads right: evicted data comes back from the store.
         env.calls.clear()
         assert await read_path(fs, "o1") == objects["o1"]
-        assert env.called("get_range")
+        assert env.called("open_range")
         env.calls.clear()
         assert await read_path(fs, "o3") == objects["o3"]
-        assert env.called("get_range") == [], "o3 was kept"
+        assert env.called("open_range") == [], "o3 was kept"
         assert await fs.read(fh, 0, 1 << 30) == objects["o0"]
         fs.release(fh)
         assert await read_all(fs, dirty.ino) == pattern(MiB, seed=9)

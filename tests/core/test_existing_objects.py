@@ -66,7 +66,7 @@ async def test_a_multi_mib_object_is_read_byte_exactly(env: Env, chunk: int) -> 
     async with env.mount() as fs:
         ino = await ino_of(fs, "big")
         assert await read_all(fs, ino, chunk) == data
-        fetched = env.called("get_range")
+        fetched = env.called("open_range")
         assert fetched, "the data came from the store"
         # Every byte was fetched once, in whole blocks: no block twice, nothing past the end.
         spans = sorted((start, length) for _, start, length, *_ in fetched)
@@ -163,6 +163,6 @@ async def test_concurrent_readers_of_one_block_share_one_fetch(env: Env) -> None
             for fh in handles:
                 nursery.start_soon(reader, fh)
         assert results == [data[100:1100]] * 4
-        assert len(env.called("get_range")) == 1
+        assert len(env.called("open_range")) == 1
         for fh in handles:
             fs.release(fh)

@@ -152,12 +152,12 @@ async def test_replay_of_a_partially_overwritten_object_fetches_the_rest(env: En
         fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
         await fs.write(fh, 2 * MiB, b"new")
         fs.release(fh)
-        assert env.called("get_range"), "the partially written block was fetched"
+        assert env.called("open_range"), "the partially written block was fetched"
     env.calls.clear()
     async with env.mount():
         pass
     assert env.objects() == {"f": original[: 2 * MiB] + b"new" + original[2 * MiB + 3 :]}
-    assert len(env.called("get_range")) >= 1, "the untouched blocks came from the store"
+    assert len(env.called("open_range")) >= 1, "the untouched blocks came from the store"
 
 
 async def test_a_remount_within_the_ttl_sees_what_the_last_mount_uploaded(env: Env) -> None:
@@ -183,12 +183,12 @@ async def test_the_cache_survives_a_remount(env: Env) -> None:
     env.put("blob", data)
     async with env.mount(metadata_ttl=0) as fs:
         assert await read_path(fs, "blob") == data
-    assert env.called("get_range")
+    assert env.called("open_range")
 
     env.calls.clear()
     async with env.mount(metadata_ttl=0) as fs:  # relisted: same etag, so the data is reused
         assert await read_path(fs, "blob") == data
-    assert env.called("get_range") == [] and env.called("open_range") == []
+    assert env.called("open_range") == [] and env.called("open_range") == []
 
 
 async def test_a_written_file_is_cached_for_the_next_mount(env: Env) -> None:
@@ -198,7 +198,7 @@ async def test_a_written_file_is_cached_for_the_next_mount(env: Env) -> None:
     env.calls.clear()
     async with env.mount(metadata_ttl=0) as fs:
         assert await read_path(fs, "w") == data
-    assert env.called("get_range") == []
+    assert env.called("open_range") == []
 
 
 async def test_cached_data_of_a_replaced_object_is_not_used(env: Env) -> None:

@@ -1,0 +1,224 @@
+"""Bringing object data into the cache: one streamed GET per run of missing blocks.
+
+A reader waits only for the blocks it asked for: each block has its own event, set as
+soon as the block is in the cache file, while the same GET goes on streaming the blocks
+after it (the read-ahead). Sequential readers so cost few, long requests — what S3
+servers serve fastest (moto even slices the whole object for every ranged GET) — and
+reading overlaps the download. Streams run in the file system's background nursery once
+`serve` runs (before that, and in tests without it, inline).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..cache import BLOCK_SIZE, Content
+from ..stores import StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from ..stores import ObjectReader
+    from .filesystem import Filesystem
+
+log = logging.getLogger(__name__)
+
+
+#: Blocks one GET may cover (the rest of the object, up to this).
+MAX_STREAM_BLOCKS = 1024
+#: Blocks past a stream's position beyond which a reader's block gets its own stream.
+FAR_AHEAD = 8
+#: Seconds a stream waits, paused at its limit, for a reader to want more before it ends.
+IDLE_STOP = 5.0
+
+
+@dataclass(eq=False)
+class Stream:
+    """One GET filling blocks [first, end) of a content, in order, but never past `limit`
+    (how far readers want it to read ahead): there it pauses, and ends if nobody raises
+    the limit within IDLE_STOP. `error` once it failed."""
+
+    first: int
+    end: int
+    limit: int
+    events: dict[int, trio.Event] = field(default_factory=dict)
+    error: BaseException | None = None
+    wakeup: trio.Event = field(default_factory=trio.Event)
+    position: int = 0  # the next block it fills
+
+    def want(self, limit: int) -> None:
+        if limit > self.limit:
+            self.limit = limit
+            self.wakeup.set()
+
+
+def _read_block(reader: ObjectReader, size: int) -> bytes:
+    """Exactly `size` bytes, or fewer at the end of the stream (blocks; worker thread)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = reader.read(size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+class Fetcher:
+    """Streams of object data into contents. `ensure` yields until blocks are present
+    (or raises the store's error); everything else is synchronous and cheap."""
+
+    def __init__(self, fs: Filesystem) -> None:
+        self.fs = fs
+        self.streams: dict[tuple[str, int], Stream] = {}
+        self.nursery: trio.Nursery | None = None
+
+    def in_flight(self, content: Content, block: int) -> bool:
+        return (content.id, block) in self.streams
+
+    async def ensure(self, content: Content, first: int, count: int, ahead: int = 0) -> None:
+        """Return once blocks [first, first+count) are present. A stream started here also
+        brings up to `ahead` blocks past the first missing one."""
+        tries: dict[int, int] = {}  # a block still missing after its stream: split off, or a short object
+        while True:
+            runs = list(content.missing_runs(first * BLOCK_SIZE, count * BLOCK_SIZE))
+            if not runs:
+                return
+            block = runs[0][0]
+            stream = self.streams.get((content.id, block))
+            limit = max(first + count, block + ahead)
+            if stream is not None and block > max(stream.position, stream.first) + max(ahead, FAR_AHEAD):
+                self._split(content, stream, block)  # a jump: no need to stream all in between
+                stream = None
+            if stream is None:
+                stream = await self.start(content, block, limit)
+                if stream is None:
+                    return  # nothing the store could give (no object behind it)
+            stream.want(limit)
+            event = stream.events.get(block)
+            if event is not None:
+                await event.wait()
+            if not content.present >> block & 1:
+                if stream.error is not None:
+                    raise stream.error
+                tries[block] = tries.get(block, 0) + 1
+                if tries[block] >= 3 and not self.in_flight(content, block):
+                    raise StoreError(
+                        f"{content.source[0] if content.source else '?'}: the object ended before "
+                        "the cache expected (changed in the store meanwhile?)"
+                    )
+
+    def prefetch(self, content: Content, first: int, count: int) -> None:
+        """A sequential reader will want blocks [first, first+count) next: let the stream
+        that brings them read that far ahead, or start one in the background."""
+        if self.nursery is None or content.source is None:
+            return
+        for run_first, run_count in content.missing_runs(first * BLOCK_SIZE, count * BLOCK_SIZE):
+            for block in range(run_first, run_first + run_count):
+                stream = self.streams.get((content.id, block))
+                if stream is not None:
+                    stream.want(first + count)
+                    return
+                new = self._register(content, block, first + count)
+                if new is not None:
+                    self.nursery.start_soon(self._run, content, new)
+                return
+
+    async def start(self, content: Content, first: int, limit: int) -> Stream | None:
+        stream = self._register(content, first, limit)
+        if stream is None:
+            return None
+        if self.nursery is not None:
+            self.nursery.start_soon(self._run, content, stream)
+        else:
+            await self._run(content, stream)
+        return stream
+
+    def _register(self, content: Content, first: int, limit: int) -> Stream | None:
+        """Claim the missing blocks from `first` on that nobody fetches yet, to the end of
+        the object (at most MAX_STREAM_BLOCKS); the stream reads up to `limit` for now."""
+        if content.source is None:
+            return None
+        _, available = content.fetch_span(first, MAX_STREAM_BLOCKS)
+        last = first + -(-available // BLOCK_SIZE)
+        end = first
+        while end < last and not content.present >> end & 1 and not self.in_flight(content, end):
+            end += 1
+        if end == first:
+            return None
+        stream = Stream(first, end, limit, position=first)
+        for block in range(first, end):
+            stream.events[block] = trio.Event()
+            self.streams[(content.id, block)] = stream
+        return stream
+
+    def _split(self, content: Content, stream: Stream, block: int) -> None:
+        """End `stream` before `block`: the blocks from there on are for another stream."""
+        for rest in range(block, stream.end):
+            if self.streams.get((content.id, rest)) is stream:
+                del self.streams[(content.id, rest)]
+            event = stream.events.pop(rest, None)
+            if event is not None:
+                event.set()  # waiters look again and find them unclaimed
+        stream.end = min(stream.end, block)
+
+    def _done(self, content: Content, stream: Stream, block: int) -> None:
+        event = stream.events.pop(block, None)
+        if self.streams.get((content.id, block)) is stream:
+            del self.streams[(content.id, block)]
+        if event is not None:
+            event.set()
+
+    async def _run(self, content: Content, stream: Stream) -> None:
+        """Fill the stream's blocks in order; a failure mid-way re-opens from the next
+        block until the store has been failing for the I/O timeout."""
+        fs = self.fs
+        assert content.source is not None
+        key, etag = content.source
+        block = stream.first
+        filled = False
+        try:
+            while block < stream.end:
+                start, length = content.fetch_span(block, stream.end - block)
+                if length <= 0:
+                    break
+                reader = await fs.calls.ask(fs.store.open_range, key, start, length, etag)
+                try:
+                    while block < stream.end:
+                        if block >= stream.limit and self.nursery is None:
+                            return  # inline: nobody could raise the limit while we wait
+                        if block >= stream.limit:
+                            stream.wakeup = trio.Event()
+                            with trio.move_on_after(IDLE_STOP):
+                                await stream.wakeup.wait()
+                            if block >= stream.limit:
+                                return  # nobody reads on: the rest is fetched when wanted
+                        want = min(BLOCK_SIZE, start + length - block * BLOCK_SIZE)
+                        data = await fs.calls.attempt(_read_block, reader, want)
+                        if not data:
+                            return  # shorter than expected: waiters see the gap
+                        content.fill(block, data)
+                        filled = True
+                        self._done(content, stream, block)
+                        block += 1
+                        stream.position = block
+                except (StoreUnavailable, OSError) as exc:
+                    if fs.calls.down_for() > fs.calls.io_timeout:
+                        raise
+                    log.debug("%s: the stream broke at block %d, reopening: %s", key, block, exc)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(reader.close)
+        except (StoreError, OSError) as exc:
+            stream.error = exc
+        except Exception as exc:
+            log.exception("fetching %r failed", key)
+            stream.error = StoreError(f"{key}: {exc}")
+        finally:
+            if filled and not content.dirty:
+                fs.contents.save(content, key, etag)
+            for rest in list(stream.events):
+                self._done(content, stream, rest)
