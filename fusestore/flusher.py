@@ -79,7 +79,7 @@ class Flusher:
         self.dirty_since: dict[Node, float] = {}
         #: bytes uploaded so far (for progress rates)
         self.uploaded_bytes = 0
-        self._busy_keys: set[str] = set()
+        self._busy_keys = fs.ns.writing  # listings must not trust what is in flight
         self._deleting = False
         self._deletes_due = 0.0
         self._wakeup = trio.Event()

@@ -71,6 +71,9 @@ class Namespace:
         self.root.lookups = 1
         self.nodes[1] = self.root
         self.deletes: set[str] = set()
+        #: keys the flusher is writing or deleting right now (shared with it): a listing
+        #: taken meanwhile may show an object whose node was removed since
+        self.writing: set[str] = set()
         self.moving_from: dict[str, Node] = {}
         self._shadowed_prefixes: Counter[str] = Counter()
         self._warned: set[str] = set()
@@ -300,7 +303,11 @@ class Namespace:
             if reason is not None:
                 self.warn_once(info.key, reason)
                 hidden += 1
-            elif not self.shadowed(info.key) and self.recent_deletes.get(info.key, -1) <= since:
+            elif (
+                not self.shadowed(info.key)
+                and info.key not in self.writing
+                and self.recent_deletes.get(info.key, -1) <= since
+            ):
                 listed[name] = info
             else:
                 shadowed.add(name)
@@ -311,7 +318,7 @@ class Namespace:
                 self.warn_once(sub, reason)
                 hidden += 1
                 continue
-            if self.shadowed(sub) or self.recent_deletes.get(sub, -1) > since:
+            if self.shadowed(sub) or sub in self.writing or self.recent_deletes.get(sub, -1) > since:
                 shadowed.add(name)
                 continue
             if isinstance(listed.get(name), ObjectInfo):
