@@ -380,15 +380,21 @@ class Flusher:
             await fs.fetch_all(content)
             size = content.size
             content.ensure_file()  # an empty new file has none until written
-            staged = self.staged.pop(content, None)
+            staged = self.staged.get(content)
             if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
-                etag = await self._finish_staged(staged, content, size)
+                # Still listed while it completes: its sent parts are not dirty data.
+                try:
+                    etag = await self._finish_staged(staged, content, size)
+                finally:
+                    if self.staged.get(content) is staged:
+                        del self.staged[content]
                 metadata = staged.metadata
                 # The object's mtime is its completion time; one set apart from the last
                 # write (utimens, `cp -p`) is written by a copy onto itself afterwards.
                 mtime_lost = abs(node.mtime_ns / 1e9 - time.time()) > MTIME_SLACK
             else:
                 if staged is not None:
+                    del self.staged[content]
                     await self._abort_staged(staged)
                 etag = await fs.calls.run(self._put_content, key, content, size, metadata)
             self.uploaded_bytes += size
