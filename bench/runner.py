@@ -1,0 +1,173 @@
+"""Runs one workload on the limit and on every system: fresh bucket (or a verified-unchanged
+shared one for read-only workloads), fresh mount, bounded time, cleanup whatever happens."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import BenchError, Deadline
+from servers import list_keys
+from systems import Fusestore, System
+from workloads import Ctx, Workload
+
+LIMIT = "limit"
+
+
+@dataclass
+class Outcome:
+    values: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    requests: dict[str, int] | None = None  # fusestore's own count (status before/after)
+    server_requests: dict[str, int] | None = None  # from the server's request log
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def fail(self, message: str) -> None:
+        if self.error is None:
+            self.error = message
+
+
+def _diff(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    ops = sorted(set(before) | set(after))
+    return {op: after.get(op, 0) - before.get(op, 0) for op in ops if after.get(op, 0) != before.get(op, 0)}
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, BenchError):
+        where = traceback.extract_tb(exc.__traceback__)
+        frames = [f"{os.path.basename(f.filename)}:{f.lineno}" for f in where if "bench" in f.filename]
+        if frames:
+            text += f" (at {frames[-1]})"
+    return " ".join(text.split())[:300]
+
+
+class Runner:
+    def __init__(
+        self, ctx: Ctx, systems: dict[str, System], timeout: float | None, global_deadline: Deadline
+    ):
+        self.ctx = ctx
+        self.systems = systems
+        self.timeout = timeout
+        self.global_deadline = global_deadline
+        self.buckets: set[str] = set()
+
+    def budget(self, workload: Workload) -> float:
+        if self.timeout is not None:
+            return self.timeout
+        return max(60.0, workload.budget * self.ctx.scale)
+
+    def new_bucket(self, tag: str) -> str:
+        name = self.ctx.backend.new_bucket(tag)
+        self.buckets.add(name)
+        return name
+
+    def drop_bucket(self, name: str) -> None:
+        try:
+            self.ctx.backend.delete_bucket(name)
+            self.buckets.discard(name)
+        except Exception as exc:
+            self.ctx.log(f"  could not delete bucket {name}: {_message(exc)}")
+
+    def run(self, workload: Workload) -> dict[str, Outcome]:
+        outcomes: dict[str, Outcome] = {}
+        shared: str | None = None
+        snapshot: dict[str, Any] | None = None
+        tag = "".join(workload.keys)
+        try:
+            for name in [LIMIT, *self.systems]:
+                outcome = Outcome()
+                outcomes[name] = outcome
+                started = time.monotonic()
+                seconds = min(self.budget(workload), self.global_deadline.remaining())
+                deadline = Deadline(seconds, f"({tag}) on {name}")
+                bucket = None
+                try:
+                    if seconds <= 0:
+                        raise BenchError("skipped: the run's global timeout was reached")
+                    if workload.shared:
+                        if shared is None:
+                            shared = self.new_bucket(tag)
+                            workload.seed(shared)
+                            snapshot = list_keys(self.ctx.backend.client(), shared, "")
+                        bucket = shared
+                    else:
+                        bucket = self.new_bucket(f"{tag}-{name}")
+                        workload.seed(bucket)
+                    if name == LIMIT:
+                        try:
+                            workload.limit(bucket, deadline, outcome.values)
+                        finally:
+                            workload.stop_watchers()
+                    else:
+                        self.on_system(workload, self.systems[name], bucket, deadline, outcome)
+                except Exception as exc:
+                    outcome.fail(_message(exc))
+                finally:
+                    if bucket is not None and bucket != shared:
+                        self.drop_bucket(bucket)
+                    elif shared is not None:
+                        now = list_keys(self.ctx.backend.client(), shared, "")
+                        if now != snapshot:
+                            outcome.notes.append("changed the read-only bucket; it was seeded anew")
+                            self.drop_bucket(shared)
+                            shared = None
+                    outcome.seconds = time.monotonic() - started
+                status = f"failed: {outcome.error}" if outcome.error else "ok"
+                self.ctx.log(f"  ({tag}) {name:<9} {outcome.seconds:6.1f}s  {status}")
+        finally:
+            if shared is not None:
+                self.drop_bucket(shared)
+        return outcomes
+
+    def on_system(
+        self, workload: Workload, system: System, bucket: str, deadline: Deadline, outcome: Outcome
+    ) -> None:
+        backend = self.ctx.backend
+        mnt = system.mount(bucket)
+        try:
+            before = offset = None
+            try:
+                before = system.requests()
+                offset = backend.log_offset()
+                workload.run(system, mnt, bucket, deadline, outcome.values)
+            except Exception as exc:
+                outcome.fail(_message(exc))
+            finally:
+                workload.stop_watchers()
+            with contextlib.suppress(Exception):
+                outcome.requests = _diff(before, system.requests())
+            outcome.server_requests = backend.requests_since(offset)
+            if isinstance(system, Fusestore) and outcome.error is None:
+                with contextlib.suppress(Exception):
+                    dirty = system.status().get("dirty_items")
+                    if dirty:
+                        outcome.notes.append(f"{dirty} item(s) still dirty when measured visible")
+        finally:
+            try:
+                system.unmount(Deadline(min(120.0, max(30.0, deadline.remaining() + 30)), "unmount"))
+            except Exception as exc:
+                outcome.fail(_message(exc))
+        if outcome.error is not None:
+            tail = system.log_tail(2000).replace(self.ctx.workdir, "$WORKDIR")[-300:]
+            if tail:
+                outcome.notes.append(f"end of its log: …{tail}")
+        else:
+            try:
+                workload.verify(bucket)
+            except Exception as exc:
+                outcome.fail(f"check after unmounting: {_message(exc)}")
+                for metric in workload.metrics():
+                    if metric.final:
+                        outcome.values.pop(metric.id, None)
+        notes = getattr(workload, "notes", None)
+        if notes is not None:
+            with contextlib.suppress(Exception):
+                outcome.notes.extend(notes(bucket))
