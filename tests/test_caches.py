@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from core.conftest import Env
 
 from fusestore import caches
-from fusestore.cache import CacheDir, ContentStore
 from fusestore.cache.layout import cache_name
 from fusestore.caches import CacheInfo, CacheInUse, NotACache, clean, describe, find_caches, pending_items
-from fusestore.core import Filesystem, MountSettings
-from fusestore.stores import open_store
+from fusestore.core import Filesystem
 from fusestore.stores.memory import MemoryStore
 
 MiB = 2**20
@@ -35,47 +34,21 @@ KEEP = b"a file that is only read: its data is clean"
 Body = Callable[[Filesystem], Awaitable[None]]
 
 
-class Bench:
-    """One memory store and one cache directory (like tests/core's Env, without the spies)."""
+class Bench(Env):
+    """tests/core's Env (one memory store, one cache directory), driven from sync tests."""
 
     def __init__(self, cache_dir: Path) -> None:
-        self.name = f"caches-{uuid.uuid4().hex[:12]}"
-        self.store: MemoryStore = open_store(f"memory://{self.name}")  # type: ignore[assignment]
-        self.cache_dir = cache_dir
+        super().__init__(f"caches-{uuid.uuid4().hex[:12]}", cache_dir)
 
-    def mount(self, body: Body, *, flusher: bool) -> None:
-        """Open the cache and a Filesystem as the daemon does (replay, orphans removed), run
-        `body`, then with the flusher: upload everything; without: leave it in the journal."""
+    def run(self, body: Body, *, flusher: bool) -> None:
+        """Mount as the daemon does (replay, orphans removed), run `body`, then with the
+        flusher: upload everything; without: leave it in the journal."""
 
         async def main() -> None:
-            cache = CacheDir.for_store(self.store.to_url(), str(self.cache_dir)).open()
-            fs = Filesystem(self.store, cache, MountSettings(writeback_delay=0.05))
-            try:
-                fs.replay()
-                ContentStore.remove_orphans(fs.contents, fs.dirty_content_ids())
-                async with trio.open_nursery() as nursery:
-                    if flusher:
-                        await nursery.start(fs.serve)
-                    with trio.fail_after(20):
-                        await body(fs)
-                        if flusher:
-                            await fs.flusher.sync_all()
-                    nursery.cancel_scope.cancel()
-            finally:
-                fs.close()
-                cache.close()
+            async with self.mount(flusher=flusher, sync=flusher) as fs:
+                await body(fs)
 
         trio.run(main)
-
-    def objects(self) -> dict[str, bytes]:
-        backend = self.store._backend
-        with backend.lock:
-            return {key: obj.data for key, obj in sorted(backend.objects.items())}
-
-    def metadata(self, key: str) -> dict[str, str]:
-        backend = self.store._backend
-        with backend.lock:
-            return dict(backend.objects[key].metadata)
 
 
 @pytest.fixture
@@ -151,7 +124,7 @@ def expected_objects() -> dict[str, bytes]:
 
 def pending_cache(bench: Bench) -> CacheInfo:
     populate(bench)
-    bench.mount(make_changes, flusher=False)
+    bench.run(make_changes, flusher=False)
     return describe(bench.cache_dir)
 
 
@@ -181,8 +154,8 @@ def test_list_shows_a_cache_with_pending_work_and_its_store_url(
         busy.cache_dir = root / cache_name(busy.store.to_url())
         idle.cache_dir = root / cache_name(idle.store.to_url())
         populate(busy)
-        busy.mount(make_changes, flusher=False)
-        idle.mount(lambda fs: write(fs, "f", 0, b"uploaded", create=True), flusher=True)
+        busy.run(make_changes, flusher=False)
+        idle.run(lambda fs: write(fs, "f", 0, b"uploaded", create=True), flusher=True)
         (root / "not-a-cache").mkdir()
         (root / "not-a-cache" / "file").write_bytes(b"x")
         (root / "a-link").symlink_to(busy.cache_dir)
@@ -243,7 +216,7 @@ def test_a_journal_left_by_a_killed_daemon_is_read_without_changing_it(bench: Be
         assert {item.kind for item in pending_items(bench.cache_dir)} == {"file", "delete", "upload"}
         assert snapshot(bench.cache_dir) == before
 
-    bench.mount(changes_then_die, flusher=False)
+    bench.run(changes_then_die, flusher=False)
     (info,) = seen
     assert not info.in_use
     assert (info.pending_files, info.pending_deletes, info.unfinished_uploads) == (4, 1, 1)
@@ -324,7 +297,7 @@ def test_clean_keeps_dirty_data_and_the_journal_and_the_next_mount_uploads_every
     async def nothing(fs: Filesystem) -> None:
         pass
 
-    bench.mount(nothing, flusher=True)  # replay, then upload everything
+    bench.run(nothing, flusher=True)  # replay, then upload everything
     assert bench.objects() == expected_objects()
     assert stat.S_IMODE(int(bench.metadata("chmod")["mode"])) == 0o600
     done = describe(bench.cache_dir)
@@ -339,7 +312,7 @@ def test_clean_of_a_cache_with_nothing_pending_removes_the_directory(bench: Benc
         assert await read(fs, "keep") == KEEP
         await write(fs, "new.txt", 0, b"uploaded before the end", create=True)
 
-    bench.mount(read_and_write, flusher=True)
+    bench.run(read_and_write, flusher=True)
     info = describe(bench.cache_dir)
     assert info.pending is False and info.data_files >= 1
 
@@ -386,7 +359,7 @@ def test_clean_refuses_a_cache_in_use(bench: Bench) -> None:
         with pytest.raises(CacheInUse):
             clean(mounted, force=True)
 
-    bench.mount(check_while_mounted, flusher=False)
+    bench.run(check_while_mounted, flusher=False)
     assert bench.cache_dir.is_dir()
 
 

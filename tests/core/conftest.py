@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.cache import CacheDir
+from fusestore.cache import CacheDir, ContentStore
 from fusestore.core import Filesystem, MountSettings, Node
 from fusestore.stores import StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
@@ -84,6 +84,7 @@ class Env:
         try:
             if replay:
                 fs.replay()
+                ContentStore.remove_orphans(fs.contents, fs.dirty_content_ids())
             async with trio.open_nursery() as nursery:
                 if flusher:
                     await nursery.start(fs.serve)
