@@ -15,12 +15,12 @@ program's. `**options` are the long options of `fusestore mount` with underscore
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -109,30 +109,21 @@ class Mount:
     def sync_all(self, timeout: float | None = None) -> None:
         """Return once the store holds every change made so far; MountError after
         `timeout` seconds (the uploads go on)."""
-        client = ControlClient(self._client().path, timeout=timeout or 3600 * 24 * 365)
         try:
-            for message in client.request("flush"):
-                if message.get("done"):
-                    if message["status"]["dirty_items"]:
-                        raise MountError("the daemon stopped before everything was uploaded")
-                    return
+            ControlClient(self._client().path, timeout=timeout).flush()
         except ControlError as exc:
             raise MountError(str(exc)) from None
-        raise MountError("the daemon stopped before everything was uploaded")
 
     def unlink(self, sync: bool = True) -> None:
         """Unmount (after uploading everything unless `sync` is False). Safe to call twice."""
         if self._control is None:
             return
-        client = ControlClient(self._control.path, timeout=3600 * 24 * 365)
+        client = ControlClient(self._control.path, timeout=None)
         self._control = None
-        try:
-            for _ in client.request("unmount", sync=sync):
-                pass
-        except ControlError:
-            pass  # it has gone already, or is going; wait for the process below
-        while self.pid is not None and mounts.process_alive(self.pid):
-            time.sleep(0.05)
+        with contextlib.suppress(ControlError):  # gone already, or going: wait for it below
+            client.follow("unmount", sync=sync)
+        if self.pid is not None:
+            mounts.wait_exit(self.pid)
         entry = mounts.registered(str(self.path)) or {}
         if sync and entry.get("exit_code") not in (0, None):
             raise MountError(

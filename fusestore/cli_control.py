@@ -11,14 +11,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from . import mounts
 from .cli import fail, main
-from .control import ControlClient, ControlError
+from .control import ControlClient, ControlError, ControlTimeout
 
 MiB = 2**20
 
@@ -98,19 +97,6 @@ class Progress:
             click.echo(err=True)
 
 
-def _follow(answers: Iterator[dict[str, Any]], progress: Progress) -> dict[str, Any] | None:
-    """Render progress lines; returns the final message (None if the daemon hung up)."""
-    try:
-        for message in answers:
-            if "progress" in message:
-                progress.update(message["progress"])
-            else:
-                return message
-        return None
-    finally:
-        progress.done()
-
-
 @main.command("status")
 @click.argument("mountpoint", required=False, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mount, in a list.")
@@ -179,17 +165,18 @@ def flush_command(mountpoint: str | None, config_file: str | None, timeout: floa
     """Upload every change of a live mount now, showing progress; exit 0 once nothing is dirty."""
     point = _mountpoint_from(mountpoint, config_file)
     _entry, client = _daemon_of(point)
-    client.timeout = timeout if timeout is not None else 3600 * 24 * 365
+    client.timeout = timeout
+    progress = Progress("flushing")
     try:
-        final = _follow(client.request("flush"), Progress("flushing"))
-    except ControlError as exc:
-        if "did not answer within" in str(exc):
-            click.echo(f"fusestore: not everything is uploaded after {timeout:g}s; uploads go on", err=True)
-            sys.exit(1)
-        fail(f"{point}: {exc}")
-    if final is None or final["status"]["dirty_items"]:
-        click.echo(f"fusestore: {point}: the daemon stopped before everything was uploaded", err=True)
+        client.flush(progress.update)
+    except ControlTimeout:
+        click.echo(f"fusestore: not everything is uploaded after {timeout:g}s; uploads go on", err=True)
         sys.exit(1)
+    except ControlError as exc:
+        click.echo(f"fusestore: {point}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        progress.done()
     click.echo(f"fusestore: {point}: the store holds every change", err=True)
 
 
@@ -234,24 +221,26 @@ def umount_command(
             f"fusestore: {point} detached; the daemon (pid {pid}) uploads the rest, then exits", err=True
         )
         return
-    deadline = None if timeout is None else time.monotonic() + timeout
     assert entry is not None
+    started = time.monotonic()
     followed = False
     if entry.get("control"):
-        client = ControlClient(entry["control"], timeout=timeout or 3600 * 24 * 365)
+        progress = Progress("uploading before unmounting")
         try:
-            _follow(client.request("unmount"), Progress("uploading before unmounting"))
+            ControlClient(entry["control"], timeout=timeout).follow("unmount", progress.update)
             followed = True
-        except ControlError as exc:
-            if "did not answer within" in str(exc):  # our --timeout, not the daemon's fault
-                fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+        except ControlTimeout:
+            fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+        except ControlError:
+            pass  # an older daemon, or it is going already: the signal below says the same
+        finally:
+            progress.done()
     if not followed:
         os.kill(pid, signal.SIGTERM)
         click.echo(f"fusestore: uploading pending changes of {point}, then unmounting…", err=True)
-    while mounts.process_alive(pid):
-        if deadline is not None and time.monotonic() > deadline:
-            fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
-        time.sleep(0.1)
+    left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+    if not mounts.wait_exit(pid, left):
+        fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
     result = (mounts.registered(point) or {}).get("exit_code")
     if result not in (0, None):
         fail(f"{point} was unmounted with changes not yet in the store; they go up at the next mount")

@@ -40,6 +40,10 @@ class ControlError(RuntimeError):
     """The daemon could not be reached, or refused the request; the message says why."""
 
 
+class ControlTimeout(ControlError):
+    """The caller's timeout passed before the daemon finished (it carries on)."""
+
+
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -117,7 +121,7 @@ class ControlServer:
 class ControlClient:
     """Talks to the daemon behind a socket path (blocking; for the CLI and the API)."""
 
-    def __init__(self, path: str | os.PathLike[str], timeout: float = 10.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout: float | None = 10.0) -> None:
         self.path = str(path)
         self.timeout = timeout
 
@@ -145,7 +149,7 @@ class ControlClient:
                         raise ControlError(str(message["error"]))
                     yield message
         except TimeoutError:
-            raise ControlError(f"the daemon did not answer within {self.timeout:g}s") from None
+            raise ControlTimeout(f"the daemon did not finish within {self.timeout:g}s") from None
         finally:
             sock.close()
 
@@ -154,3 +158,24 @@ class ControlClient:
         for message in self.request(cmd, **args):
             return message
         raise ControlError("the daemon closed the connection without answering")
+
+    def follow(
+        self, cmd: str, on_progress: Callable[[dict[str, Any]], None] | None = None, **args: Any
+    ) -> dict[str, Any] | None:
+        """A request answered by progress lines (`flush`, `unmount`): each goes to
+        `on_progress`; returns the final message, or None once the daemon hung up."""
+        for message in self.request(cmd, **args):
+            if "progress" not in message:
+                return message
+            if on_progress is not None:
+                on_progress(message["progress"])
+        return None
+
+    def flush(self, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Upload everything now; returns the final status once nothing is dirty.
+        ControlError if the daemon stopped first, ControlTimeout after `timeout`."""
+        final = self.follow("flush", on_progress)
+        if final is None or final["status"]["dirty_items"]:
+            raise ControlError("the daemon stopped before everything was uploaded")
+        status: dict[str, Any] = final["status"]
+        return status

@@ -245,3 +245,13 @@ def set_read_ahead(mountpoint: str, kib: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def wait_exit(pid: int, timeout: float | None = None) -> bool:
+    """Wait until process `pid` has exited; False if `timeout` seconds passed first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while process_alive(pid):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
