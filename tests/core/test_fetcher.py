@@ -1,0 +1,78 @@
+"""Streamed fetches (core/fetcher.py): one GET per run of missing blocks, split by a jump,
+reopened after a break."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from fusestore.cache import BLOCK_SIZE
+from fusestore.stores import StoreUnavailable
+from fusestore.stores.base import ObjectReader
+
+from .conftest import Env, MiB, ino_of, pattern, read_all
+
+pytestmark = pytest.mark.trio
+
+
+async def test_a_sequential_read_is_one_get(env: Env) -> None:
+    data = pattern(24 * MiB + 5, seed=1)
+    env.put("f", data)
+    async with env.mount() as fs:
+        assert await read_all(fs, await ino_of(fs, "f"), MiB) == data
+    assert [(start, length) for _, start, length, *_ in env.called("open_range")] == [(0, len(data))]
+
+
+async def test_a_jump_far_ahead_gets_its_own_get_and_skips_the_middle(env: Env) -> None:
+    data = pattern(64 * MiB, seed=2)
+    env.put("f", data)
+    async with env.mount() as fs:
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_RDONLY)
+        for offset in range(0, 4 * MiB, MiB):  # sequential: the stream runs a window ahead
+            assert await fs.read(fh, offset, MiB) == data[offset : offset + MiB]
+        far = 48 * MiB
+        assert await fs.read(fh, far, 4096) == data[far : far + 4096]
+        content = fs.file_handle(fh).content
+        assert content is not None
+        starts = [start for _, start, *_ in env.called("open_range")]
+        assert starts == [0, far], "the far read did not wait for the first stream to get there"
+        assert not any(content.present >> block & 1 for block in range(20, 48)), "the middle stayed out"
+        fs.release(fh)
+
+
+class BreakingReader(ObjectReader):
+    """Gives `limit` bytes of another reader, then fails as a dropped connection would."""
+
+    def __init__(self, inner: ObjectReader, limit: int) -> None:
+        self.inner, self.left = inner, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            raise StoreUnavailable("test: connection reset mid-stream")
+        chunk = self.inner.read(min(size, self.left) if size >= 0 else self.left)
+        self.left -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_a_stream_broken_midway_is_reopened_where_it_stopped(env: Env) -> None:
+    data = pattern(8 * MiB + 100, seed=3)
+    env.put("f", data)
+    spied = env.store.open_range
+    opened = 0
+
+    def breaking(*args: Any, **kwargs: Any) -> ObjectReader:
+        nonlocal opened
+        opened += 1
+        reader = spied(*args, **kwargs)
+        return BreakingReader(reader, 2 * BLOCK_SIZE + 1000) if opened == 1 else reader
+
+    env.store.open_range = breaking  # type: ignore[method-assign]
+    async with env.mount() as fs:
+        assert await read_all(fs, await ino_of(fs, "f"), MiB) == data
+    starts = [start for _, start, *_ in env.called("open_range")]
+    assert starts == [0, 2 * BLOCK_SIZE], "reopened at the first block it could not finish"
