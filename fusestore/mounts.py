@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +19,45 @@ class MountpointError(ValueError):
     """The mountpoint cannot be used; the message says why and what to do."""
 
 
-def is_mounted(path: str | os.PathLike[str]) -> bool:
-    """Whether a file system is mounted at `path` (per /proc/self/mountinfo)."""
-    target = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as table:
-            for line in table:
-                fields = line.split()
-                if len(fields) > 4 and _unescape(fields[4]) == target:
-                    return True
-    except OSError:
-        return os.path.ismount(target)
-    return False
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of the mount table."""
+
+    mountpoint: str
+    device: str  # major:minor
+    fstype: str  # `fuse.fusestore` for ours
 
 
-def mount_type(path: str | os.PathLike[str]) -> str | None:
-    """The type of the file system mounted at `path` (`fuse.fusestore` for ours), or None."""
-    target, found = os.path.realpath(path), None
+def mount_table() -> list[MountEntry]:
+    """The mounts this process can see, in /proc/self/mountinfo order (the last one listed
+    at a path is on top); empty when the table cannot be read."""
+    entries = []
     try:
         with open("/proc/self/mountinfo") as table:
             for line in table:
                 fields, _, tail = line.partition(" - ")
                 points = fields.split()
-                if len(points) > 4 and _unescape(points[4]) == target and tail:
-                    found = tail.split()[0]  # the last one listed is on top
+                if len(points) > 4 and tail:
+                    entries.append(MountEntry(_unescape(points[4]), points[2], tail.split()[0]))
     except OSError:
-        return None
-    return found
+        pass
+    return entries
+
+
+def _on_top(target: str) -> MountEntry | None:
+    found = [entry for entry in mount_table() if entry.mountpoint == target]
+    return found[-1] if found else None
+
+
+def is_mounted(path: str | os.PathLike[str]) -> bool:
+    """Whether a file system is mounted at `path`."""
+    return _on_top(os.path.realpath(path)) is not None
+
+
+def mount_type(path: str | os.PathLike[str]) -> str | None:
+    """The type of the file system mounted at `path` (`fuse.fusestore` for ours), or None."""
+    entry = _on_top(os.path.realpath(path))
+    return entry.fstype if entry else None
 
 
 def _unescape(field: str) -> str:
@@ -184,17 +197,7 @@ def unregister(mountpoint: str) -> None:
 
 def fusestore_mounts() -> list[str]:
     """Mountpoints of every fusestore mount this process can see."""
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as table:
-            for line in table:
-                fields, _, tail = line.partition(" - ")
-                points = fields.split()
-                if len(points) > 4 and tail.split()[:1] == ["fuse.fusestore"]:
-                    found.append(_unescape(points[4]))
-    except OSError:
-        pass
-    return found
+    return [entry.mountpoint for entry in mount_table() if entry.fstype == "fuse.fusestore"]
 
 
 def process_alive(pid: int) -> bool:
@@ -232,15 +235,11 @@ def set_read_ahead(mountpoint: str, kib: int) -> bool:
     sequential reads arrive as 1 MiB requests instead of 128 KiB ones (half the daemon's
     CPU per byte, measured). Needs root; returns whether it was set. The device comes
     from the mount table: stat() of the mount root would ask this very daemon."""
-    target = os.path.abspath(mountpoint)  # not realpath: it would stat the mount root
+    entry = _on_top(os.path.abspath(mountpoint))  # not realpath: it would stat the mount root
+    if entry is None:
+        return False
     try:
-        with open("/proc/self/mountinfo") as table:
-            devices = [
-                fields[2] for fields in (line.split() for line in table) if _unescape(fields[4]) == target
-            ]
-        if not devices:
-            return False
-        with open(f"/sys/class/bdi/{devices[-1]}/read_ahead_kb", "w") as knob:
+        with open(f"/sys/class/bdi/{entry.device}/read_ahead_kb", "w") as knob:
             knob.write(str(kib))
     except OSError:
         return False
