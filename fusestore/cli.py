@@ -238,6 +238,14 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     help="Seconds after a file's last write or close before it is uploaded.",
 )
 @click.option(
+    "--upload-at-close",
+    type=ByteSize(),
+    default="16M",
+    show_default=True,
+    help="A new file at least this big is uploaded as soon as it is closed, without the "
+    "write-back delay (0: never).",
+)
+@click.option(
     "--metadata-ttl",
     type=click.FloatRange(min=0),
     default=60.0,
@@ -250,6 +258,12 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     default="local",
     show_default=True,
     help="What fsync waits for: the change safe on this machine's disk (local), or in the store (remote).",
+)
+@click.option(
+    "--exact-attrs",
+    is_flag=True,
+    help="Read each object's stored mode, owner, mtime and symlink flag on its first lookup "
+    "(one HEAD per object). Without it they come from the listing until the file is changed.",
 )
 @click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
 @click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")

@@ -9,11 +9,14 @@ forever: nothing is dropped. `sync_all` returns once nothing is pending.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import math
 import os
 import time
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -22,7 +25,7 @@ from .cache import Content, Journal
 from .core.nodes import Kind, Node
 from .staging import StagedUpload
 from .storecalls import StoreTimeout
-from .stores import NotFound, StoreError, StoreUnavailable
+from .stores import NotFound, ObjectInfo, PreconditionFailed, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -31,6 +34,16 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 DELETE_BATCH = 1000
+#: Keys to delete are sent once no new one has come for this long (or once the oldest has
+#: waited the writeback delay), so that `rm -rf` of a big tree is one request per 1000 keys.
+DELETE_GATHER = 1.0
+#: ... and while the copies of a rename are still going, up to this long.
+MOVE_GATHER = 30.0
+#: A burst of new files: this many within this many seconds (see `Burst`).
+BURST_FILES = 40
+BURST_WINDOW = 0.5
+#: The longest an upload that is due waits for a burst to pause.
+BURST_MAX_HOLD = 15.0
 #: An unfinished upload found at a key we were uploading to counts as ours when it was
 #: started at most this long before our journal said we began (clocks differ).
 CLOCK_SKEW = 60.0
@@ -72,6 +85,10 @@ class Flusher:
         self.fs = fs
         self.settings = fs.settings
         self.due: dict[Node, float] = {}
+        #: (due time, order, node) for every `due` entry; entries that no longer match
+        #: `due` are stale and skipped (a heap: a burst of small files is no O(n²) scan)
+        self._queue: list[tuple[float, int, Node]] = []
+        self._order = itertools.count()
         self.running: set[Node] = set()
         self.failures: dict[Node, int] = {}
         self.failed_attempts = 0
@@ -82,6 +99,11 @@ class Flusher:
         self._busy_keys = fs.ns.writing  # listings must not trust what is in flight
         self._deleting = False
         self._deletes_due = 0.0
+        #: how many deletes the namespace had been given when last looked at, and since
+        #: when the oldest unsent one waits (None: none waits)
+        self._deletes_seen = fs.ns.deletes_added
+        self._deletes_waiting_since: float | None = None
+        self._deletes_last_added = -math.inf
         self._wakeup = trio.Event()
         self._progress = trio.Event()
         self._urgent = False
@@ -89,6 +111,7 @@ class Flusher:
         self.staged: dict[Content, StagedUpload] = {}
         self._part_limiter = trio.CapacityLimiter(self.settings.upload_workers)
         self._cleaning_staged = False
+        self._burst = Burst()
 
     # -- called by the file system --------------------------------------------------------
 
@@ -97,9 +120,16 @@ class Flusher:
         wait = self.settings.writeback_delay if delay is None else delay
         if self._urgent and node not in self.failures:
             wait = 0
-        self.due[node] = _now() + wait
+        now = _now()
+        if node not in self.due and node not in self.running:
+            self._burst.note(now)
+        self._set_due(node, now + wait)
         self.dirty_since.setdefault(node, time.time())
         self.wake()
+
+    def _set_due(self, node: Node, when: float) -> None:
+        self.due[node] = when
+        heapq.heappush(self._queue, (when, next(self._order), node))
 
     def forget(self, node: Node) -> None:
         self.due.pop(node, None)
@@ -114,9 +144,9 @@ class Flusher:
     def hurry(self) -> None:
         """Everything due now (dirty space is short, or a sync was asked for)."""
         now = _now()
-        for node in self.due:
-            if node not in self.failures:
-                self.due[node] = min(self.due[node], now)
+        for node, when in list(self.due.items()):
+            if node not in self.failures and when > now:
+                self._set_due(node, now)
         self.wake()
 
     def _notify(self) -> None:
@@ -222,7 +252,7 @@ class Flusher:
         now = _now()
         for node in self.failures:
             if node in self.due:
-                self.due[node] = now
+                self._set_due(node, now)
         self.failures.clear()
         self._deletes_due = now
         self.wake()
@@ -241,33 +271,87 @@ class Flusher:
             await self._abort_unfinished_uploads()
             while True:
                 now = _now()
-                for node, due in sorted(self.due.items(), key=lambda item: item[1]):
-                    if due > now or len(self.running) >= self.settings.upload_workers:
-                        break
-                    if node in self.running:
-                        continue
-                    del self.due[node]
-                    self.running.add(node)
-                    nursery.start_soon(self._job, node)
-                if self.fs.ns.deletes and not self._deleting and self._deletes_due <= now:
+                next_due = self._start_due_jobs(nursery, now)
+                deletes_due = self._next_delete_time(now)
+                if self.fs.ns.deletes and not self._deleting and deletes_due <= now:
                     self._deleting = True
                     nursery.start_soon(self._delete_batch)
                 if not self._cleaning_staged and any(self._stale(content) for content in self.staged):
                     self._cleaning_staged = True
                     nursery.start_soon(self._drop_stale_staging)
-                # Nodes that cannot start now (no free worker, or an upload of the same node
-                # still running) are looked at again when a job ends and wakes this loop.
-                if len(self.running) >= self.settings.upload_workers:
-                    next_due = math.inf
-                else:
-                    next_due = min(
-                        (d for n, d in self.due.items() if n not in self.running), default=math.inf
-                    )
                 if self.fs.ns.deletes and not self._deleting:
-                    next_due = min(next_due, self._deletes_due)
+                    next_due = min(next_due, deletes_due)
                 with trio.move_on_at(next_due):
                     await self._wakeup.wait()
                 self._wakeup = trio.Event()
+
+    def _start_due_jobs(self, nursery: trio.Nursery, now: float) -> float:
+        """Start an upload job for each node due by `now`, earliest first, while workers
+        are free; returns when the next waiting node falls due (inf: none, or no free
+        worker). Nodes that cannot start now (no free worker, or an upload of the same
+        node still running) are looked at again when a job ends and wakes the loop."""
+        queue, blocked = self._queue, []
+        next_due = math.inf
+        # While files are being made in a burst (tar, cp -r, a build), one upload at a time
+        # runs until it pauses: more would take CPU from it (the store's client and, with
+        # a local server, the store itself), and the burst's end comes sooner. Not for
+        # long: a file due for BURST_MAX_HOLD starts anyway, and all do when space is short.
+        held = not self._urgent and not self.fs.space_wanted and self._burst.going(now)
+        while queue:
+            when, _, node = queue[0]
+            if self.due.get(node) != when:
+                heapq.heappop(queue)  # rescheduled or started since: a stale entry
+                continue
+            if len(self.running) >= self.settings.upload_workers:
+                break
+            if when > now:
+                next_due = when
+                break
+            if held and self.running and when > now - BURST_MAX_HOLD and node not in self.failures:
+                next_due = min(self._burst.quiet_at(), when + BURST_MAX_HOLD)
+                break
+            entry = heapq.heappop(queue)
+            if node in self.running:
+                blocked.append(entry)
+                continue
+            del self.due[node]
+            self.running.add(node)
+            nursery.start_soon(self._job, node)
+        for entry in blocked:
+            heapq.heappush(queue, entry)
+        return next_due
+
+    def _next_delete_time(self, now: float) -> float:
+        """When the pending deletes are to be sent: a moment after the last one came
+        (more are likely on the way), at the latest a writeback delay after the oldest."""
+        added = self.fs.ns.deletes_added
+        if added != self._deletes_seen:
+            self._deletes_seen = added
+            self._deletes_last_added = now
+            if self._deletes_waiting_since is None:
+                self._deletes_waiting_since = now
+        if not self.fs.ns.deletes:
+            self._deletes_waiting_since = None
+            return math.inf
+        since = now if self._deletes_waiting_since is None else self._deletes_waiting_since
+        if len(self.fs.ns.deletes) >= DELETE_BATCH:
+            gathered = now
+        elif self._moves_under_way():
+            # Each copy of a renamed tree frees its source key: wait for the lot (they are
+            # all due at once when hurried).
+            gathered = since + max(MOVE_GATHER, self.settings.writeback_delay)
+        elif self._urgent:
+            gathered = now
+        else:
+            gathered = min(self._deletes_last_added + DELETE_GATHER, since + self.settings.writeback_delay)
+        return max(self._deletes_due, gathered)
+
+    def _moves_under_way(self) -> bool:
+        """Whether copies whose sources are then deleted are queued or running."""
+        return any(
+            node in self.running or (node in self.due and node not in self.failures)
+            for node in self.fs.ns.moving_from.values()
+        )
 
     async def _job(self, node: Node) -> None:
         try:
@@ -299,7 +383,7 @@ class Flusher:
         else:
             log.warning("upload of %s failed (attempt %d, next in %.1fs): %s", node.path(), count, delay, exc)
         if node.linked:
-            self.due[node] = _now() + delay
+            self._set_due(node, _now() + delay)
 
     # -- one node ---------------------------------------------------------------------------
 
@@ -368,6 +452,7 @@ class Flusher:
         fs.ns.drop_delete(key)
         content: Content | None = None
         mtime_lost = False
+        kept_unknown_metadata = False
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
             body = node.target.encode("utf-8", "surrogateescape")
             etag = await fs.calls.run(fs.store.put, key, body, metadata)
@@ -400,8 +485,21 @@ class Flusher:
             self.uploaded_bytes += size
         else:
             source = node.remote_key
+            # Attributes never read from the object (a listing does not carry them) are
+            # the object's own: the copy keeps them.
+            kept_unknown_metadata = node.attrs_guessed
+            copied_metadata = None if kept_unknown_metadata else metadata
+            seen = ObjectInfo(source, node.remote_size, node.etag or "", 0.0)
             try:
-                etag = await fs.calls.run(fs.store.copy, source, key, metadata)
+                try:
+                    etag = await fs.calls.run(
+                        partial(fs.store.copy, source, key, copied_metadata, expect=seen)
+                    )
+                except PreconditionFailed:
+                    log.warning(
+                        "%s: changed in the store by another client; moving its new version", node.path()
+                    )
+                    etag = await fs.calls.run(fs.store.copy, source, key, copied_metadata)
             except NotFound:
                 if node.remote_key == source:
                     log.error(
@@ -414,7 +512,8 @@ class Flusher:
                 raise
             size = node.remote_size
 
-        fs.index.set(("meta", key), (etag, metadata))
+        if not kept_unknown_metadata:
+            fs.index.set(("meta", key), (etag, metadata))
         fs.ns.store_changed(node)
         fs.forget_listing(key)
         old = node.remote_key
@@ -637,15 +736,45 @@ class Flusher:
                 return
             finally:
                 self._busy_keys.difference_update(keys)
-            for key in keys:
-                fs.ns.store_changed(deleted=key)
-                fs.forget_listing(key)
-                fs.ns.drop_delete(key)
-                fs.index.delete(("meta", key))  # a remembered marker must not outlive it
+            self._deletes_waiting_since = None
+            with fs.journal.batch(), fs.index.transact():
+                for key in keys:
+                    fs.ns.store_changed(deleted=key)
+                    fs.forget_listing(key)
+                    fs.ns.drop_delete(key)
+                    fs.index.delete(("meta", key))  # a remembered marker must not outlive it
+            # Deletes held up meanwhile are part of the same run: the next gathering starts now.
+            self._deletes_last_added = max(self._deletes_last_added, _now())
         finally:
             self._deleting = False
             self._notify()
             self.wake()
+
+
+class Burst:
+    """Tells whether new files are being made in a burst: at least BURST_FILES of them
+    within the last BURST_WINDOW seconds (counted in two half windows). Cheap: O(1)."""
+
+    def __init__(self) -> None:
+        self._half = -math.inf  # start of the current half window
+        self._count = 0  # new files in it
+        self._before = 0  # ... and in the half before it
+        self._last = -math.inf
+
+    def note(self, now: float) -> None:
+        half = BURST_WINDOW / 2
+        if now - self._half >= half:
+            self._before = self._count if now - self._half < 2 * half else 0
+            self._half, self._count = now, 0
+        self._count += 1
+        self._last = now
+
+    def going(self, now: float) -> bool:
+        return now - self._last < BURST_WINDOW / 2 and self._count + self._before >= BURST_FILES
+
+    def quiet_at(self) -> float:
+        """When the burst counts as over if no new file comes."""
+        return self._last + BURST_WINDOW / 2
 
 
 def _now() -> float:

@@ -91,8 +91,10 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
         writeback_delay=o["writeback_delay"],
         cache_size=o["cache_size"],
         dirty_limit=o["dirty_limit"],
+        upload_at_close=o["upload_at_close"],
         upload_workers=o["upload_workers"],
         fsync=o["fsync"],
+        exact_attrs=o["exact_attrs"],
         io_timeout=o["io_timeout"],
     )
     store_options = {

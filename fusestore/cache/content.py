@@ -25,7 +25,9 @@ class Content:
     def __init__(self, content_id: str, path: Path, size: int, base_size: int, present: int = 0) -> None:
         self.id = content_id
         self.path = path
-        self.size = size
+        #: the running total of dirty bytes this content counts in (set by its store)
+        self.tally: list[int] | None = None
+        self._size = size
         self.base_size = base_size
         self.present = present
         #: the object version (key, etag) missing blocks are fetched from
@@ -33,14 +35,30 @@ class Content:
         self.dirty = False
         self.pins = 0
         self.atime = 0.0
+        #: the cache file was created since its directory was last fsynced
+        self.new_file = False
         self._fd: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @size.setter
+    def size(self, value: int) -> None:
+        if self.tally is not None:
+            self.tally[0] += value - self._size
+        self._size = value
 
     # -- the file -----------------------------------------------------------------
 
     @property
     def fd(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self.new_file = True
             if os.fstat(self._fd).st_size != self.size:
                 os.ftruncate(self._fd, self.size)
         return self._fd

@@ -38,6 +38,8 @@ class ContentStore:
         self._by_object: dict[tuple[str, str], str] = {}
         self._object_of: dict[str, tuple[str, str]] = {}
         self._dirty: dict[str, Content] = {}
+        #: the sum of the dirty contents' sizes (kept up to date by them: `Content.tally`)
+        self._dirty_total = [0]
         self._load()
 
     def _map(self, content_id: str, key: str, etag: str) -> None:
@@ -108,14 +110,14 @@ class ContentStore:
         content = Content(content_id, self._path(content_id), size, base_size, present)
         content.dirty = True
         self._by_id[content_id] = content
-        self._dirty[content_id] = content
+        self._count_dirty(content)
         return content
 
     def register_clean(self, content: Content, key: str, etag: str) -> None:
         """Remember `content` as mirroring `key` at `etag` (it is then evictable when unpinned)."""
         content.dirty = False
         content.source = (key, etag)
-        self._dirty.pop(content.id, None)
+        self._uncount_dirty(content)
         old = self._by_object.get((key, etag))
         if old is not None and old != content.id:
             self.discard(self._by_id[old])
@@ -148,7 +150,7 @@ class ContentStore:
     def make_dirty(self, content: Content) -> None:
         """`content` now holds local changes: no longer a mirror of any object."""
         content.dirty = True
-        self._dirty[content.id] = content
+        self._count_dirty(content)
         self._unmap(content.id)
         self.index.delete(("content", content.id))
 
@@ -166,7 +168,7 @@ class ContentStore:
     def discard(self, content: Content) -> None:
         """Remove a content and its file now (small unlink, inline)."""
         self._by_id.pop(content.id, None)
-        self._dirty.pop(content.id, None)
+        self._uncount_dirty(content)
         self._unmap(content.id)
         self.index.delete(("content", content.id))
         content.remove()
@@ -179,7 +181,21 @@ class ContentStore:
 
     @property
     def dirty_bytes(self) -> int:
-        return sum(c.size for c in self._dirty.values())
+        return self._dirty_total[0]
+
+    def _count_dirty(self, content: Content) -> None:
+        if self._dirty.get(content.id) is not content:
+            self._uncount_dirty(content)
+            self._dirty[content.id] = content
+            content.tally = self._dirty_total
+            self._dirty_total[0] += content.size
+
+    def _uncount_dirty(self, content: Content) -> None:
+        if self._dirty.get(content.id) is content:
+            del self._dirty[content.id]
+        if content.tally is not None:
+            content.tally[0] -= content.size
+            content.tally = None
 
     def evict_candidates(self) -> list[Content]:
         """Clean, unpinned contents to remove, oldest use first, to get back under 90% of the limit."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import diskcache
 
+from .keydisk import KeyCachingDisk
+
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +39,9 @@ class Index(diskcache.Cache):  # type: ignore[misc]  # diskcache has no type hin
     Deleting an entry must not fail silently (a stale listing would come back), so a
     delete on a full disk raises OSError(ENOSPC).
     """
+
+    def __init__(self, directory: str, **settings: Any) -> None:
+        super().__init__(directory, disk=KeyCachingDisk, **settings)
 
     def set(self, key: Any, value: Any, *args: Any, **kwargs: Any) -> bool:
         try:

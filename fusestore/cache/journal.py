@@ -13,8 +13,8 @@ Commits are NORMAL-synchronous (WAL): they survive the daemon being killed at on
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 import diskcache
 
 from .diskfull import disk_errors
+from .keydisk import KeyCachingDisk
 
 
 class Journal:
@@ -31,24 +32,32 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = diskcache.Cache(str(path), sqlite_synchronous=1, size_limit=2**62, eviction_policy="none")
+        self._db = diskcache.Cache(
+            str(path), disk=KeyCachingDisk, sqlite_synchronous=1, size_limit=2**62, eviction_policy="none"
+        )
         #: bumped by every change; `sync` compares it to skip work when nothing changed
         self.changes = 0
         self._synced = 0
+        #: changes so far that `sync(essential_only=True)` need not wait for
+        self._deferred = 0
+        self._synced_deferred = 0
         self._sync_lock = threading.Lock()
-        self._sync_con: sqlite3.Connection | None = None
 
     def close(self) -> None:
-        with self._sync_lock:
-            if self._sync_con is not None:
-                self._sync_con.close()
-                self._sync_con = None
         self._db.close()
 
-    def save_node(self, jid: str, record: dict[str, Any]) -> None:
+    def batch(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which every change is one SQLite transaction (for many at once)."""
+        return self._db.transact()  # type: ignore[no-any-return]
+
+    def save_node(self, jid: str, record: dict[str, Any], *, essential: bool = True) -> None:
+        """Write a node's record. `essential=False`: it differs from the one before only in
+        what `sync(essential_only=True)` may leave to the next full sync (timestamps)."""
         with disk_errors("journal"):
             self._db.set(("node", jid), record)
         self.changes += 1
+        if not essential:
+            self._deferred += 1
 
     def drop_node(self, jid: str) -> None:
         with disk_errors("journal"):
@@ -105,28 +114,32 @@ class Journal:
                     found[key[1]] = record
         return found
 
-    @property
-    def needs_sync(self) -> bool:
-        return self.changes != self._synced
+    def needs_sync(self, essential_only: bool = False) -> bool:
+        unsynced = self.changes - self._synced
+        if essential_only:
+            unsynced -= self._deferred - self._synced_deferred
+        return unsynced > 0
 
-    def sync(self) -> None:
-        """Make every change so far survive a power cut (blocks: fsync)."""
+    def sync(self, essential_only: bool = False) -> None:
+        """Make every change so far survive a power cut (blocks: fsync); with
+        `essential_only`, only when a change other than a deferrable one is unsynced."""
         with self._sync_lock:
-            target = self.changes
-            if target == self._synced:
+            target, deferred = self.changes, self._deferred
+            if not self.needs_sync(essential_only):
                 return
-            # A checkpoint syncs the WAL first; the fsync covers frames it could not move.
-            if self._sync_con is None:
-                self._sync_con = sqlite3.connect(self.path / "cache.db", timeout=60, check_same_thread=False)
-            self._sync_con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # In WAL mode a commit is durable once the WAL is; a checkpoint (SQLite's own,
+            # every 1000 pages) fsyncs the WAL before and the database after it copies.
             wal = self.path / "cache.db-wal"
-            if wal.exists():
+            try:
                 fd = os.open(wal, os.O_RDONLY)
+            except FileNotFoundError:
+                pass  # checkpointed and removed: everything is in the database file
+            else:
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            self._synced = target
+            self._synced, self._synced_deferred = target, deferred
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         found = {}

@@ -69,6 +69,11 @@ class MountSettings:
     #: "local": fsync returns once the change is durable in the cache; "remote": once the
     #: store holds it
     fsync: str = "local"
+    #: a new file at least this big is due at its last close (0: never)
+    upload_at_close: int = 16 * MiB
+    #: HEAD an object on its first lookup when the listing did not say its attributes
+    #: (else they stay the listing's until the file is changed)
+    exact_attrs: bool = False
 
 
 @dataclass
@@ -110,6 +115,8 @@ class Filesystem:
         self.mount_time_ns = now_ns()
         self._capacity: tuple[float, int, int] | None = None
         self._unsynced: set[Content] = set()  # cache files written since the last persist
+        #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
+        self._listings_dropped: set[str] = set()
         self.space_wanted = 0  # writers waiting for dirty space
         self._unjournaled: set[Node] = set()  # changes the journal could not take (disk full)
         self._disk_limiter = trio.CapacityLimiter(1)
@@ -142,36 +149,42 @@ class Filesystem:
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
                 node.jid = None
+                node.journaled = None
             self._unjournaled.discard(node)
             return
         if node.jid is None:
             node.jid = uuid.uuid4().hex
         content = node.content if node.data_dirty else None
+        record = {
+            "kind": node.kind.value,
+            "key": node.key,
+            "perm": node.perm,
+            "uid": node.uid,
+            "gid": node.gid,
+            "mtime_ns": node.mtime_ns,
+            "size": node.size,
+            "remote_key": node.remote_key,
+            "etag": node.etag,
+            "remote_size": node.remote_size,
+            "data_dirty": node.data_dirty,
+            "meta_dirty": node.meta_dirty,
+            "content": content.id if content else None,
+            "base_size": content.base_size if content else 0,
+            "present": f"{content.present:x}" if content else "0",
+            "target": node.target,
+            "explicit": node.explicit,
+            "marker_key": node.marker_key,
+            "overwrites": node.overwrites,
+        }
+        last = node.journaled
+        if record == last:
+            return  # a close after a write, an fsync after a setattr: nothing new to say
+        # A new mtime alone (the kernel sends one with every flushed write) need not cost
+        # fsync a journal flush: the periodic persist makes it durable.
+        essential = last is None or any(record[name] != last[name] for name in record if name != "mtime_ns")
         self._unjournaled.add(node)  # until the record is written (the disk may be full)
-        self.journal.save_node(
-            node.jid,
-            {
-                "kind": node.kind.value,
-                "key": node.key,
-                "perm": node.perm,
-                "uid": node.uid,
-                "gid": node.gid,
-                "mtime_ns": node.mtime_ns,
-                "size": node.size,
-                "remote_key": node.remote_key,
-                "etag": node.etag,
-                "remote_size": node.remote_size,
-                "data_dirty": node.data_dirty,
-                "meta_dirty": node.meta_dirty,
-                "content": content.id if content else None,
-                "base_size": content.base_size if content else 0,
-                "present": f"{content.present:x}" if content else "0",
-                "target": node.target,
-                "explicit": node.explicit,
-                "marker_key": node.marker_key,
-                "overwrites": node.overwrites,
-            },
-        )
+        self.journal.save_node(node.jid, record, essential=essential)
+        node.journaled = record
         self._unjournaled.discard(node)
 
     def _has_work(self, node: Node) -> bool:
@@ -215,7 +228,7 @@ class Filesystem:
 
     def dir_changed(self, directory: Node) -> None:
         """Entries of `directory` changed: its marker may have to come or go."""
-        self.index.delete(("listing", directory.prefix))
+        self.drop_listing(directory.prefix)
         directory.mtime_ns = directory.ctime_ns = now_ns()
         if self.marker_work(directory) is not None:
             self.record(directory)
@@ -363,6 +376,7 @@ class Filesystem:
         changed the store while it was taken: it may predate that change."""
         if self.ns.store_seq == since:
             self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
+            self._listings_dropped.discard(prefix)
 
     def _list_all(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
         """Every entry directly below `prefix` (blocking; runs in a worker thread)."""
@@ -394,10 +408,19 @@ class Filesystem:
             node = await self.child(parent, name)
         if node is None:
             return None
-        if node.attrs_guessed:
+        if node.attrs_guessed and self.settings.exact_attrs:
             await self.head_attrs(node)
         node.lookups += 1
         return node
+
+    async def attrs_for_change(self, node: Node) -> None:
+        """Before `node`'s attributes or data change here: read what its object holds,
+        since the upload writes every attribute, and one never read would be replaced by
+        the mount's defaults. Afterwards the node's attributes are the ones to write, even
+        if the store did not answer."""
+        if node.attrs_guessed:
+            await self.head_attrs(node)
+            node.attrs_guessed = False
 
     async def head_attrs(self, node: Node) -> None:
         """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
@@ -444,7 +467,7 @@ class Filesystem:
 
     async def getattr(self, ino: int) -> Node:
         node = self.node(ino)
-        if node.attrs_guessed:
+        if node.attrs_guessed and self.settings.exact_attrs:
             await self.head_attrs(node)
         return node
 
@@ -530,7 +553,15 @@ class Filesystem:
         stale (a put or delete deep down can make a prefix appear or vanish at each level)."""
         parts = key.rstrip("/").split("/")
         for depth in range(len(parts)):
-            self.index.delete(("listing", "".join(part + "/" for part in parts[:depth])))
+            self.drop_listing("".join(part + "/" for part in parts[:depth]))
+
+    def drop_listing(self, prefix: str) -> None:
+        """Forget the remembered listing of `prefix` (an index delete, skipped when this
+        mount already dropped it and remembered none since: `rm` of 1000 files is 1000
+        changes to one directory)."""
+        if prefix not in self._listings_dropped:
+            self.index.delete(("listing", prefix))
+            self._listings_dropped.add(prefix)
 
     def reclaim_marker(self, directory: Node) -> None:
         """A marker still to delete at `directory`'s prefix now belongs to `directory`.
@@ -772,6 +803,7 @@ class Filesystem:
         fh: int | None = None,
     ) -> Node:
         node = self.node(ino)
+        await self.attrs_for_change(node)
         if size is not None:
             if node.is_dir:
                 raise fs_error(errno.EISDIR)
@@ -795,7 +827,7 @@ class Filesystem:
                 node.meta_dirty = True
                 node.version += 1  # a marker upload in flight carries the older attributes
                 node.ctime_ns = now_ns()
-                self.index.delete(("listing", node.prefix))
+                self.drop_listing(node.prefix)
                 self.record(node)
                 self.flusher.schedule(node)
             elif node.linked:
@@ -839,6 +871,8 @@ class Filesystem:
         if node.kind is Kind.SYMLINK:
             raise fs_error(errno.ELOOP)
         keep = node.kernel_generation == node.data_generation
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            await self.attrs_for_change(node)
         if node.content is None:
             node.content = self._clean_content(node)
         fh = self._open_handle(node, flags)
@@ -981,23 +1015,29 @@ class Filesystem:
         node = self.file_handle(fh).node
         if node.linked:
             self.record(node)
-        await self.persist()
+        await self.persist(essential_only=True)
         if self.settings.fsync == "remote":
             await self.flusher.wait_uploaded(node)
 
     # -- durability ---------------------------------------------------------------------
 
-    async def persist(self) -> None:
+    async def persist(self, essential_only: bool = False) -> None:
         """Make all pending work so far survive a power cut: fsync the cache files written
-        since the last call, their directory and the journal (in a worker thread)."""
+        since the last call, their directory and the journal (in a worker thread).
+        `essential_only` (fsync's): new timestamps alone may wait for the next full call."""
         for node in list(self._unjournaled):
             self.record(node)  # OSError(ENOSPC) while the disk is still full
         paths = [content.path for content in self._unsynced]
+        new_names = any(content.new_file for content in self._unsynced)
+        for content in self._unsynced:
+            content.new_file = False
         self._unsynced.clear()
-        if paths or self.journal.needs_sync:
-            await trio.to_thread.run_sync(self._fsync_files, paths, limiter=self._disk_limiter)
+        if paths or self.journal.needs_sync(essential_only):
+            await trio.to_thread.run_sync(
+                self._fsync_files, paths, new_names, essential_only, limiter=self._disk_limiter
+            )
 
-    def _fsync_files(self, paths: list[Path]) -> None:
+    def _fsync_files(self, paths: list[Path], new_names: bool, essential_only: bool) -> None:
         """Blocking: runs in a worker thread."""
         for path in paths:
             try:
@@ -1005,16 +1045,16 @@ class Filesystem:
             except FileNotFoundError:
                 continue  # discarded meanwhile: nothing to keep
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)  # the data and the size; the rest is the journal's
             finally:
                 os.close(fd)
-        if paths:
+        if new_names:
             fd = os.open(self.cache.data_dir, os.O_RDONLY)
             try:
                 os.fsync(fd)  # new files' names
             finally:
                 os.close(fd)
-        self.journal.sync()
+        self.journal.sync(essential_only)
 
     async def _persist_loop(self) -> None:
         while True:
@@ -1038,6 +1078,21 @@ class Filesystem:
             finally:
                 self.fetcher.nursery = None
 
+    def _written_whole(self, node: Node) -> bool:
+        """A big file written anew and closed by its last opener: the write-back delay,
+        which lets programs that rewrite small files in bursts coalesce, would only hold
+        it back (`--upload-at-close`)."""
+        content = node.content
+        threshold = self.settings.upload_at_close
+        return (
+            threshold > 0
+            and node.opens == 0
+            and node.data_dirty
+            and content is not None
+            and content.base_size == 0
+            and content.size >= threshold
+        )
+
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if not isinstance(handle, FileHandle):
@@ -1048,7 +1103,7 @@ class Filesystem:
             handle.content.pins -= 1
         if node.linked:
             if node.pending:
-                self.flusher.schedule(node)
+                self.flusher.schedule(node, delay=0 if self._written_whole(node) else None)
                 self.record_if_room(node)
             elif node.content is not None and not node.content.dirty and not node.content.pins:
                 node.content = None

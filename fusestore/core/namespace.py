@@ -71,6 +71,8 @@ class Namespace:
         self.root.lookups = 1
         self.nodes[1] = self.root
         self.deletes: set[str] = set()
+        #: how many keys `add_delete` was ever given (the flusher gathers deletes by it)
+        self.deletes_added = 0
         #: keys the flusher is writing or deleting right now (shared with it): a listing
         #: taken meanwhile may show an object whose node was removed since
         self.writing: set[str] = set()
@@ -163,6 +165,7 @@ class Namespace:
         """The store must lose `key` (the caller knows nothing local is to be written there)."""
         if key not in self.deletes:
             self.deletes.add(key)
+            self.deletes_added += 1
             self.journal.add_delete(key)
             self._shadow(key, +1)
 

@@ -12,6 +12,7 @@ import enum
 import stat
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..cache import Content
 from ..stores import PosixAttrs
@@ -74,6 +75,7 @@ class Node:
     meta_dirty: bool = False
     version: int = 0  # bumped by every local change; uploads compare it
     jid: str | None = None  # journal record id while there is pending work
+    journaled: dict[str, Any] | None = field(default=None, repr=False)  # the record last written
     synced_seq: int = 0  # the namespace's store_seq when the flusher last wrote it
     #: bumped when the data changed under the kernel's page cache (remote update)
     data_generation: int = 0

@@ -316,11 +316,20 @@ class Store(ABC):
         """Uploads under `prefix` that were started and neither completed nor aborted."""
 
     @abstractmethod
-    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        expect: ObjectInfo | None = None,
+    ) -> str:
         """Server-side copy of `src` to `dst`; returns the new etag.
 
         `metadata` None keeps the source's metadata; otherwise it replaces it.
-        NotFound when `src` is absent.
+        NotFound when `src` is absent. `expect` is the source as the caller last saw it
+        (its size and etag): a driver need not look the source up first, and the copy
+        fails with PreconditionFailed when the source's etag is no longer `expect.etag`.
         """
 
     @abstractmethod

@@ -278,8 +278,15 @@ class FaultyStore(Store):
         )
         return uploads
 
-    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
-        etag: str = self._call("copy", lambda: self.inner.copy(src, dst, metadata))
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        expect: ObjectInfo | None = None,
+    ) -> str:
+        etag: str = self._call("copy", lambda: self.inner.copy(src, dst, metadata, expect=expect))
         return etag
 
     def delete_many(self, keys: Iterable[str]) -> None:

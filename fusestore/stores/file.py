@@ -594,7 +594,14 @@ class FileStore(Store):
 
     # -- copy and delete --------------------------------------------------------------
 
-    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        expect: ObjectInfo | None = None,
+    ) -> str:
         src_path, src_marker = self._path(src)
         _, dst_marker = self._path(dst)
         meta = None if metadata is None else check_metadata(dict(metadata))
@@ -602,13 +609,15 @@ class FileStore(Store):
         with _os_errors(src):
             if src_marker or dst_marker:
                 source = self.head(src)
+                if expect is not None and source.etag != expect.etag:
+                    raise PreconditionFailed(f"etag of {src!r} changed", key=src)
                 if source.size:
                     raise InvalidKey(f"a file store's marker object {dst!r} cannot hold bytes", key=dst)
                 new_meta = dict(source.metadata or {}) if meta is None else meta
                 if dst_marker:
                     return self._commit_marker(dst, new_meta, None, False)
                 return self.put(dst, b"", new_meta)
-            src_fd, _, attr = self._open_object(src, src_path)
+            src_fd, _, attr = self._open_object(src, src_path, None if expect is None else expect.etag)
             try:
                 with self._temp_file() as (fd, temp):
                     _copy_fd(src_fd, fd)

@@ -262,12 +262,21 @@ class MemoryStore(Store):
                 if u.key.startswith(full_prefix)
             )
 
-    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        expect: ObjectInfo | None = None,
+    ) -> str:
         full_src, full_dst = self.keys.full(src), self.keys.full(dst)
         meta = None if metadata is None else check_metadata(dict(metadata))
         self._writable()
         with self._backend.lock:
             source = self._get(full_src)
+            if expect is not None and source.etag != expect.etag:
+                raise PreconditionFailed(f"etag of {src!r} changed", key=src)
             new_meta = dict(source.metadata) if meta is None else meta
             return self._commit(full_dst, source.data, new_meta, None, False)
 

@@ -463,11 +463,20 @@ class S3Store(Store):
                     )
         return sorted(pending)
 
-    def copy(self, src: str, dst: str, metadata: Mapping[str, str] | None = None) -> str:
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        expect: ObjectInfo | None = None,
+    ) -> str:
         full_src, full_dst = self.keys.full(src), self.keys.full(dst)
         meta = None if metadata is None else check_metadata(dict(metadata))
         self._writable()
-        source = self.head(src)
+        # A caller that knows the source saves a HEAD per copy (a renamed tree of small
+        # files is then one request per file); CopySourceIfMatch still guards it.
+        source = expect if expect is not None and expect.key == src else self.head(src)
         if source.size > self.copy_threshold:
             return self._copy_in_parts(source, dst, meta)
         args: dict[str, Any] = {

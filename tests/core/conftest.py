@@ -8,6 +8,7 @@ likes and then look at what the store really holds.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -52,6 +53,8 @@ class Env:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         #: while True, every writing store call fails with StoreUnavailable
         self.offline = False
+        #: while True, listings carry no metadata, as S3's do
+        self.bare_listings = False
         #: the store's own methods, for the test to call without being recorded
         self.real: dict[str, Callable[..., Any]] = {m: getattr(self.store, m) for m in (*WRITES, *READS)}
         for method in (*WRITES, *READS):
@@ -64,7 +67,11 @@ class Env:
             self.calls.append((method, args))
             if self.offline and method in WRITES:
                 raise StoreUnavailable(f"test: the store is offline ({method})")
-            return real(*args, **kwargs)
+            result = real(*args, **kwargs)
+            if method == "list" and self.bare_listings:
+                objects = [dataclasses.replace(info, metadata=None) for info in result.objects]
+                result = dataclasses.replace(result, objects=objects)
+            return result
 
         setattr(self.store, method, spied)
 

@@ -26,7 +26,7 @@ async def test_objects_are_listed_with_their_sizes_and_attributes(env: Env) -> N
     env.put("d/sub/deep", b"x")
     env.put("marked/", b"", s3fs_meta(stat.S_IFDIR | 0o700, 7, 8, "1600000000"))
 
-    async with env.mount() as fs:
+    async with env.mount(exact_attrs=True) as fs:
         root = await listdir(fs)
         assert sorted(root) == ["bare", "d", "marked", "top.txt"]
         top = root["top.txt"]

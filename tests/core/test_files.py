@@ -258,3 +258,14 @@ async def test_the_flusher_retries_until_the_store_is_back(env: Env) -> None:
         await fs.flusher.sync_all()
         assert not node.pending and fs.journal.nodes() == {}
     assert env.objects() == {"f": b"patience"}
+
+
+async def test_a_big_new_file_goes_up_at_its_last_close_and_a_small_one_waits(env: Env) -> None:
+    big, small = pattern(20 * MiB, seed=5), b"small"
+    async with env.mount(writeback_delay=30.0, sync=False) as fs:
+        await write_file(fs, "small", small)
+        node = await write_file(fs, "big", big)
+        with trio.fail_after(5):
+            while node.pending:
+                await trio.sleep(0.01)
+        assert env.objects() == {"big": big}, "the small file waits for the write-back delay"

@@ -7,7 +7,9 @@ import os
 import stat
 
 import pytest
+import trio
 
+from fusestore import flusher
 from fusestore.stores import PosixAttrs
 
 from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, resolve, write_file
@@ -256,3 +258,30 @@ async def test_a_file_deleted_while_open_does_not_hide_its_live_directory(env: E
         assert await fs.read(fh, 0, 100) == b"open while deleted"
         fs.release(fh)
     assert env.objects() == {"b/": b""}
+
+
+async def test_deletes_made_over_time_go_in_batches_of_at_most_1000_keys(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A loaded test machine may stall this loop for longer than the real pause (0.3 s).
+    monkeypatch.setattr(flusher, "DELETE_GATHER", 2.0)
+    keys = [f"big/f{i:04}" for i in range(2300)]
+    for key in keys:
+        env.put(key, b"x")
+    async with env.mount(writeback_delay=30.0) as fs:
+        big = await ino_of(fs, "big")
+        names = sorted(await listdir(fs, "big"))
+        for number, name in enumerate(names):
+            await fs.unlink(big, name)
+            if number % 50 == 0:
+                # rm -rf takes time: the flusher runs between unlinks, as on a real mount
+                await trio.sleep(0.01)
+        await fs.rmdir(1, "big")
+        with trio.fail_after(10):
+            while fs.ns.deletes:
+                await trio.sleep(0.05)
+    batches = [sorted(args[0]) for args in env.called("delete_many")]
+    assert len(batches) == 3, [len(b) for b in batches]
+    assert all(len(batch) <= 1000 for batch in batches)
+    assert sorted(key for batch in batches for key in batch) == keys
+    assert env.objects() == {}

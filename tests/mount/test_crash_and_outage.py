@@ -74,7 +74,7 @@ def test_kill_9_right_after_fsync_loses_nothing(mount_factory: Callable[..., Mou
     sizes = [0, 1, 4096, 100_000, MiB + 3, 5 * MiB, 8 * MiB - 1, 17 * MiB, 33 * MiB, 70 * MiB]
     files = {f"f{i:02d}-{size}": make_data(size, i) for i, size in enumerate(sizes)}
     # Nothing goes up before the kill: only the cache and its journal hold the files.
-    mount = mount_factory("--writeback-delay", "3600")
+    mount = mount_factory("--writeback-delay", "3600", "--upload-at-close", "0")
     (mount.path / "sub").mkdir()
     for name, data in files.items():
         write_synced(mount.path / "sub" / name, data)

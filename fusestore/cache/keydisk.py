@@ -1,0 +1,32 @@
+"""diskcache's Disk, with the encoding of tuple keys remembered.
+
+diskcache pickles every key that is not a str, bytes or number and runs the pickle through
+`pickletools.optimize`, which costs more than the SQLite transaction it is for (0.06 ms of
+~0.25 ms per journal record here). The journal and the index key everything by small
+tuples such as ("node", id), and the same few keys are written again and again (a file's
+record at create, write, close and fsync), so their encodings are kept. The bytes are
+exactly diskcache's own: caches written before stay readable, and lookups still match.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import diskcache
+
+KEYS_KEPT = 65536
+
+
+class KeyCachingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._put_tuple = functools.lru_cache(maxsize=KEYS_KEPT)(super().put)
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if type(key) is tuple:
+            try:
+                return self._put_tuple(key)  # type: ignore[no-any-return]
+            except TypeError:  # an unhashable part
+                pass
+        return super().put(key)  # type: ignore[no-any-return]

@@ -1,0 +1,62 @@
+"""What common commands cost in S3 requests (deterministic, unlike their durations): the
+counts the daemon reports in `status`, for a directory of 1100 objects uploaded by
+another client — more than one listing page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from .conftest import Mount, sh
+from .test_service_commands import fusestore_cli, status_of
+
+COUNT = 1100  # two pages of a listing
+
+
+def requests_since(before: dict[str, int], mount: Mount) -> dict[str, int]:
+    after: dict[str, int] = status_of(mount)["requests"]
+    return {kind: n - before.get(kind, 0) for kind, n in after.items() if n != before.get(kind, 0)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_ls_stat_mv_and_rm_of_a_big_directory(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory(run=False)
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: mount.client.put_object(Bucket=mount.bucket, Key=f"d/f{i:04}", Body=b"x" * i),
+                range(COUNT),
+            )
+        )
+    mount.start()
+    path = mount.path
+
+    assert sh("ls", cwd=path).split() == ["d"]
+    before = status_of(mount)["requests"]
+    listing = sh("ls -l d", cwd=path)
+    assert len(listing.splitlines()) == COUNT + 1  # and "total"
+    assert requests_since(before, mount) == {"ListObjectsV2": 2}, "one LIST per 1000 objects, no HEAD"
+
+    before = status_of(mount)["requests"]
+    sh("stat d/f0000 d/f0999 d/f1099 > /dev/null", cwd=path)
+    sh("find d -type f -size +1000c | wc -l", cwd=path)
+    assert requests_since(before, mount) == {}, "stat and find answer from the listing"
+
+    before = status_of(mount)["requests"]
+    sh("mv d moved", cwd=path)
+    assert fusestore_cli("flush", str(path)).returncode == 0
+    moved = requests_since(before, mount)
+    # One recursive listing of the tree (the rename must move every object below it),
+    # a copy per file and no HEAD, and the old keys deleted 1000 at a time.
+    assert moved == {"ListObjectsV2": 2, "CopyObject": COUNT, "DeleteObjects": 2}
+
+    before = status_of(mount)["requests"]
+    sh("rm -rf moved", cwd=path)
+    assert fusestore_cli("flush", str(path)).returncode == 0
+    # rmdir asks the store whether anything unlisted is left below (one LIST).
+    assert requests_since(before, mount) == {"ListObjectsV2": 1, "DeleteObjects": 2}
+    assert mount.objects() == {}
+    assert mount.umount() == 0, mount.log_text()
