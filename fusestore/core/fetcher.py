@@ -32,6 +32,9 @@ MAX_STREAM_BLOCKS = 1024
 FAR_AHEAD = 8
 #: Seconds a stream waits, paused at its limit, for a reader to want more before it ends.
 IDLE_STOP = 5.0
+#: Blocks read from the store per trip to a worker thread, at most (while readers wait
+#: that far ahead).
+BLOCKS_PER_READ = 4
 
 
 @dataclass(eq=False)
@@ -196,15 +199,22 @@ class Fetcher:
                                 await stream.wakeup.wait()
                             if block >= stream.limit:
                                 return  # nobody reads on: the rest is fetched when wanted
-                        want = min(BLOCK_SIZE, start + length - block * BLOCK_SIZE)
+                        # Several blocks per trip to the worker thread while readers are
+                        # that far behind (a trip costs more than filling a block).
+                        count = max(1, min(BLOCKS_PER_READ, stream.limit - block, stream.end - block))
+                        want = min(count * BLOCK_SIZE, start + length - block * BLOCK_SIZE)
                         data = await fs.calls.attempt(_read_block, reader, want)
                         if not data:
                             return  # shorter than expected: waiters see the gap
                         content.fill(block, data)
                         filled = True
-                        self._done(content, stream, block)
-                        block += 1
+                        got = -(-len(data) // BLOCK_SIZE)
+                        for done in range(block, block + got):
+                            self._done(content, stream, done)
+                        block += got
                         stream.position = block
+                        if len(data) < want:
+                            return  # shorter than expected: waiters see the gap
                 except (StoreUnavailable, OSError) as exc:
                     if fs.calls.down_for() > fs.calls.io_timeout:
                         raise
