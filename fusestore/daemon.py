@@ -25,7 +25,7 @@ from .cache import CacheDir, CacheLocked, ContentStore
 from .control import ControlServer
 from .core import Filesystem, MountSettings
 from .fuse_ops import FuseOperations
-from .stores import Store, StoreError, StoreUnavailable
+from .stores import ListPage, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,16 @@ class Daemon:
         self._syncing = False
         self._skip_sync = False  # unmount asked for without waiting for the store
         self.mountpoint = ""
+        self._root_page: ListPage | None = None
 
     def _probe(self) -> None:
         """Check the store before mounting; a store that fails only now and then (5xx,
         throttling) gets a few tries within a few seconds."""
         for attempt in range(PROBE_ATTEMPTS):
             try:
-                self.store.probe()
+                # A full first page of the root: the root's listing too when it fits (the
+                # first `ls` or lookup after mounting then costs no request).
+                self._root_page = self.store.list("", "/", None)
                 return
             except StoreUnavailable as exc:
                 if attempt == PROBE_ATTEMPTS - 1:
@@ -104,6 +107,9 @@ class Daemon:
         pending = fs.replay()
         if pending:
             log.warning("resuming %d item(s) of work left by the previous mount", pending)
+        page = self._root_page
+        if page is not None and page.next_token is None:
+            fs.seed_listing(fs.ns.root, page.objects, page.prefixes)
         ContentStore.remove_orphans(fs.contents, fs.dirty_content_ids())
         return fs, mountpoint
 

@@ -37,6 +37,10 @@ class Content:
         self.atime = 0.0
         #: the cache file was created since its directory was last fsynced
         self.new_file = False
+        #: no cache file exists yet (a brand-new content): the first use creates it
+        self.absent = False
+        #: the index may hold an entry for it (False only while it surely holds none)
+        self.indexed = True
         self._fd: int | None = None
 
     @property
@@ -53,6 +57,12 @@ class Content:
 
     @property
     def fd(self) -> int:
+        if self._fd is None and self.absent:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            self.absent = False
+            self.new_file = True
+            if self.size:
+                os.ftruncate(self._fd, self.size)
         if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)

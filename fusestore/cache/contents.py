@@ -102,6 +102,8 @@ class ContentStore:
         content_id = uuid.uuid4().hex
         content = Content(content_id, self._path(content_id), size, base_size)
         content.atime = time.time()
+        content.absent = True
+        content.indexed = False
         self._by_id[content_id] = content
         return content
 
@@ -128,6 +130,7 @@ class ContentStore:
         """Persist the block map of a clean content (after fetches, before unmount)."""
         if content.dirty:
             return
+        content.indexed = True
         self.index.set(
             ("content", content.id),
             {
@@ -152,7 +155,9 @@ class ContentStore:
         content.dirty = True
         self._count_dirty(content)
         self._unmap(content.id)
-        self.index.delete(("content", content.id))
+        if content.indexed:
+            self.index.delete(("content", content.id))
+            content.indexed = False
 
     def _drop_object(self, key: str, etag: str) -> None:
         content_id = self._by_object.get((key, etag))

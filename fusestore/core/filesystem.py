@@ -178,6 +178,7 @@ class Filesystem:
         }
         last = node.journaled
         if record == last:
+            self._unjournaled.discard(node)
             return  # a close after a write, an fsync after a setattr: nothing new to say
         # A new mtime alone (the kernel sends one with every flushed write) need not cost
         # fsync a journal flush: the periodic persist makes it durable.
@@ -370,6 +371,16 @@ class Filesystem:
             self.ns.listing_ended()
             del self._refreshing[directory]
             done.set()
+
+    def seed_listing(self, directory: Node, objects: list[ObjectInfo], prefixes: list[str]) -> None:
+        """Take a complete listing of `directory` made before the mount started (the
+        store's probe), as if it had just been listed."""
+        since = self.ns.listing_started()
+        try:
+            self.ns.merge_listing(directory, objects, prefixes, since=since)
+            self._remember_listing(directory.prefix, (objects, prefixes), since)
+        finally:
+            self.ns.listing_ended()
 
     def _remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
         """Keep a listing for the TTL (the next mount too may use it), unless the flusher
@@ -831,7 +842,13 @@ class Filesystem:
                 self.record(node)
                 self.flusher.schedule(node)
             elif node.linked:
-                self.changed(node, meta=True)
+                # The kernel sends a new mtime with every write it flushes; for a file
+                # journaled already, the record waits for its close, fsync or the next
+                # persist (within 2 s) rather than costing a transaction each time.
+                later = mode is None and uid is None and gid is None and size is None and node.jid is not None
+                self.changed(node, meta=True, journal=not later)
+                if later:
+                    self._unjournaled.add(node)
         return node
 
     async def truncate(self, node: Node, size: int, fh: int | None = None) -> None:

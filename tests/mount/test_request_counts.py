@@ -34,7 +34,9 @@ def test_ls_stat_mv_and_rm_of_a_big_directory(mount_factory: Callable[..., Mount
     mount.start()
     path = mount.path
 
+    before = status_of(mount)["requests"]
     assert sh("ls", cwd=path).split() == ["d"]
+    assert requests_since(before, mount) == {}, "the root was listed by the mount's first request"
     before = status_of(mount)["requests"]
     listing = sh("ls -l d", cwd=path)
     assert len(listing.splitlines()) == COUNT + 1  # and "total"

@@ -35,11 +35,11 @@ def test_a_debug_session_under_umask_000_logs_no_secret_and_keeps_the_cache_priv
     old_umask = os.umask(0)  # the daemon inherits it
     try:
         mount = mount_factory("--writeback-delay", "0.2", run=False)
+        mount.client.put_object(Bucket=mount.bucket, Key="theirs.txt", Body=b"written by another client")
         mount.log_level = "debug"
         mount.start()
     finally:
         os.umask(old_umask)
-    mount.client.put_object(Bucket=mount.bucket, Key="theirs.txt", Body=b"written by another client")
     sh(
         "mkdir d && echo hello > d/a && cp d/a d/b && mv d/b d/c && cat d/a d/c && ls -la d && chmod 600 d/a"
         " && rm d/c && dd if=/dev/urandom of=big bs=1M count=70 status=none && cat big >/dev/null"
