@@ -85,8 +85,11 @@ class Flusher:
         self.fs = fs
         self.settings = fs.settings
         self.due: dict[Node, float] = {}
-        #: (due time, order, node) for every `due` entry; entries that no longer match
-        #: `due` are stale and skipped (a heap: a burst of small files is no O(n²) scan)
+        #: (time, order, node), a heap holding for every node in `due` an entry no later
+        #: than its due time: pushed only when a node's due time comes or moves earlier,
+        #: and pushed again at its due time when an earlier entry surfaces (so a burst of
+        #: small files is no O(n²) scan, and a file written a million times no million
+        #: entries)
         self._queue: list[tuple[float, int, Node]] = []
         self._order = itertools.count()
         self.running: set[Node] = set()
@@ -128,8 +131,10 @@ class Flusher:
         self.wake()
 
     def _set_due(self, node: Node, when: float) -> None:
+        earlier = self.due.get(node, math.inf) > when
         self.due[node] = when
-        heapq.heappush(self._queue, (when, next(self._order), node))
+        if earlier:
+            heapq.heappush(self._queue, (when, next(self._order), node))
 
     def forget(self, node: Node) -> None:
         self.due.pop(node, None)
@@ -299,9 +304,12 @@ class Flusher:
         held = not self._urgent and not self.fs.space_wanted and self._burst.going(now)
         while queue:
             when, _, node = queue[0]
-            if self.due.get(node) != when:
-                heapq.heappop(queue)  # rescheduled or started since: a stale entry
-                continue
+            due = self.due.get(node)
+            if due != when:
+                heapq.heappop(queue)
+                if due is not None and due > when:  # postponed since: wait for its new time
+                    heapq.heappush(queue, (due, next(self._order), node))
+                continue  # else started or forgotten since, or an earlier entry exists
             if len(self.running) >= self.settings.upload_workers:
                 break
             if when > now:

@@ -118,7 +118,7 @@ class Filesystem:
         #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
         self._listings_dropped: set[str] = set()
         self.space_wanted = 0  # writers waiting for dirty space
-        self._unjournaled: set[Node] = set()  # changes the journal could not take (disk full)
+        self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
 
     def close(self) -> None:
@@ -216,7 +216,10 @@ class Filesystem:
         return None
 
     def changed(self, node: Node, *, data: bool = False, meta: bool = False, journal: bool = True) -> None:
-        """A local change to `node`: journal it and let the flusher upload it later."""
+        """A local change to `node`: journal it and let the flusher upload it later.
+
+        `journal=False` (a change the node's close, fsync or the next persist may record,
+        within 2 s): no transaction now, unless the node has no record yet."""
         node.version += 1
         node.ctime_ns = now_ns()
         if data:
@@ -226,6 +229,8 @@ class Filesystem:
         self.flusher.schedule(node)  # first: a journal on a full disk must not stall the upload
         if journal or node.jid is None:
             self.record(node)
+        else:
+            self._unjournaled.add(node)
 
     def dir_changed(self, directory: Node) -> None:
         """Entries of `directory` changed: its marker may have to come or go."""
@@ -845,10 +850,8 @@ class Filesystem:
                 # The kernel sends a new mtime with every write it flushes; for a file
                 # journaled already, the record waits for its close, fsync or the next
                 # persist (within 2 s) rather than costing a transaction each time.
-                later = mode is None and uid is None and gid is None and size is None and node.jid is not None
-                self.changed(node, meta=True, journal=not later)
-                if later:
-                    self._unjournaled.add(node)
+                mtime_only = mode is None and uid is None and gid is None and size is None
+                self.changed(node, meta=True, journal=not mtime_only)
         return node
 
     async def truncate(self, node: Node, size: int, fh: int | None = None) -> None:

@@ -62,3 +62,21 @@ def test_ls_stat_mv_and_rm_of_a_big_directory(mount_factory: Callable[..., Mount
     assert requests_since(before, mount) == {"ListObjectsV2": 1, "DeleteObjects": 2}
     assert mount.objects() == {}
     assert mount.umount() == 0, mount.log_text()
+
+
+@pytest.mark.timeout(120)
+def test_stored_modes_show_with_exact_attrs_at_one_head_per_file(mount_factory: Callable[..., Mount]) -> None:
+    plain = mount_factory(run=False)
+    for name in ("a", "b", "c"):
+        plain.client.put_object(Bucket=plain.bucket, Key=name, Body=b"x", Metadata={"mode": "33152"})  # 0600
+    plain.start()
+    before = status_of(plain)["requests"]
+    assert sh("stat -c %a a b c", cwd=plain.path).split() == ["644"] * 3, "listing attributes: the defaults"
+    assert requests_since(before, plain) == {}
+    assert plain.umount() == 0, plain.log_text()
+
+    exact = mount_factory("--exact-attrs", bucket=plain.bucket, name="exact")
+    before = status_of(exact)["requests"]
+    assert sh("stat -c %a a b c", cwd=exact.path).split() == ["600"] * 3
+    assert requests_since(before, exact) == {"HeadObject": 3}
+    assert exact.umount() == 0, exact.log_text()
