@@ -661,6 +661,13 @@ class Filesystem:
             self.ns.track_move(node)  # open handles may still read blocks from its object
         else:
             self._release_object(node)
+            content = node.content
+            if content is not None and content.dirty:
+                # Nothing can read it any more (no handle, no name): its space comes back
+                # now, not when the kernel forgets the inode (rm after ENOSPC must free room).
+                self.contents.discard(content)
+                node.content = None
+                node.size = 0
         self._maybe_free(node)
 
     def _release_object(self, node: Node) -> None:

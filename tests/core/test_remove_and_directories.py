@@ -285,3 +285,16 @@ async def test_deletes_made_over_time_go_in_batches_of_at_most_1000_keys(
     assert all(len(batch) <= 1000 for batch in batches)
     assert sorted(key for batch in batches for key in batch) == keys
     assert env.objects() == {}
+
+
+async def test_unlinking_a_closed_dirty_file_frees_its_cache_space_before_the_kernel_forgets_it(
+    env: Env,
+) -> None:
+    async with env.mount(writeback_delay=30.0) as fs:
+        node = await write_file(fs, "scratch", pattern(3 * MiB))
+        path = node.content.path
+        assert path.exists() and fs.contents.dirty_bytes == 3 * MiB
+        await fs.unlink(1, "scratch")
+        assert node.lookups > 0, "the kernel has not forgotten the inode yet"
+        assert not path.exists() and fs.contents.dirty_bytes == 0
+    assert env.objects() == {}
