@@ -42,6 +42,10 @@ UNKNOWN_CAPACITY = 2**50
 STAGE_CHUNK = 2 * STAGE_PART
 #: Free space on the cache disk that file data never takes: the journal's and index's.
 DISK_RESERVE = 8 * MiB
+#: How long a write that finds the cache disk full waits for the space of unlinked files
+#: still being closed: the kernel sends a close's RELEASE after close() has returned, so
+#: `rm` right after ENOSPC can reach us before the release that gives the room back.
+ROOM_WAIT = 3.0
 #: Seconds between two fsyncs of what changed in the cache, when nobody calls fsync.
 PERSIST_INTERVAL = 2.0
 
@@ -120,6 +124,7 @@ class Filesystem:
         self.space_wanted = 0  # writers waiting for dirty space
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
+        self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
 
     def close(self) -> None:
         """Persist what the next mount reuses. Call after the flusher stopped."""
@@ -498,7 +503,7 @@ class Filesystem:
         if self.ns.maybe_free(node):
             content = node.content
             if content is not None and content.dirty and not node.linked:
-                self.contents.discard(content)
+                self._discard_unlinked(content)
             node.content = None
 
     async def opendir(self, ino: int) -> int:
@@ -665,7 +670,7 @@ class Filesystem:
             if content is not None and content.dirty:
                 # Nothing can read it any more (no handle, no name): its space comes back
                 # now, not when the kernel forgets the inode (rm after ENOSPC must free room).
-                self.contents.discard(content)
+                self._discard_unlinked(content)
                 node.content = None
                 node.size = 0
         self._maybe_free(node)
@@ -1009,7 +1014,7 @@ class Filesystem:
             low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetch(content, block, 1)
-        self._check_disk_room(len(data))
+        await self._wait_for_disk_room(len(data))
         first_present = content.present
         written = content.write(offset, data)
         self._unsynced.add(content)
@@ -1021,14 +1026,38 @@ class Filesystem:
             self.changed(node, data=True, journal=not node.data_dirty or first_present != content.present)
         return written
 
-    def _check_disk_room(self, size: int) -> None:
+    async def _wait_for_disk_room(self, size: int) -> None:
         """ENOSPC for data that would eat into the room kept for the journal and index:
-        with a full disk even an unlink could not be journaled, and nothing could free it."""
+        with a full disk even an unlink could not be journaled, and nothing could free it.
+        While unlinked files still open hold dirty data, wait up to `ROOM_WAIT` for their
+        release first. Yields only when the disk is full."""
+        deadline = trio.current_time() + ROOM_WAIT
+        while not self._disk_has_room(size):
+            if trio.current_time() >= deadline or not self._unlinked_data_open():
+                kept = f"keeping {DISK_RESERVE // MiB} MiB for the journal"
+                raise fs_error(errno.ENOSPC, f"the cache disk is full ({kept})")
+            with trio.move_on_at(deadline):
+                await self._room_freed.wait()
+
+    def _disk_has_room(self, size: int) -> bool:
         fs = os.statvfs(self.cache.data_dir)
-        if fs.f_bavail * fs.f_frsize - size < DISK_RESERVE:
-            raise fs_error(
-                errno.ENOSPC, f"the cache disk is full (keeping {DISK_RESERVE // MiB} MiB for the journal)"
-            )
+        return fs.f_bavail * fs.f_frsize - size >= DISK_RESERVE
+
+    def _unlinked_data_open(self) -> bool:
+        return any(
+            isinstance(handle, FileHandle)
+            and not handle.node.linked
+            and handle.node.content is not None
+            and handle.node.content.dirty
+            for handle in self._handles.values()
+        )
+
+    def _discard_unlinked(self, content: Content) -> None:
+        """Drop the dirty data of a file nobody can reach any more, and wake writers
+        waiting for the room."""
+        self.contents.discard(content)
+        self._room_freed.set()
+        self._room_freed = trio.Event()
 
     def flush(self, fh: int) -> None:
         handle = self.file_handle(fh)
@@ -1136,7 +1165,7 @@ class Filesystem:
                 node.content = None
         elif node.opens == 0:
             if node.content is not None and node.content.dirty:
-                self.contents.discard(node.content)
+                self._discard_unlinked(node.content)
             node.content = None
             self._release_object(node)
         self._maybe_free(node)

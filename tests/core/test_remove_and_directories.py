@@ -298,3 +298,37 @@ async def test_unlinking_a_closed_dirty_file_frees_its_cache_space_before_the_ke
         assert node.lookups > 0, "the kernel has not forgotten the inode yet"
         assert not path.exists() and fs.contents.dirty_bytes == 0
     assert env.objects() == {}
+
+
+async def test_a_write_on_a_full_disk_waits_for_an_unlinked_file_being_released(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel sends a close's RELEASE after close() returned, so `rm big` after ENOSPC
+    can come first: the next write waits for the release instead of failing."""
+    async with env.mount(writeback_delay=60) as fs:
+        fh_big, _ = await fs.create(1, "big", 0o644, os.O_WRONLY, 0, 0)
+        await fs.write(fh_big, 0, pattern(MiB, seed=2))
+        await fs.unlink(1, "big")  # still open: its data stays until the release
+        fh, _ = await fs.create(1, "after", 0o644, os.O_WRONLY, 0, 0)
+        monkeypatch.setattr(fs, "_disk_has_room", lambda size: not fs._unlinked_data_open())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.write, fh, 0, b"room again")
+            await trio.sleep(0.2)
+            assert fs.node((await resolve(fs, "after")).ino).size == 0, "wrote on a full disk"
+            fs.release(fh_big)
+        assert fs.node((await resolve(fs, "after")).ino).size == len(b"room again")
+        fs.release(fh)
+
+
+async def test_a_write_on_a_full_disk_fails_at_once_when_nothing_will_free_room(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with env.mount(writeback_delay=60) as fs:
+        fh, _ = await fs.create(1, "after", 0o644, os.O_WRONLY, 0, 0)
+        monkeypatch.setattr(fs, "_disk_has_room", lambda size: False)
+        started = trio.current_time()
+        with pytest.raises(OSError) as exc:
+            await fs.write(fh, 0, b"no room")
+        assert exc.value.errno == errno.ENOSPC
+        assert trio.current_time() - started < 1
+        fs.release(fh)

@@ -291,7 +291,11 @@ def test_a_full_cache_disk_fails_the_write_with_enospc_and_keeps_the_rest(
         assert failure.value.errno == errno.ENOSPC
         assert (mount.path / "first").read_bytes() == first
         os.unlink(mount.path / "big")  # what an application does after ENOSPC: room again
-        write_synced(mount.path / "after", b"room again")
+        try:
+            write_synced(mount.path / "after", b"room again")
+        except OSError as exc:
+            usage = sh(f"df -k {cache}; ls -lR {cache}", "/")
+            pytest.fail(f"{exc}\n{usage}\n{mount.log_text()}")
         assert mount.umount() == 0, mount.log_text()
         assert mount.get("first") == first
         assert mount.get("after") == b"room again"
