@@ -17,6 +17,7 @@ import sys
 import sysconfig
 import tarfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,14 @@ class Workload:
         self._watchers.append(watcher)
         return watcher.start()
 
+    def seen_after(self, watcher: Watcher, work: Callable[[], None], deadline: Deadline) -> float:
+        """Seconds from starting `work` (the limit's boto3 calls) until `watcher` saw the
+        result: the limit's "visible" is measured exactly as the systems' are, under the
+        same watcher's listings."""
+        watcher.begin()
+        work()
+        return watcher.wait(deadline)
+
     def stop_watchers(self) -> None:
         while self._watchers:
             self._watchers.pop().stop()
@@ -194,9 +203,11 @@ class SeqWrite(Workload):
         os.remove(dest)
         with open(self.src, "rb") as f:
             body = f.read()
-        t0 = time.monotonic()
-        self.s3.put_object(Bucket=bucket, Key="big", Body=body)
-        values["visible"] = time.monotonic() - t0
+        watcher = self.watcher(bucket, "big", has_all({"big": self.size}))
+        s3 = self.s3
+        values["visible"] = self.seen_after(
+            watcher, lambda: s3.put_object(Bucket=bucket, Key="big", Body=body), deadline
+        )
         values["rate"] = mb_s(self.size, values["visible"])
 
     def verify(self, bucket: str) -> None:
@@ -309,9 +320,9 @@ class SmallFiles(Workload):
         values["close"] = end - start
         values["ops"] = self.n / values["close"]
         objects = {k: os.urandom(4096) for k in self.expected()}
-        t0 = time.monotonic()
-        put_many(self.s3, bucket, objects)
-        values["visible"] = time.monotonic() - t0
+        watcher = self.watcher(bucket, "many/", has_all(self.expected()))
+        s3 = self.s3
+        values["visible"] = self.seen_after(watcher, lambda: put_many(s3, bucket, objects), deadline)
 
 
 # --- (e) ---------------------------------------------------------------------------------
@@ -486,9 +497,9 @@ class Untar(Workload):
         self.untar(dest, deadline)
         values["close"] = time.monotonic() - t0
         shutil.rmtree(dest)
-        t0 = time.monotonic()
-        put_many(self.s3, bucket, self.contents)
-        values["visible"] = time.monotonic() - t0
+        watcher = self.watcher(bucket, "pysrc/", has_all({k: len(v) for k, v in self.contents.items()}))
+        s3 = self.s3
+        values["visible"] = self.seen_after(watcher, lambda: put_many(s3, bucket, self.contents), deadline)
 
     def verify(self, bucket: str) -> None:
         got = list_keys(self.s3, bucket, "pysrc/")
@@ -567,23 +578,27 @@ class MoveRemove(Workload):
         values["mv"] = timed(["mv", src, dst], deadline)
         values["rm"] = timed(["rm", "-rf", dst], deadline)
         s3 = self.s3
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda i: s3.copy_object(
-                        Bucket=bucket,
-                        Key=f"dst/f{i:05d}",
-                        CopySource={"Bucket": bucket, "Key": f"src/f{i:05d}"},
-                    ),
-                    range(self.n),
+
+        def move() -> None:
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda i: s3.copy_object(
+                            Bucket=bucket,
+                            Key=f"dst/f{i:05d}",
+                            CopySource={"Bucket": bucket, "Key": f"src/f{i:05d}"},
+                        ),
+                        range(self.n),
+                    )
                 )
-            )
-        _delete(s3, bucket, self.names("src"))
-        values["mv_visible"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        _delete(s3, bucket, self.names("dst"))
-        values["rm_visible"] = time.monotonic() - t0
+            _delete(s3, bucket, self.names("src"))
+
+        watcher = self.watcher(bucket, "", has_all(dict.fromkeys(self.names("dst"), 4096), gone=("src/",)))
+        values["mv_visible"] = self.seen_after(watcher, move, deadline)
+        watcher = self.watcher(bucket, "dst/", has_all({}, gone=("dst/",)))
+        values["rm_visible"] = self.seen_after(
+            watcher, lambda: _delete(s3, bucket, self.names("dst")), deadline
+        )
 
 
 def _delete(s3: Any, bucket: str, keys: list[str]) -> None:

@@ -297,10 +297,11 @@ class Flusher:
         node still running) are looked at again when a job ends and wakes the loop."""
         queue, blocked = self._queue, []
         next_due = math.inf
-        # While files are being made in a burst (tar, cp -r, a build), one upload at a time
-        # runs until it pauses: more would take CPU from it (the store's client and, with
-        # a local server, the store itself), and the burst's end comes sooner. Not for
-        # long: a file due for BURST_MAX_HOLD starts anyway, and all do when space is short.
+        # While files are being made in a burst (tar, cp -r, a build), uploads wait until
+        # it pauses: they would take CPU from it (the store's client holds our GIL and,
+        # with a local server, the store itself shares the cores), and the burst's end
+        # comes sooner. Not for long: a file due for BURST_MAX_HOLD starts anyway, and all
+        # do when space is short or a sync is asked for.
         held = not self._urgent and not self.fs.space_wanted and self._burst.going(now)
         while queue:
             when, _, node = queue[0]
@@ -315,7 +316,7 @@ class Flusher:
             if when > now:
                 next_due = when
                 break
-            if held and self.running and when > now - BURST_MAX_HOLD and node not in self.failures:
+            if held and when > now - BURST_MAX_HOLD and node not in self.failures:
                 next_due = min(self._burst.quiet_at(), when + BURST_MAX_HOLD)
                 break
             entry = heapq.heappop(queue)

@@ -26,6 +26,7 @@ import trio
 
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
 from ..cache.diskfull import Index
+from ..cache.writeout import start_writeout
 from ..staging import STAGE_PART
 from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
@@ -48,6 +49,12 @@ DISK_RESERVE = 8 * MiB
 ROOM_WAIT = 3.0
 #: Seconds between two fsyncs of what changed in the cache, when nobody calls fsync.
 PERSIST_INTERVAL = 2.0
+#: Blocks a write that needs its block's old bytes streams on past it, in the background.
+#: The upload of the changed file needs the whole object anyway, and random writes into
+#: an object would otherwise cost one GET each (fio into 64 MiB: 64 GETs, 1.5 s on moto).
+WRITE_FETCH_AHEAD = 64
+#: Cache files made durable together (each open at once: well below any fd limit).
+FSYNC_BATCH = 256
 
 
 def fs_error(code: int, detail: str = "") -> OSError:
@@ -1013,7 +1020,7 @@ class Filesystem:
         for block in sorted({offset // BLOCK_SIZE, max(offset, end - 1) // BLOCK_SIZE}):
             low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
-                await self.fetch(content, block, 1)
+                await self.fetcher.ensure(content, block, 1, ahead=WRITE_FETCH_AHEAD)
         await self._wait_for_disk_room(len(data))
         first_present = content.present
         written = content.write(offset, data)
@@ -1095,15 +1102,8 @@ class Filesystem:
 
     def _fsync_files(self, paths: list[Path], new_names: bool, essential_only: bool) -> None:
         """Blocking: runs in a worker thread."""
-        for path in paths:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue  # discarded meanwhile: nothing to keep
-            try:
-                os.fdatasync(fd)  # the data and the size; the rest is the journal's
-            finally:
-                os.close(fd)
+        for first in range(0, len(paths), FSYNC_BATCH):
+            self._fsync_batch(paths[first : first + FSYNC_BATCH])
         if new_names:
             fd = os.open(self.cache.data_dir, os.O_RDONLY)
             try:
@@ -1111,6 +1111,24 @@ class Filesystem:
             finally:
                 os.close(fd)
         self.journal.sync(essential_only)
+
+    @staticmethod
+    def _fsync_batch(paths: list[Path]) -> None:
+        fds = []
+        try:
+            for path in paths:
+                try:
+                    fds.append(os.open(path, os.O_RDONLY))
+                except FileNotFoundError:
+                    continue  # discarded meanwhile: nothing to keep
+            if len(fds) > 1:
+                for fd in fds:
+                    start_writeout(fd)  # then one journal commit covers most of them
+            for fd in fds:
+                os.fdatasync(fd)  # the data and the size; the rest is the journal's
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     async def _persist_loop(self) -> None:
         while True:

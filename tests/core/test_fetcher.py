@@ -76,3 +76,21 @@ async def test_a_stream_broken_midway_is_reopened_where_it_stopped(env: Env) -> 
         assert await read_all(fs, await ino_of(fs, "f"), MiB) == data
     starts = [start for _, start, *_ in env.called("open_range")]
     assert starts == [0, 2 * BLOCK_SIZE], "reopened at the first block it could not finish"
+
+
+async def test_small_writes_spread_over_an_object_take_few_gets(env: Env) -> None:
+    """Each write into a block not cached needs its old bytes; one stream brings the
+    blocks after it as well, since the upload will want the whole object anyway."""
+    size = 64 * MiB
+    data = bytearray(pattern(size, seed=3))
+    env.put("f", bytes(data))
+    async with env.mount() as fs:
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_RDWR)
+        for block in (0, 40, 20, 60, 10, 50, 30):  # far apart: each would be its own GET
+            offset = block * MiB + 4096
+            await fs.write(fh, offset, b"w" * 4096)
+            data[offset : offset + 4096] = b"w" * 4096
+        fs.release(fh)
+        gets = len(env.called("open_range"))
+        assert gets <= 2, f"{gets} GETs for 7 small writes into one object"
+    assert env.objects()["f"] == bytes(data)

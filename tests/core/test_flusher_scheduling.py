@@ -1,15 +1,16 @@
 """When the flusher uploads: rewrites postpone a file without piling up queue entries, and
-a burst of new files is uploaded one at a time until it pauses."""
+uploads wait while a burst of new files goes on, but not for longer than a limit."""
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import Any
 
 import pytest
 import trio
+
+from fusestore import flusher
 
 from .conftest import Env, write_file
 
@@ -27,39 +28,57 @@ async def test_a_file_written_many_times_keeps_one_queue_entry(env: Env) -> None
     assert env.objects() == {"log": b"0123456789" * 5000}
 
 
-async def test_a_burst_of_new_files_is_uploaded_one_at_a_time_until_it_pauses(env: Env) -> None:
-    lock = threading.Lock()
-    running: list[int] = [0]
-    during_burst: list[int] = []
-    watching = [False]  # from when the burst is known (40 files in) until it ends
+def timed_puts(env: Env) -> list[float]:
+    """Make every upload take 20 ms, as over a network; returns the list of their start
+    times (time.monotonic), filled as they happen."""
+    started: list[float] = []
     put = env.store.put
 
     def slow_put(*args: Any, **kwargs: Any) -> Any:
-        with lock:
-            running[0] += 1
-            if watching[0]:
-                during_burst.append(running[0])
-        try:
-            time.sleep(0.02)  # an upload takes a while, as over a network
-            return put(*args, **kwargs)
-        finally:
-            with lock:
-                running[0] -= 1
+        started.append(time.monotonic())
+        time.sleep(0.02)
+        return put(*args, **kwargs)
 
     env.store.put = slow_put  # type: ignore[method-assign]
+    return started
+
+
+async def make_files_for(fs: Any, seconds: float) -> int:
+    """New files, each due almost at once, for `seconds`; returns how many."""
+    start = trio.current_time()
+    count = 0
+    while trio.current_time() < start + seconds:
+        await write_file(fs, f"f{count:05}", b"x")
+        count += 1
+        await trio.sleep(0.001)
+    return count
+
+
+async def test_uploads_wait_while_a_burst_of_new_files_goes_on(env: Env) -> None:
+    started = timed_puts(env)
     async with env.mount(writeback_delay=0.01, upload_workers=4) as fs:
-        start = trio.current_time()
-        count = 0
-        while trio.current_time() < start + 1.5:  # new files, each due almost at once
-            await write_file(fs, f"f{count:05}", b"x")
-            count += 1
-            watching[0] = trio.current_time() > start + 0.5
-            await trio.sleep(0.001)
-        watching[0] = False
+        begin = time.monotonic()
+        count = await make_files_for(fs, 1.5)
+        end = time.monotonic()
         with trio.fail_after(30):
             while fs.flusher.due or fs.flusher.running:
                 await trio.sleep(0.05)
     assert count > 100
-    assert during_burst, "uploads went on during the burst"
-    assert max(during_burst) == 1, f"at most one upload at a time during the burst, saw {max(during_burst)}"
+    # The burst is known once 40 files came within half a second; from then on, nothing.
+    during = [t for t in started if begin + 0.6 < t < end]
+    assert not during, f"{len(during)} uploads started during the burst"
+    assert len(env.objects()) == count, "all went up once it paused"
+
+
+async def test_a_long_burst_holds_no_upload_longer_than_the_limit(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(flusher, "BURST_MAX_HOLD", 0.3)
+    started = timed_puts(env)
+    async with env.mount(writeback_delay=0.01, upload_workers=4) as fs:
+        begin = time.monotonic()
+        count = await make_files_for(fs, 2.0)
+        end = time.monotonic()
+    assert count > 100
+    assert [t for t in started if begin + 1.0 < t < end], "the burst held uploads past the limit"
     assert len(env.objects()) == count

@@ -1,0 +1,51 @@
+"""The periodic persist: every cache file written since the last one is fdatasync'ed,
+after the write-out of all of them was started (one journal commit then covers most)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fusestore.cache import writeout
+from fusestore.core import filesystem
+
+from .conftest import Env, write_file
+
+
+@pytest.mark.trio
+async def test_persist_starts_the_write_out_of_all_then_syncs_each(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int]] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("sync", os.fstat(fd).st_ino))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(filesystem, "start_writeout", lambda fd: calls.append(("start", os.fstat(fd).st_ino)))
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    async with env.mount(writeback_delay=60) as fs:
+        nodes = [await write_file(fs, f"f{i}", b"data %d" % i) for i in range(3)]
+        files = {os.stat(node.content.path).st_ino for node in nodes if node.content is not None}
+        assert len(files) == 3
+        await fs.persist()
+        started = [ino for kind, ino in calls if kind == "start"]
+        synced = [ino for kind, ino in calls if kind == "sync"]
+        assert set(started) == files and files <= set(synced)
+        last_start = max(i for i, (kind, _) in enumerate(calls) if kind == "start")
+        first_sync = min(i for i, (kind, ino) in enumerate(calls) if kind == "sync" and ino in files)
+        assert last_start < first_sync, "every write-out starts before the first fdatasync"
+
+
+def test_starting_a_write_out_never_fails(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 10000)
+        writeout.start_writeout(fd)
+    finally:
+        os.close(fd)
+    writeout.start_writeout(fd)  # closed: the hint is lost, nothing raises
