@@ -144,19 +144,22 @@ class Filesystem:
 
     # -- journal ----------------------------------------------------------------------
 
-    def record_if_room(self, node: Node) -> None:
+    def record_if_room(self, node: Node, *, timestamps_later: bool = False) -> None:
         """`record`, for callers that cannot fail (close): on a full cache disk the record
         is written by the next `persist` instead (the change itself is in memory and
-        goes up as usual)."""
+        goes up as usual). `timestamps_later`: see `record`."""
         try:
-            self.record(node)
+            self.record(node, timestamps_later=timestamps_later)
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
             log.warning("%s: not journaled yet: %s", node.path(), exc.strerror)
 
-    def record(self, node: Node) -> None:
-        """Write (or drop) the journal record of `node`'s pending work."""
+    def record(self, node: Node, *, timestamps_later: bool = False) -> None:
+        """Write (or drop) the journal record of `node`'s pending work. With
+        `timestamps_later` (a close), a record that would differ from the last one only in
+        its mtime is left to the next persist, within 2 s (the kernel sends a new mtime
+        with the flush of every written file: a transaction per new file saved)."""
         if not node.linked or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
@@ -193,9 +196,16 @@ class Filesystem:
             self._unjournaled.discard(node)
             return  # a close after a write, an fsync after a setattr: nothing new to say
         # A new mtime alone (the kernel sends one with every flushed write) need not cost
-        # fsync a journal flush: the periodic persist makes it durable.
-        essential = last is None or any(record[name] != last[name] for name in record if name != "mtime_ns")
+        # fsync a journal flush, nor a close a transaction: the periodic persist makes it
+        # durable. The meta_dirty it sets does not count while the data is to be uploaded
+        # anyway (the upload carries every attribute).
+        timestamps = ("mtime_ns", "meta_dirty") if node.data_dirty else ("mtime_ns",)
+        essential = last is None or any(
+            record[name] != last[name] for name in record if name not in timestamps
+        )
         self._unjournaled.add(node)  # until the record is written (the disk may be full)
+        if timestamps_later and not essential:
+            return
         self.journal.save_node(node.jid, record, essential=essential)
         node.journaled = record
         self._unjournaled.discard(node)
@@ -665,6 +675,10 @@ class Filesystem:
 
     def _remove(self, node: Node) -> None:
         """Unlink a file or symlink: gone from the tree now, from the store soon."""
+        with self.journal.batch():  # its record goes and its key's delete comes at once
+            self._remove_now(node)
+
+    def _remove_now(self, node: Node) -> None:
         self._leave_key(node, node.key)
         self.ns.detach(node)
         self.record(node)  # drops its journal record: nothing of it is to be uploaded
@@ -1070,7 +1084,7 @@ class Filesystem:
         handle = self.file_handle(fh)
         if handle.node.linked and handle.node.pending:
             self.flusher.schedule(handle.node)
-            self.record_if_room(handle.node)
+            self.record_if_room(handle.node, timestamps_later=True)
 
     async def fsync(self, fh: int) -> None:
         """Return once the file's changes survive a crash of this machine (`--fsync=local`)
@@ -1178,7 +1192,7 @@ class Filesystem:
         if node.linked:
             if node.pending:
                 self.flusher.schedule(node, delay=0 if self._written_whole(node) else None)
-                self.record_if_room(node)
+                self.record_if_room(node, timestamps_later=True)
             elif node.content is not None and not node.content.dirty and not node.content.pins:
                 node.content = None
         elif node.opens == 0:

@@ -225,3 +225,23 @@ async def test_a_remount_within_the_ttl_does_not_show_what_was_moved_away(env: E
         assert set(await listdir(fs)) == {"b", "z"}
         assert set(await listdir(fs, "b")) == set()
         assert set(await listdir(fs, "z/c")) == {"x"}
+
+
+async def test_a_new_mtime_alone_is_journaled_by_the_next_persist_not_by_the_close(env: Env) -> None:
+    async with env.mount(writeback_delay=3600) as fs:
+        fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
+        await fs.write(fh, 0, b"data")
+        await fs.setattr(node.ino, mtime_ns=1_600_000_000_000_000_000, fh=fh)  # as the kernel does
+        before = fs.journal.changes
+        fs.flush(fh)
+        fs.release(fh)
+        assert fs.journal.changes == before, "the close wrote a transaction for an mtime"
+        assert node.jid is not None
+        assert fs.journal.nodes()[node.jid]["mtime_ns"] != 1_600_000_000_000_000_000
+        await fs.persist()
+        assert fs.journal.nodes()[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
+        # A change that matters is written by the close at once.
+        fh, _ = await fs.open(node.ino, os.O_WRONLY)
+        await fs.setattr(node.ino, mode=0o600, fh=fh)
+        fs.release(fh)
+        assert fs.journal.nodes()[node.jid]["perm"] == 0o600
