@@ -99,6 +99,7 @@ def build(
     server: dict[str, Any] = {}
     notes: list[str] = []
     durations: dict[str, Any] = {}
+    rounds: dict[str, Any] = {}  # each round's values, where there were several
     for metrics, outcomes in order:
         tag = "".join(dict.fromkeys(m.workload for m in metrics))
         for metric in metrics:
@@ -119,6 +120,8 @@ def build(
             )
         for name, outcome in outcomes.items():
             durations.setdefault(tag, {})[name] = round(outcome.seconds, 1)
+            if outcome.rounds:
+                rounds.setdefault(tag, {})[name] = outcome.rounds
             if outcome.server_requests is not None:
                 server.setdefault(tag, {})[name] = outcome.server_requests
             for note in outcome.notes:
@@ -133,6 +136,7 @@ def build(
         "fusestore_requests": requests,
         "server_requests": server,
         "seconds_per_workload": durations,
+        "rounds": rounds,
         "notes": notes,
     }
 
@@ -219,8 +223,13 @@ def markdown(result: dict[str, Any], title: str) -> str:
         f"boto3 {m['boto3']}; {m['fio']}.",
         "",
         f"Run: {result['config']['started']} UTC, scale {result['config']['scale']}, "
-        f"{result['config']['seconds']:.0f} s in all. "
-        "Ratios are fusestore's value over the other's: for ↓ (seconds, MiB) below 1 means fusestore "
+        f"{result['config']['seconds']:.0f} s in all"
+        + (
+            f"; each figure is the median of {result['config']['repeat']} rounds. "
+            if result["config"].get("repeat", 1) > 1
+            else ". "
+        )
+        + "Ratios are fusestore's value over the other's: for ↓ (seconds, MiB) below 1 means fusestore "
         'is better, for ↑ (MB/s, ops/s) above 1 does. "Visible" is measured from the operation\'s '
         "start until a boto3 listing begun after it shows the final objects.",
         "",

@@ -59,6 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fusestore-opts", default="", help="extra options for `fusestore mount`, space-separated"
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of each workload; the table shows each figure's median (default 1)",
+    )
     p.add_argument("--results", default=os.path.join(HERE, "results"), help="where the JSON and Markdown go")
     args = p.parse_args(argv)
     args.only = {k.strip() for k in args.only.replace(",", " ").split() if k.strip()}
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         versions = {name: SYSTEMS[name](backend, workdir).version() for name in SYSTEMS}
         info = report.machine(backend, versions)
         ctx = Ctx(backend=backend, scale=args.scale, workdir=workdir, root=root, log=log)
-        runner = Runner(ctx, systems, args.workload_timeout, global_deadline)
+        runner = Runner(ctx, systems, args.workload_timeout, global_deadline, repeat=max(1, args.repeat))
         cleanup.push("buckets", lambda: [runner.drop_bucket(b) for b in list(runner.buckets)])
         if not root:
             log("not root: caches cannot be dropped, so the 'cold' figures are not cold")
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "interrupted": interrupted,
         "started": stamp.strftime("%Y-%m-%d %H:%M:%S"),
         "scale": args.scale,
+        "repeat": max(1, args.repeat),
         "backend": args.backend,
         "only": "".join(sorted(args.only)),
         "peers": args.peers,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class Outcome:
     server_requests: dict[str, int] | None = None  # from the server's request log
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: every round's values when the workload ran more than once (`values` holds medians)
+    rounds: list[dict[str, float]] = field(default_factory=list)
 
     def fail(self, message: str) -> None:
         if self.error is None:
@@ -49,14 +52,41 @@ def _message(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
+def median_of(rounds: list[Outcome]) -> Outcome:
+    """One outcome for several rounds of the same system: each value the median of the
+    rounds that measured it; failed if every round failed (else the failures are noted)."""
+    done = [o for o in rounds if o.error is None]
+    if not done:
+        return rounds[0]
+    keys = dict.fromkeys(k for o in done for k in o.values)
+    combined = Outcome(
+        values={k: statistics.median(o.values[k] for o in done if k in o.values) for k in keys},
+        requests=done[0].requests,
+        server_requests=done[0].server_requests,
+        seconds=sum(o.seconds for o in rounds),
+        rounds=[o.values for o in done],
+    )
+    combined.notes = list(dict.fromkeys(n for o in rounds for n in o.notes))
+    failed = [o.error for o in rounds if o.error is not None]
+    if failed:
+        combined.notes.append(f"{len(failed)} of {len(rounds)} rounds failed, e.g. {failed[0]}")
+    return combined
+
+
 class Runner:
     def __init__(
-        self, ctx: Ctx, systems: dict[str, System], timeout: float | None, global_deadline: Deadline
+        self,
+        ctx: Ctx,
+        systems: dict[str, System],
+        timeout: float | None,
+        global_deadline: Deadline,
+        repeat: int = 1,
     ):
         self.ctx = ctx
         self.systems = systems
         self.timeout = timeout
         self.global_deadline = global_deadline
+        self.repeat = repeat
         self.buckets: set[str] = set()
 
     def budget(self, workload: Workload) -> float:
@@ -77,6 +107,14 @@ class Runner:
             self.ctx.log(f"  could not delete bucket {name}: {_message(exc)}")
 
     def run(self, workload: Workload) -> dict[str, Outcome]:
+        """The workload on the limit and every system, `repeat` rounds (each round runs
+        them all in turn, so a slow spell of the machine hits every one alike)."""
+        rounds = [self.run_round(workload) for _ in range(self.repeat)]
+        if len(rounds) == 1:
+            return rounds[0]
+        return {name: median_of([r[name] for r in rounds if name in r]) for name in rounds[0]}
+
+    def run_round(self, workload: Workload) -> dict[str, Outcome]:
         outcomes: dict[str, Outcome] = {}
         shared: str | None = None
         snapshot: dict[str, Any] | None = None

@@ -32,8 +32,15 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # Nothing in it expires and nothing is evicted: no culling query on every write
+        # (cull_limit=0), 156 → 134 µs per record here.
         self._db = diskcache.Cache(
-            str(path), disk=KeyCachingDisk, sqlite_synchronous=1, size_limit=2**62, eviction_policy="none"
+            str(path),
+            disk=KeyCachingDisk,
+            sqlite_synchronous=1,
+            size_limit=2**62,
+            eviction_policy="none",
+            cull_limit=0,
         )
         #: bumped by every change; `sync` compares it to skip work when nothing changed
         self.changes = 0
