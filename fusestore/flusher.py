@@ -456,7 +456,7 @@ class Flusher:
 
     async def _upload(self, node: Node, key: str) -> None:
         fs = self.fs
-        version = node.version
+        version, data_version = node.version, node.data_version
         metadata = node.posix_attrs().to_metadata()
         fs.ns.drop_delete(key)
         content: Content | None = None
@@ -538,19 +538,31 @@ class Flusher:
             fs._release_object(node)  # removed meanwhile: what was just written must go
         if content is not None and content.source is None:
             content.source = (key, etag)
-        if node.version == version and node.linked and node.key == key:
+        in_place = node.linked and node.key == key
+        if in_place and node.version == version:
             node.data_dirty = node.meta_dirty = False
             if content is None and node.content is not None and not node.content.dirty:
                 content = node.content
             if content is not None:
-                content.base_size = content.size
-                fs.contents.register_clean(content, key, etag)
-                if not content.pins:
-                    node.content = None
+                self._uploaded_clean(node, content, key, etag)
             node.meta_dirty = mtime_lost
+        elif in_place and content is not None and node.data_version == data_version:
+            # Only attributes changed during the upload (the kernel's mtime at a close, a
+            # chmod): the data is in the store, and the attributes follow with a copy of
+            # the object onto itself, not a new upload of all of it.
+            node.data_dirty = False
+            self._uploaded_clean(node, content, key, etag)
+            node.meta_dirty = True
         fs.record(node)
         if node.pending:
             self.schedule(node)
+
+    def _uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
+        """`content` is what the store now holds at `key`: clean, cached under its etag."""
+        content.base_size = content.size
+        self.fs.contents.register_clean(content, key, etag)
+        if not content.pins:
+            node.content = None
 
     # -- staged uploads of large files still being written ---------------------------------
 

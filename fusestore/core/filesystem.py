@@ -245,6 +245,7 @@ class Filesystem:
         node.version += 1
         node.ctime_ns = now_ns()
         if data:
+            node.data_version += 1
             node.data_dirty = True
         if meta:
             node.meta_dirty = True

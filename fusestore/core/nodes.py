@@ -74,6 +74,7 @@ class Node:
     # pending work
     meta_dirty: bool = False
     version: int = 0  # bumped by every local change; uploads compare it
+    data_version: int = 0  # bumped by every local change of the data (within `version`)
     jid: str | None = None  # journal record id while there is pending work
     journaled: dict[str, Any] | None = field(default=None, repr=False)  # the record last written
     synced_seq: int = 0  # the namespace's store_seq when the flusher last wrote it

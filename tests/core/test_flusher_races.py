@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -104,3 +105,34 @@ async def test_chmod_of_a_directory_while_its_marker_is_written(env: Env) -> Non
         gate.proceed.set()
     assert env.objects() == {"d/": b""}
     assert int(env.metadata("d/")["mode"]) == 0o40751
+
+
+async def test_attributes_changed_while_the_data_goes_up_cost_a_copy_not_a_new_upload(env: Env) -> None:
+    """The kernel sends a file's mtime when it is closed, often while its upload is in
+    flight: the data is in the store, only the attributes follow."""
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        node = await write_file(fs, "f", b"the data")
+        await gate.wait_until_started()
+        await fs.setattr(node.ino, mtime_ns=1_500_000_000_000_000_000)
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+        assert not node.data_dirty and not node.meta_dirty
+    assert env.objects() == {"f": b"the data"}
+    assert len(env.called("put")) == 1, "the data went up twice"
+    assert len(env.called("copy")) == 1
+    assert env.metadata("f")["mtime"] == "1500000000"
+
+
+async def test_data_changed_while_it_goes_up_is_uploaded_again(env: Env) -> None:
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        node = await write_file(fs, "f", b"old data")
+        await gate.wait_until_started()
+        fh, _ = await fs.open(node.ino, os.O_WRONLY)
+        await fs.write(fh, 0, b"new")
+        fs.release(fh)
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+    assert env.objects() == {"f": b"new data"}
+    assert len(env.called("put")) == 2
