@@ -45,9 +45,6 @@ class Journal:
         #: bumped by every change; `sync` compares it to skip work when nothing changed
         self.changes = 0
         self._synced = 0
-        #: changes so far that `sync(essential_only=True)` need not wait for
-        self._deferred = 0
-        self._synced_deferred = 0
         self._sync_lock = threading.Lock()
 
     def close(self) -> None:
@@ -57,14 +54,10 @@ class Journal:
         """A context in which every change is one SQLite transaction (for many at once)."""
         return self._db.transact()  # type: ignore[no-any-return]
 
-    def save_node(self, jid: str, record: dict[str, Any], *, essential: bool = True) -> None:
-        """Write a node's record. `essential=False`: it differs from the one before only in
-        what `sync(essential_only=True)` may leave to the next full sync (timestamps)."""
+    def save_node(self, jid: str, record: dict[str, Any]) -> None:
         with disk_errors("journal"):
             self._db.set(("node", jid), record)
         self.changes += 1
-        if not essential:
-            self._deferred += 1
 
     def drop_node(self, jid: str) -> None:
         with disk_errors("journal"):
@@ -121,18 +114,14 @@ class Journal:
                     found[key[1]] = record
         return found
 
-    def needs_sync(self, essential_only: bool = False) -> bool:
-        unsynced = self.changes - self._synced
-        if essential_only:
-            unsynced -= self._deferred - self._synced_deferred
-        return unsynced > 0
+    def needs_sync(self) -> bool:
+        return self.changes > self._synced
 
-    def sync(self, essential_only: bool = False) -> None:
-        """Make every change so far survive a power cut (blocks: fsync); with
-        `essential_only`, only when a change other than a deferrable one is unsynced."""
+    def sync(self) -> None:
+        """Make every change so far survive a power cut (blocks: fsync)."""
         with self._sync_lock:
-            target, deferred = self.changes, self._deferred
-            if not self.needs_sync(essential_only):
+            target = self.changes
+            if not self.needs_sync():
                 return
             # In WAL mode a commit is durable once the WAL is; a checkpoint (SQLite's own,
             # every 1000 pages) fsyncs the WAL before and the database after it copies.
@@ -146,7 +135,7 @@ class Journal:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            self._synced, self._synced_deferred = target, deferred
+            self._synced = target
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         found = {}

@@ -157,9 +157,11 @@ class Filesystem:
 
     def record(self, node: Node, *, timestamps_later: bool = False) -> None:
         """Write (or drop) the journal record of `node`'s pending work. With
-        `timestamps_later` (a close), a record that would differ from the last one only in
-        its mtime is left to the next persist, within 2 s (the kernel sends a new mtime
-        with the flush of every written file: a transaction per new file saved)."""
+        `timestamps_later` (a close, an fsync), a record that would differ from the last one
+        only in its mtime is left to the next full persist, within 2 s (the kernel sends a
+        new mtime with the flush of every written file: a transaction per new file saved,
+        and an fsync that waits for no journal flush). So the journal holds no record a
+        full persist does not sync at once."""
         if not node.linked or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
@@ -195,18 +197,14 @@ class Filesystem:
         if record == last:
             self._unjournaled.discard(node)
             return  # a close after a write, an fsync after a setattr: nothing new to say
-        # A new mtime alone (the kernel sends one with every flushed write) need not cost
-        # fsync a journal flush, nor a close a transaction: the periodic persist makes it
-        # durable. The meta_dirty it sets does not count while the data is to be uploaded
-        # anyway (the upload carries every attribute).
-        timestamps = ("mtime_ns", "meta_dirty") if node.data_dirty else ("mtime_ns",)
-        essential = last is None or any(
-            record[name] != last[name] for name in record if name not in timestamps
-        )
         self._unjournaled.add(node)  # until the record is written (the disk may be full)
-        if timestamps_later and not essential:
-            return
-        self.journal.save_node(node.jid, record, essential=essential)
+        if timestamps_later and last is not None:
+            # The meta_dirty a new mtime sets does not count while the data is to be
+            # uploaded anyway (the upload carries every attribute).
+            timestamps = ("mtime_ns", "meta_dirty") if node.data_dirty else ("mtime_ns",)
+            if all(record[name] == last[name] for name in record if name not in timestamps):
+                return
+        self.journal.save_node(node.jid, record)
         node.journaled = record
         self._unjournaled.discard(node)
 
@@ -1092,7 +1090,7 @@ class Filesystem:
         or are in the store (`--fsync=remote`)."""
         node = self.file_handle(fh).node
         if node.linked:
-            self.record(node)
+            self.record(node, timestamps_later=True)
         await self.persist(essential_only=True)
         if self.settings.fsync == "remote":
             await self.flusher.wait_uploaded(node)
@@ -1104,18 +1102,17 @@ class Filesystem:
         since the last call, their directory and the journal (in a worker thread).
         `essential_only` (fsync's): new timestamps alone may wait for the next full call."""
         for node in list(self._unjournaled):
-            self.record(node)  # OSError(ENOSPC) while the disk is still full
+            # OSError(ENOSPC) while the disk is still full
+            self.record(node, timestamps_later=essential_only)
         paths = [content.path for content in self._unsynced]
         new_names = any(content.new_file for content in self._unsynced)
         for content in self._unsynced:
             content.new_file = False
         self._unsynced.clear()
-        if paths or self.journal.needs_sync(essential_only):
-            await trio.to_thread.run_sync(
-                self._fsync_files, paths, new_names, essential_only, limiter=self._disk_limiter
-            )
+        if paths or self.journal.needs_sync():
+            await trio.to_thread.run_sync(self._fsync_files, paths, new_names, limiter=self._disk_limiter)
 
-    def _fsync_files(self, paths: list[Path], new_names: bool, essential_only: bool) -> None:
+    def _fsync_files(self, paths: list[Path], new_names: bool) -> None:
         """Blocking: runs in a worker thread."""
         for first in range(0, len(paths), FSYNC_BATCH):
             self._fsync_batch(paths[first : first + FSYNC_BATCH])
@@ -1125,7 +1122,7 @@ class Filesystem:
                 os.fsync(fd)  # new files' names
             finally:
                 os.close(fd)
-        self.journal.sync(essential_only)
+        self.journal.sync()
 
     @staticmethod
     def _fsync_batch(paths: list[Path]) -> None:

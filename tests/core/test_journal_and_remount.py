@@ -245,3 +245,19 @@ async def test_a_new_mtime_alone_is_journaled_by_the_next_persist_not_by_the_clo
         await fs.setattr(node.ino, mode=0o600, fh=fh)
         fs.release(fh)
         assert fs.journal.nodes()[node.jid]["perm"] == 0o600
+
+
+async def test_an_fsync_after_a_new_mtime_alone_writes_no_record(env: Env) -> None:
+    async with env.mount(writeback_delay=3600) as fs:
+        fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
+        await fs.write(fh, 0, b"data")
+        await fs.fsync(fh)
+        await fs.setattr(node.ino, mtime_ns=1_600_000_000_000_000_000, fh=fh)
+        before = fs.journal.changes
+        await fs.fsync(fh)
+        assert fs.journal.changes == before, "fsync wrote (and synced) a record for an mtime"
+        assert not fs.journal.needs_sync()
+        await fs.persist()
+        assert node.jid is not None
+        assert fs.journal.nodes()[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
+        fs.release(fh)
