@@ -82,3 +82,15 @@ async def test_a_long_burst_holds_no_upload_longer_than_the_limit(
     assert count > 100
     assert [t for t in started if begin + 1.0 < t < end], "the burst held uploads past the limit"
     assert len(env.objects()) == count
+
+
+async def test_new_files_cost_one_put_each_and_no_other_request(env: Env) -> None:
+    """What the bench's create and untar workloads count (1000 and 2139 PutObject)."""
+    async with env.mount(writeback_delay=0.01) as fs:
+        await make_files_for(fs, 0.3)
+        count = len([n for n in fs.ns.root.children or {}])
+    assert count > 20
+    assert len(env.called("put")) == count
+    others = [name for name, _ in env.calls if name != "put"]
+    # The root is listed once, before the first create (a mount's probe does that).
+    assert others == ["list"], f"requests besides the puts: {others}"
