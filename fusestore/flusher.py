@@ -35,8 +35,12 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
 DELETE_BATCH = 1000
 #: Keys to delete are sent once no new one has come for this long (or once the oldest has
-#: waited the writeback delay), so that `rm -rf` of a big tree is one request per 1000 keys.
+#: waited the writeback delay or BURST_MAX_HOLD, the longer), so that `rm -rf` of a big
+#: tree is one request per 1000 keys.
 DELETE_GATHER = 1.0
+#: ... or, while deletes have been coming for a while, for this share of that while: a long
+#: `rm -rf` that stalls (a loaded machine) should not have each stall send a small batch.
+DELETE_GATHER_SHARE = 0.5
 #: ... and while the copies of a rename are still going, up to this long.
 MOVE_GATHER = 30.0
 #: A burst of new files: this many within this many seconds (see `Burst`).
@@ -331,8 +335,9 @@ class Flusher:
         return next_due
 
     def _next_delete_time(self, now: float) -> float:
-        """When the pending deletes are to be sent: a moment after the last one came
-        (more are likely on the way), at the latest a writeback delay after the oldest."""
+        """When the pending deletes are to be sent: once they stop coming for a moment (more
+        are likely on the way; the longer they have been coming, the longer the moment), at
+        once when they fill a batch, at the latest a writeback delay after the oldest."""
         added = self.fs.ns.deletes_added
         if added != self._deletes_seen:
             self._deletes_seen = added
@@ -352,7 +357,12 @@ class Flusher:
         elif self._urgent:
             gathered = now
         else:
-            gathered = min(self._deletes_last_added + DELETE_GATHER, since + self.settings.writeback_delay)
+            coming_for = self._deletes_last_added - since
+            quiet = max(DELETE_GATHER, DELETE_GATHER_SHARE * coming_for)
+            # A bulk delete's keys wait for it as new files wait for a burst (BURST_MAX_HOLD):
+            # the writeback delay alone would cut a slow `rm -rf` into a batch every 2 s.
+            longest = max(self.settings.writeback_delay, BURST_MAX_HOLD)
+            gathered = min(self._deletes_last_added + quiet, since + longest)
         return max(self._deletes_due, gathered)
 
     def _moves_under_way(self) -> bool:

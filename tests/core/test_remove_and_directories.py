@@ -287,6 +287,24 @@ async def test_deletes_made_over_time_go_in_batches_of_at_most_1000_keys(
     assert env.objects() == {}
 
 
+async def test_a_slow_rm_of_many_files_is_not_cut_into_a_batch_per_writeback_delay(env: Env) -> None:
+    keys = [f"slow/f{i:02}" for i in range(30)]
+    for key in keys:
+        env.put(key, b"x")
+    async with env.mount(writeback_delay=2.0) as fs:
+        slow = await ino_of(fs, "slow")
+        for name in sorted(await listdir(fs, "slow")):
+            await fs.unlink(slow, name)
+            await trio.sleep(0.2)  # 6 s in all, three writeback delays
+        with trio.fail_after(20):
+            while fs.ns.deletes:
+                await trio.sleep(0.05)
+    batches = [sorted(args[0]) for args in env.called("delete_many")]
+    # One batch; two if a loaded machine stalls this loop for half the time it has run.
+    assert 1 <= len(batches) <= 2, [len(b) for b in batches]
+    assert sorted(key for batch in batches for key in batch) == keys
+
+
 async def test_unlinking_a_closed_dirty_file_frees_its_cache_space_before_the_kernel_forgets_it(
     env: Env,
 ) -> None:
