@@ -25,7 +25,8 @@ from .cache import Content, Journal
 from .core.nodes import Kind, Node
 from .staging import StagedUpload
 from .storecalls import StoreTimeout
-from .stores import NotFound, ObjectInfo, PreconditionFailed, StoreError, StoreUnavailable
+from .stores import CompletedPart, NotFound, ObjectInfo, PreconditionFailed, StoreError, StoreUnavailable
+from .stores.base import MiB
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -51,6 +52,10 @@ BURST_MAX_HOLD = 15.0
 #: An unfinished upload found at a key we were uploading to counts as ours when it was
 #: started at most this long before our journal said we began (clocks differ).
 CLOCK_SKEW = 60.0
+#: Smallest part of a file's multipart upload: boto3's own default. Fewer requests than
+#: S3's 5 MiB minimum (256 MiB to moto: parts 1.7 → 1.4 s), and 4 in flight per upload
+#: stay a small share of the daemon's memory (larger parts did not go faster).
+UPLOAD_PART = 8 * MiB
 #: Seconds a staged upload's object mtime (its completion) may differ from the file's.
 MTIME_SLACK = 2.0
 
@@ -628,12 +633,12 @@ class Flusher:
         async with self._part_limiter:
             generation = staged.generation(number)
             offset = (number - 1) * staged.part_size
-            etag = await self.fs.calls.run(self._read_and_put_part, staged, content, number, offset, length)
-            staged.sent(number, generation, etag)
+            part = await self.fs.calls.run(self._read_and_put_part, staged, content, number, offset, length)
+            staged.sent(generation, part)
 
     def _read_and_put_part(
         self, staged: StagedUpload, content: Content, number: int, offset: int, length: int
-    ) -> str:
+    ) -> CompletedPart:
         """Blocking; runs in a worker thread."""
         with open(content.path, "rb") as source:
             data = os.pread(source.fileno(), length, offset)
@@ -686,8 +691,11 @@ class Flusher:
 
     def _put_content(self, key: str, content: Content, size: int, metadata: Mapping[str, str]) -> str:
         """Upload a cache file (blocking; runs in a worker thread)."""
+        part_size = max(UPLOAD_PART, self.fs.store.part_size_for(size))
         with open(content.path, "rb") as source:
-            return self.fs.store.put_file(key, source, size, metadata, tracker=self.uploads)
+            return self.fs.store.put_file(
+                key, source, size, metadata, part_size=part_size, tracker=self.uploads
+            )
 
     async def _reconcile_dir(self, node: Node) -> None:
         fs = self.fs

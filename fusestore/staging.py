@@ -32,8 +32,8 @@ class StagedUpload:
     upload_id: str
     part_size: int
     metadata: dict[str, str]
-    #: part number -> etag, for parts whose bytes did not change since they were sent
-    parts: dict[int, str] = field(default_factory=dict)
+    #: part number -> the part as sent, for parts whose bytes did not change since
+    parts: dict[int, CompletedPart] = field(default_factory=dict)
     generations: dict[int, int] = field(default_factory=dict)
 
     @staticmethod
@@ -59,10 +59,10 @@ class StagedUpload:
         """Parts wholly below `size` that were not sent (or changed since)."""
         return [n for n in range(1, size // self.part_size + 1) if n not in self.parts]
 
-    def sent(self, number: int, generation: int, etag: str) -> None:
-        """Part `number` went up; it counts unless it changed while it was in flight."""
-        if self.generations.get(number) == generation:
-            self.parts[number] = etag
+    def sent(self, generation: int, part: CompletedPart) -> None:
+        """The part went up; it counts unless it changed while it was in flight."""
+        if self.generations.get(part.number) == generation:
+            self.parts[part.number] = part
 
     @property
     def staged_bytes(self) -> int:
@@ -89,4 +89,4 @@ class StagedUpload:
         return todo
 
     def completed_parts(self, size: int) -> list[CompletedPart]:
-        return [CompletedPart(n, self.parts[n]) for n in range(1, math.ceil(size / self.part_size) + 1)]
+        return [self.parts[n] for n in range(1, math.ceil(size / self.part_size) + 1)]

@@ -87,8 +87,12 @@ class UploadTracker(Protocol):
 
 
 class CompletedPart(NamedTuple):
+    """A part as the store acknowledged it, to be named again when the upload completes."""
+
     number: int
     etag: str
+    #: The part's CRC32 (base64) where the store checks one, else "".
+    checksum: str = ""
 
 
 @dataclass(frozen=True)
@@ -289,8 +293,9 @@ class Store(ABC):
         """Begin a multipart upload; returns its upload id. Nothing appears at `key` yet."""
 
     @abstractmethod
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
-        """Upload part `number` (1-based); returns the part's etag. NotFound: no upload."""
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
+        """Upload part `number` (1-based); returns what completing the upload must name.
+        NotFound: no such upload."""
 
     @abstractmethod
     def complete_multipart(
@@ -403,7 +408,7 @@ class Store(ABC):
             def send(number: int) -> CompletedPart:
                 offset = (number - 1) * part_size
                 data = os.pread(fd, min(part_size, size - offset), offset)
-                return CompletedPart(number, self.put_part(key, upload_id, number, data))
+                return self.put_part(key, upload_id, number, data)
 
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
                 parts = list(pool.map(send, range(1, count + 1)))

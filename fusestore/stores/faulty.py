@@ -247,10 +247,12 @@ class FaultyStore(Store):
         upload_id: str = self._call("start_multipart", lambda: self.inner.start_multipart(key, metadata))
         return upload_id
 
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
         size = len(body) if isinstance(body, bytes | bytearray | memoryview) else None
-        etag: str = self._call("put_part", lambda: self.inner.put_part(key, upload_id, number, body), size)
-        return etag
+        part: CompletedPart = self._call(
+            "put_part", lambda: self.inner.put_part(key, upload_id, number, body), size
+        )
+        return part
 
     def complete_multipart(
         self,

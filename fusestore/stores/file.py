@@ -516,7 +516,7 @@ class FileStore(Store):
                 json.dump(info, f)
         return upload_id
 
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
         self._path(key)
         with _os_errors(key):
             directory = self._upload_dir(upload_id)
@@ -531,7 +531,7 @@ class FileStore(Store):
             finally:
                 os.close(fd)
             os.rename(temp, os.path.join(directory, f"{number}.{etag}"))
-        return f'"{etag}"'
+        return CompletedPart(number, f'"{etag}"')
 
     def complete_multipart(
         self,

@@ -216,13 +216,13 @@ class MemoryStore(Store):
             raise NotFound(f"no multipart upload {upload_id!r} for {full!r}", key=full)
         return upload
 
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
         full = self.keys.full(key)
         data = read_body(body)
         etag = _etag(data)
         with self._backend.lock:
             self._upload(full, upload_id).parts[number] = (etag, data)
-        return etag
+        return CompletedPart(number, etag)
 
     def complete_multipart(
         self,

@@ -11,11 +11,13 @@ network), with a connection pool of `max_connections` and boto3's own retry mode
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
 import logging
 import re
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,7 @@ from .base import (
     PendingUpload,
     Store,
     StoreStats,
+    read_body,
 )
 from .errors import (
     AccessDenied,
@@ -93,6 +96,18 @@ def _etag(raw: str) -> str:
     return raw if raw.startswith('"') else f'"{raw}"'
 
 
+def _crc32(data: bytes) -> str:
+    """The CRC32 of `data` as S3 spells it: base64 of the big-endian 32-bit value."""
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def _completed(part: CompletedPart) -> dict[str, Any]:
+    named: dict[str, Any] = {"PartNumber": part.number, "ETag": part.etag}
+    if part.checksum:
+        named["ChecksumCRC32"] = part.checksum
+    return named
+
+
 class _S3Reader(ObjectReader):
     def __init__(self, store: S3Store, key: str, body: Any) -> None:
         self._store, self._key, self._body = store, key, body
@@ -126,6 +141,7 @@ class S3Store(Store):
         "connect_timeout": Option(float, 10.0, "seconds to wait for a connection"),
         "read_timeout": Option(float, 60.0, "seconds to wait for a response"),
         "read_only": Option(bool, False, "refuse every write with AccessDenied"),
+        "checksums": Option(bool, True, "send each uploaded part's CRC32 for the server to check"),
     }
     list_has_metadata = False
 
@@ -402,22 +418,35 @@ class S3Store(Store):
         return _etag(r["ETag"])
 
     def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
+        return self._start_multipart(key, metadata, checksums=self.config["checksums"])
+
+    def _start_multipart(self, key: str, metadata: Mapping[str, str] | None, *, checksums: bool) -> str:
         full = self.keys.full(key)
         meta = check_metadata(dict(metadata or {}))
         self._writable()
+        # With an algorithm named here the server checks every part's CRC32 as it arrives
+        # and, at completion, combines them instead of checksumming the whole object again
+        # (which moto does for an upload without one: 256 MiB completed in 2.0 s → 1.2 s).
+        # boto3's own upload_file sends the same.
+        extra = {"ChecksumAlgorithm": "CRC32"} if checksums else {}
         with self._errors(key):
-            r = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, Metadata=meta)
+            r = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, Metadata=meta, **extra)
         upload_id: str = r["UploadId"]
         return upload_id
 
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> str:
+    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
         full = self.keys.full(key)
+        extra = {}
+        if self.config["checksums"]:
+            data = read_body(body)
+            # Given as a value, it goes in a header (boto3's own would be a trailer, which
+            # older S3-compatible servers reject); zlib releases the GIL while it sums.
+            body, extra["ChecksumCRC32"] = data, _crc32(data)
         with self._errors(key):
             r = self.client.upload_part(
-                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body
+                Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=body, **extra
             )
-        etag: str = r["ETag"]
-        return etag
+        return CompletedPart(number, r["ETag"], extra.get("ChecksumCRC32", ""))
 
     def complete_multipart(
         self,
@@ -440,7 +469,7 @@ class S3Store(Store):
                 Bucket=self.bucket,
                 Key=full,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
+                MultipartUpload={"Parts": [_completed(part) for part in parts]},
                 **conditions,
             )
         return _etag(r["ETag"])
@@ -500,7 +529,8 @@ class S3Store(Store):
             for n, start in enumerate(range(0, source.size, part_size))
         ]
         copy_source = {"Bucket": self.bucket, "Key": self.keys.full(source.key)}
-        upload_id = self.start_multipart(dst, source.metadata if meta is None else meta)
+        # No checksums: the server copies the bytes, and not every server sums copied parts.
+        upload_id = self._start_multipart(dst, source.metadata if meta is None else meta, checksums=False)
 
         def copy_part(spec: tuple[int, int, int]) -> CompletedPart:
             number, first, last = spec

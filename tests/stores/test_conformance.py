@@ -267,7 +267,9 @@ def test_put_if_match_on_a_missing_key_is_not_found(store: Store) -> None:
 
 
 def _parts(store: Store, key: str, upload_id: str, chunks: list[bytes]) -> list[CompletedPart]:
-    return [CompletedPart(n, store.put_part(key, upload_id, n, c)) for n, c in enumerate(chunks, 1)]
+    parts = [store.put_part(key, upload_id, n, c) for n, c in enumerate(chunks, 1)]
+    assert [part.number for part in parts] == list(range(1, len(chunks) + 1))
+    return parts
 
 
 def test_multipart_upload_of_several_parts(store: Store) -> None:

@@ -4,8 +4,11 @@ translation table, which uses botocore's Stubber to produce answers moto never g
 
 from __future__ import annotations
 
+import base64
 import os
+import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,37 @@ def test_large_copy_uses_upload_part_copy(s3: S3Store) -> None:
     assert s3.head("big-copy").etag == etag
     assert s3.head("big-copy").metadata == {"mode": "33188"}
     assert s3.list_multipart() == []
+
+
+@pytest.mark.parametrize("checksums", [True, False])
+def test_uploaded_parts_carry_their_crc32_for_the_server_to_check(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], checksums: bool
+) -> None:
+    bucket = make_bucket()
+    store = open_store(f"s3://{bucket}", endpoint_url=s3_server.endpoint_url, checksums=checksums)
+    assert isinstance(store, S3Store)
+    sent: dict[str, list[dict[str, Any]]] = {"UploadPart": [], "CompleteMultipartUpload": []}
+    for name, params in sent.items():
+        store.client.meta.events.register(
+            f"provide-client-params.s3.{name}", lambda params, _to=params, **_: _to.append(dict(params))
+        )
+    chunks = [os.urandom(5 * MiB), b"tail"]
+    with tempfile.TemporaryFile() as source:
+        source.write(b"".join(chunks))
+        store.put_file("parts", source, 5 * MiB + 4, part_size=5 * MiB, multipart_threshold=5 * MiB)
+    assert store.get_range("parts") == b"".join(chunks)
+    sums = [base64.b64encode(zlib.crc32(chunk).to_bytes(4, "big")).decode() for chunk in chunks]
+    named = sent["CompleteMultipartUpload"][0]["MultipartUpload"]["Parts"]
+    head = s3_server.client().head_object(Bucket=bucket, Key="parts", ChecksumMode="ENABLED")
+    if checksums:
+        assert sorted(p["ChecksumCRC32"] for p in sent["UploadPart"]) == sorted(sums)
+        assert [p.get("ChecksumCRC32") for p in named] == sums
+        # The object's checksum is the CRC32 of its parts' (S3's "composite" checksum).
+        composite = zlib.crc32(b"".join(base64.b64decode(value) for value in sums))
+        assert base64.b64decode(head["ChecksumCRC32"].split("-")[0]) == composite.to_bytes(4, "big")
+    else:
+        assert all("ChecksumCRC32" not in p for p in sent["UploadPart"] + named)
+        assert "ChecksumCRC32" not in head
 
 
 def test_batch_delete_sends_at_most_1000_keys_per_request(s3: S3Store) -> None:
