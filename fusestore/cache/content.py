@@ -126,11 +126,12 @@ class Content:
         Blocks already present (written locally meanwhile) keep their local bytes.
         """
         count = -(-len(data) // BLOCK_SIZE) if data else 0
+        view = memoryview(data)  # slices without copies
         for i in range(count):
             block = first + i
             if self.present >> block & 1:
                 continue
-            chunk = data[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
+            chunk = view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
             # The file may have been truncated meanwhile: bytes past the base stay zeros.
             limit = min(self.size, self.base_size) - block * BLOCK_SIZE
             if limit > 0:

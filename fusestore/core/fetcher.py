@@ -189,39 +189,42 @@ class Fetcher:
                 if length <= 0:
                     break
                 reader = await fs.calls.ask(fs.store.open_range, key, start, length, etag)
+                failure: BaseException | None = None
                 try:
-                    while block < stream.end:
-                        if block >= stream.limit and self.nursery is None:
-                            return  # inline: nobody could raise the limit while we wait
-                        if block >= stream.limit:
-                            stream.wakeup = trio.Event()
-                            with trio.move_on_after(IDLE_STOP):
-                                await stream.wakeup.wait()
-                            if block >= stream.limit:
-                                return  # nobody reads on: the rest is fetched when wanted
-                        # Several blocks per trip to the worker thread while readers are
-                        # that far behind (a trip costs more than filling a block).
-                        count = max(1, min(BLOCKS_PER_READ, stream.limit - block, stream.end - block))
-                        want = min(count * BLOCK_SIZE, start + length - block * BLOCK_SIZE)
-                        data = await fs.calls.attempt(_read_block, reader, want)
-                        if not data:
-                            return  # shorter than expected: waiters see the gap
-                        content.fill(block, data)
-                        filled = True
-                        got = -(-len(data) // BLOCK_SIZE)
-                        for done in range(block, block + got):
-                            self._done(content, stream, done)
-                        block += got
-                        stream.position = block
-                        if len(data) < want:
-                            return  # shorter than expected: waiters see the gap
-                except (StoreUnavailable, OSError) as exc:
-                    if fs.calls.down_for() > fs.calls.io_timeout:
-                        raise
-                    log.debug("%s: the stream broke at block %d, reopening: %s", key, block, exc)
+                    # The next chunk is read (worker thread) while this one is written
+                    # into the cache file (here): a sequential reader's stream goes at
+                    # the speed of the slower of the two, not of both in turn.
+                    send, receive = trio.open_memory_channel[bytes | BaseException](0)
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._read_chunks, stream, reader, block, start + length, send)
+                        async with receive:
+                            async for data in receive:
+                                if isinstance(data, BaseException):
+                                    failure = data
+                                    break
+                                try:
+                                    content.fill(block, data)
+                                except OSError as exc:
+                                    # The cache disk's failure (full?): another GET would
+                                    # only fail the same way. The reader gets the error.
+                                    stream.error = exc
+                                    nursery.cancel_scope.cancel()
+                                    return
+                                filled = True
+                                got = -(-len(data) // BLOCK_SIZE)
+                                for done in range(block, block + got):
+                                    self._done(content, stream, done)
+                                block += got
+                                stream.position = block
                 finally:
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(reader.close)
+                if failure is None:
+                    return  # the stream's end, its idle stop, or a short object (waiters see the gap)
+                retry = isinstance(failure, StoreUnavailable | OSError)
+                if not retry or fs.calls.down_for() > fs.calls.io_timeout:
+                    raise failure
+                log.debug("%s: the stream broke at block %d, reopening: %s", key, block, failure)
         except (StoreError, OSError) as exc:
             stream.error = exc
         except Exception as exc:
@@ -232,3 +235,41 @@ class Fetcher:
                 fs.contents.save(content, key, etag)
             for rest in list(stream.events):
                 self._done(content, stream, rest)
+
+    async def _read_chunks(
+        self,
+        stream: Stream,
+        reader: ObjectReader,
+        block: int,
+        stop: int,
+        send: trio.MemorySendChannel[bytes | BaseException],
+    ) -> None:
+        """Send the blocks of one GET from `block` on, a few per trip to a worker thread,
+        never past the stream's limit (there it pauses, and ends after IDLE_STOP), until
+        byte `stop`, the stream's end or a short read; then a failure, if one ended it."""
+        async with send:
+            try:
+                while block < stream.end:
+                    if block >= stream.limit and self.nursery is None:
+                        return  # inline: nobody could raise the limit while we wait
+                    if block >= stream.limit:
+                        stream.wakeup = trio.Event()
+                        with trio.move_on_after(IDLE_STOP):
+                            await stream.wakeup.wait()
+                        if block >= stream.limit:
+                            return  # nobody reads on: the rest is fetched when wanted
+                    # Several blocks per trip to the worker thread while readers are that
+                    # far behind (a trip costs more than filling a block).
+                    count = max(1, min(BLOCKS_PER_READ, stream.limit - block, stream.end - block))
+                    want = min(count * BLOCK_SIZE, stop - block * BLOCK_SIZE)
+                    data = await self.fs.calls.attempt(_read_block, reader, want)
+                    if not data:
+                        return
+                    await send.send(data)
+                    if len(data) < want:
+                        return
+                    block += count
+            except trio.BrokenResourceError:
+                return  # the filling stopped
+            except Exception as exc:
+                await send.send(exc)

@@ -3,12 +3,14 @@ reopened after a break."""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
 import pytest
+import trio
 
-from fusestore.cache import BLOCK_SIZE
+from fusestore.cache import BLOCK_SIZE, Content
 from fusestore.stores import StoreUnavailable
 from fusestore.stores.base import ObjectReader
 
@@ -94,3 +96,20 @@ async def test_small_writes_spread_over_an_object_take_few_gets(env: Env) -> Non
         gets = len(env.called("open_range"))
         assert gets <= 2, f"{gets} GETs for 7 small writes into one object"
     assert env.objects()["f"] == bytes(data)
+
+
+async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.put("f", pattern(8 * MiB, seed=4))
+
+    def full(self: Content, first: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async with env.mount() as fs:
+        ino = await ino_of(fs, "f")
+        monkeypatch.setattr(Content, "fill", full)
+        with trio.fail_after(10), pytest.raises(OSError) as failed:
+            await read_all(fs, ino, MiB)
+        assert failed.value.errno == errno.ENOSPC
+    assert len(env.called("open_range")) == 1, "another GET would fail the same way"
