@@ -73,6 +73,12 @@ class Content:
                 os.ftruncate(self._fd, self.size)
         return self._fd
 
+    def adopt_fd(self, fd: int) -> None:
+        """Use `fd`, open on an empty file at `path` whose name is already durable."""
+        self._fd = fd
+        if self.size:
+            os.ftruncate(fd, self.size)
+
     def ensure_file(self) -> None:
         """Create the cache file (sized) if nothing has touched it yet."""
         _ = self.fd

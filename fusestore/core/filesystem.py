@@ -132,9 +132,12 @@ class Filesystem:
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
         self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
+        self._spares_low = trio.Event()  # set when the spare cache files run low
+        self.contents.on_spares_low = self._spares_low.set
 
     def close(self) -> None:
         """Persist what the next mount reuses. Call after the flusher stopped."""
+        self.contents.drop_spares()
         self.contents.save_all()
         for node in self.ns.nodes.values():
             if node.jid is not None:
@@ -1142,6 +1145,24 @@ class Filesystem:
             for fd in fds:
                 os.close(fd)
 
+    async def _keep_spare_files(self) -> None:
+        """Make empty cache files ahead for new contents (see ContentStore.new)."""
+        while True:
+            wanted = self.contents.spares_wanted()
+            if wanted:
+                try:
+                    spares = await trio.to_thread.run_sync(
+                        self.contents.make_spares, wanted, limiter=self._disk_limiter
+                    )
+                except OSError as exc:  # no inode left? New contents make their own meanwhile.
+                    log.debug("cannot make spare cache files: %s", exc)
+                    await trio.sleep(PERSIST_INTERVAL)
+                    continue
+                self.contents.add_spares(spares)
+            await self._spares_low.wait()
+            self._spares_low = trio.Event()
+            self.contents.on_spares_low = self._spares_low.set
+
     async def _persist_loop(self) -> None:
         while True:
             await trio.sleep(PERSIST_INTERVAL)
@@ -1157,6 +1178,7 @@ class Filesystem:
             await nursery.start(self.flusher.run)
             await nursery.start(self.calls.watch)
             nursery.start_soon(self._persist_loop)
+            nursery.start_soon(self._keep_spare_files)
             self.fetcher.nursery = nursery  # object data streams in the background from now on
             try:
                 task_status.started()

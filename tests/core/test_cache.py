@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
+from fusestore.cache.contents import SPARES, SPARES_LOW
 
 from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, write_file
 
@@ -255,3 +256,37 @@ def test_a_cache_refused_to_another_store_does_not_keep_the_lock(tmp_path: Path)
         CacheDir.for_store("memory://two", str(path)).open()
     # The refused open must not hold the lock: the right store can still open its cache.
     CacheDir.for_store("memory://one", str(path)).open().close()
+
+
+@pytest.mark.trio
+async def test_new_files_take_spare_cache_files_made_ahead_which_go_at_unmount(env: Env) -> None:
+    data_dir = env.cache_dir / "data"
+    async with env.mount(writeback_delay=60) as fs:
+        with trio.fail_after(5):
+            while fs.contents.spares_wanted():
+                await trio.sleep(0.01)
+        spare_files = set(os.listdir(data_dir))
+        assert len(spare_files) >= SPARES_LOW
+        nodes = [await write_file(fs, f"f{i}", pattern(100, seed=i)) for i in range(SPARES - SPARES_LOW + 1)]
+        used = {node.content.id for node in nodes if node.content is not None}
+        assert used <= spare_files, "each new file took a spare: none created its own"
+        with trio.fail_after(5):  # below SPARES_LOW: a new batch is made
+            while len(set(os.listdir(data_dir)) - used) < SPARES_LOW:
+                await trio.sleep(0.01)
+    assert set(os.listdir(data_dir)) <= used, "the spares left went at unmount"
+    async with env.mount() as fs:
+        for i in range(len(nodes)):
+            assert await read_path(fs, f"f{i}") == pattern(100, seed=i)
+
+
+def test_spare_cache_files_left_by_a_crash_are_orphans(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    index = diskcache.Cache(str(tmp_path / "index"))
+    contents = ContentStore(data_dir, index, limit=MiB)
+    contents.add_spares(contents.make_spares(3))
+    assert len(os.listdir(data_dir)) == 3
+    # a crash: nothing dropped them; the next mount's orphan sweep does
+    assert ContentStore(data_dir, index, limit=MiB).remove_orphans(keep=set()) == 3
+    assert os.listdir(data_dir) == []
+    index.close()
