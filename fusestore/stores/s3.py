@@ -517,6 +517,11 @@ class S3Store(Store):
         }
         if meta is not None:
             args["Metadata"] = meta
+        if self.config["checksums"]:
+            # The copy gets a CRC32 of its own, of the whole object. Some servers (moto)
+            # would otherwise give it the source's checksum of its parts' checksums as if
+            # it were the whole object's, and clients that check it (boto3) fail to read.
+            args["ChecksumAlgorithm"] = "CRC32"
         with self._errors(src):
             r = self.client.copy_object(**args)
         return _etag(r["CopyObjectResult"]["ETag"])

@@ -298,7 +298,7 @@ def test_store_problems(
         pytest.param(
             "s3://bucket?colour=blue",
             "unknown option 'colour'",
-            "(known: connect_timeout",
+            "(known: checksums, connect_timeout",
             id="s3://bucket?colour=blue",
         ),
         pytest.param(

@@ -118,6 +118,21 @@ def test_uploaded_parts_carry_their_crc32_for_the_server_to_check(
         assert "ChecksumCRC32" not in head
 
 
+def test_an_object_uploaded_in_parts_reads_back_checked_after_a_copy(
+    s3: S3Store, s3_server: LocalS3Server
+) -> None:
+    data = os.urandom(5 * MiB + 7)
+    with tempfile.TemporaryFile() as source:
+        source.write(data)
+        s3.put_file("parts", source, len(data), part_size=5 * MiB, multipart_threshold=5 * MiB)
+    s3.copy("parts", "copied")
+    s3.copy("copied", "copied", {"mode": "33188"})  # new metadata: a copy onto itself
+    checking = s3_server.client()  # boto3's defaults: it checks the checksums it is sent
+    for key in ("parts", "copied"):
+        body = checking.get_object(Bucket=s3.bucket, Key=key, ChecksumMode="ENABLED")["Body"]
+        assert body.read() == data, key
+
+
 def test_batch_delete_sends_at_most_1000_keys_per_request(s3: S3Store) -> None:
     s3.put("kept", b"k")
     batches: list[int] = []
