@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -28,6 +29,22 @@ from .fuse_ops import FuseOperations
 from .stores import ListPage, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit, as servers do:
+    every file a program holds open on the mount holds a cache file open here, and a
+    service's soft limit is often 1024. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot raise the open-file limit from %d: %s", soft, exc)
+        return soft
+    return wanted
 
 
 #: Kernel read-ahead of the mount: 1 MiB requests for sequential reads.
@@ -117,6 +134,7 @@ class Daemon:
         # Cache files are private whatever the caller's umask (files the kernel creates on
         # the mount get the modes it asks for; this umask does not touch them).
         os.umask(0o077)
+        raise_open_file_limit()
         fs, mountpoint = self._setup()
         self.fs = fs
         options = set(pyfuse3.default_options)

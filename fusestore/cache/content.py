@@ -27,6 +27,8 @@ class Content:
         self.path = path
         #: the running total of dirty bytes this content counts in (set by its store)
         self.tally: list[int] | None = None
+        #: the running count of open cache files this content counts in (set by its store)
+        self.open_files: list[int] | None = None
         self._size = size
         self.base_size = base_size
         self.present = present
@@ -57,25 +59,36 @@ class Content:
 
     @property
     def fd(self) -> int:
+        """The cache file, opened (and made, for a new content) on first use."""
         if self._fd is None and self.absent:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             self.absent = False
             self.new_file = True
-            if self.size:
-                os.ftruncate(self._fd, self.size)
+            self.adopt_fd(fd)
         if self._fd is None:
             try:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+                fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self.new_file = True
-            if os.fstat(self._fd).st_size != self.size:
-                os.ftruncate(self._fd, self.size)
+            self._opened(fd)
+            if os.fstat(fd).st_size != self.size:
+                os.ftruncate(fd, self.size)
+        assert self._fd is not None
         return self._fd
+
+    def _opened(self, fd: int) -> None:
+        self._fd = fd
+        if self.open_files is not None:
+            self.open_files[0] += 1
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
 
     def adopt_fd(self, fd: int) -> None:
         """Use `fd`, open on an empty file at `path` whose name is already durable."""
-        self._fd = fd
+        self._opened(fd)
         if self.size:
             os.ftruncate(fd, self.size)
 
@@ -84,9 +97,12 @@ class Content:
         _ = self.fd
 
     def close(self) -> None:
+        """Close the cache file (the next use opens it again)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+            if self.open_files is not None:
+                self.open_files[0] -= 1
 
     def remove(self) -> None:
         self.close()

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 SPARES = 64
 #: ... made again in a batch once fewer than this are left.
 SPARES_LOW = 32
+#: Cache files kept open beyond those of open handles: a file is opened again in
+#: microseconds, while holding one per cached file would exhaust the descriptor limit
+#: (a service's soft limit is often 1024; `tar x` of 2000 files held 2000).
+OPEN_FILES = 256
 
 
 class ContentStore:
@@ -46,6 +50,8 @@ class ContentStore:
         self._dirty: dict[str, Content] = {}
         #: the sum of the dirty contents' sizes (kept up to date by them: `Content.tally`)
         self._dirty_total = [0]
+        #: how many contents have their cache file open (kept up to date by them)
+        self._open_files = [0]
         #: empty cache files made ahead, by id, with an open descriptor each
         self._spares: list[tuple[str, int]] = []
         #: called (inline) when the spares run low
@@ -74,7 +80,7 @@ class ContentStore:
                 self.index.delete(key)
                 path.unlink(missing_ok=True)
                 continue
-            content = Content(content_id, path, record["size"], record["size"], int(record["present"], 16))
+            content = self._content(content_id, record["size"], record["size"], int(record["present"], 16))
             content.atime = record["atime"]
             content.source = (record["key"], record["etag"])
             self._by_id[content_id] = content
@@ -82,6 +88,19 @@ class ContentStore:
 
     def _path(self, content_id: str) -> Path:
         return self.data_dir / content_id
+
+    def _content(self, content_id: str, size: int, base_size: int, present: int = 0) -> Content:
+        content = Content(content_id, self._path(content_id), size, base_size, present)
+        content.open_files = self._open_files
+        return content
+
+    def close_idle_files(self) -> None:
+        """Once more than OPEN_FILES cache files are open, close those no handle uses
+        (inline: a scan of the contents, once per OPEN_FILES opened at most)."""
+        if self._open_files[0] > OPEN_FILES:
+            for content in self._by_id.values():
+                if not content.pins and content.is_open:
+                    content.close()
 
     def remove_orphans(self, keep: set[str]) -> int:
         """Delete data files that neither the index nor the journal (`keep`) knows. Blocking."""
@@ -113,13 +132,13 @@ class ContentStore:
         creates one."""
         if self._spares:
             content_id, fd = self._spares.pop()
-            content = Content(content_id, self._path(content_id), size, base_size)
+            content = self._content(content_id, size, base_size)
             content.adopt_fd(fd)
             if len(self._spares) < SPARES_LOW:
                 self.on_spares_low()
         else:
             content_id = uuid.uuid4().hex
-            content = Content(content_id, self._path(content_id), size, base_size)
+            content = self._content(content_id, size, base_size)
             content.absent = True
         content.atime = time.time()
         content.indexed = False
@@ -170,7 +189,7 @@ class ContentStore:
 
     def adopt(self, content_id: str, size: int, base_size: int, present: int) -> Content:
         """A dirty content named by the journal, after a restart."""
-        content = Content(content_id, self._path(content_id), size, base_size, present)
+        content = self._content(content_id, size, base_size, present)
         content.dirty = True
         self._by_id[content_id] = content
         self._count_dirty(content)

@@ -1221,6 +1221,7 @@ class Filesystem:
             node.content = None
             self._release_object(node)
         self._maybe_free(node)
+        self.contents.close_idle_files()
 
     # -- the file system as a whole --------------------------------------------------------
 

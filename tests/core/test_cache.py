@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import stat
 from pathlib import Path
 
@@ -11,9 +13,10 @@ import pytest
 import trio
 
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
-from fusestore.cache.contents import SPARES, SPARES_LOW
+from fusestore.cache.contents import OPEN_FILES, SPARES, SPARES_LOW
+from fusestore.daemon import raise_open_file_limit
 
-from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, write_file
+from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, resolve, write_file
 
 # -- eviction ---------------------------------------------------------------------------------
 
@@ -290,3 +293,39 @@ def test_spare_cache_files_left_by_a_crash_are_orphans(tmp_path: Path) -> None:
     assert ContentStore(data_dir, index, limit=MiB).remove_orphans(keep=set()) == 3
     assert os.listdir(data_dir) == []
     index.close()
+
+
+@pytest.mark.trio
+async def test_cache_files_of_closed_files_are_not_all_kept_open(env: Env) -> None:
+    data_dir = str(env.cache_dir / "data")
+
+    def open_cache_files() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+                count += os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")) == data_dir
+        return count
+
+    async with env.mount(writeback_delay=60) as fs:
+        held = open_cache_files()
+        count = OPEN_FILES + 100
+        for i in range(count):
+            await write_file(fs, f"f{i:04}", pattern(10, seed=i))
+        assert open_cache_files() - held <= OPEN_FILES + SPARES, "one descriptor per file written"
+        fh, _ = await fs.open((await resolve(fs, "f0000")).ino, os.O_RDONLY)  # opened again
+        assert await fs.read(fh, 0, 100) == pattern(10, seed=0)
+        fs.release(fh)
+    async with env.mount() as fs:
+        assert await read_path(fs, f"f{count - 1:04}") == pattern(10, seed=count - 1)
+
+
+def test_the_daemon_raises_its_open_file_limit_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip("the hard limit leaves no room to test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        raised = raise_open_file_limit()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised > 512
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
