@@ -23,10 +23,9 @@ import trio
 
 from .cache import Content, Journal
 from .core.nodes import Kind, Node
-from .staging import StagedUpload
+from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
 from .stores import CompletedPart, NotFound, ObjectInfo, PreconditionFailed, StoreError, StoreUnavailable
-from .stores.base import MiB
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -52,10 +51,6 @@ BURST_MAX_HOLD = 15.0
 #: An unfinished upload found at a key we were uploading to counts as ours when it was
 #: started at most this long before our journal said we began (clocks differ).
 CLOCK_SKEW = 60.0
-#: Smallest part of a file's multipart upload: boto3's own default. Fewer requests than
-#: S3's 5 MiB minimum (256 MiB to moto: parts 1.7 → 1.4 s), and 4 in flight per upload
-#: stay a small share of the daemon's memory (larger parts did not go faster).
-UPLOAD_PART = 8 * MiB
 #: Seconds a staged upload's object mtime (its completion) may differ from the file's.
 MTIME_SLACK = 2.0
 
@@ -691,10 +686,10 @@ class Flusher:
 
     def _put_content(self, key: str, content: Content, size: int, metadata: Mapping[str, str]) -> str:
         """Upload a cache file (blocking; runs in a worker thread)."""
-        part_size = max(UPLOAD_PART, self.fs.store.part_size_for(size))
+        store = self.fs.store
         with open(content.path, "rb") as source:
-            return self.fs.store.put_file(
-                key, source, size, metadata, part_size=part_size, tracker=self.uploads
+            return store.put_file(
+                key, source, size, metadata, part_size=upload_part_size(store, size), tracker=self.uploads
             )
 
     async def _reconcile_dir(self, node: Node) -> None:

@@ -27,7 +27,7 @@ import trio
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
 from ..cache.diskfull import Index
 from ..cache.writeout import start_writeout
-from ..staging import STAGE_PART
+from ..staging import PART_SIZE
 from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
 from ..stores.base import MiB
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: What the file system reports as its size when the store does not know (S3): 1 PiB.
 UNKNOWN_CAPACITY = 2**50
 #: How far a writer's own file may take dirty data past the limit (see wait_for_dirty_space).
-STAGE_CHUNK = 2 * STAGE_PART
+STAGE_CHUNK = 2 * PART_SIZE
 #: Free space on the cache disk that file data never takes: the journal's and index's.
 DISK_RESERVE = 8 * MiB
 #: How long a write that finds the cache disk full waits for the space of unlinked files

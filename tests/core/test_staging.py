@@ -8,9 +8,9 @@ import pytest
 import trio
 
 from fusestore.core.filesystem import STAGE_CHUNK
-from fusestore.staging import STAGE_PART
+from fusestore.staging import PART_SIZE
 
-from .conftest import Env, MiB, ino_of, pattern, read_path
+from .conftest import READS, WRITES, Env, MiB, ino_of, pattern, read_path
 
 pytestmark = pytest.mark.trio
 
@@ -39,7 +39,7 @@ async def test_one_file_larger_than_the_dirty_limit_stays_within_limit_plus_a_ch
     assert env.objects() == {"big": data}
     assert fs.store.list_multipart() == []
     assert len(env.called("start_multipart")) == 1, "one staged upload, completed at the end"
-    assert len(env.called("put_part")) == len(data) // STAGE_PART
+    assert len(env.called("put_part")) == len(data) // PART_SIZE
 
 
 async def test_a_rewrite_of_a_part_already_sent_sends_it_again(env: Env) -> None:
@@ -95,3 +95,17 @@ async def test_an_upload_left_by_a_killed_daemon_is_aborted_at_the_next_mount(en
         assert await read_path(fs, "big") == data
     assert env.objects()["big"] == data
     assert [(p.key, p.upload_id) for p in env.store.list_multipart()] == [("someone-elses", other)]
+
+
+async def test_a_big_new_file_goes_up_in_parts_of_8_mib_and_no_other_request(env: Env) -> None:
+    """(a) of the bench: a multipart upload costs one request per 8 MiB, not per 5 MiB."""
+    data = pattern(72 * MiB + 5, seed=6)
+    async with env.mount() as fs:
+        fh, _ = await fs.create(1, "big", 0o644, os.O_WRONLY, 0, 0)
+        await write_watching_dirty(fs, fh, data)
+        fs.release(fh)
+    assert env.objects() == {"big": data}
+    sent = [name for name, _ in env.calls if name in (*WRITES, *READS)]
+    assert sent.count("put_part") == 10  # 72 MiB + 5 bytes in 8 MiB parts (15 of 5 MiB)
+    assert sorted(set(sent)) == ["complete_multipart", "list", "put_part", "start_multipart"]
+    assert sent.count("start_multipart") == sent.count("complete_multipart") == sent.count("list") == 1
