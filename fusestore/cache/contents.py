@@ -52,6 +52,8 @@ class ContentStore:
         self._dirty_total = [0]
         #: how many contents have their cache file open (kept up to date by them)
         self._open_files = [0]
+        #: `close_idle_files` sweeps once more than this many are open
+        self._sweep_above = OPEN_FILES
         #: empty cache files made ahead, by id, with an open descriptor each
         self._spares: list[tuple[str, int]] = []
         #: called (inline) when the spares run low
@@ -95,12 +97,14 @@ class ContentStore:
         return content
 
     def close_idle_files(self) -> None:
-        """Once more than OPEN_FILES cache files are open, close those no handle uses
-        (inline: a scan of the contents, once per OPEN_FILES opened at most)."""
-        if self._open_files[0] > OPEN_FILES:
+        """Once OPEN_FILES more cache files are open than the last sweep left (those of
+        open handles), close the ones no handle uses. Inline: a scan of the contents, at
+        most once per OPEN_FILES files opened, however many handles stay open."""
+        if self._open_files[0] > self._sweep_above:
             for content in self._by_id.values():
                 if not content.pins and content.is_open:
                     content.close()
+            self._sweep_above = self._open_files[0] + OPEN_FILES
 
     def remove_orphans(self, keep: set[str]) -> int:
         """Delete data files that neither the index nor the journal (`keep`) knows. Blocking."""

@@ -132,8 +132,8 @@ class Filesystem:
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
         self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
-        self._spares_low = trio.Event()  # set when the spare cache files run low
-        self.contents.on_spares_low = self._spares_low.set
+        self._spares_low = trio.Event()  # set (and renewed) when the spare cache files run low
+        self.contents.on_spares_low = lambda: self._spares_low.set()
 
     def close(self) -> None:
         """Persist what the next mount reuses. Call after the flusher stopped."""
@@ -1161,7 +1161,6 @@ class Filesystem:
                 self.contents.add_spares(spares)
             await self._spares_low.wait()
             self._spares_low = trio.Event()
-            self.contents.on_spares_low = self._spares_low.set
 
     async def _persist_loop(self) -> None:
         while True:

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
+from fusestore.cache import contents as contents_module
 from fusestore.cache.contents import OPEN_FILES, SPARES, SPARES_LOW
 from fusestore.daemon import raise_open_file_limit
 
@@ -329,3 +330,37 @@ def test_the_daemon_raises_its_open_file_limit_to_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised > 512
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_idle_cache_files_are_swept_once_per_batch_even_with_many_held_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More handles open than OPEN_FILES must not make every release scan every content."""
+    monkeypatch.setattr(contents_module, "OPEN_FILES", 4)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    index = diskcache.Cache(str(tmp_path / "index"))
+    contents = ContentStore(data_dir, index, limit=MiB)
+    held = [contents.new() for _ in range(6)]
+    for content in held:
+        content.pins = 1
+        content.ensure_file()
+    scans = 0
+
+    class Counting(dict[str, Content]):
+        def values(self):  # type: ignore[override]
+            nonlocal scans
+            scans += 1
+            return super().values()
+
+    contents._by_id = Counting(contents._by_id)
+    for _ in range(40):  # a file written and closed: its handle released
+        contents.new().ensure_file()
+        contents.close_idle_files()
+        assert contents._open_files[0] <= len(held) + 2 * 4
+    assert scans <= 40 // 4 + 1, f"{scans} scans for 40 releases"
+    assert all(content.is_open for content in held), "a file a handle uses stays open"
+    contents.drop_spares()
+    for content in list(contents._by_id.values()):
+        content.close()
+    index.close()
