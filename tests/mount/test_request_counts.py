@@ -4,6 +4,8 @@ another client — more than one listing page."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -84,3 +86,21 @@ def test_stored_modes_show_with_exact_attrs_at_one_head_per_file(mount_factory: 
     assert sh("stat -c %a a b c", cwd=exact.path).split() == ["600"] * 3
     assert requests_since(before, exact) == {"HeadObject": 3}
     assert exact.umount() == 0, exact.log_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_cold_read_is_one_get_and_a_warm_reread_none(mount_factory: Callable[..., Mount]) -> None:
+    """(b) and (c) of the bench: one streamed GET for a whole sequential read; reading it
+    again asks the store nothing, not even a HEAD (the page cache or the cache file)."""
+    mount = mount_factory(run=False)
+    data = os.urandom(24 * 1024 * 1024 + 3)
+    mount.client.put_object(Bucket=mount.bucket, Key="big", Body=data)
+    mount.start()
+    digest = hashlib.sha256(data).hexdigest()
+    before = status_of(mount)["requests"]
+    assert sh("sha256sum big", cwd=mount.path).split()[0] == digest
+    assert requests_since(before, mount) == {"GetObject": 1}
+    before = status_of(mount)["requests"]
+    assert sh("sha256sum big", cwd=mount.path).split()[0] == digest
+    assert requests_since(before, mount) == {}, "the re-read asked the store"
+    assert mount.umount() == 0, mount.log_text()
