@@ -170,15 +170,19 @@ class ContentStore:
                 content_id = uuid.uuid4().hex
                 fd = os.open(self._path(content_id), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
                 made.append((content_id, fd))
-            directory = os.open(self.data_dir, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            self.sync_names()
         except OSError:
             self.drop_spares(made)
             raise
         return made
+
+    def sync_names(self) -> None:
+        """Make the names of the cache files made so far survive a power cut. Blocking."""
+        fd = os.open(self.data_dir, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def add_spares(self, spares: list[tuple[str, int]]) -> None:
         self._spares.extend(spares)

@@ -1120,11 +1120,7 @@ class Filesystem:
         for first in range(0, len(paths), FSYNC_BATCH):
             self._fsync_batch(paths[first : first + FSYNC_BATCH])
         if new_names:
-            fd = os.open(self.cache.data_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)  # new files' names
-            finally:
-                os.close(fd)
+            self.contents.sync_names()
         self.journal.sync()
 
     @staticmethod
