@@ -8,20 +8,29 @@ reports it next to fusestore for the metadata-heavy workloads (g, j): no Python 
 daemon can be faster than this one.
 
     python bench/floor_fs.py MOUNTPOINT     # foreground; SIGTERM or `umount` ends it
+
+With `--object s3://BUCKET/KEY --endpoint-url URL` it also shows that one object as a
+file, streamed on its first read from the server into memory with boto3 (4 MiB at a time,
+straight from the socket into place) while reads are answered as soon as their bytes are
+in: the floor of a cold sequential read (b) for any pyfuse3 daemon without a cache file.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import stat
-import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pyfuse3
 import trio
+
+from fusestore.daemon import READ_AHEAD_KIB
+from fusestore.mounts import set_read_ahead
 
 TTL = 60.0
 
@@ -167,12 +176,85 @@ class FloorFS(pyfuse3.Operations):  # type: ignore[misc]
         return s
 
 
+class StreamedObject:
+    """One object's bytes, arriving in a worker thread; `wait` yields until a range is in."""
+
+    CHUNK = 4 * 1024 * 1024
+
+    def __init__(self, client: Any, bucket: str, key: str, node: Node) -> None:
+        self.client, self.bucket, self.key, self.node = client, bucket, key, node
+        self.have = 0
+        self.started = False
+        self.arrived = trio.Event()
+
+    def _download(self, token: trio.lowlevel.TrioToken) -> None:
+        body = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"]
+        response = body._raw_stream._fp  # the socket's HTTP response: no copies on the way
+        view = memoryview(self.node.data)
+        while count := response.readinto(view[self.have : self.have + self.CHUNK]):
+            self.have += count
+            token.run_sync_soon(self._wake)
+        if self.have < len(view):
+            raise OSError(f"the object ended {len(view) - self.have} bytes early")
+
+    def _wake(self) -> None:
+        self.arrived.set()
+        self.arrived = trio.Event()
+
+    async def wait(self, end: int) -> None:
+        if not self.started:
+            self.started = True
+            token = trio.lowlevel.current_trio_token()
+            threading.Thread(target=self._download, args=(token,), daemon=True).start()
+        while self.have < min(end, len(self.node.data)):
+            await self.arrived.wait()
+
+
+class StreamingFloorFS(FloorFS):
+    """FloorFS plus one object streamed from an S3 server (see the module's docstring)."""
+
+    def __init__(self, url: str, endpoint_url: str) -> None:
+        super().__init__()
+        import boto3  # only this mode needs it
+
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        client = boto3.client("s3", endpoint_url=endpoint_url)
+        node = Node(self.next_ino, stat.S_IFREG | 0o644, 0, 0)
+        self.next_ino += 1
+        node.data = bytearray(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+        self.nodes[node.ino] = node
+        root = self.nodes[pyfuse3.ROOT_INODE].children
+        assert root is not None
+        root[os.fsencode(key.rpartition("/")[2])] = node
+        self.streamed = {node.ino: StreamedObject(client, bucket, key, node)}
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        streamed = self.streamed.get(fh)
+        if streamed is not None:
+            await streamed.wait(off + size)
+        return await super().read(fh, off, size)
+
+
+async def _serve(mountpoint: str) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pyfuse3.main)
+        await trio.sleep(0.2)  # mounted by now: raise its read-ahead as fusestore does
+        set_read_ahead(mountpoint, READ_AHEAD_KIB)
+
+
 def main() -> None:
-    mountpoint = sys.argv[1]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("mountpoint")
+    parser.add_argument("--object", help="s3://BUCKET/KEY to show as a file, streamed on first read")
+    parser.add_argument("--endpoint-url", help="the S3 server of --object")
+    args = parser.parse_args()
+    fs = StreamingFloorFS(args.object, args.endpoint_url) if args.object else FloorFS()
     options = set(pyfuse3.default_options) | {"fsname=floor", "default_permissions"}
-    pyfuse3.init(FloorFS(), mountpoint, options)
+    pyfuse3.init(fs, args.mountpoint, options)
     try:
-        trio.run(pyfuse3.main)
+        trio.run(_serve, args.mountpoint)
     finally:
         pyfuse3.close(unmount=True)
 

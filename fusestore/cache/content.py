@@ -142,7 +142,7 @@ class Content:
         end = min((first + count) * BLOCK_SIZE, self.base_size, self.size)
         return start, max(0, end - start)
 
-    def fill(self, first: int, data: bytes) -> None:
+    def fill(self, first: int, data: bytes | memoryview) -> None:
         """Store fetched bytes starting at block `first` and mark those blocks present.
 
         Blocks already present (written locally meanwhile) keep their local bytes.

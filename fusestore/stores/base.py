@@ -111,6 +111,13 @@ class ObjectReader(ABC):
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (all that is left when negative); b"" at the end. Blocks."""
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Read up to len(buffer) bytes into `buffer`; how many (0 at the end). Blocks.
+        Drivers override it where they can fill the buffer without an intermediate copy."""
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     @abstractmethod
     def close(self) -> None: ...
 
@@ -137,6 +144,13 @@ class BytesReader(ObjectReader):
         chunk = bytes(self._view[self._pos : end])
         self._pos = end
         return chunk
+
+    def readinto(self, buffer: memoryview) -> int:
+        end = min(len(self._view), self._pos + len(buffer))
+        count = end - self._pos
+        buffer[:count] = self._view[self._pos : end]
+        self._pos = end
+        return count
 
     def close(self) -> None:
         self._view = memoryview(b"")

@@ -101,6 +101,14 @@ class _FileReader(ObjectReader):
             want -= len(chunk)
         return b"".join(chunks)
 
+    def readinto(self, buffer: memoryview) -> int:
+        want = min(len(buffer), self._end - self._pos)
+        if want <= 0:
+            return 0
+        count = os.preadv(self._fd, [buffer[:want]], self._pos)
+        self._pos += count
+        return count
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -110,6 +110,44 @@ def test_reader_streams_in_pieces(store: Store) -> None:
     assert b"".join(pieces) == data[1:]
 
 
+def test_reader_fills_buffers_in_place(store: Store) -> None:
+    data = os.urandom(3 * MiB + 17)
+    store.put("big", data)
+    buffer = memoryview(bytearray(MiB // 2 + 3))
+    pieces = []
+    with store.open_range("big", 5, 2 * MiB + 3) as reader:
+        while count := reader.readinto(buffer):
+            pieces.append(bytes(buffer[:count]))
+        assert reader.readinto(buffer) == 0
+    assert b"".join(pieces) == data[5 : 5 + 2 * MiB + 3]
+
+
+def test_reader_mixes_read_and_readinto(store: Store) -> None:
+    store.put("r", b"0123456789")
+    buffer = memoryview(bytearray(4))
+    with store.open_range("r", 1, None) as reader:
+        assert reader.read(2) == b"12"
+        assert reader.readinto(buffer) == 4
+        assert bytes(buffer) == b"3456"
+        assert reader.read() == b"789"
+        assert reader.readinto(buffer) == 0
+    with store.open_range("r", 0, None) as reader:
+        assert reader.readinto(buffer) == 4
+        assert reader.read(3) == b"456"
+        assert reader.readinto(buffer) == 3
+        assert bytes(buffer[:3]) == b"789"
+        assert reader.read() == b""
+
+
+def test_reader_of_nothing_fills_nothing(store: Store) -> None:
+    store.put("r", b"0123456789")
+    store.put("e", b"")
+    buffer = memoryview(bytearray(8))
+    for key, start in (("r", 10), ("r", 50), ("e", 0)):
+        with store.open_range(key, start, None) as reader:
+            assert reader.readinto(buffer) == 0
+
+
 def test_read_with_the_current_etag_succeeds_and_a_stale_one_fails(store: Store) -> None:
     old = store.put("v", b"version 1")
     assert store.get_range("v", etag=old) == b"version 1"

@@ -5,8 +5,11 @@ translation table, which uses botocore's Stubber to produce answers moto never g
 from __future__ import annotations
 
 import base64
+import http.client
 import os
+import socketserver
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -201,6 +204,42 @@ def test_unreachable_endpoint_is_unavailable_and_quick() -> None:
     with pytest.raises(StoreUnavailable, match="cannot reach"):
         store.probe()
     assert time.monotonic() - started < 10
+
+
+class _CutShortHandler(socketserver.StreamRequestHandler):
+    """Answers any request with a 200 that promises 1000 bytes, sends 100 and hangs up."""
+
+    def handle(self) -> None:
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        self.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: "e"\r\n\r\n' + b"x" * 100)
+
+
+def test_a_download_cut_short_is_unavailable_not_short(s3: S3Store) -> None:
+    """A GET whose connection breaks mid-body must not pass for a shorter object, whichever
+    way it is read: the fetcher reopens on StoreUnavailable and trusts a short read."""
+    with socketserver.TCPServer(("127.0.0.1", 0), _CutShortHandler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            store = open_store(
+                "s3://bkt", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", max_attempts=1
+            )
+            with store.open_range("k") as reader:
+                buffer = memoryview(bytearray(1000))
+                assert reader.readinto(buffer) == 100
+                with pytest.raises(StoreUnavailable, match="the download broke 900 bytes short"):
+                    reader.readinto(buffer[100:])
+            with store.open_range("k") as reader, pytest.raises(StoreUnavailable):
+                reader.read()
+        finally:
+            server.shutdown()
+
+
+def test_reading_in_place_bypasses_boto3s_copies(s3: S3Store) -> None:
+    s3.put("big", b"y" * MiB)
+    with s3.open_range("big") as reader:
+        reader.readinto(memoryview(bytearray(10)))
+        assert isinstance(reader._direct, http.client.HTTPResponse)  # type: ignore[attr-defined]
 
 
 def test_missing_bucket_is_named(s3_server: LocalS3Server) -> None:
