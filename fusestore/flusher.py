@@ -119,6 +119,8 @@ class Flusher:
         self._part_limiter = trio.CapacityLimiter(self.settings.upload_workers)
         self._cleaning_staged = False
         self._burst = Burst()
+        #: when the loop, waiting, wakes by itself (-inf while it runs or has not started)
+        self._sleeping_until = -math.inf
 
     # -- called by the file system --------------------------------------------------------
 
@@ -132,7 +134,10 @@ class Flusher:
             self._burst.note(now)
         self._set_due(node, now + wait)
         self.dirty_since.setdefault(node, time.time())
-        self.wake()
+        if now + wait < self._sleeping_until:
+            # Only then: the loop would find nothing to do before it wakes anyway, and a
+            # burst of new files (3-4 changes each) woke it for every change.
+            self.wake()
 
     def _set_due(self, node: Node, when: float) -> None:
         earlier = self.due.get(node, math.inf) > when
@@ -290,8 +295,10 @@ class Flusher:
                     nursery.start_soon(self._drop_stale_staging)
                 if self.fs.ns.deletes and not self._deleting:
                     next_due = min(next_due, deletes_due)
+                self._sleeping_until = next_due
                 with trio.move_on_at(next_due):
                     await self._wakeup.wait()
+                self._sleeping_until = -math.inf
                 self._wakeup = trio.Event()
 
     def _start_due_jobs(self, nursery: trio.Nursery, now: float) -> float:

@@ -28,6 +28,32 @@ async def test_a_file_written_many_times_keeps_one_queue_entry(env: Env) -> None
     assert env.objects() == {"log": b"0123456789" * 5000}
 
 
+async def test_a_burst_of_new_files_does_not_wake_the_flusher_per_change(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new file is several changes (create, write, close); the flusher's loop, which
+    scans its queue each time it runs, need not run for a change due after the time it
+    wakes at anyway. Here it ran 196 times before, once now; in a mounted daemon creating
+    1000 files, 6313 times before and 1332 now (that is, with the uploads)."""
+    rounds = [0]
+    start_due_jobs = flusher.Flusher._start_due_jobs
+
+    def counted(self: flusher.Flusher, *args: Any) -> float:
+        rounds[0] += 1
+        return start_due_jobs(self, *args)
+
+    monkeypatch.setattr(flusher.Flusher, "_start_due_jobs", counted)
+    async with env.mount(writeback_delay=2.0) as fs:
+        await trio.sleep(0.1)
+        rounds[0] = 0
+        for i in range(300):
+            await write_file(fs, f"f{i:03}", b"x" * 4096)
+            await trio.sleep(0)  # the flusher's turn, if it was woken
+        made = rounds[0]
+    assert made <= 30, f"the flusher ran {made} times for 300 new files"
+    assert len(env.objects()) == 300
+
+
 def timed_puts(env: Env) -> list[float]:
     """Make every upload take 20 ms, as over a network; returns the list of their start
     times (time.monotonic), filled as they happen."""
