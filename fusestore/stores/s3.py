@@ -22,11 +22,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import SplitResult, quote
 
 import boto3
 import botocore.exceptions as bexc
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 
 from .. import __version__
@@ -107,6 +110,24 @@ def _completed(part: CompletedPart) -> dict[str, Any]:
     if part.checksum:
         named["ChecksumCRC32"] = part.checksum
     return named
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, made fast for the ISO 8601 form listings use.
+
+    botocore parses every timestamp with dateutil: 0.12 ms each here, which was three
+    quarters of the client's time for a listing (5000 keys: 0.6 s of CPU). Any other
+    form (HTTP dates in headers, epoch seconds) still goes to botocore's parser."""
+    if isinstance(value, str) and value[10:11] == "T":
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    result: datetime = botocore.utils.parse_timestamp(value)
+    return result
 
 
 class _S3Reader(ObjectReader):
@@ -254,7 +275,9 @@ class S3Store(Store):
 
     def _make_client(self) -> Any:
         cfg = self.config
-        session = boto3.session.Session(profile_name=cfg["profile"])
+        core = botocore.session.get_session()
+        core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+        session = boto3.session.Session(botocore_session=core, profile_name=cfg["profile"])
         path_style = cfg["path_style"]
         if path_style is None:
             path_style = cfg["endpoint_url"] is not None

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import botocore.parsers
+import botocore.utils
 import pytest
 from botocore.stub import Stubber
 
@@ -32,7 +34,7 @@ from fusestore.stores import (
     StoreUnavailable,
     open_store,
 )
-from fusestore.stores.s3 import S3Store
+from fusestore.stores.s3 import S3Store, parse_timestamp
 from fusestore.testing.s3server import LocalS3Server, free_port
 
 MiB = 1024 * 1024
@@ -240,6 +242,39 @@ def test_reading_in_place_bypasses_boto3s_copies(s3: S3Store) -> None:
     with s3.open_range("big") as reader:
         reader.readinto(memoryview(bytearray(10)))
         assert isinstance(reader._direct, http.client.HTTPResponse)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-30T14:41:35.000Z",
+        "2026-11-30T14:41:35Z",
+        "2026-11-30T14:41:35.123456+02:00",
+        "Mon, 30 Nov 2026 14:41:35 GMT",
+        "1700000000",
+        "2026-11-30T14:41:35",  # no zone: whatever botocore makes of it
+    ],
+)
+def test_timestamps_parse_as_botocore_parses_them(text: str) -> None:
+    ours, theirs = parse_timestamp(text), botocore.utils.parse_timestamp(text)
+    assert ours == theirs
+    assert ours.utcoffset() == theirs.utcoffset()
+
+
+def test_listings_use_the_fast_timestamp_parser(s3: S3Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3.put("k", b"x")
+    slow: list[str] = []
+
+    def dateutil_parse(value: str) -> Any:
+        slow.append(value)
+        return parse_timestamp(value)
+
+    monkeypatch.setattr(botocore.utils, "parse_timestamp", dateutil_parse)
+    monkeypatch.setattr(botocore.parsers, "DEFAULT_TIMESTAMP_PARSER", dateutil_parse)
+    fresh = open_store(s3.to_url())  # its client is made now, with the patches in place
+    (info,) = fresh.list("").objects
+    assert abs(info.mtime - time.time()) < 300
+    assert not slow, "a listing's timestamps went to dateutil"
 
 
 def test_missing_bucket_is_named(s3_server: LocalS3Server) -> None:
