@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -113,3 +114,27 @@ async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
             await read_all(fs, ino, MiB)
         assert failed.value.errno == errno.ENOSPC
     assert len(env.called("open_range")) == 1, "another GET would fail the same way"
+
+
+async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> None:
+    """Each stream reads into two reused 4 MiB buffers; one waiting for its reader to go on
+    (up to IDLE_STOP) lets them go, or 20 readers stopped part-way would hold 160 MiB."""
+    for i in range(20):
+        env.put(f"f{i}", pattern(64 * MiB, seed=i))
+    async with env.mount() as fs:
+        tracemalloc.start()
+        try:
+            for i in range(20):
+                fh, _ = await fs.open(await ino_of(fs, f"f{i}"), os.O_RDONLY)
+                for offset in range(0, 2 * MiB, MiB):  # sequential: its stream runs ahead, then waits
+                    await fs.read(fh, offset, MiB)
+            await trio.sleep(0.3)  # every stream has reached its readers' window and paused
+            assert fs.fetcher.streams, "the streams ended: the test proves nothing"
+            held = sum(
+                stat.size
+                for stat in tracemalloc.take_snapshot().statistics("filename")
+                if stat.traceback[0].filename.endswith("fetcher.py")
+            )
+        finally:
+            tracemalloc.stop()
+    assert held < 8 * MiB, f"paused streams hold {held / MiB:.0f} MiB of buffers"
