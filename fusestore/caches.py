@@ -624,6 +624,9 @@ class _JournalContents:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: content id -> size of its cache file: a file's size (its record's may be up to a
+    #: persist behind, as the daemon takes the size from the cache file too)
+    content_sizes: dict[str, int] = field(default_factory=dict)
 
     def has_work(self) -> bool:
         return bool(self.nodes or self.deletes or self.uploads)
@@ -632,7 +635,9 @@ class _JournalContents:
         return {rec["content"] for rec in self.nodes.values() if isinstance(rec.get("content"), str)}
 
     def items(self) -> list[PendingItem]:
-        nodes = sorted((_node_item(rec) for rec in self.nodes.values()), key=lambda item: item.key)
+        nodes = sorted(
+            (_node_item(rec, self.content_sizes) for rec in self.nodes.values()), key=lambda item: item.key
+        )
         deletes = [PendingItem("delete", key) for key in sorted(self.deletes)]
         uploads = [
             PendingItem(
@@ -665,7 +670,7 @@ class _JournalContents:
         return lost
 
 
-def _node_item(rec: dict[str, Any]) -> PendingItem:
+def _node_item(rec: dict[str, Any], content_sizes: dict[str, int]) -> PendingItem:
     kind = str(rec.get("kind") or "file")
     key = str(rec.get("key") or "")
     metadata = bool(rec.get("meta_dirty"))
@@ -673,8 +678,8 @@ def _node_item(rec: dict[str, Any]) -> PendingItem:
         return PendingItem("dir", key, metadata=metadata)
     remote_key = rec.get("remote_key")
     data = bool(rec.get("data_dirty")) or remote_key is None
-    size = rec.get("size")
     content = rec.get("content")
+    size = content_sizes.get(content, rec.get("size")) if isinstance(content, str) else rec.get("size")
     return PendingItem(
         kind,
         key,
@@ -687,6 +692,30 @@ def _node_item(rec: dict[str, Any]) -> PendingItem:
 
 
 def _read_journal(path: Path, dir_fd: int, *, in_use: bool) -> _JournalContents:
+    """The records of the journal and the sizes of the cache files they name, read
+    without changing (or creating) any file of the cache."""
+    contents = _read_records(path, dir_fd, in_use=in_use)
+    ids = contents.content_ids()
+    st = _lstat("data", dir_fd)
+    if not ids or st is None or not stat.S_ISDIR(st.st_mode):
+        return contents
+    try:
+        data_fd = os.open("data", _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return contents  # unreadable: the records' own sizes stand
+    try:
+        for content_id in ids:
+            if "/" in content_id or content_id in ("", ".", ".."):
+                continue  # not a name the daemon makes: the record's own size stands
+            st = _lstat(content_id, data_fd)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                contents.content_sizes[content_id] = st.st_size
+    finally:
+        os.close(data_fd)
+    return contents
+
+
+def _read_records(path: Path, dir_fd: int, *, in_use: bool) -> _JournalContents:
     """The records of the journal, read without changing (or creating) any file of the cache.
 
     In use, with the daemon's write-ahead log and its index present: a read-only

@@ -113,6 +113,17 @@ class Content:
     def _base_blocks(self) -> int:
         return -(-self.base_size // BLOCK_SIZE)
 
+    def base_mask(self) -> int:
+        """The bits of `present` that matter after a restart: the blocks below
+        `base_size` (every block past it is local, and the cache file's size says how many
+        there are)."""
+        return (1 << self._base_blocks()) - 1
+
+    def mark_local_tail(self) -> None:
+        """Mark every block past the base present (they never come from the store): a
+        restart learns only the base's blocks from the journal."""
+        self.present |= ((1 << -(-self.size // BLOCK_SIZE)) - 1) & ~self.base_mask()
+
     def complete(self) -> bool:
         """Whether every byte is local (nothing left to fetch from the store)."""
         wanted = (1 << self._base_blocks()) - 1

@@ -198,6 +198,7 @@ class ContentStore:
     def adopt(self, content_id: str, size: int, base_size: int, present: int) -> Content:
         """A dirty content named by the journal, after a restart."""
         content = self._content(content_id, size, base_size, present)
+        content.mark_local_tail()
         content.dirty = True
         self._by_id[content_id] = content
         self._count_dirty(content)

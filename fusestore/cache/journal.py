@@ -17,6 +17,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,13 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def batch(self) -> contextlib.AbstractContextManager[Any]:
-        """A context in which every change is one SQLite transaction (for many at once)."""
-        return self._db.transact()  # type: ignore[no-any-return]
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """A context in which every change is one SQLite transaction (for many at once):
+        all of them are written, or none (a full disk, at any of them or at the commit,
+        raises OSError(ENOSPC))."""
+        with disk_errors("journal"), self._db.transact():
+            yield
 
     def save_node(self, jid: str, record: dict[str, Any]) -> None:
         with disk_errors("journal"):

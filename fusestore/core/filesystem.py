@@ -161,10 +161,11 @@ class Filesystem:
     def record(self, node: Node, *, timestamps_later: bool = False) -> None:
         """Write (or drop) the journal record of `node`'s pending work. With
         `timestamps_later` (a close, an fsync), a record that would differ from the last one
-        only in its mtime is left to the next full persist, within 2 s (the kernel sends a
-        new mtime with the flush of every written file: a transaction per new file saved,
-        and an fsync that waits for no journal flush). So the journal holds no record a
-        full persist does not sync at once."""
+        only in its mtime, or in what a restart reads from the cache file (a content's size
+        and its blocks past the base), is left to the next full persist, within 2 s (the
+        kernel sends a new mtime with the flush of every written file: a transaction per
+        new file saved, and an fsync that waits for no journal flush). So the journal
+        holds no record a full persist does not sync at once."""
         if not node.linked or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
@@ -202,10 +203,19 @@ class Filesystem:
             return  # a close after a write, an fsync after a setattr: nothing new to say
         self._unjournaled.add(node)  # until the record is written (the disk may be full)
         if timestamps_later and last is not None:
-            # The meta_dirty a new mtime sets does not count while the data is to be
-            # uploaded anyway (the upload carries every attribute).
-            timestamps = ("mtime_ns", "meta_dirty") if node.data_dirty else ("mtime_ns",)
-            if all(record[name] == last[name] for name in record if name not in timestamps):
+            waiting = {"mtime_ns"}
+            if node.data_dirty:
+                # The meta_dirty a new mtime sets does not count while the data is to be
+                # uploaded anyway (the upload carries every attribute).
+                waiting.add("meta_dirty")
+            if content is not None:
+                # A restart takes the size from the cache file and needs only the base's
+                # present blocks (`Content.base_mask`): a new file's writes need no
+                # transaction of their own.
+                mask = content.base_mask()
+                if content.present & mask == int(last["present"], 16) & mask:
+                    waiting |= {"size", "present"}
+            if all(record[name] == last[name] for name in record if name not in waiting):
                 return
         self.journal.save_node(node.jid, record)
         node.journaled = record
@@ -1038,15 +1048,17 @@ class Filesystem:
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetcher.ensure(content, block, 1, ahead=WRITE_FETCH_AHEAD)
         await self._wait_for_disk_room(len(data))
-        first_present = content.present
+        first_present = content.present & content.base_mask()
         written = content.write(offset, data)
         self._unsynced.add(content)
         self.flusher.written(content, offset, offset + written)
         node.size = content.size
         node.mtime_ns = now_ns()
         if node.linked:
-            # The journal learns of new blocks at once (a crash must not refetch over them).
-            self.changed(node, data=True, journal=not node.data_dirty or first_present != content.present)
+            # The journal learns at once of blocks written over the store's (a crash must
+            # not refetch over them); a restart finds the rest in the cache file.
+            fetch_changed = first_present != content.present & content.base_mask()
+            self.changed(node, data=True, journal=not node.data_dirty or fetch_changed)
         return written
 
     async def _wait_for_disk_room(self, size: int) -> None:
@@ -1104,9 +1116,7 @@ class Filesystem:
         """Make all pending work so far survive a power cut: fsync the cache files written
         since the last call, their directory and the journal (in a worker thread).
         `essential_only` (fsync's): new timestamps alone may wait for the next full call."""
-        for node in list(self._unjournaled):
-            # OSError(ENOSPC) while the disk is still full
-            self.record(node, timestamps_later=essential_only)
+        self._record_unjournaled(timestamps_later=essential_only)
         paths = [content.path for content in self._unsynced]
         new_names = any(content.new_file for content in self._unsynced)
         for content in self._unsynced:
@@ -1114,6 +1124,24 @@ class Filesystem:
         self._unsynced.clear()
         if paths or self.journal.needs_sync():
             await trio.to_thread.run_sync(self._fsync_files, paths, new_names, limiter=self._disk_limiter)
+
+    def _record_unjournaled(self, *, timestamps_later: bool) -> None:
+        """Write the records left to a persist in one transaction: after a burst of new
+        files, hundreds of them differ from the last only in size and mtime. Raises
+        OSError(ENOSPC) while the disk is full, and then has written none of them."""
+        nodes = list(self._unjournaled)
+        if not nodes:
+            return
+        before = [(node, node.jid, node.journaled) for node in nodes]
+        try:
+            with self.journal.batch():
+                for node in nodes:
+                    self.record(node, timestamps_later=timestamps_later)
+        except BaseException:
+            for node, jid, journaled in before:  # rolled back: as if none was written
+                node.jid, node.journaled = jid, journaled
+                self._unjournaled.add(node)
+            raise
 
     def _fsync_files(self, paths: list[Path], new_names: bool) -> None:
         """Blocking: runs in a worker thread."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+from pathlib import Path
 
 import pytest
 import trio
@@ -261,3 +263,54 @@ async def test_an_fsync_after_a_new_mtime_alone_writes_no_record(env: Env) -> No
         assert node.jid is not None
         assert fs.journal.nodes()[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
         fs.release(fh)
+
+
+def crash_copy(env: Env, into: Path) -> None:
+    """The cache directory as a `kill -9` would leave it now: every file as the kernel
+    holds it (journal commits are in SQLite's write-ahead log, data in the cache files),
+    nothing closed or persisted. The copy becomes the cache of the next mount."""
+    shutil.copytree(env.cache_dir, into, symlinks=True)
+    env.cache_dir = into
+
+
+async def test_writes_past_the_stores_bytes_need_no_transaction_and_survive_a_crash(
+    env: Env, tmp_path: Path
+) -> None:
+    """A new file is journaled once, at create: a restart takes its size from the cache
+    file. Writes over an object's own bytes are journaled at once, writes past them not."""
+    original = pattern(3 * MiB + 5, seed=4)
+    env.put("old", original)
+    new_data = pattern(2 * MiB + 77, seed=5)
+    async with env.mount(flusher=False) as fs:
+        before = fs.journal.changes
+        fh, node = await fs.create(1, "new", 0o644, os.O_WRONLY, 0, 0)
+        assert fs.journal.changes == before + 1, "the create is journaled at once"
+        for offset in range(0, len(new_data), 64 * 1024):
+            await fs.write(fh, offset, new_data[offset : offset + 64 * 1024])
+        await fs.setattr(node.ino, mtime_ns=1_700_000_000_000_000_000, fh=fh)  # as the kernel does
+        fs.flush(fh)
+        fs.release(fh)
+        assert fs.journal.changes == before + 1, "a new file's writes and close wrote transactions"
+
+        fh, _ = await fs.open(await ino_of(fs, "old"), os.O_WRONLY)
+        await fs.write(fh, MiB + 1, b"OVER")  # over the store's bytes: journaled now
+        after_patch = fs.journal.changes
+        assert after_patch > before + 1
+        await fs.write(fh, 4 * MiB, b"APPENDED")  # past them: the cache file says it
+        fs.flush(fh)
+        fs.release(fh)
+        assert fs.journal.changes == after_patch
+        crash_copy(env, tmp_path / "after-kill")
+
+    env.calls.clear()
+    expected_old = bytearray(original)
+    expected_old[MiB + 1 : MiB + 5] = b"OVER"
+    expected_old += bytes(4 * MiB - len(original)) + b"APPENDED"
+    async with env.mount() as fs:
+        await fs.flusher.sync_all()
+        assert env.objects() == {"new": new_data, "old": bytes(expected_old)}
+        assert env.called("open_range"), "the blocks never fetched came from the store"
+        env.calls.clear()
+        assert await read_path(fs, "new") == new_data
+        assert await read_path(fs, "old") == expected_old
+        assert not env.called("open_range") and not env.called("get_range"), "uploaded data was refetched"

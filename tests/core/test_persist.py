@@ -1,10 +1,14 @@
 """The periodic persist: every cache file written since the last one is fdatasync'ed,
-after the write-out of all of them was started (one journal commit then covers most)."""
+after the write-out of all of them was started (one journal commit then covers most), and
+the journal records left to it are written in one transaction."""
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +53,42 @@ def test_starting_a_write_out_never_fails(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     writeout.start_writeout(fd)  # closed: the hint is lost, nothing raises
+
+
+@pytest.mark.trio
+async def test_a_persist_on_a_full_disk_writes_no_record_and_the_next_writes_all(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with env.mount(writeback_delay=3600) as fs:
+        nodes = []
+        for i in range(5):
+            fh, node = await fs.create(1, f"f{i}", 0o644, os.O_WRONLY, 0, 0)
+            await fs.write(fh, 0, b"x" * (i + 1))
+            fs.flush(fh)
+            fs.release(fh)
+            nodes.append(node)
+
+        def sizes() -> list[int]:
+            records = fs.journal.nodes()
+            return [records[node.jid]["size"] for node in nodes if node.jid is not None]
+
+        assert sizes() == [0] * 5, "the sizes are left to the persist (the cache files say them)"
+        real = fs.journal.save_node
+        calls = 0
+
+        def fills_up(jid: str, record: dict[str, Any]) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:
+                raise sqlite3.OperationalError("database or disk is full")
+            real(jid, record)
+
+        monkeypatch.setattr(fs.journal, "save_node", fills_up)
+        with pytest.raises(OSError) as failed:
+            await fs.persist()
+        assert failed.value.errno == errno.ENOSPC
+        assert calls == 3
+        assert sizes() == [0] * 5, "records of a failed persist's transaction were kept"
+        monkeypatch.undo()
+        await fs.persist()
+        assert sizes() == [1, 2, 3, 4, 5]

@@ -90,6 +90,34 @@ def test_kill_9_right_after_fsync_loses_nothing(mount_factory: Callable[..., Mou
     assert set(mount.objects()) == keys
 
 
+@pytest.mark.timeout(120)
+def test_kill_9_right_after_close_without_fsync_loses_nothing(mount_factory: Callable[..., Mount]) -> None:
+    """What a program was told is written survives the daemon's death at once, fsync or
+    not: new files (whose writes need no journal transaction of their own) and appends
+    past an object's bytes, made with the shell as users do."""
+    mount = mount_factory("--writeback-delay", "3600", "--upload-at-close", "0", run=False)
+    original = make_data(3 * MiB + 5, 99)
+    mount.client.put_object(Bucket=mount.bucket, Key="old", Body=original)
+    mount.start()
+    files = {f"f{i:03d}": make_data(100 + 997 * i, i) for i in range(150)}
+    source = mount.path.parent / "source"
+    source.mkdir()
+    for name, data in files.items():
+        (source / name).write_bytes(data)
+    sh(f"cp -r {source} new && printf one >> old && printf two >> old", cwd=mount.path)
+    kill_9(mount)
+    assert set(mount.objects()) == {"old"}, "nothing was uploaded before the kill"
+
+    mount.start()
+    keys = {f"new/{name}" for name in files}
+    wait_until(lambda: keys <= set(mount.objects()), 60, "every new file in the bucket", mount)
+    wait_until(lambda: len(mount.get("old")) > len(original), 60, "the appended object", mount)
+    for name, data in files.items():
+        assert digest(mount.get(f"new/{name}")) == digest(data), name
+    assert mount.get("old") == original + b"onetwo"
+    assert mount.umount() == 0, mount.log_text()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_kill_9_during_a_multipart_upload(mount_factory: Callable[..., Mount]) -> None:
