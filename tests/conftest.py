@@ -1,4 +1,10 @@
-"""Fixtures shared by every test layer: an isolated AWS environment and moto's S3 server."""
+"""Fixtures shared by every test layer: an isolated AWS environment and the S3 servers:
+moto's, and SeaweedFS's as a second, independent implementation.
+
+Tests that take `server` (or `make_bucket`) run on moto's server, and on SeaweedFS too
+when parametrized with `@pytest.mark.parametrize("server", ["moto", "seaweedfs"],
+indirect=True)`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from fusestore.testing.s3server import LocalS3Server, isolated_aws_environment
+from fusestore.testing.s3server import (
+    LocalS3Server,
+    LocalSeaweedServer,
+    S3ServerProcess,
+    isolated_aws_environment,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,17 +40,33 @@ def s3_server() -> Iterator[LocalS3Server]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def seaweed_server() -> Iterator[LocalSeaweedServer]:
+    """SeaweedFS (`weed mini`) with its S3 gateway on 127.0.0.1, one per test session."""
+    with LocalSeaweedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> S3ServerProcess:
+    """The S3 server of this test: moto's, unless parametrized (indirectly) otherwise."""
+    kind = getattr(request, "param", "moto")
+    fixture = {"moto": "s3_server", "seaweedfs": "seaweed_server"}[kind]
+    found: S3ServerProcess = request.getfixturevalue(fixture)
+    return found
+
+
 _bucket_numbers = itertools.count()
 
 
 @pytest.fixture
-def make_bucket(s3_server: LocalS3Server, request: pytest.FixtureRequest) -> Callable[[], str]:
-    """Creates fresh, uniquely named buckets on the session's server."""
+def make_bucket(server: S3ServerProcess, request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Creates fresh, uniquely named buckets on the test's server."""
 
     def make() -> str:
         stem = "".join(c for c in request.node.name.lower() if c.isalnum())[:40]
         name = f"t{next(_bucket_numbers)}-{stem}"
-        s3_server.create_bucket(name)
+        server.create_bucket(name)
         return name
 
     return make

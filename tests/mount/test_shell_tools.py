@@ -1,4 +1,5 @@
-"""Ordinary tools on a real mount: what users do first, checked byte for byte in the bucket."""
+"""Ordinary tools on a real mount: what users do first, checked byte for byte in the bucket,
+on moto's server and on SeaweedFS."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Mount, sh
+from .conftest import SERVERS, Mount, sh
+
+pytestmark = pytest.mark.parametrize("server", SERVERS, indirect=True)
 
 
 def make_tree(root: Path, files: int = 220, seed: int = 3) -> dict[str, bytes]:
