@@ -14,8 +14,10 @@ import itertools
 import logging
 import math
 import os
+import re
+import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,15 @@ from .cache import Content, Journal
 from .core.nodes import Kind, Node
 from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
-from .stores import CompletedPart, NotFound, ObjectInfo, PreconditionFailed, StoreError, StoreUnavailable
+from .stores import (
+    AlreadyExists,
+    CompletedPart,
+    NotFound,
+    ObjectInfo,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -59,6 +69,33 @@ def staged_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """A staged upload starts before the last write, so it carries no mtime: the object's
     own time (its completion) stands for it."""
     return {name: value for name, value in metadata.items() if name != "mtime"}
+
+
+def host_name() -> str:
+    """This machine's short name, as conflict copies are named after it."""
+    name = socket.gethostname().split(".")[0]
+    return re.sub(r"[^A-Za-z0-9_-]", "-", name) or "host"
+
+
+def conflict_key(key: str, host: str, when: float, attempt: int = 1) -> str:
+    """Where our version of `key` goes when another client changed `key` since we read it:
+    `dir/NAME.conflict-HOST-YYYYmmddTHHMMSS[-N][.ext]` (UTC), next to the original."""
+    head, _, name = key.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    if not stem or "/" in ext:  # no extension, or a dotfile such as .bashrc
+        stem, dot, ext = name, "", ""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
+    extra = f"-{attempt}" if attempt > 1 else ""
+    named = f"{stem}.conflict-{host}-{stamp}{extra}{dot}{ext}"
+    return f"{head}/{named}" if head else named
+
+
+class PartsChanged(ValueError):
+    """A staged upload's part changed while it was sent: send it again (soon)."""
+
+
+class Conflict(Exception):
+    """The store's object at a key is no longer the one our change was based on."""
 
 
 class JournaledUploads:
@@ -99,6 +136,9 @@ class Flusher:
         self.running: set[Node] = set()
         self.failures: dict[Node, int] = {}
         self.failed_attempts = 0
+        #: uploads that found another client's version at the key (each kept both)
+        self.conflicts = 0
+        self.host = host_name()
         #: wall-clock time each node waiting or uploading first became due (for `status`)
         self.dirty_since: dict[Node, float] = {}
         #: bytes uploaded so far (for progress rates)
@@ -197,6 +237,7 @@ class Flusher:
             "uploads_in_flight": len(self.running),
             "deletes_pending": len(self.fs.ns.deletes),
             "failed_attempts": self.failed_attempts,
+            "conflicts": self.conflicts,
             "uploaded_bytes": self.uploaded_bytes,
         }
 
@@ -479,9 +520,15 @@ class Flusher:
         content: Content | None = None
         mtime_lost = False
         kept_unknown_metadata = False
+        body: bytes | None = None
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
             body = node.target.encode("utf-8", "surrogateescape")
-            etag = await fs.calls.run(fs.store.put, key, body, metadata)
+            put_body = partial(fs.store.put, key, body, metadata)
+            try:
+                etag = await self._send(node, key, lambda c: fs.calls.run(partial(put_body, **c)))
+            except Conflict:
+                await self._keep_both(node, key, None, body, metadata, version)
+                return
             size = len(body)
         elif node.data_dirty or node.remote_key is None:
             content = node.content
@@ -492,22 +539,37 @@ class Flusher:
             size = content.size
             content.ensure_file()  # an empty new file has none until written
             staged = self.staged.get(content)
-            if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
-                # Still listed while it completes: its sent parts are not dirty data.
-                try:
-                    etag = await self._finish_staged(staged, content, size)
-                finally:
+            put_content = partial(self._put_content, key, content, size, metadata)
+            try:
+                if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
+                    # Still listed while it completes: its sent parts are not dirty data.
+                    try:
+                        etag = await self._send(
+                            node,
+                            key,
+                            partial(self._finish_staged, staged, content, size),
+                            again=lambda c: fs.calls.run(partial(put_content, **c)),
+                        )
+                    except PartsChanged:
+                        raise  # still staged: its sent parts still count
+                    except BaseException:
+                        if self.staged.get(content) is staged:
+                            del self.staged[content]  # aborted
+                        raise
                     if self.staged.get(content) is staged:
                         del self.staged[content]
-                metadata = staged.metadata
-                # The object's mtime is its completion time; one set apart from the last
-                # write (utimens, `cp -p`) is written by a copy onto itself afterwards.
-                mtime_lost = abs(node.mtime_ns / 1e9 - time.time()) > MTIME_SLACK
-            else:
-                if staged is not None:
-                    del self.staged[content]
-                    await self._abort_staged(staged)
-                etag = await fs.calls.run(self._put_content, key, content, size, metadata)
+                    metadata = staged.metadata
+                    # The object's mtime is its completion time; one set apart from the last
+                    # write (utimens, `cp -p`) is written by a copy onto itself afterwards.
+                    mtime_lost = abs(node.mtime_ns / 1e9 - time.time()) > MTIME_SLACK
+                else:
+                    if staged is not None:
+                        del self.staged[content]
+                        await self._abort_staged(staged)
+                    etag = await self._send(node, key, lambda c: fs.calls.run(partial(put_content, **c)))
+            except Conflict:
+                await self._keep_both(node, key, content, None, node.posix_attrs().to_metadata(), version)
+                return
             self.uploaded_bytes += size
         else:
             source = node.remote_key
@@ -573,6 +635,96 @@ class Flusher:
         fs.record(node)
         if node.pending:
             self.schedule(node)
+
+    @staticmethod
+    def _write_conditions(node: Node, key: str) -> dict[str, Any]:
+        """What an upload of `node` to `key` may replace: the version its change was based
+        on (If-Match), nothing (If-None-Match: a new file), or whatever is there (an
+        object this mount itself meant to replace: a file removed or renamed over here)."""
+        if node.remote_key == key:
+            return {"if_match": node.etag} if node.etag else {}
+        if node.overwrites == key:
+            return {}
+        return {"if_none_match": True}
+
+    async def _send(
+        self,
+        node: Node,
+        key: str,
+        send: Callable[..., Awaitable[str]],
+        again: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
+    ) -> str:
+        """The etag of `send(conditions)`, the upload of `node` to `key` on the condition
+        that the store still holds what the change was based on. A remote delete does not
+        stop it: our changed data creates the object again (with `again`, when `send`
+        cannot be repeated). Raises Conflict when another client put its own version there."""
+        conditions = self._write_conditions(node, key)
+        try:
+            return await send(conditions)
+        except NotFound:
+            if "if_match" not in conditions:
+                raise
+            log.warning(
+                "%s: deleted in the store by another client; this mount's changes create it again",
+                node.path(),
+            )
+            try:
+                return await (again or send)({"if_none_match": True})
+            except AlreadyExists:
+                raise Conflict(key) from None
+        except (PreconditionFailed, AlreadyExists):
+            raise Conflict(key) from None
+
+    async def _keep_both(
+        self,
+        node: Node,
+        key: str,
+        content: Content | None,
+        body: bytes | None,
+        metadata: Mapping[str, str],
+        version: int,
+    ) -> None:
+        """Another client changed `key` since this mount read it: theirs stays at the key,
+        ours goes next to it as a conflict copy, and the mount shows theirs from now on."""
+        fs = self.fs
+        attempt = 1
+        while True:
+            copy_key = conflict_key(key, self.host, time.time(), attempt)
+            try:
+                if content is not None:
+                    put = partial(
+                        self._put_content, copy_key, content, content.size, metadata, if_none_match=True
+                    )
+                else:
+                    assert body is not None
+                    put = partial(fs.store.put, copy_key, body, metadata, if_none_match=True)
+                copy_etag = await fs.calls.run(put)
+                break
+            except AlreadyExists:
+                attempt += 1
+        self.conflicts += 1
+        fs.forget_listing(copy_key)
+        log.warning(
+            "%s: changed in the store by another client since this mount read it; theirs stays at %r, "
+            "this mount's version is kept as %r",
+            node.path(),
+            key,
+            copy_key,
+        )
+        try:
+            info = await fs.calls.run(fs.store.head, key)
+        except NotFound:
+            info = None  # gone again meanwhile: our version goes back to the key as well
+        if info is None or node.version != version or not node.linked or node.key != key:
+            # Changed, moved or removed meanwhile: the next upload decides again (a change
+            # made since is based on the same old version, and is kept as a copy of its own).
+            if info is None:
+                fs.ns.release_remote(node)
+            if node.linked:
+                self.schedule(node, delay=0)
+            return
+        size = content.size if content is not None else len(body or b"")
+        await fs.adopt_remote_version(node, info, copy_key, copy_etag, size)
 
     def _uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
         """`content` is what the store now holds at `key`: clean, cached under its etag."""
@@ -648,16 +800,30 @@ class Flusher:
             raise ValueError(f"{staged.key!r}: the cache file changed size while it was read")
         return self.fs.store.put_part(staged.key, staged.upload_id, number, data)
 
-    async def _finish_staged(self, staged: StagedUpload, content: Content, size: int) -> str:
-        """Send the parts still missing and complete the upload: the object appears whole."""
+    async def _finish_staged(
+        self, staged: StagedUpload, content: Content, size: int, conditions: Mapping[str, Any]
+    ) -> str:
+        """Send the parts still missing and complete the upload (on `conditions`, see
+        `_write_conditions`): the object appears whole. Aborted on any failure."""
         fs = self.fs
         try:
             async with trio.open_nursery() as nursery:
                 for number, _offset, length in staged.parts_to_send(size):
                     nursery.start_soon(self._send_part, staged, content, number, length)
-            etag = await fs.calls.run(
-                fs.store.complete_multipart, staged.key, staged.upload_id, staged.completed_parts(size)
+            if staged.missing_parts(size):
+                # Written again while its parts were in flight (the file is still open):
+                # the upload stays staged, and the next attempt sends those parts again.
+                raise PartsChanged(f"{staged.key!r} changed while its parts were sent")
+            complete = partial(
+                fs.store.complete_multipart,
+                staged.key,
+                staged.upload_id,
+                staged.completed_parts(size),
+                **conditions,
             )
+            etag = await fs.calls.run(complete)
+        except PartsChanged:
+            raise
         except BaseException:
             with trio.CancelScope(shield=True):
                 await self._abort_staged(staged)
@@ -691,12 +857,28 @@ class Flusher:
             self._cleaning_staged = False
             self._notify()
 
-    def _put_content(self, key: str, content: Content, size: int, metadata: Mapping[str, str]) -> str:
+    def _put_content(
+        self,
+        key: str,
+        content: Content,
+        size: int,
+        metadata: Mapping[str, str],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
         """Upload a cache file (blocking; runs in a worker thread)."""
         store = self.fs.store
         with open(content.path, "rb") as source:
             return store.put_file(
-                key, source, size, metadata, part_size=upload_part_size(store, size), tracker=self.uploads
+                key,
+                source,
+                size,
+                metadata,
+                if_match=if_match,
+                if_none_match=if_none_match,
+                part_size=upload_part_size(store, size),
+                tracker=self.uploads,
             )
 
     async def _reconcile_dir(self, node: Node) -> None:

@@ -55,6 +55,16 @@ def fuse_errors(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Cor
     return wrapper
 
 
+def forget_kernel_name(parent_ino: int, name: str) -> None:
+    """Make the kernel drop its cached entry `name` in directory `parent_ino`, so that the
+    next lookup asks us (blocks: call it in a worker thread, never from a request handler)."""
+    try:
+        pyfuse3.invalidate_entry(pyfuse3.InodeT(parent_ino), os.fsencode(name))
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:  # ENOENT: the kernel holds no such entry
+            log.warning("could not drop the kernel's entry %r of inode %d: %s", name, parent_ino, exc)
+
+
 class FuseOperations(pyfuse3.Operations):
     """Kernel calls onto one `Filesystem`."""
 
@@ -65,6 +75,7 @@ class FuseOperations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
         self.ttl = fs.settings.metadata_ttl
+        fs.kernel_forget_name = forget_kernel_name
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()

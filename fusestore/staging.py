@@ -97,5 +97,9 @@ class StagedUpload:
                 todo.append((number, offset, length))
         return todo
 
+    def missing_parts(self, size: int) -> list[int]:
+        """Parts of a file of `size` bytes not sent (or changed since they were)."""
+        return [n for n in range(1, math.ceil(size / self.part_size) + 1) if n not in self.parts]
+
     def completed_parts(self, size: int) -> list[CompletedPart]:
         return [self.parts[n] for n in range(1, math.ceil(size / self.part_size) + 1)]

@@ -18,6 +18,7 @@ import os
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,10 @@ class Filesystem:
         self.space_wanted = 0  # writers waiting for dirty space
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
+        #: makes the kernel forget a name in a directory (inode number, name), so that its
+        #: next lookup finds the node now there (set by the FUSE layer; blocking, so it is
+        #: called in a worker thread)
+        self.kernel_forget_name: Callable[[int, str], None] | None = None
         self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
         self._spares_low = trio.Event()  # set (and renewed) when the spare cache files run low
         self.contents.on_spares_low = lambda: self._spares_low.set()
@@ -1208,6 +1213,44 @@ class Filesystem:
                 await trio.sleep_forever()
             finally:
                 self.fetcher.nursery = None
+
+    async def adopt_remote_version(
+        self, node: Node, info: ObjectInfo, copy_key: str, copy_etag: str, copy_size: int
+    ) -> None:
+        """After a conflict: `node`, whose data is now the object `copy_key`, moves to that
+        name (the conflict copy), and its old name shows the store's version `info` as a
+        new node.
+
+        A new node (a new inode number), because with the writeback cache the kernel
+        trusts its own size of a cached inode over ours: only a new inode shows the other
+        version's size. Descriptors open on `node` go on with it, now the conflict copy:
+        they read what they read, and what they write goes up to the copy. The kernel is
+        told to drop the old name (in a worker thread: it may block)."""
+        parent, name = node.parent, node.name
+        assert parent is not None and parent.children is not None
+        content = node.content
+        if content is not None and content.dirty:
+            content.base_size = content.size
+            self.contents.register_clean(content, copy_key, copy_etag)
+            if not content.pins:
+                node.content = None
+        self.flusher.forget(node)
+        self.ns.release_remote(node)  # the object at the key is theirs now, not ours to delete
+        self.ns.detach(node)
+        copy_name = copy_key.rpartition("/")[2]
+        self.ns.attach(parent, copy_name, node)
+        node.remote_key, node.etag, node.remote_size = copy_key, copy_etag, copy_size
+        node.data_dirty = node.meta_dirty = False
+        node.overwrites = None
+        node.version += 1
+        self.record(node)  # drops its journal record: its data is in the store
+        fresh = self.ns.node_from_object(parent, name, info)
+        self.ns.attach(parent, name, fresh)
+        self.ns.store_changed(fresh)
+        self.forget_listing(info.key)
+        self.forget_listing(copy_key)
+        if self.kernel_forget_name is not None:
+            await trio.to_thread.run_sync(self.kernel_forget_name, parent.ino, name)
 
     def _written_whole(self, node: Node) -> bool:
         """A big file written anew and closed by its last opener: the write-back delay,

@@ -109,3 +109,35 @@ async def test_a_big_new_file_goes_up_in_parts_of_8_mib_and_no_other_request(env
     assert sent.count("put_part") == 10  # 72 MiB + 5 bytes in 8 MiB parts (15 of 5 MiB)
     assert sorted(set(sent)) == ["complete_multipart", "list", "put_part", "start_multipart"]
     assert sent.count("start_multipart") == sent.count("complete_multipart") == sent.count("list") == 1
+
+
+async def test_a_part_written_again_while_the_upload_completes_keeps_the_upload_staged(env: Env) -> None:
+    """The writer goes on while its file is being completed (the write-back delay came
+    during a pause): the part it changes meanwhile is sent again, the upload is kept."""
+    from fusestore.flusher import PartsChanged
+
+    data = bytearray(pattern(40 * MiB + 5, seed=4))
+    async with env.mount(dirty_limit=LIMIT, writeback_delay=30) as fs:
+        fh, node = await fs.create(1, "big", 0o644, os.O_RDWR, 0, 0)
+        with trio.fail_after(30):
+            await write_watching_dirty(fs, fh, bytes(data))
+        flusher = fs.flusher
+        (staged,) = flusher.staged.values()
+        real_send = flusher._send_part
+
+        async def send_then_written(staged_, content, number, length):  # type: ignore[no-untyped-def]
+            await real_send(staged_, content, number, length)
+            if number == max(staged_.generations):  # the writer's next write lands in it
+                await fs.write(fh, len(data) - 1, b"!")
+                data[-1:] = b"!"
+
+        flusher._send_part = send_then_written  # type: ignore[method-assign]
+        with trio.fail_after(30), pytest.raises(PartsChanged):
+            await flusher._upload(node, "big")
+        flusher._send_part = real_send  # type: ignore[method-assign]
+        assert flusher.staged.get(node.content) is staged, "the upload stays staged"
+        assert not env.called("abort_multipart"), "and its sent parts stay sent"
+        fs.release(fh)
+    assert env.objects() == {"big": bytes(data)}
+    assert len(env.called("start_multipart")) == 1
+    assert fs.store.list_multipart() == []

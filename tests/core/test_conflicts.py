@@ -1,0 +1,133 @@
+"""Other clients writing the same keys: every upload is conditioned on the version its
+change was based on, and when another client got there first, both versions are kept."""
+
+from __future__ import annotations
+
+import calendar
+import os
+
+import pytest
+
+from fusestore.core import Filesystem
+from fusestore.flusher import conflict_key
+
+from .conftest import Env, ino_of, listdir, read_path, write_file
+
+pytestmark = pytest.mark.trio
+
+HOST = "testhost"
+
+
+def conflict_copies(env: Env) -> dict[str, bytes]:
+    return {key: data for key, data in env.objects().items() if ".conflict-" in key}
+
+
+async def overwrite(fs: Filesystem, path: str, data: bytes) -> None:
+    """Open an existing file, truncate it and write `data` (as `echo > f`)."""
+    ino = await ino_of(fs, path)
+    fh, _ = await fs.open(ino, os.O_WRONLY)
+    await fs.setattr(ino, size=0, fh=fh)
+    await fs.write(fh, 0, data)
+    fs.flush(fh)
+    fs.release(fh)
+
+
+async def test_conflict_copies_are_named_after_the_host_and_the_time_next_to_the_original() -> None:
+    when = calendar.timegm((2026, 11, 30, 18, 5, 9, 0, 0, 0))
+    assert conflict_key("dir/report.txt", "hostA", when) == "dir/report.conflict-hostA-20261130T180509.txt"
+    assert conflict_key("a.tar.gz", "h", when) == "a.tar.conflict-h-20261130T180509.gz"
+    assert conflict_key("d/Makefile", "h", when) == "d/Makefile.conflict-h-20261130T180509"
+    assert conflict_key(".bashrc", "h", when) == ".bashrc.conflict-h-20261130T180509"
+    assert conflict_key("x/y.z/file", "h", when, attempt=2) == "x/y.z/file.conflict-h-20261130T180509-2"
+
+
+async def test_a_file_another_client_replaced_since_we_read_it_keeps_both_versions(env: Env) -> None:
+    env.put("doc.txt", b"original")
+    async with env.mount(flusher=False) as fs:
+        fs.flusher.host = HOST
+        assert await read_path(fs, "doc.txt") == b"original"
+        await overwrite(fs, "doc.txt", b"ours")
+        env.put("doc.txt", b"theirs")  # another host's upload lands first
+        async with env.flushing(fs):
+            pass
+        assert fs.flusher.conflicts == 1
+        assert env.objects()["doc.txt"] == b"theirs", "the other client's version stays at the key"
+        copies = conflict_copies(env)
+        assert list(copies.values()) == [b"ours"], "this mount's version is kept next to it"
+        (copy,) = copies
+        assert copy.startswith(f"doc.conflict-{HOST}-") and copy.endswith(".txt")
+        # The mount now shows their version, and lists ours beside it.
+        node = fs.ns.node_at("doc.txt")
+        assert node is not None and not node.pending
+        assert await read_path(fs, "doc.txt") == b"theirs"
+        assert fs.journal.nodes() == {}
+    async with env.mount(metadata_ttl=0) as fs:
+        assert set(await listdir(fs)) == {"doc.txt", copy}
+        assert await read_path(fs, copy) == b"ours"
+
+
+async def test_a_new_file_another_client_created_first_keeps_both_versions(env: Env) -> None:
+    async with env.mount(flusher=False) as fs:
+        fs.flusher.host = HOST
+        assert await listdir(fs) == {}
+        await write_file(fs, "new.bin", b"made here")
+        env.put("new.bin", b"made there")
+        async with env.flushing(fs):
+            pass
+        assert fs.flusher.conflicts == 1
+        assert env.objects()["new.bin"] == b"made there"
+        assert list(conflict_copies(env).values()) == [b"made here"]
+        assert await read_path(fs, "new.bin") == b"made there"
+    assert [name for name, _ in env.calls if name == "put"][-1:] == ["put"]
+
+
+async def test_a_file_another_client_deleted_is_created_again_with_our_changes(env: Env) -> None:
+    env.put("notes", b"first")
+    async with env.mount(flusher=False) as fs:
+        await overwrite(fs, "notes", b"changed here")
+        env.real["delete_many"](["notes"])  # another client removes it meanwhile
+        async with env.flushing(fs):
+            pass
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"notes": b"changed here"}, "our data wins over a delete"
+
+
+async def test_no_conflict_when_nobody_else_wrote(env: Env) -> None:
+    env.put("a", b"1")
+    async with env.mount() as fs:
+        await overwrite(fs, "a", b"2")
+        await fs.flusher.sync_all()
+        await overwrite(fs, "a", b"3")  # based on our own upload's etag
+        await fs.flusher.sync_all()
+        await write_file(fs, "b", b"new")
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"a": b"3", "b": b"new"}
+    conditioned = [args for name, args in env.calls if name == "put"]
+    assert len(conditioned) == 3
+
+
+async def test_a_descriptor_open_across_a_conflict_goes_on_with_the_conflict_copy(env: Env) -> None:
+    env.put("data.log", b"v1\n")
+    async with env.mount(flusher=False) as fs:
+        fs.flusher.host = HOST
+        ino = await ino_of(fs, "data.log")
+        fh, _ = await fs.open(ino, os.O_WRONLY)
+        await fs.write(fh, 3, b"ours\n")
+        env.put("data.log", b"theirs\n")
+        async with env.flushing(fs):
+            pass
+        (copy,) = conflict_copies(env)
+        assert env.objects()[copy] == b"v1\nours\n"
+        # The open descriptor is the conflict copy's now: its writes go there, not over theirs.
+        await fs.write(fh, 8, b"more\n")
+        fs.flush(fh)
+        fs.release(fh)
+        assert await read_path(fs, "data.log") == b"theirs\n"
+        assert await read_path(fs, copy) == b"v1\nours\nmore\n"
+        async with env.flushing(fs):
+            pass
+        assert fs.flusher.conflicts == 1
+    assert env.objects()["data.log"] == b"theirs\n"
+    assert env.objects()[copy] == b"v1\nours\nmore\n"
+    assert len(conflict_copies(env)) == 1
