@@ -90,6 +90,12 @@ def conflict_key(key: str, host: str, when: float, attempt: int = 1) -> str:
     return f"{head}/{named}" if head else named
 
 
+def _put_body(store: Any, key: str, *, body: bytes, metadata: Mapping[str, str], **conditions: Any) -> str:
+    """`store.put` with the key first, as `Flusher._send` calls an upload (blocking)."""
+    etag: str = store.put(key, body, metadata, **conditions)
+    return etag
+
+
 class PartsChanged(ValueError):
     """A staged upload's part changed while it was sent: send it again (soon)."""
 
@@ -523,13 +529,13 @@ class Flusher:
         body: bytes | None = None
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
             body = node.target.encode("utf-8", "surrogateescape")
-            put_body = partial(fs.store.put, key, body, metadata)
-            try:
-                etag = await self._send(node, key, lambda c: fs.calls.run(partial(put_body, **c)))
-            except Conflict:
-                await self._keep_both(node, key, None, body, metadata, version)
-                return
             size = len(body)
+            put = partial(_put_body, fs.store, body=body, metadata=metadata)
+            try:
+                etag = await self._send(node, key, put)
+            except Conflict:
+                await self._keep_both(node, key, put, size, version)
+                return
         elif node.data_dirty or node.remote_key is None:
             content = node.content
             if content is None:
@@ -539,23 +545,13 @@ class Flusher:
             size = content.size
             content.ensure_file()  # an empty new file has none until written
             staged = self.staged.get(content)
-            put_content = partial(self._put_content, key, content, size, metadata)
+            put = partial(self._put_content, content=content, size=size, metadata=metadata)
             try:
                 if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
                     # Still listed while it completes: its sent parts are not dirty data.
-                    try:
-                        etag = await self._send(
-                            node,
-                            key,
-                            partial(self._finish_staged, staged, content, size),
-                            again=lambda c: fs.calls.run(partial(put_content, **c)),
-                        )
-                    except PartsChanged:
-                        raise  # still staged: its sent parts still count
-                    except BaseException:
-                        if self.staged.get(content) is staged:
-                            del self.staged[content]  # aborted
-                        raise
+                    etag = await self._send(
+                        node, key, put, first=partial(self._finish_staged, staged, content, size)
+                    )
                     if self.staged.get(content) is staged:
                         del self.staged[content]
                     metadata = staged.metadata
@@ -566,9 +562,9 @@ class Flusher:
                     if staged is not None:
                         del self.staged[content]
                         await self._abort_staged(staged)
-                    etag = await self._send(node, key, lambda c: fs.calls.run(partial(put_content, **c)))
+                    etag = await self._send(node, key, put)
             except Conflict:
-                await self._keep_both(node, key, content, None, node.posix_attrs().to_metadata(), version)
+                await self._keep_both(node, key, put, size, version)
                 return
             self.uploaded_bytes += size
         else:
@@ -651,16 +647,21 @@ class Flusher:
         self,
         node: Node,
         key: str,
-        send: Callable[..., Awaitable[str]],
-        again: Callable[[dict[str, Any]], Awaitable[str]] | None = None,
+        put: Callable[..., str],
+        first: Callable[[Mapping[str, Any]], Awaitable[str]] | None = None,
     ) -> str:
-        """The etag of `send(conditions)`, the upload of `node` to `key` on the condition
-        that the store still holds what the change was based on. A remote delete does not
-        stop it: our changed data creates the object again (with `again`, when `send`
-        cannot be repeated). Raises Conflict when another client put its own version there."""
+        """The etag of uploading `node` to `key` with `put(key, **conditions)` (blocking,
+        run in a worker thread), or with `first(conditions)` when given (the completion of
+        a staged upload), on the condition that the store still holds what the change was
+        based on. A remote delete does not stop it: our changed data creates the object
+        again (with `put`). Raises Conflict when another client put its own version there."""
+        fs = self.fs
         conditions = self._write_conditions(node, key)
         try:
-            return await send(conditions)
+            if first is not None:
+                return await first(conditions)
+            etag: str = await fs.calls.run(partial(put, key, **conditions))
+            return etag
         except NotFound:
             if "if_match" not in conditions:
                 raise
@@ -669,41 +670,29 @@ class Flusher:
                 node.path(),
             )
             try:
-                return await (again or send)({"if_none_match": True})
+                etag = await fs.calls.run(partial(put, key, if_none_match=True))
+                return etag
             except AlreadyExists:
                 raise Conflict(key) from None
         except (PreconditionFailed, AlreadyExists):
             raise Conflict(key) from None
 
     async def _keep_both(
-        self,
-        node: Node,
-        key: str,
-        content: Content | None,
-        body: bytes | None,
-        metadata: Mapping[str, str],
-        version: int,
+        self, node: Node, key: str, put: Callable[..., str], size: int, version: int
     ) -> None:
         """Another client changed `key` since this mount read it: theirs stays at the key,
-        ours goes next to it as a conflict copy, and the mount shows theirs from now on."""
+        ours goes next to it (create-only, with `put`) as a conflict copy, and the mount
+        shows theirs from now on."""
         fs = self.fs
         attempt = 1
         while True:
             copy_key = conflict_key(key, self.host, time.time(), attempt)
             try:
-                if content is not None:
-                    put = partial(
-                        self._put_content, copy_key, content, content.size, metadata, if_none_match=True
-                    )
-                else:
-                    assert body is not None
-                    put = partial(fs.store.put, copy_key, body, metadata, if_none_match=True)
-                copy_etag = await fs.calls.run(put)
+                copy_etag: str = await fs.calls.run(partial(put, copy_key, if_none_match=True))
                 break
             except AlreadyExists:
                 attempt += 1
         self.conflicts += 1
-        fs.forget_listing(copy_key)
         log.warning(
             "%s: changed in the store by another client since this mount read it; theirs stays at %r, "
             "this mount's version is kept as %r",
@@ -718,12 +707,15 @@ class Flusher:
         if info is None or node.version != version or not node.linked or node.key != key:
             # Changed, moved or removed meanwhile: the next upload decides again (a change
             # made since is based on the same old version, and is kept as a copy of its own).
+            fs.forget_listing(copy_key)
             if info is None:
                 fs.ns.release_remote(node)
             if node.linked:
                 self.schedule(node, delay=0)
             return
-        size = content.size if content is not None else len(body or b"")
+        content = node.content
+        if content is not None and content.dirty:
+            self._uploaded_clean(node, content, copy_key, copy_etag)
         await fs.adopt_remote_version(node, info, copy_key, copy_etag, size)
 
     def _uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
@@ -804,7 +796,8 @@ class Flusher:
         self, staged: StagedUpload, content: Content, size: int, conditions: Mapping[str, Any]
     ) -> str:
         """Send the parts still missing and complete the upload (on `conditions`, see
-        `_write_conditions`): the object appears whole. Aborted on any failure."""
+        `_write_conditions`): the object appears whole. Aborted (and no longer staged) on
+        any failure but PartsChanged."""
         fs = self.fs
         try:
             async with trio.open_nursery() as nursery:
@@ -823,8 +816,10 @@ class Flusher:
             )
             etag = await fs.calls.run(complete)
         except PartsChanged:
-            raise
+            raise  # still staged: its sent parts still count
         except BaseException:
+            if self.staged.get(content) is staged:
+                del self.staged[content]
             with trio.CancelScope(shield=True):
                 await self._abort_staged(staged)
             raise

@@ -126,7 +126,7 @@ class Content:
 
     def complete(self) -> bool:
         """Whether every byte is local (nothing left to fetch from the store)."""
-        wanted = (1 << self._base_blocks()) - 1
+        wanted = self.base_mask()
         return self.present & wanted == wanted
 
     def missing_runs(self, offset: int, length: int) -> Iterator[tuple[int, int]]:

@@ -1053,7 +1053,8 @@ class Filesystem:
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetcher.ensure(content, block, 1, ahead=WRITE_FETCH_AHEAD)
         await self._wait_for_disk_room(len(data))
-        first_present = content.present & content.base_mask()
+        base = content.base_mask()  # the base cannot change during a write
+        first_present = content.present & base
         written = content.write(offset, data)
         self._unsynced.add(content)
         self.flusher.written(content, offset, offset + written)
@@ -1062,7 +1063,7 @@ class Filesystem:
         if node.linked:
             # The journal learns at once of blocks written over the store's (a crash must
             # not refetch over them); a restart finds the rest in the cache file.
-            fetch_changed = first_present != content.present & content.base_mask()
+            fetch_changed = first_present != content.present & base
             self.changed(node, data=True, journal=not node.data_dirty or fetch_changed)
         return written
 
@@ -1217,9 +1218,9 @@ class Filesystem:
     async def adopt_remote_version(
         self, node: Node, info: ObjectInfo, copy_key: str, copy_etag: str, copy_size: int
     ) -> None:
-        """After a conflict: `node`, whose data is now the object `copy_key`, moves to that
-        name (the conflict copy), and its old name shows the store's version `info` as a
-        new node.
+        """After a conflict: `node`, whose data is now the object `copy_key` (its content
+        already registered clean as that object's), moves to that name (the conflict
+        copy), and its old name shows the store's version `info` as a new node.
 
         A new node (a new inode number), because with the writeback cache the kernel
         trusts its own size of a cached inode over ours: only a new inode shows the other
@@ -1228,12 +1229,6 @@ class Filesystem:
         told to drop the old name (in a worker thread: it may block)."""
         parent, name = node.parent, node.name
         assert parent is not None and parent.children is not None
-        content = node.content
-        if content is not None and content.dirty:
-            content.base_size = content.size
-            self.contents.register_clean(content, copy_key, copy_etag)
-            if not content.pins:
-                node.content = None
         self.flusher.forget(node)
         self.ns.release_remote(node)  # the object at the key is theirs now, not ours to delete
         self.ns.detach(node)

@@ -8,6 +8,7 @@ the daemon is stopped and the mountpoint detached at the end of the test.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -198,3 +199,22 @@ def sh(command: str, cwd: Path | str, timeout: float = 120.0) -> str:
     if done.returncode != 0:
         raise AssertionError(f"{command!r} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
+
+
+def fusestore_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The `fusestore` command, run as a user would (never raises on its exit code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fusestore", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def status_of(mount: Mount) -> dict[str, Any]:
+    """`fusestore status MOUNTPOINT --json` of a live mount."""
+    done = fusestore_cli("status", str(mount.path), "--json")
+    assert done.returncode == 0, done.stderr
+    [status] = json.loads(done.stdout)
+    return dict(status)

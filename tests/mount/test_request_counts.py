@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import Mount, sh
-from .test_service_commands import fusestore_cli, status_of
+from .conftest import Mount, fusestore_cli, sh, status_of
 
 COUNT = 1100  # two pages of a listing
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import socket
@@ -14,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,26 +22,9 @@ from fusestore.control import ControlClient, ControlError
 from fusestore.mounts import is_mounted, lazy_unmount, registered
 from fusestore.testing.s3server import LocalS3Server
 
-from .conftest import Mount
+from .conftest import Mount, fusestore_cli, status_of
 
 MiB = 2**20
-
-
-def fusestore_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusestore", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def status_of(mount: Mount) -> dict[str, Any]:
-    done = fusestore_cli("status", str(mount.path), "--json")
-    assert done.returncode == 0, done.stderr
-    [status] = json.loads(done.stdout)
-    return status
 
 
 @pytest.mark.timeout(120)

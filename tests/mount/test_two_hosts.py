@@ -3,35 +3,18 @@ another client has since replaced is kept next to it, never over it."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from .conftest import SERVERS, Mount
+from .conftest import SERVERS, Mount, fusestore_cli, status_of
 
 pytestmark = pytest.mark.parametrize("server", SERVERS, indirect=True)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fusestore", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def flush(mount: Mount) -> None:
-    done = cli("flush", str(mount.path))
+    done = fusestore_cli("flush", str(mount.path))
     assert done.returncode == 0, done.stderr + mount.log_text()
-
-
-def status(mount: Mount) -> dict[str, Any]:
-    done = cli("status", str(mount.path), "--json")
-    assert done.returncode == 0, done.stderr
-    [found] = json.loads(done.stdout)
-    return dict(found)
 
 
 def copies(mount: Mount, key: str) -> dict[str, bytes]:
@@ -58,12 +41,12 @@ def test_two_mounts_change_one_file_and_the_bucket_keeps_both(
 
     assert a.get("shared.txt") == b"written on a\n"
     assert list(copies(a, "shared.txt").values()) == [b"written on b, a little longer\n"]
-    assert status(b)["conflicts"] == 1 and status(a)["conflicts"] == 0
+    assert status_of(b)["conflicts"] == 1 and status_of(a)["conflicts"] == 0
     assert (b.path / "shared.txt").read_bytes() == b"written on a\n", "b shows the version at the key"
     (copy,) = copies(a, "shared.txt")
     assert {p.name for p in b.path.iterdir()} == {"shared.txt", copy}, "b lists its copy at once"
     assert (b.path / copy).read_bytes() == b"written on b, a little longer\n"
-    assert status(b)["dirty_items"] == 0
+    assert status_of(b)["dirty_items"] == 0
     assert a.umount() == 0, a.log_text()
     assert b.umount() == 0, b.log_text()
     assert a.get("shared.txt") == b"written on a\n", "the unmounts changed nothing more"
@@ -87,5 +70,5 @@ def test_boto3_overwrites_a_file_with_unsynced_changes_and_both_are_kept(
     assert list(copies(mount, "report.csv").values()) == [b"a,b\n1,2\n"]
     assert mount.get("brand-new.txt") == b"theirs"
     assert list(copies(mount, "brand-new.txt").values()) == [b"ours"]
-    assert status(mount)["conflicts"] == 2
+    assert status_of(mount)["conflicts"] == 2
     assert mount.umount() == 0, mount.log_text()
