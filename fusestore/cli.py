@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+from .conflicts import DEFAULT_TEMPLATE, ConflictNames
 from .stores import InvalidStoreURL, StoreError, available_schemes, open_store
 from .stores.registry import load_driver
 
@@ -186,6 +187,14 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        ConflictNames(value, host="host")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @main.command("mount")
 @click.argument("url", required=False)
 @click.argument("mountpoint", required=False)
@@ -250,7 +259,16 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     type=click.FloatRange(min=0),
     default=60.0,
     show_default=True,
-    help="Seconds a directory listing is trusted before the store is asked again.",
+    help="Seconds what a listing (or HEAD) showed is trusted before the store is asked again: "
+    "other clients' changes show up after at most this long.",
+)
+@click.option(
+    "--conflict-name",
+    default=DEFAULT_TEMPLATE,
+    show_default=True,
+    callback=_check_conflict_name,
+    help="How the copy of a change another client beat to the store is named, next to the file: "
+    "{stem} and {time} are required, {ext} and {host} optional.",
 )
 @click.option(
     "--fsync",

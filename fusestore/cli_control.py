@@ -147,7 +147,10 @@ def _render(s: dict[str, Any]) -> str:
         + f"  (limit {size_text(s['dirty_limit'])})",
         f"  uploads:    {s['uploads_in_flight']} in flight, {s['deletes_pending']} delete(s) pending, "
         f"{s['failed_attempts']} failed attempt(s)",
-        f"  conflicts:  {s.get('conflicts', 0)} (another client changed a file first: both versions kept)",
+        f"  conflicts:  {s.get('conflicts', 0)} here (another client changed a file first: both versions "
+        f"kept); {len(s.get('conflict_copies', []))} conflict cop(ies) listed"
+        + "".join(f"\n              {path}" for path in s.get("conflict_copies", [])[:5]),
+        f"  conditions: {s.get('conditional_writes', '?')}",
         f"  cache:      {size_text(s['cache_used'])} of {size_text(s['cache_limit'])} in {s['cache_dir']}",
         "  requests:   " + (", ".join(f"{k} {v}" for k, v in s["requests"].items()) or "none"),
     ]

@@ -14,8 +14,6 @@ import itertools
 import logging
 import math
 import os
-import re
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -24,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .cache import Content, Journal
+from .conditions import probe_conditions
 from .core.nodes import Kind, Node
 from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
@@ -69,25 +68,6 @@ def staged_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """A staged upload starts before the last write, so it carries no mtime: the object's
     own time (its completion) stands for it."""
     return {name: value for name, value in metadata.items() if name != "mtime"}
-
-
-def host_name() -> str:
-    """This machine's short name, as conflict copies are named after it."""
-    name = socket.gethostname().split(".")[0]
-    return re.sub(r"[^A-Za-z0-9_-]", "-", name) or "host"
-
-
-def conflict_key(key: str, host: str, when: float, attempt: int = 1) -> str:
-    """Where our version of `key` goes when another client changed `key` since we read it:
-    `dir/NAME.conflict-HOST-YYYYmmddTHHMMSS[-N][.ext]` (UTC), next to the original."""
-    head, _, name = key.rpartition("/")
-    stem, dot, ext = name.rpartition(".")
-    if not stem or "/" in ext:  # no extension, or a dotfile such as .bashrc
-        stem, dot, ext = name, "", ""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(when))
-    extra = f"-{attempt}" if attempt > 1 else ""
-    named = f"{stem}.conflict-{host}-{stamp}{extra}{dot}{ext}"
-    return f"{head}/{named}" if head else named
 
 
 def _put_body(store: Any, key: str, *, body: bytes, metadata: Mapping[str, str], **conditions: Any) -> str:
@@ -144,7 +124,12 @@ class Flusher:
         self.failed_attempts = 0
         #: uploads that found another client's version at the key (each kept both)
         self.conflicts = 0
-        self.host = host_name()
+        self.names = fs.ns.conflict_names
+        #: whether the store honours If-Match / If-None-Match (None: not probed yet; see
+        #: `conditions`), and what the probe said
+        self.conditions_honoured: bool | None = None
+        self.conditions_note = "not probed yet (nothing uploaded)"
+        self._probe_lock = trio.Lock()
         #: wall-clock time each node waiting or uploading first became due (for `status`)
         self.dirty_since: dict[Node, float] = {}
         #: bytes uploaded so far (for progress rates)
@@ -244,8 +229,18 @@ class Flusher:
             "deletes_pending": len(self.fs.ns.deletes),
             "failed_attempts": self.failed_attempts,
             "conflicts": self.conflicts,
+            "conflict_copies": self.conflict_copies(),
+            "conditional_writes": self.conditions_note,
             "uploaded_bytes": self.uploaded_bytes,
         }
+
+    def conflict_copies(self, at_most: int = 100) -> list[str]:
+        """Conflict copies in the directories this mount listed (made here or by other
+        hosts), as paths: what is left to reconcile by hand."""
+        found = sorted(
+            "/" + prefix + name for prefix, names in self.fs.ns.conflict_copies.items() for name in names
+        )
+        return found[:at_most]
 
     async def sync_all(self, progress_every: float = 5.0) -> None:
         """Return once the store holds everything; logs progress while it waits."""
@@ -541,7 +536,7 @@ class Flusher:
             if content is None:
                 content = node.content = fs.contents.new()
                 fs.contents.make_dirty(content)
-            await fs.fetch_all(content)
+            await fs.fetch_base(node, content)
             size = content.size
             content.ensure_file()  # an empty new file has none until written
             staged = self.staged.get(content)
@@ -658,6 +653,7 @@ class Flusher:
         fs = self.fs
         conditions = self._write_conditions(node, key)
         try:
+            await self._check_conditions(key, conditions)
             if first is not None:
                 return await first(conditions)
             etag: str = await fs.calls.run(partial(put, key, **conditions))
@@ -670,12 +666,59 @@ class Flusher:
                 node.path(),
             )
             try:
+                await self._check_conditions(key, {"if_none_match": True})
                 etag = await fs.calls.run(partial(put, key, if_none_match=True))
                 return etag
             except AlreadyExists:
                 raise Conflict(key) from None
         except (PreconditionFailed, AlreadyExists):
             raise Conflict(key) from None
+
+    async def _check_conditions(self, key: str, conditions: Mapping[str, Any]) -> None:
+        """Where the store ignores write conditions, check them here just before the
+        upload (one HEAD), raising what the store would have: NotFound, AlreadyExists or
+        PreconditionFailed. The store is probed once, before the first conditioned upload."""
+        if not conditions:
+            return
+        if self.conditions_honoured is None:
+            await self._probe_conditions()
+        if self.conditions_honoured:
+            return
+        try:
+            info = await self.fs.calls.run(self.fs.store.head, key)
+        except NotFound:
+            if "if_match" in conditions:
+                raise
+            return
+        if conditions.get("if_none_match"):
+            raise AlreadyExists(f"{key!r} exists", key=key)
+        if info.etag != conditions.get("if_match"):
+            raise PreconditionFailed(f"etag of {key!r} changed", key=key)
+
+    async def _probe_conditions(self) -> None:
+        async with self._probe_lock:
+            if self.conditions_honoured is not None:
+                return
+            try:
+                honoured = await self.fs.calls.run(probe_conditions, self.fs.store, self.names.host)
+            except StoreUnavailable:
+                raise  # the upload is tried again later, and the probe with it
+            except StoreError as exc:
+                self.conditions_honoured = False
+                self.conditions_note = f"could not be probed ({exc}): a HEAD before each upload checks"
+                log.warning("conditional writes %s", self.conditions_note)
+                return
+            self.conditions_honoured = honoured
+            if honoured:
+                self.conditions_note = "honoured by the store"
+                log.info("the store honours conditional writes (If-Match, If-None-Match)")
+            else:
+                self.conditions_note = "IGNORED by the store: a HEAD before each upload checks"
+                log.warning(
+                    "the store ignores If-Match and If-None-Match: each upload is checked with a HEAD "
+                    "just before it instead, and another client's write landing between the two "
+                    "is replaced"
+                )
 
     async def _keep_both(
         self, node: Node, key: str, put: Callable[..., str], size: int, version: int
@@ -686,7 +729,7 @@ class Flusher:
         fs = self.fs
         attempt = 1
         while True:
-            copy_key = conflict_key(key, self.host, time.time(), attempt)
+            copy_key = self.names.key(key, time.time(), attempt)
             try:
                 copy_etag: str = await fs.calls.run(partial(put, copy_key, if_none_match=True))
                 break
@@ -768,7 +811,7 @@ class Flusher:
             self.uploads.started(key, upload_id)
             staged = self.staged[content] = StagedUpload(key, upload_id, part_size, dict(metadata))
         todo = staged.full_parts_missing(content.size)
-        await fs.fetch_all(content)  # a change to an existing object: its other bytes first
+        await fs.fetch_base(node, content)  # a change to an existing object: its other bytes first
         async with trio.open_nursery() as nursery:
             for number in todo:
                 nursery.start_soon(self._send_part, staged, content, number, staged.part_size)

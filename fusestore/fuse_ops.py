@@ -81,7 +81,9 @@ class FuseOperations(pyfuse3.Operations):
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = pyfuse3.InodeT(node.ino)
         attrs.generation = 0
-        attrs.entry_timeout = self.ttl
+        # An inode's attributes never change behind our back (another client's version
+        # is a new inode), but its name may lead elsewhere once what confirmed it expires.
+        attrs.entry_timeout = self.fs.entry_timeout(node)
         attrs.attr_timeout = self.ttl
         attrs.st_mode = pyfuse3.ModeT(node.mode)
         attrs.st_nlink = 2 if node.is_dir else 1
@@ -106,7 +108,7 @@ class FuseOperations(pyfuse3.Operations):
         if node is None:
             negative = pyfuse3.EntryAttributes()
             negative.st_ino = pyfuse3.InodeT(0)
-            negative.entry_timeout = self.ttl
+            negative.entry_timeout = self.fs.absence_timeout(self.fs.directory(parent_inode))
             return negative
         return self.attributes(node)
 

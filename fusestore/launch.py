@@ -88,6 +88,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
         gid=os.getgid() if o["gid"] is None else o["gid"],
         umask=o["umask"],
         metadata_ttl=o["metadata_ttl"],
+        conflict_name=o["conflict_name"],
         writeback_delay=o["writeback_delay"],
         cache_size=o["cache_size"],
         dirty_limit=o["dirty_limit"],

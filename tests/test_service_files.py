@@ -31,6 +31,7 @@ CONFIG_KEYS = {
     "writeback_delay",
     "upload_at_close",
     "metadata_ttl",
+    "conflict_name",
     "fsync",
     "exact_attrs",
     "io_timeout",

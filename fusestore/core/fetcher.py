@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..cache import BLOCK_SIZE, Content
-from ..stores import StoreError, StoreUnavailable
+from ..stores import PreconditionFailed, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ..stores import ObjectReader
@@ -108,9 +108,9 @@ class Fetcher:
                     raise stream.error
                 tries[block] = tries.get(block, 0) + 1
                 if tries[block] >= 3 and not self.in_flight(content, block):
-                    raise StoreError(
+                    raise PreconditionFailed(
                         f"{content.source[0] if content.source else '?'}: the object ended before "
-                        "the cache expected (changed in the store meanwhile?)"
+                        "the cache expected (changed in the store meanwhile)"
                     )
 
     def prefetch(self, content: Content, first: int, count: int) -> None:

@@ -28,9 +28,10 @@ import trio
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
 from ..cache.diskfull import Index
 from ..cache.writeout import start_writeout
+from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
 from ..staging import PART_SIZE
 from ..storecalls import StoreCalls
-from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
+from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreUnavailable
 from ..stores.base import MiB
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
@@ -56,6 +57,10 @@ PERSIST_INTERVAL = 2.0
 WRITE_FETCH_AHEAD = 64
 #: Cache files made durable together (each open at once: well below any fd limit).
 FSYNC_BATCH = 256
+#: Entries one LIST request returns: up to this many, re-listing a directory whose listing
+#: expired costs one request for all its names; beyond it, a lookup of one known file
+#: revalidates that file alone with a HEAD.
+LIST_PAGE = 1000
 
 
 def fs_error(code: int, detail: str = "") -> OSError:
@@ -70,6 +75,8 @@ class MountSettings:
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
     metadata_ttl: float = 60.0
+    #: how conflict copies are named (see `conflicts.ConflictNames`)
+    conflict_name: str = DEFAULT_TEMPLATE
     writeback_delay: float = 2.0
     cache_size: int = 10 * 1024 * MiB
     dirty_limit: int = 2 * 1024 * MiB
@@ -118,6 +125,7 @@ class Filesystem:
         self.calls = StoreCalls(store, settings.store_connections, settings.io_timeout)
         self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
         self.ns = Namespace(self.defaults, self.journal, self.index)
+        self.ns.conflict_names = ConflictNames(settings.conflict_name)
         self.flusher = Flusher(self)
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
@@ -136,6 +144,9 @@ class Filesystem:
         #: next lookup finds the node now there (set by the FUSE layer; blocking, so it is
         #: called in a worker thread)
         self.kernel_forget_name: Callable[[int, str], None] | None = None
+        #: where background work of the mount runs (set while `serve` runs)
+        self.nursery: trio.Nursery | None = None
+        self._kernel_limiter = trio.CapacityLimiter(1)
         self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
         self._spares_low = trio.Event()  # set (and renewed) when the spare cache files run low
         self.contents.on_spares_low = lambda: self._spares_low.set()
@@ -376,6 +387,22 @@ class Filesystem:
     def fresh(self, directory: Node) -> bool:
         return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
 
+    def entry_timeout(self, node: Node) -> float:
+        """How long the kernel may keep `node`'s name without asking again: until the
+        listing or HEAD that last confirmed it is older than the TTL, so that no name the
+        kernel caches outlives what we know. Names with local changes are ours: the TTL."""
+        ttl = self.settings.metadata_ttl
+        parent = node.parent
+        if parent is None or node.pending:
+            return ttl
+        confirmed = max(node.checked_at, parent.listed_at)
+        return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
+
+    def absence_timeout(self, parent: Node) -> float:
+        """How long the kernel may remember that a name is absent from `parent`."""
+        ttl = self.settings.metadata_ttl
+        return min(ttl, max(0.0, parent.listed_at + ttl - time.monotonic()))
+
     async def children(self, directory: Node) -> dict[str, Node]:
         """The entries of a directory, listed from the store when older than the TTL."""
         if not self.fresh(directory):
@@ -408,6 +435,7 @@ class Filesystem:
             if directory.linked and directory.prefix == prefix:
                 objects, prefixes = listing
                 self.ns.merge_listing(directory, objects, prefixes, since=since)
+                self.take_remote_changes()
                 if self.marker_work(directory) is not None:
                     self.record(directory)
                     self.flusher.schedule(directory)
@@ -422,9 +450,41 @@ class Filesystem:
         since = self.ns.listing_started()
         try:
             self.ns.merge_listing(directory, objects, prefixes, since=since)
+            self.take_remote_changes()
             self._remember_listing(directory.prefix, (objects, prefixes), since)
         finally:
             self.ns.listing_ended()
+
+    def take_remote_changes(self) -> None:
+        """After the namespace took other clients' changes: drop the cached data of the
+        versions they replaced or deleted (unless a handle still reads it: then at its
+        release), and have the kernel forget the names that lead elsewhere now (in the
+        background: the kernel may wait for the very request that found the change)."""
+        stale, self.ns.stale_objects = self.ns.stale_objects, []
+        for key, etag in stale:
+            self.contents.forget_object(key, etag)
+        names, self.ns.stale_names = self.ns.stale_names, []
+        if names and self.kernel_forget_name is not None and self.nursery is not None:
+            self.nursery.start_soon(self._forget_kernel_names, names)
+
+    async def _forget_kernel_names(self, names: list[tuple[int, str]]) -> None:
+        forget = self.kernel_forget_name
+        assert forget is not None
+        for parent_ino, name in names:
+            await trio.to_thread.run_sync(forget, parent_ino, name, limiter=self._kernel_limiter)
+
+    def object_changed(self, node: Node) -> None:
+        """A read found `node`'s object changed or gone before its listing expired: list
+        its directory at the next lookup, and have the kernel look the name up again, so
+        that opening the file again shows what the store holds now."""
+        parent = node.parent
+        if not node.linked or node.pending or parent is None:
+            return
+        parent.listed_at = float("-inf")
+        node.checked_at = float("-inf")
+        self.drop_listing(parent.prefix)
+        self.ns.stale_names.append((parent.ino, node.name))
+        self.take_remote_changes()
 
     def _remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
         """Keep a listing for the TTL (the next mount too may use it), unless the flusher
@@ -450,6 +510,47 @@ class Filesystem:
         children = await self.children(parent)
         return children.get(name)
 
+    async def _checked_child(self, parent: Node, name: str) -> Node | None:
+        """`child`, revalidated the cheaper way once the TTL has passed: a directory of
+        more than one listing page is not listed again for a lookup of a file it is known
+        to hold; that file alone is revalidated with a HEAD."""
+        children = parent.children
+        if children is None or self.fresh(parent) or len(children) <= LIST_PAGE:
+            return await self.child(parent, name)
+        node = children.get(name)
+        if node is None or node.is_dir or node.pending or not self.calls.online:
+            return await self.child(parent, name)
+        if time.monotonic() - node.checked_at < self.settings.metadata_ttl:
+            return node
+        key, etag = node.remote_key, node.etag
+        assert key is not None
+        try:
+            info = await self.calls.attempt(self.store.head, key)
+        except NotFound:
+            return await self.child(parent, name)  # gone, or a directory now: the listing says
+        except StoreUnavailable as exc:
+            log.info("%s: not revalidated: %s", node.path(), exc)
+            return node
+        if node.linked and node.remote_key == key and node.etag == etag and not node.pending:
+            self._take_head(node, info)
+        return children.get(name)
+
+    def _take_head(self, node: Node, info: ObjectInfo, may_replace: bool = True) -> None:
+        """What a HEAD of clean `node`'s object found: its attributes, or another
+        client's version (a new node, unless a handle here may still write to this one)."""
+        if info.etag == node.etag:
+            kind = node.kind
+            self.ns.apply_object(node, info)
+            node.checked_at = time.monotonic()
+            if node.kind is not kind:
+                # The kernel cannot change an inode's type; it keeps the old one until the
+                # entry expires (see docs/semantics.md).
+                log.info("%s is a %s, listed as a %s", node.path(), node.kind.value, kind.value)
+                node.kind = kind
+        elif may_replace and not node.writers:
+            self.ns.replace_with_object(node, info)
+            self.take_remote_changes()
+
     async def lookup(self, parent_ino: int, name: str) -> Node | None:
         """The entry `name` (its lookup count raised), or None: it does not exist."""
         parent = self.directory(parent_ino)
@@ -460,11 +561,13 @@ class Filesystem:
         else:
             if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
                 raise fs_error(errno.ENAMETOOLONG)
-            node = await self.child(parent, name)
+            node = await self._checked_child(parent, name)
+        if node is not None and node.attrs_guessed and self.settings.exact_attrs:
+            await self.head_attrs(node)
+            if not node.linked:  # the HEAD found another client's version
+                node = (parent.children or {}).get(name)
         if node is None:
             return None
-        if node.attrs_guessed and self.settings.exact_attrs:
-            await self.head_attrs(node)
         node.lookups += 1
         return node
 
@@ -472,24 +575,27 @@ class Filesystem:
         """Before `node`'s attributes or data change here: read what its object holds,
         since the upload writes every attribute, and one never read would be replaced by
         the mount's defaults. Afterwards the node's attributes are the ones to write, even
-        if the store did not answer."""
+        if the store did not answer. Should the HEAD find another client's version, the
+        change goes on from the one it was based on, and its upload meets the conflict rule."""
         if node.attrs_guessed:
-            await self.head_attrs(node)
+            await self.head_attrs(node, may_replace=False)
             node.attrs_guessed = False
 
-    async def head_attrs(self, node: Node) -> None:
+    async def head_attrs(self, node: Node, *, may_replace: bool = True) -> None:
         """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
 
         Best effort: while the store does not answer, the guessed attributes stay (and
-        are asked for again later); no getattr fails or waits long for them."""
+        are asked for again later); no getattr fails or waits long for them. Another
+        client's version found meanwhile replaces `node` (see `_take_head`) where
+        `may_replace`."""
         if not self.calls.online:
             return
         try:
-            await self._head_attrs(node)
+            await self._head_attrs(node, may_replace)
         except StoreUnavailable as exc:
             log.info("%s: attributes not read: %s", node.path(), exc)
 
-    async def _head_attrs(self, node: Node) -> None:
+    async def _head_attrs(self, node: Node, may_replace: bool) -> None:
         if node.is_dir:
             marker = node.prefix
             try:
@@ -510,14 +616,8 @@ class Filesystem:
         except NotFound:
             node.attrs_guessed = False
             return
-        if node.remote_key == key and node.etag == etag and not node.pending:
-            kind = node.kind
-            self.ns.apply_object(node, info)
-            if node.kind is not kind:
-                # The kernel cannot change an inode's type; it keeps the old one until the
-                # entry expires (see docs/semantics.md).
-                log.info("%s is a %s, listed as a %s", node.path(), node.kind.value, kind.value)
-                node.kind = kind
+        if node.remote_key == key and node.etag == etag and not node.pending and node.linked:
+            self._take_head(node, info, may_replace)
         node.attrs_guessed = False
 
     async def getattr(self, ino: int) -> Node:
@@ -854,6 +954,7 @@ class Filesystem:
             objs, subs = by_dir[here]
             self.ns.merge_listing(node, objs, sorted(subs), since=since)
             self._remember_listing(here, (objs, sorted(subs)), since)
+        self.take_remote_changes()
 
     # -- attributes ---------------------------------------------------------------------
 
@@ -930,17 +1031,18 @@ class Filesystem:
         if content is not None:
             content.pins += 1
         node.opens += 1
-        node.kernel_generation = node.data_generation
+        node.writers += writable
         return self._add_handle(FileHandle(node, content, writable))
 
     async def open(self, ino: int, flags: int) -> tuple[int, bool]:
-        """A file handle, and whether the kernel may keep the pages it cached."""
+        """A file handle, and whether the kernel may keep the pages it cached (it may,
+        but after a truncation: another client's version comes as a new inode)."""
         node = self.node(ino)
         if node.is_dir:
             raise fs_error(errno.EISDIR)
         if node.kind is Kind.SYMLINK:
             raise fs_error(errno.ELOOP)
-        keep = node.kernel_generation == node.data_generation
+        keep = True
         if flags & os.O_ACCMODE != os.O_RDONLY:
             await self.attrs_for_change(node)
         if node.content is None:
@@ -1021,7 +1123,16 @@ class Filesystem:
         handle.next_offset = offset + size
         first = offset // BLOCK_SIZE
         last = (min(offset + size, content.size) - 1) // BLOCK_SIZE
-        await self.fetcher.ensure(content, first, last - first + 1, ahead=handle.window)
+        try:
+            await self.fetcher.ensure(content, first, last - first + 1, ahead=handle.window)
+        except (NotFound, PreconditionFailed):
+            # The version this handle opened is no longer in the store, and what it wants
+            # of it is not cached: ESTALE rather than bytes of two versions.
+            if content.source is not None and content.source == (node.remote_key, node.etag):
+                self.object_changed(node)
+            raise PreconditionFailed(
+                f"{node.path()}: changed or removed in the store since it was opened here"
+            ) from None
         if handle.window > 1:
             # Keep the stream a window ahead of a sequential reader.
             self.fetcher.prefetch(content, last + 1, handle.window)
@@ -1035,6 +1146,31 @@ class Filesystem:
     async def fetch_all(self, content: Content) -> None:
         for first, count in list(content.missing_runs(0, content.size)):
             await self.fetch(content, first, count)
+
+    async def fetch_base(self, node: Node, content: Content) -> None:
+        """Before `node`'s changed `content` goes up: bring the bytes of the version it
+        changed that the cache lacks.
+
+        Should another client have replaced or deleted that version meanwhile, the bytes
+        never cached here cannot be had any more: they stay zeros, said in the log, and the
+        change goes up under the usual rules (next to their version as a conflict copy, or
+        at the key again after a delete). Everything written here is kept."""
+        try:
+            await self.fetch_all(content)
+        except (NotFound, PreconditionFailed) as exc:
+            lost = [
+                (first * BLOCK_SIZE, min(content.size, (first + count) * BLOCK_SIZE))
+                for first, count in content.missing_runs(0, content.size)
+            ]
+            content.present |= content.base_mask()
+            log.error(
+                "%s: the version it changed is no longer in the store (%s); bytes %s of it were "
+                "never cached here and are zeros in what goes up",
+                node.path(),
+                exc,
+                ", ".join(f"{start}-{end}" for start, end in lost),
+            )
+            self.record_if_room(node)
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self.file_handle(fh)
@@ -1208,12 +1344,13 @@ class Filesystem:
             await nursery.start(self.calls.watch)
             nursery.start_soon(self._persist_loop)
             nursery.start_soon(self._keep_spare_files)
-            self.fetcher.nursery = nursery  # object data streams in the background from now on
+            # object data streams, and the kernel hears of remote changes, in the background
+            self.fetcher.nursery = self.nursery = nursery
             try:
                 task_status.started()
                 await trio.sleep_forever()
             finally:
-                self.fetcher.nursery = None
+                self.fetcher.nursery = self.nursery = None
 
     async def adopt_remote_version(
         self, node: Node, info: ObjectInfo, copy_key: str, copy_etag: str, copy_size: int
@@ -1234,6 +1371,7 @@ class Filesystem:
         self.ns.detach(node)
         copy_name = copy_key.rpartition("/")[2]
         self.ns.attach(parent, copy_name, node)
+        self.ns.conflict_copies.setdefault(parent.prefix, set()).add(copy_name)
         node.remote_key, node.etag, node.remote_size = copy_key, copy_etag, copy_size
         node.data_dirty = node.meta_dirty = False
         node.overwrites = None
@@ -1268,6 +1406,7 @@ class Filesystem:
             return
         node = handle.node
         node.opens -= 1
+        node.writers -= handle.writable
         if handle.content is not None:
             handle.content.pins -= 1
         if node.linked:
@@ -1277,8 +1416,12 @@ class Filesystem:
             elif node.content is not None and not node.content.dirty and not node.content.pins:
                 node.content = None
         elif node.opens == 0:
-            if node.content is not None and node.content.dirty:
-                self._discard_unlinked(node.content)
+            content = node.content
+            if content is not None and content.dirty:
+                self._discard_unlinked(content)
+            elif content is not None and content.source is not None and not content.pins:
+                # Removed here or changed by another client: nobody reads that version again.
+                self.contents.forget_object(*content.source)
             node.content = None
             self._release_object(node)
         self._maybe_free(node)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cache import Journal
+from ..conditions import PROBE_PREFIX
+from ..conflicts import ConflictNames
 from ..stores import ObjectInfo, PosixAttrs
 from .nodes import Kind, Node, now_ns
 
@@ -86,6 +88,16 @@ class Namespace:
         #: keys deleted recently, by store_seq, while a listing that may predate it runs
         self.recent_deletes: dict[str, int] = {}
         self._listings = 0
+        #: objects (key, etag) whose clean cached data is worthless now: another client
+        #: replaced or deleted them (the filesystem drops the data and empties this)
+        self.stale_objects: list[tuple[str, str]] = []
+        #: names (directory inode, name) the kernel knows but that now lead elsewhere or
+        #: nowhere (the filesystem tells the kernel and empties this)
+        self.stale_names: list[tuple[int, str]] = []
+        #: how conflict copies are named; and the copies the last listing of each
+        #: directory showed (made here or by other hosts), by directory prefix
+        self.conflict_names = ConflictNames()
+        self.conflict_copies: dict[str, set[str]] = {}
 
     def listing_started(self) -> int:
         self._listings += 1
@@ -119,6 +131,7 @@ class Namespace:
     def attach(self, parent: Node, name: str, node: Node) -> None:
         assert parent.children is not None
         node.parent, node.name, node.linked = parent, name, True
+        node.checked_at = time.monotonic()
         parent.children[name] = node
 
     def detach(self, node: Node) -> None:
@@ -137,6 +150,42 @@ class Namespace:
                 return None
             node = child
         return node
+
+    def let_go(self, node: Node) -> None:
+        """The store no longer holds what `node` (a clean file or symlink, or a directory
+        with no local work below it) showed: another client deleted or replaced it.
+
+        The node and everything below it leave the tree. The objects they were based on
+        are forgotten, never deleted (the key is another client's now); open handles go
+        on reading what is cached of the version they opened.
+        """
+        parent = node.parent
+        self.detach(node)
+        if node.lookups and parent is not None:
+            self.stale_names.append((parent.ino, node.name))
+        for sub in node.walk():
+            sub.linked = False
+            if sub.is_dir:
+                self.conflict_copies.pop(sub.prefix, None)
+            if sub.remote_key is not None and sub.etag is not None:
+                self.stale_objects.append((sub.remote_key, sub.etag))
+            self.release_remote(sub)
+            self.maybe_free(sub)
+
+    def replace_with_object(self, node: Node, info: ObjectInfo) -> Node:
+        """Another client changed the object behind clean `node`: a new node shows it.
+
+        A new node, with a new inode number, because with the writeback cache the kernel
+        trusts its own size of a cached inode over ours, and keeps that inode's pages: only
+        a new inode shows the other version whole. Handles open on `node` keep the version
+        they opened (see `let_go`).
+        """
+        parent, name = node.parent, node.name
+        assert parent is not None
+        self.let_go(node)
+        fresh = self.node_from_object(parent, name, info)
+        self.attach(parent, name, fresh)
+        return fresh
 
     def maybe_free(self, node: Node) -> bool:
         """Drop an unlinked node the kernel and every handle have let go of."""
@@ -302,6 +351,8 @@ class Namespace:
                 if not self.shadowed(info.key):
                     self.apply_marker(directory, info)
                 continue
+            if not prefix and name.startswith(PROBE_PREFIX):
+                continue  # another mount's probe of the store, gone in a moment
             reason = bad_name_reason(name)
             if reason is not None:
                 self.warn_once(info.key, reason)
@@ -330,6 +381,15 @@ class Namespace:
                 hidden += 1
             listed[name] = sub
         self.hidden[prefix] = hidden
+        copies = {
+            name
+            for name, entry in listed.items()
+            if not isinstance(entry, str) and self.conflict_names.is_copy(name)
+        }
+        if copies:
+            self.conflict_copies[prefix] = copies
+        else:
+            self.conflict_copies.pop(prefix, None)
 
         for name, child in list(directory.children.items()):
             entry = listed.get(name)
@@ -341,12 +401,10 @@ class Namespace:
                     and not self._has_pending(child)
                     and not any(sub.synced_seq > since for sub in child.walk())
                 ):
-                    self.detach(child)
-                    self.maybe_free(child)
+                    self.let_go(child)
             elif (isinstance(entry, str) != child.is_dir) and not self._has_pending(child):
                 # Another client replaced a file by a directory, or the other way round.
-                self.detach(child)
-                self.maybe_free(child)
+                self.let_go(child)
         for name, entry in listed.items():
             existing = directory.children.get(name)
             if existing is None:
@@ -364,10 +422,14 @@ class Namespace:
                 else:
                     node = self.node_from_object(directory, name, entry)
                 self.attach(directory, name, node)
-            elif isinstance(entry, ObjectInfo) and not existing.pending and existing.etag != entry.etag:
-                self.apply_object(existing, entry)
-                existing.content = None  # open handles keep the version they opened
-                existing.data_generation += 1
+            elif (
+                isinstance(entry, ObjectInfo)
+                and not existing.is_dir
+                and existing.etag != entry.etag
+                and not existing.pending
+                and not existing.writers
+            ):
+                self.replace_with_object(existing, entry)
         directory.listed_at = time.monotonic()
 
     @staticmethod
@@ -380,4 +442,7 @@ class Namespace:
         return node.is_dir or (node.remote_key is not None and node.remote_key == node.key)
 
     def _has_pending(self, node: Node) -> bool:
-        return any(sub.pending or sub.jid is not None or sub.opens for sub in node.walk())
+        """Whether local work below `node` must outlive another client's change: changes
+        not in the store yet, or a handle that may still write (its upload then meets the
+        conflict rule). Handles that only read go on with the version they opened."""
+        return any(sub.pending or sub.jid is not None or sub.writers for sub in node.walk())

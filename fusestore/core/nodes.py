@@ -48,9 +48,13 @@ class Node:
     size: int = 0
     #: kernel lookup count (lookup, create, mkdir, symlink, readdirplus entries)
     lookups: int = 0
-    #: open file handles
+    #: open file handles, and how many of them may write
     opens: int = 0
+    writers: int = 0
     linked: bool = True
+    #: when (monotonic) the store last confirmed this node (a HEAD, or its creation
+    #: here); its parent's listing confirms it too (see `Filesystem.entry_timeout`)
+    checked_at: float = float("-inf")
 
     # directories
     children: dict[str, Node] | None = None  # None until listed
@@ -78,9 +82,6 @@ class Node:
     jid: str | None = None  # journal record id while there is pending work
     journaled: dict[str, Any] | None = field(default=None, repr=False)  # the record last written
     synced_seq: int = 0  # the namespace's store_seq when the flusher last wrote it
-    #: bumped when the data changed under the kernel's page cache (remote update)
-    data_generation: int = 0
-    kernel_generation: int = -1
 
     @property
     def is_dir(self) -> bool:

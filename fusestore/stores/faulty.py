@@ -12,7 +12,9 @@ For tests and chaos runs (`fusestore mount --faults SPEC`). A spec is rules sepa
   timeout), ended early by `close()`;
 - `fail_after=N`: an upload (`put`, `put_part`) larger than N bytes fails and stores
   nothing; a download stream (`open_range`, `get_range`) fails once N bytes were read.
-  Sizes take K/M/G suffixes.
+  Sizes take K/M/G suffixes;
+- `unconditional=P`: with probability P a `put` or `complete_multipart` ignores its
+  If-Match / If-None-Match condition and writes anyway (a server without them).
 
 A rule `seed=N` makes the random choices repeatable. Example:
 `*:error=0.2;put*:latency=0.05;seed=1`.
@@ -35,7 +37,7 @@ from .base import Body, CompletedPart, ListPage, ObjectInfo, ObjectReader, Pendi
 from .errors import InvalidStoreURL, StoreUnavailable
 
 _SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-_EFFECTS = ("error", "lost", "latency", "stall", "fail_after")
+_EFFECTS = ("error", "lost", "latency", "stall", "fail_after", "unconditional")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class FaultRule:
     latency: float = 0.0
     stall: float = 0.0
     fail_after: int | None = None
+    unconditional: float = 0.0
 
 
 @dataclass
@@ -76,7 +79,7 @@ class FaultPlan:
                     rule.fail_after = _size(part, value)
                 else:
                     amount = _number(part, value, float)
-                    if name in ("error", "lost") and not 0 <= amount <= 1:
+                    if name in ("error", "lost", "unconditional") and not 0 <= amount <= 1:
                         raise InvalidStoreURL(f"fault rule {part!r}: {name} is a probability (0 to 1)")
                     setattr(rule, name, amount)
             rules.append(rule)
@@ -187,6 +190,15 @@ class FaultyStore(Store):
                 raise StoreUnavailable(f"injected fault: the answer to {operation} was lost")
         return result
 
+    def _unconditional(self, operation: str, if_match: str | None, if_none_match: bool) -> bool:
+        """Whether this write ignores its conditions (and counts it when it had some)."""
+        if if_match is None and not if_none_match:
+            return False
+        if any(self._chance(rule.unconditional) for rule in self.plan.for_operation(operation)):
+            self.count("unconditional")
+            return True
+        return False
+
     def _download_limit(self, operation: str) -> int | None:
         limits = [r.fail_after for r in self.plan.for_operation(operation) if r.fail_after is not None]
         return min(limits) if limits else None
@@ -236,6 +248,8 @@ class FaultyStore(Store):
         if_none_match: bool = False,
     ) -> str:
         size = len(body) if isinstance(body, bytes | bytearray | memoryview) else None
+        if self._unconditional("put", if_match, if_none_match):
+            if_match, if_none_match = None, False
         etag: str = self._call(
             "put",
             lambda: self.inner.put(key, body, metadata, if_match=if_match, if_none_match=if_none_match),
@@ -263,6 +277,8 @@ class FaultyStore(Store):
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
+        if self._unconditional("complete_multipart", if_match, if_none_match):
+            if_match, if_none_match = None, False
         etag: str = self._call(
             "complete_multipart",
             lambda: self.inner.complete_multipart(

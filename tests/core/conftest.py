@@ -23,7 +23,7 @@ import trio
 
 from fusestore.cache import CacheDir, ContentStore
 from fusestore.core import Filesystem, MountSettings, Node
-from fusestore.stores import StoreUnavailable, open_store
+from fusestore.stores import Store, StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
 
 MiB = 2**20
@@ -83,11 +83,24 @@ class Env:
 
     @asynccontextmanager
     async def mount(
-        self, *, flusher: bool = True, sync: bool = True, replay: bool = True, **settings: Any
+        self,
+        *,
+        flusher: bool = True,
+        sync: bool = True,
+        replay: bool = True,
+        probe: bool = False,
+        store: Store | None = None,
+        **settings: Any,
     ) -> AsyncIterator[Filesystem]:
-        """A mounted Filesystem; on a clean exit `sync_all` (when the flusher runs), then close."""
+        """A mounted Filesystem; on a clean exit `sync_all` (when the flusher runs), then close.
+
+        The memory store honours conditional writes; unless `probe`, the flusher is told so
+        rather than finding out with requests of its own (tests count requests). `store`:
+        the env's store wrapped (faults), instead of the store itself."""
         cache = CacheDir.for_store(self.store.to_url(), str(self.cache_dir)).open()
-        fs = Filesystem(self.store, cache, self.settings(**settings))
+        fs = Filesystem(store or self.store, cache, self.settings(**settings))
+        if not probe:
+            fs.flusher.conditions_honoured = True
         try:
             if replay:
                 fs.replay()

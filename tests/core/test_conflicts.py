@@ -7,9 +7,12 @@ import calendar
 import os
 
 import pytest
+import trio
 
+from fusestore.conditions import PROBE_PREFIX
+from fusestore.conflicts import ConflictNames
 from fusestore.core import Filesystem
-from fusestore.flusher import conflict_key
+from fusestore.stores.faulty import FaultyStore
 
 from .conftest import Env, ino_of, listdir, read_path, write_file
 
@@ -34,17 +37,38 @@ async def overwrite(fs: Filesystem, path: str, data: bytes) -> None:
 
 async def test_conflict_copies_are_named_after_the_host_and_the_time_next_to_the_original() -> None:
     when = calendar.timegm((2026, 11, 30, 18, 5, 9, 0, 0, 0))
-    assert conflict_key("dir/report.txt", "hostA", when) == "dir/report.conflict-hostA-20261130T180509.txt"
-    assert conflict_key("a.tar.gz", "h", when) == "a.tar.conflict-h-20261130T180509.gz"
-    assert conflict_key("d/Makefile", "h", when) == "d/Makefile.conflict-h-20261130T180509"
-    assert conflict_key(".bashrc", "h", when) == ".bashrc.conflict-h-20261130T180509"
-    assert conflict_key("x/y.z/file", "h", when, attempt=2) == "x/y.z/file.conflict-h-20261130T180509-2"
+    names = ConflictNames(host="hostA")
+    assert names.key("dir/report.txt", when) == "dir/report.conflict-hostA-20261130T180509.txt"
+    assert names.key("a.tar.gz", when) == "a.tar.conflict-hostA-20261130T180509.gz"
+    assert names.key("d/Makefile", when) == "d/Makefile.conflict-hostA-20261130T180509"
+    assert names.key(".bashrc", when) == ".bashrc.conflict-hostA-20261130T180509"
+    assert names.key("x/y.z/file", when, attempt=2) == "x/y.z/file.conflict-hostA-20261130T180509-2"
+    for key in ("report.conflict-hostA-20261130T180509.txt", "Makefile.conflict-b-20261130T180509-2"):
+        assert names.is_copy(key), key
+    for key in ("report.txt", "report.conflict-notes.txt", "a.conflict-h-2026.txt"):
+        assert not names.is_copy(key), key
+
+
+async def test_the_conflict_copy_name_is_a_template() -> None:
+    when = calendar.timegm((2026, 11, 30, 18, 5, 9, 0, 0, 0))
+    names = ConflictNames("{stem} (conflict {time} on {host}){ext}", host="laptop")
+    assert names.key("docs/plan.odt", when) == "docs/plan (conflict 20261130T180509 on laptop).odt"
+    assert names.is_copy("plan (conflict 20261130T180509 on laptop).odt")
+    assert not names.is_copy("plan.conflict-laptop-20261130T180509.odt")
+    for bad, reason in (
+        ("{stem}.conflict{ext}", "must hold"),
+        ("{stem}-{time}-{user}", "unknown field"),
+        ("conflicts/{stem}-{time}", "no '/'"),
+        ("{stem-{time}", "conflict name"),
+    ):
+        with pytest.raises(ValueError, match=reason):
+            ConflictNames(bad)
 
 
 async def test_a_file_another_client_replaced_since_we_read_it_keeps_both_versions(env: Env) -> None:
     env.put("doc.txt", b"original")
     async with env.mount(flusher=False) as fs:
-        fs.flusher.host = HOST
+        fs.flusher.names.host = HOST
         assert await read_path(fs, "doc.txt") == b"original"
         await overwrite(fs, "doc.txt", b"ours")
         env.put("doc.txt", b"theirs")  # another host's upload lands first
@@ -68,7 +92,7 @@ async def test_a_file_another_client_replaced_since_we_read_it_keeps_both_versio
 
 async def test_a_new_file_another_client_created_first_keeps_both_versions(env: Env) -> None:
     async with env.mount(flusher=False) as fs:
-        fs.flusher.host = HOST
+        fs.flusher.names.host = HOST
         assert await listdir(fs) == {}
         await write_file(fs, "new.bin", b"made here")
         env.put("new.bin", b"made there")
@@ -109,7 +133,7 @@ async def test_no_conflict_when_nobody_else_wrote(env: Env) -> None:
 async def test_a_descriptor_open_across_a_conflict_goes_on_with_the_conflict_copy(env: Env) -> None:
     env.put("data.log", b"v1\n")
     async with env.mount(flusher=False) as fs:
-        fs.flusher.host = HOST
+        fs.flusher.names.host = HOST
         ino = await ino_of(fs, "data.log")
         fh, _ = await fs.open(ino, os.O_WRONLY)
         await fs.write(fh, 3, b"ours\n")
@@ -130,3 +154,54 @@ async def test_a_descriptor_open_across_a_conflict_goes_on_with_the_conflict_cop
     assert env.objects()["data.log"] == b"theirs\n"
     assert env.objects()[copy] == b"v1\nours\nmore\n"
     assert len(conflict_copies(env)) == 1
+
+
+async def test_the_first_conditioned_upload_probes_the_store_once(env: Env) -> None:
+    async with env.mount(probe=True) as fs:
+        await write_file(fs, "one", b"1")
+        await fs.flusher.sync_all()
+        await write_file(fs, "two", b"2")
+        await fs.flusher.sync_all()
+        assert fs.flusher.conditions_honoured is True
+        assert fs.flusher.progress()["conditional_writes"] == "honoured by the store"
+    probes = [args[0] for args in env.called("put") if args[0].startswith(PROBE_PREFIX)]
+    assert len(probes) == 3 and len(set(probes)) == 1, "three puts of one probe object, once"
+    assert env.called("delete_many") == [([probes[0]],)]
+    assert env.objects() == {"one": b"1", "two": b"2"}, "the probe object is gone"
+
+
+async def test_a_store_that_ignores_conditions_is_checked_with_a_head_first(env: Env) -> None:
+    env.put("doc.txt", b"original")
+    ignoring = FaultyStore(env.store, "put:unconditional=1;complete_multipart:unconditional=1")
+    async with env.mount(probe=True, store=ignoring) as fs:
+        fs.flusher.names.host = HOST
+        assert await read_path(fs, "doc.txt") == b"original"
+        await overwrite(fs, "doc.txt", b"ours")
+        env.put("doc.txt", b"theirs")
+        await write_file(fs, "new.txt", b"ours too")
+        env.put("new.txt", b"theirs too")  # created by another client before our upload
+        await fs.flusher.sync_all()
+        assert fs.flusher.conditions_honoured is False
+        assert "IGNORED" in fs.flusher.progress()["conditional_writes"]
+        assert fs.flusher.conflicts == 2
+        # The probe's two create-only puts and the two copies' ignored their condition; the
+        # uploads at the keys were never sent (the HEAD before each found theirs).
+        assert ignoring.injected["unconditional"] == 4
+    objects = env.objects()
+    assert objects["doc.txt"] == b"theirs" and objects["new.txt"] == b"theirs too"
+    assert sorted(data for key, data in objects.items() if ".conflict-" in key) == [b"ours", b"ours too"]
+    assert "doc.txt" in [args[0] for args in env.called("head")]
+
+
+async def test_conflict_copies_in_listings_are_reported_until_they_are_gone(env: Env) -> None:
+    env.put("d/plan.txt", b"x")
+    env.put("d/plan.conflict-otherhost-20261130T180509.txt", b"theirs")
+    env.put(f"{PROBE_PREFIX}otherhost-0123", b"")  # another mount's probe, mid-way
+    async with env.mount(metadata_ttl=0.2) as fs:
+        assert sorted(await listdir(fs)) == ["d"], "probe objects are never shown"
+        await listdir(fs, "d")
+        assert fs.flusher.conflict_copies() == ["/d/plan.conflict-otherhost-20261130T180509.txt"]
+        env.real["delete_many"](["d/plan.conflict-otherhost-20261130T180509.txt"])  # reconciled
+        await trio.sleep(0.25)
+        await listdir(fs, "d")
+        assert fs.flusher.conflict_copies() == []

@@ -6,6 +6,9 @@ import errno
 import os
 
 import pytest
+import trio
+
+from fusestore.stores.faulty import FaultyStore
 
 from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, read_path, resolve, write_file
 
@@ -328,3 +331,28 @@ async def test_a_new_file_at_a_moved_files_key_leaves_before_its_upload(env: Env
     async with env.mount():
         pass
     assert env.objects() == {"a/": b"", "b/": b""}
+
+
+async def test_this_mount_never_sees_its_directory_rename_half_done(env: Env) -> None:
+    """Other hosts may see a renamed tree half-copied; the host that renamed it, listing
+    again and again (TTL 0) while the store is half-way, always sees the whole new tree."""
+    names = [f"f{i:02}" for i in range(40)]
+    for name in names:
+        env.put(f"src/{name}", name.encode())
+    slow = FaultyStore(env.store, "copy:latency=0.02;delete_many:latency=0.3")
+    async with env.mount(store=slow, metadata_ttl=0, writeback_delay=0) as fs:
+        await listdir(fs, "src")
+        await fs.rename(1, "src", 1, "dst", 0)
+        store_states = set()
+        while any(key.startswith("src/") for key in env.objects()):
+            keys = env.objects()
+            old_left = any(k.startswith("src/") for k in keys)
+            store_states.add((old_left, sum(k.startswith("dst/") for k in keys)))
+            assert sorted(await listdir(fs)) == ["dst"]
+            assert sorted(await listdir(fs, "dst")) == names
+            assert await fs.lookup(1, "src") is None
+            await trio.sleep(0.01)
+        assert sorted(await listdir(fs, "dst")) == names
+        half_way = {copied for old_left, copied in store_states if old_left and 0 < copied < len(names)}
+        assert half_way, f"the store was never caught half-way: {sorted(store_states)}"
+    assert env.objects() == {f"dst/{name}": name.encode() for name in names}

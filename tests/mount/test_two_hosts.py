@@ -3,13 +3,21 @@ another client has since replaced is kept next to it, never over it."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from .conftest import SERVERS, Mount, fusestore_cli, status_of
 
 pytestmark = pytest.mark.parametrize("server", SERVERS, indirect=True)
+
+#: The metadata TTL of the mounts whose freshness is timed.
+TTL = 2.0
 
 
 def flush(mount: Mount) -> None:
@@ -27,10 +35,11 @@ def test_two_mounts_change_one_file_and_the_bucket_keeps_both(
     mount_factory: Callable[..., Mount], make_bucket: Callable[[], str]
 ) -> None:
     bucket = make_bucket()
-    a = mount_factory("--writeback-delay", "3600", bucket=bucket, name="a", run=False)
+    options = ("--writeback-delay", "3600", "--metadata-ttl", str(TTL))
+    a = mount_factory(*options, bucket=bucket, name="a", run=False)
     a.client.put_object(Bucket=bucket, Key="shared.txt", Body=b"original\n")
     a.start()
-    b = mount_factory("--writeback-delay", "3600", bucket=bucket, name="b")
+    b = mount_factory(*options, bucket=bucket, name="b")
     assert (a.path / "shared.txt").read_bytes() == b"original\n"
     assert (b.path / "shared.txt").read_bytes() == b"original\n"
 
@@ -41,15 +50,43 @@ def test_two_mounts_change_one_file_and_the_bucket_keeps_both(
 
     assert a.get("shared.txt") == b"written on a\n"
     assert list(copies(a, "shared.txt").values()) == [b"written on b, a little longer\n"]
-    assert status_of(b)["conflicts"] == 1 and status_of(a)["conflicts"] == 0
-    assert (b.path / "shared.txt").read_bytes() == b"written on a\n", "b shows the version at the key"
     (copy,) = copies(a, "shared.txt")
+    assert status_of(b)["conflicts"] == 1 and status_of(a)["conflicts"] == 0, "b made the copy"
+    assert status_of(b)["conflict_copies"] == [f"/{copy}"]
+    assert (b.path / "shared.txt").read_bytes() == b"written on a\n", "b shows the version at the key"
+    flushed = time.monotonic()
+    while copy not in os.listdir(a.path):  # a lists it once its listing expires
+        assert time.monotonic() < flushed + TTL + 1, "a never listed the copy"
+        time.sleep(0.1)
+    assert status_of(a)["conflict_copies"] == [f"/{copy}"], "a's status reports it too"
     assert {p.name for p in b.path.iterdir()} == {"shared.txt", copy}, "b lists its copy at once"
     assert (b.path / copy).read_bytes() == b"written on b, a little longer\n"
     assert status_of(b)["dirty_items"] == 0
     assert a.umount() == 0, a.log_text()
     assert b.umount() == 0, b.log_text()
     assert a.get("shared.txt") == b"written on a\n", "the unmounts changed nothing more"
+
+
+@pytest.mark.timeout(120)
+def test_on_a_server_that_ignores_conditions_a_head_still_keeps_both(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    faults = "put:unconditional=1;complete_multipart:unconditional=1"
+    mount = mount_factory("--writeback-delay", "3600", "--faults", faults, run=False)
+    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"a,b\n")
+    mount.start()
+    with open(mount.path / "report.csv", "a") as f:
+        f.write("1,2\n")
+    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"x,y\n")
+    flush(mount)
+    assert mount.get("report.csv") == b"x,y\n"
+    assert list(copies(mount, "report.csv").values()) == [b"a,b\n1,2\n"]
+    status = status_of(mount)
+    assert status["conflicts"] == 1 and status["conditional_writes"].startswith("IGNORED"), status
+    shown = fusestore_cli("status", str(mount.path)).stdout
+    assert "conditions: IGNORED by the store" in shown and "1 conflict cop(ies) listed" in shown, shown
+    assert not [key for key in mount.objects() if key.startswith(".fusestore-probe-")]
+    assert mount.umount() == 0, mount.log_text()
 
 
 @pytest.mark.timeout(120)
@@ -72,3 +109,87 @@ def test_boto3_overwrites_a_file_with_unsynced_changes_and_both_are_kept(
     assert list(copies(mount, "brand-new.txt").values()) == [b"ours"]
     assert status_of(mount)["conflicts"] == 2
     assert mount.umount() == 0, mount.log_text()
+
+
+def read_until(path: Path, wanted: bytes, allowed: set[bytes], deadline: float) -> float:
+    """Read `path` (through `cat`, a new process each time) until it shows `wanted`; when,
+    as time.monotonic(). Every read in between must be one of `allowed`, whole."""
+    while True:
+        seen = subprocess.run(["cat", str(path)], capture_output=True, timeout=30, check=True).stdout
+        if seen == wanted:
+            return time.monotonic()
+        assert seen in allowed, f"a read showed bytes of no version: {seen[:80]!r}"
+        assert time.monotonic() < deadline, f"still the old version at the deadline: {seen[:80]!r}"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("change", ["same size", "longer"])
+def test_a_file_synced_on_a_is_read_on_b_within_the_ttl_even_from_b_s_page_cache(
+    mount_factory: Callable[..., Mount], make_bucket: Callable[[], str], change: str
+) -> None:
+    bucket = make_bucket()
+    old = b"version one\n" * 1000
+    new = old.replace(b"one", b"two") if change == "same size" else old + b"and more\n"
+    ttl = ("--metadata-ttl", str(TTL))
+    a = mount_factory(*ttl, bucket=bucket, name="a", run=False)
+    a.client.put_object(Bucket=bucket, Key="shared.txt", Body=old)
+    a.start()
+    b = mount_factory(*ttl, bucket=bucket, name="b")
+    with open(b.path / "shared.txt", "rb") as reader:  # b's pages of the old version, kept
+        assert reader.read() == old
+        assert (b.path / "shared.txt").read_bytes() == old
+
+        (a.path / "shared.txt").write_bytes(new)
+        flush(a)
+        synced = time.monotonic()
+        assert a.get("shared.txt") == new
+        shown = read_until(b.path / "shared.txt", new, {old}, deadline=synced + TTL + 1)
+        assert shown - synced <= TTL + 1
+
+        reader.seek(0)
+        assert reader.read() == old, "a descriptor opened before goes on with its version"
+    assert os.stat(b.path / "shared.txt").st_size == len(new)
+    assert a.umount() == 0, a.log_text()
+    assert b.umount() == 0, b.log_text()
+    assert a.get("shared.txt") == new and [k for k in a.objects() if "conflict" in k] == []
+
+
+@pytest.mark.timeout(120)
+def test_a_remote_delete_while_b_has_the_file_open(
+    mount_factory: Callable[..., Mount], make_bucket: Callable[[], str]
+) -> None:
+    bucket = make_bucket()
+    data = os.urandom(40 * 2**20)
+    b = mount_factory("--metadata-ttl", str(TTL), bucket=bucket, name="b", run=False)
+    b.client.put_object(Bucket=bucket, Key="dir/big.bin", Body=data)
+    b.client.put_object(Bucket=bucket, Key="dir/other", Body=b"stays")
+    b.start()
+    with open(b.path / "dir" / "big.bin", "rb", buffering=0) as reader:
+        assert reader.read(4096) == data[:4096]
+        b.client.delete_object(Bucket=bucket, Key="dir/big.bin")  # a third writer
+        deleted = time.monotonic()
+        while "big.bin" in os.listdir(b.path / "dir"):
+            assert time.monotonic() < deadline_after(deleted), "still listed after the TTL"
+            time.sleep(0.1)
+        assert not (b.path / "dir" / "big.bin").exists()
+        assert os.listdir(b.path / "dir") == ["other"]
+
+        # The open descriptor reads its version: what is cached of it, and ESTALE for
+        # what is not (documented in docs/semantics.md); never other bytes.
+        reader.seek(0)
+        assert reader.read(4096) == data[:4096]
+        reader.seek(36 * 2**20)
+        try:
+            tail = reader.read(4096)
+        except OSError as exc:
+            assert exc.errno == errno.ESTALE, exc
+        else:
+            assert tail == data[36 * 2**20 : 36 * 2**20 + 4096]
+    b.client.put_object(Bucket=bucket, Key="dir/big.bin", Body=b"created again")
+    assert b.umount() == 0, b.log_text()
+    assert b.get("dir/big.bin") == b"created again", "closing the descriptor deleted nothing"
+
+
+def deadline_after(start: float) -> float:
+    return start + TTL + 1

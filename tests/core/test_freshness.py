@@ -1,0 +1,184 @@
+"""Other clients' changes reach this mount once `--metadata-ttl` has passed: a changed
+object is a new inode (the kernel keeps neither its pages nor its size), its old clean
+data goes, and handles open on the old version read what is cached of it or ESTALE."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import trio
+
+from fusestore.core import Filesystem
+from fusestore.stores import PreconditionFailed
+
+from .conftest import Env, MiB, ino_of, listdir, pattern, read_path, resolve
+
+pytestmark = pytest.mark.trio
+
+TTL = 0.2
+
+
+def cached_versions(fs: Filesystem, key: str) -> set[str]:
+    """The etags of `key` whose clean data the cache holds."""
+    return {etag for (k, etag) in fs.contents._by_object if k == key}
+
+
+async def open_and_read(fs: Filesystem, path: str, size: int) -> tuple[int, bytes]:
+    fh, _ = await fs.open(await ino_of(fs, path), os.O_RDONLY)
+    return fh, await fs.read(fh, 0, size)
+
+
+async def test_another_clients_version_is_a_new_inode_and_the_old_data_goes(env: Env) -> None:
+    first = env.put("shared", b"version one")
+    async with env.mount(metadata_ttl=TTL) as fs:
+        old = await resolve(fs, "shared")
+        assert await read_path(fs, "shared") == b"version one"
+        assert cached_versions(fs, "shared") == {first}
+        second = env.put("shared", b"version two, longer")
+        assert (await resolve(fs, "shared")) is old, "within the TTL the listing stands"
+        await trio.sleep(TTL + 0.05)
+        new = await resolve(fs, "shared")
+        assert new.ino != old.ino, "a new inode: the kernel's size and pages of the old one go with it"
+        assert not old.linked and new.size == len(b"version two, longer")
+        assert cached_versions(fs, "shared") == set(), "the old version's clean data is dropped"
+        assert await read_path(fs, "shared") == b"version two, longer"
+        assert cached_versions(fs, "shared") == {second}
+    assert env.called("delete_many") == [] and env.called("put") == []
+
+
+async def test_a_handle_open_on_the_old_version_reads_it_or_estale_never_a_mix(env: Env) -> None:
+    old_data, new_data = pattern(32 * MiB, seed=1), pattern(32 * MiB, seed=2)
+    env.put("big", old_data)
+    async with env.mount(metadata_ttl=TTL) as fs:
+        fh, head = await open_and_read(fs, "big", 4096)
+        assert head == old_data[:4096]
+        env.put("big", new_data)
+        await trio.sleep(TTL + 0.05)
+        assert await read_path(fs, "big") == new_data
+        assert await fs.read(fh, 0, 4096) == old_data[:4096], "what it cached of its version"
+        with pytest.raises(PreconditionFailed) as failure:
+            await fs.read(fh, 30 * MiB, 4096)
+        assert failure.value.errno == errno.ESTALE
+        fs.release(fh)
+        assert cached_versions(fs, "big") == {env.store.head("big").etag}, "its data goes at the release"
+
+
+async def test_a_remote_delete_while_open_for_reading(env: Env) -> None:
+    env.put("dir/gone", b"read before the delete")
+    env.put("dir/stays", b"x")
+    async with env.mount(metadata_ttl=TTL) as fs:
+        fh, data = await open_and_read(fs, "dir/gone", 100)
+        assert data == b"read before the delete"
+        env.real["delete_many"](["dir/gone"])
+        await trio.sleep(TTL + 0.05)
+        assert sorted(await listdir(fs, "dir")) == ["stays"], "gone from the listing, though open"
+        assert await fs.lookup(await ino_of(fs, "dir"), "gone") is None
+        assert await fs.read(fh, 0, 100) == b"read before the delete", "the handle reads its version"
+        env.put("dir/gone", b"created again by another client")
+        fs.release(fh)
+        await fs.flusher.sync_all()
+    assert env.objects()["dir/gone"] == b"created again by another client", "nothing of ours deleted it"
+    assert env.called("delete_many") == []
+
+
+async def test_a_directory_deleted_remotely_goes_with_a_file_open_below_it(env: Env) -> None:
+    env.put("tree/sub/file", b"data")
+    async with env.mount(metadata_ttl=TTL) as fs:
+        fh, _ = await open_and_read(fs, "tree/sub/file", 10)
+        env.real["delete_many"](["tree/sub/file"])
+        await trio.sleep(TTL + 0.05)
+        assert await listdir(fs) == {}
+        assert await fs.read(fh, 0, 10) == b"data"
+        fs.release(fh)
+    assert env.objects() == {} and env.called("put") == []
+
+
+async def test_a_file_open_for_writing_keeps_its_version_and_its_change_conflicts(env: Env) -> None:
+    env.put("notes", b"original")
+    async with env.mount(metadata_ttl=TTL) as fs:
+        node = await resolve(fs, "notes")
+        fh, _ = await fs.open(node.ino, os.O_RDWR)
+        assert await fs.read(fh, 0, 100) == b"original"
+        env.put("notes", b"theirs")
+        await trio.sleep(TTL + 0.05)
+        assert await resolve(fs, "notes") is node, "a writer's file is not swapped under it"
+        await fs.write(fh, 8, b" + ours")
+        fs.release(fh)
+        await fs.flusher.sync_all()
+    objects = env.objects()
+    assert objects["notes"] == b"theirs"
+    assert [data for key, data in objects.items() if ".conflict-" in key] == [b"original + ours"]
+
+
+async def test_a_read_that_meets_a_changed_object_makes_the_next_open_see_it(env: Env) -> None:
+    env.put("f", pattern(MiB, seed=3))
+    async with env.mount(metadata_ttl=60) as fs:
+        ino = await ino_of(fs, "f")
+        env.put("f", b"replaced long before the listing expires")
+        fh, _ = await fs.open(ino, os.O_RDONLY)
+        with pytest.raises(PreconditionFailed):
+            await fs.read(fh, 0, 4096)
+        fs.release(fh)
+        assert await read_path(fs, "f") == b"replaced long before the listing expires"
+        assert len(env.called("list")) == 2
+
+
+async def test_a_big_directory_revalidates_one_file_with_a_head(env: Env) -> None:
+    for i in range(1001):
+        env.put(f"many/f{i:04}", b"v1")
+
+    def listings_of(prefix: str) -> list[tuple[object, ...]]:
+        return [args for args in env.called("list") if args[0] == prefix]
+
+    async with env.mount(metadata_ttl=TTL) as fs:
+        await listdir(fs, "many")
+        lists = len(listings_of("many/"))
+        old = await resolve(fs, "many/f0007")
+        env.put("many/f0007", b"version 2")
+        env.put("many/new", b"")
+        await trio.sleep(TTL + 0.05)
+        assert await read_path(fs, "many/f0007") == b"version 2"
+        assert (await resolve(fs, "many/f0007")) is not old
+        assert (await resolve(fs, "many/f0008")).size == 2
+        assert len(listings_of("many/")) == lists, "no re-listing of 1002 names for two lookups"
+        assert [args[0] for args in env.called("head")] == ["many/f0007", "many/f0008"]
+        assert await fs.lookup(await ino_of(fs, "many"), "new") is not None, "a new name lists"
+        assert len(listings_of("many/")) > lists
+
+
+async def test_names_expire_in_the_kernel_with_what_confirmed_them(env: Env) -> None:
+    env.put("theirs", b"x")
+    async with env.mount(metadata_ttl=10, writeback_delay=30) as fs:
+        theirs = await resolve(fs, "theirs")
+        assert 9 < fs.entry_timeout(theirs) <= 10
+        fs.node(1).listed_at -= 4
+        theirs.checked_at -= 4
+        assert 5 < fs.entry_timeout(theirs) <= 6, "confirmed by the listing 4 s ago"
+        assert 5 < fs.absence_timeout(fs.node(1)) <= 6
+        fs.node(1).listed_at += 3
+        assert 8 < fs.entry_timeout(theirs) <= 9, "confirmed again by a later listing"
+        fh, mine = await fs.create(1, "mine", 0o644, os.O_WRONLY, 0, 0)
+        fs.release(fh)
+        assert fs.entry_timeout(mine) == 10, "a name with local changes is this mount's"
+        fs.node(1).listed_at -= 20
+        theirs.checked_at -= 20
+        assert fs.entry_timeout(theirs) == 0
+
+
+async def test_a_change_whose_base_version_went_before_it_was_cached_keeps_every_written_byte(
+    env: Env,
+) -> None:
+    env.put("big", pattern(3 * MiB, seed=4))
+    ours = pattern(MiB, seed=5)
+    async with env.mount(metadata_ttl=60, writeback_delay=30) as fs:
+        fh, _ = await fs.open(await ino_of(fs, "big"), os.O_WRONLY)
+        await fs.write(fh, MiB, ours)  # a whole block: nothing of the old version is read
+        fs.release(fh)
+        env.put("big", b"theirs")  # the old version is gone before the upload
+        await fs.flusher.sync_all()
+    objects = env.objects()
+    assert objects["big"] == b"theirs"
+    (copy,) = [data for key, data in objects.items() if ".conflict-" in key]
+    assert copy == bytes(MiB) + ours + bytes(MiB), "ours whole; the old bytes never cached are zeros"
