@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -113,6 +114,35 @@ class Mount:
             ControlClient(self._client().path, timeout=timeout).flush()
         except ControlError as exc:
             raise MountError(str(exc)) from None
+
+    def pin(self, path: str, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Fetch `path` (inside the mount, or relative to it; a file or a folder) into the
+        cache and keep it there (see `fusestore pin`); returns the pin's result, whose
+        `errors` name files that could not be fetched. MountError when refused."""
+        try:
+            final = ControlClient(self._client().path, timeout=None).follow(
+                "pin", on_progress, path=self._relative(path)
+            )
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
+        if final is None:
+            raise MountError(f"{self.path} stopped before the pin was done")
+        result: dict[str, Any] = final["pin"]
+        return result
+
+    def unpin(self, path: str) -> None:
+        """Let a pinned path's data be evicted again."""
+        try:
+            self._client().call("unpin", path=self._relative(path))
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
+
+    def _relative(self, path: str) -> str:
+        full = Path(path) if os.path.isabs(path) else self.path / path
+        try:
+            return str(Path(os.path.abspath(full)).relative_to(self.path))
+        except ValueError:
+            raise MountError(f"{path} is not inside {self.path}") from None
 
     def unlink(self, sync: bool = True) -> None:
         """Unmount (after uploading everything unless `sync` is False). Safe to call twice."""

@@ -364,4 +364,4 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
     sys.exit(start_mount(MountRequest(url, mountpoint, options)))
 
 
-from . import cli_cache, cli_control  # noqa: E402,F401  (register status, flush, umount, cache)
+from . import cli_cache, cli_control, cli_pin  # noqa: E402,F401  (register status, flush, umount, cache, pin)

@@ -73,17 +73,20 @@ class Progress:
         self.last_print = 0.0
         self.width = 0
 
-    def update(self, progress: dict[str, Any]) -> None:
+    def line(self, progress: dict[str, Any]) -> str:
         uploaded = progress.get("uploaded_bytes", 0)
         if self.first_uploaded is None:
             self.first_uploaded = uploaded
         elapsed = max(time.monotonic() - self.started, 1e-3)
         rate = (uploaded - self.first_uploaded) / elapsed
         offline = "" if progress.get("store_online", True) else "  (the store does not answer; waiting)"
-        line = (
+        return (
             f"{self.verb}: {progress['dirty_items']} item(s), {size_text(progress['dirty_bytes'])} left"
             f"  {size_text(rate)}/s{offline}"
         )
+
+    def update(self, progress: dict[str, Any]) -> None:
+        line = self.line(progress)
         now = time.monotonic()
         if self.tty:
             click.echo("\r" + line.ljust(self.width), nl=False, err=True)
@@ -152,6 +155,8 @@ def _render(s: dict[str, Any]) -> str:
         + "".join(f"\n              {path}" for path in s.get("conflict_copies", [])[:5]),
         f"  conditions: {s.get('conditional_writes', '?')}",
         f"  cache:      {size_text(s['cache_used'])} of {size_text(s['cache_limit'])} in {s['cache_dir']}",
+        f"  pinned:     {size_text(s.get('pinned_bytes', 0))} under {len(s.get('pinned', []))} path(s)"
+        + "".join(f"\n              {path}" for path in s.get("pinned", [])[:5]),
         "  requests:   " + (", ".join(f"{k} {v}" for k, v in s["requests"].items()) or "none"),
     ]
     return "\n".join(lines)

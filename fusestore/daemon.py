@@ -8,7 +8,9 @@ bad setup (see `SetupError`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import resource
 import signal
@@ -24,8 +26,9 @@ import trio
 from . import mounts, sdnotify
 from .cache import CacheDir, CacheLocked, ContentStore
 from .control import ControlServer
-from .core import Filesystem, MountSettings
+from .core import Filesystem, MountSettings, pinning
 from .fuse_ops import FuseOperations
+from .pins import PinProgress
 from .stores import ListPage, Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -279,6 +282,8 @@ class Daemon:
             "cache_dir": str(self.cache.path),
             "cache_used": fs.contents.used,
             "cache_limit": self.settings.cache_size,
+            "pinned": ["/" + key for key in fs.pins],
+            "pinned_bytes": fs.contents.kept_bytes,
             "requests": dict(sorted(requests.items())),
         }
 
@@ -297,6 +302,15 @@ class Daemon:
                 await fs.flusher.sync_all()
                 nursery.cancel_scope.cancel()
             await send({"done": True, "status": self.status()})
+        elif command == "pin":
+            await self._pin(str(request.get("path", "")), send, interval)
+        elif command == "unpin":
+            try:
+                pinning.unpin(fs, str(request.get("path", "")))
+            except OSError as exc:
+                await send({"error": exc.strerror or str(exc)})
+                return
+            await send({"done": True, "status": self.status()})
         elif command == "unmount":
             if not request.get("sync", True):
                 log.warning("unmount without waiting for the store was asked for")
@@ -311,6 +325,30 @@ class Daemon:
             await self._send_progress(send, interval)  # until the daemon exits
         else:
             await send({"error": f"unknown request {command!r}"})
+
+    async def _pin(
+        self, path: str, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float
+    ) -> None:
+        """`fusestore pin`: progress at most every `interval` seconds, then the result."""
+        fs = self.fs
+        assert fs is not None
+        last_sent = -math.inf
+
+        async def report(progress: PinProgress) -> None:
+            nonlocal last_sent
+            done = progress.files_done == progress.files_total
+            if done or trio.current_time() - last_sent >= interval:
+                last_sent = trio.current_time()
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await send({"progress": progress.as_dict()})  # a client gone: the pin goes on
+
+        try:
+            result = await pinning.pin(fs, path, report)
+        except (OSError, StoreError) as exc:
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            await send({"error": message})
+            return
+        await send({"done": True, "pin": result.as_dict(), "status": self.status()})
 
     async def _send_progress(
         self, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float

@@ -35,7 +35,10 @@ class Content:
         #: the object version (key, etag) missing blocks are fetched from
         self.source: tuple[str, str] | None = None
         self.dirty = False
+        #: open handles using it (never evicted while any)
         self.pins = 0
+        #: under a path the user pinned (`fusestore pin`): never evicted
+        self.kept = False
         self.atime = 0.0
         #: the cache file was created since its directory was last fsynced
         self.new_file = False

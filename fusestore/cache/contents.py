@@ -58,6 +58,8 @@ class ContentStore:
         self._spares: list[tuple[str, int]] = []
         #: called (inline) when the spares run low
         self.on_spares_low: Callable[[], object] = lambda: None
+        #: whether the clean data of an object key is to be kept (pinned by the user)
+        self.keeps: Callable[[str], bool] = lambda key: False
         self._load()
 
     def _map(self, content_id: str, key: str, etag: str) -> None:
@@ -84,6 +86,7 @@ class ContentStore:
                 continue
             content = self._content(content_id, record["size"], record["size"], int(record["present"], 16))
             content.atime = record["atime"]
+            content.kept = record.get("kept", False)
             content.source = (record["key"], record["etag"])
             self._by_id[content_id] = content
             self._map(content_id, record["key"], record["etag"])
@@ -124,6 +127,7 @@ class ContentStore:
             content = self._by_id[content_id]
             if content.size == size and not content.dirty:
                 content.atime = time.time()
+                content.kept = self.keeps(key)
                 return content
             self._drop_object(key, etag)
         content = self.new(size, base_size=size)
@@ -208,6 +212,7 @@ class ContentStore:
         """Remember `content` as mirroring `key` at `etag` (it is then evictable when unpinned)."""
         content.dirty = False
         content.source = (key, etag)
+        content.kept = self.keeps(key)
         self._uncount_dirty(content)
         old = self._by_object.get((key, etag))
         if old is not None and old != content.id:
@@ -228,6 +233,7 @@ class ContentStore:
                 "size": content.size,
                 "present": f"{content.present:x}",
                 "atime": content.atime,
+                "kept": content.kept,
             },
         )
 
@@ -277,6 +283,20 @@ class ContentStore:
     def dirty_bytes(self) -> int:
         return self._dirty_total[0]
 
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of clean data kept for the pins (present or not yet fetched)."""
+        return sum(c.size for c in self._by_id.values() if c.kept and not c.dirty)
+
+    def keep_again(self) -> None:
+        """The pins changed: mark every clean content by whether it is kept now."""
+        for content_id, (key, etag) in self._object_of.items():
+            content = self._by_id[content_id]
+            kept = self.keeps(key)
+            if content.kept != kept:
+                content.kept = kept
+                self.save(content, key, etag)
+
     def _count_dirty(self, content: Content) -> None:
         if self._dirty.get(content.id) is not content:
             self._uncount_dirty(content)
@@ -301,7 +321,7 @@ class ContentStore:
         for content in sorted(self._by_id.values(), key=lambda c: c.atime):
             if used <= target:
                 break
-            if content.dirty or content.pins:
+            if content.dirty or content.pins or content.kept:
                 continue
             chosen.append(content)
             used -= content.present_bytes()

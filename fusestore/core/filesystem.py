@@ -29,9 +29,10 @@ from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
 from ..cache.diskfull import Index
 from ..cache.writeout import start_writeout
 from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
+from ..pins import Pins
 from ..staging import PART_SIZE
 from ..storecalls import StoreCalls
-from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreUnavailable
+from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreError, StoreUnavailable
 from ..stores.base import MiB
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
@@ -122,6 +123,8 @@ class Filesystem:
         self.index = Index(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
         self.journal = Journal(cache.path / "journal")
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size)
+        self.pins = Pins(self.index)
+        self.contents.keeps = self.pins.covers
         self.calls = StoreCalls(store, settings.store_connections, settings.io_timeout)
         self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
         self.ns = Namespace(self.defaults, self.journal, self.index)
@@ -415,26 +418,33 @@ class Filesystem:
         if waiting is not None:
             await waiting.wait()
             return
-        if directory.children is not None and not self.calls.online:
+        listed_before = directory.listed_at > float("-inf")
+        if listed_before and not self.calls.online:
             # The store is down: what was listed before beats a wait and EIO.
             return
         done = self._refreshing[directory] = trio.Event()
         since = self.ns.listing_started()
         try:
             prefix = directory.prefix
-            listing = self.index.get(("listing", prefix))
-            if listing is None and directory.children is not None:
-                try:
-                    listing = await self.calls.attempt(self._list_all, prefix)
-                except StoreUnavailable as exc:
-                    log.info("%s: keeping the older listing: %s", directory.path(), exc)
-                    return
+            # A listing remembered from earlier in the TTL (by this mount or the last one)
+            # is as old as when it was taken, not as when it is used.
+            listing, expires = self.index.get(("listing", prefix), expire_time=True)
+            taken = None if expires is None else expires - self.settings.metadata_ttl
             if listing is None:
-                listing = await self.calls.ask(self._list_all, prefix)
+                if listed_before:
+                    try:
+                        listing = await self.calls.attempt(self._list_all, prefix)
+                    except StoreUnavailable as exc:
+                        log.info("%s: keeping the older listing: %s", directory.path(), exc)
+                        return
+                else:
+                    listing = await self.calls.ask(self._list_all, prefix)
                 self._remember_listing(prefix, listing, since)
             if directory.linked and directory.prefix == prefix:
                 objects, prefixes = listing
                 self.ns.merge_listing(directory, objects, prefixes, since=since)
+                if taken is not None:
+                    directory.listed_at -= max(0.0, time.time() - taken)
                 self.take_remote_changes()
                 if self.marker_work(directory) is not None:
                     self.record(directory)
@@ -463,9 +473,24 @@ class Filesystem:
         stale, self.ns.stale_objects = self.ns.stale_objects, []
         for key, etag in stale:
             self.contents.forget_object(key, etag)
+            if self.pins.covers(key) and self.nursery is not None:
+                self.nursery.start_soon(self._fetch_pinned, key)
         names, self.ns.stale_names = self.ns.stale_names, []
         if names and self.kernel_forget_name is not None and self.nursery is not None:
             self.nursery.start_soon(self._forget_kernel_names, names)
+
+    async def _fetch_pinned(self, key: str) -> None:
+        """A pinned file changed in the store: bring its new version (best effort: the
+        next `fusestore pin` of it tries again)."""
+        from .pinning import fetch_whole
+
+        node = self.ns.node_at(key)
+        if node is None or node.kind is not Kind.FILE or node.pending:
+            return
+        try:
+            await fetch_whole(self, node)
+        except (StoreError, OSError) as exc:
+            log.info("%s: the new version of this pinned file was not fetched: %s", node.path(), exc)
 
     async def _forget_kernel_names(self, names: list[tuple[int, str]]) -> None:
         forget = self.kernel_forget_name
