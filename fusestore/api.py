@@ -50,6 +50,12 @@ def _arguments(options: dict[str, Any]) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if value is True:
             args.append(flag)
+        elif isinstance(value, dict):  # link={"/datasets": "s3://…"}
+            for key, item in value.items():
+                args += [flag, f"{key}={item}"]
+        elif isinstance(value, list | tuple):
+            for item in value:
+                args += [flag, str(item)]
         elif value is not False and value is not None:
             args += [flag, str(value)]
     return args
@@ -129,6 +135,21 @@ class Mount:
             raise MountError(f"{self.path} stopped before the pin was done")
         result: dict[str, Any] = final["pin"]
         return result
+
+    def link(self, path: str, url: str) -> None:
+        """Show the store at `url` read-only at `path` of this mount (`--link`), from now
+        on; MountError when it does not answer or the path is taken."""
+        try:
+            self._client().call("link", path=path, url=url)
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
+
+    def unlink_store(self, path: str) -> None:
+        """Stop showing the store linked at `path`."""
+        try:
+            self._client().call("unlink_store", path=path)
+        except ControlError as exc:
+            raise MountError(str(exc)) from None
 
     def unpin(self, path: str) -> None:
         """Let a pinned path's data be evicted again."""

@@ -11,6 +11,7 @@ import click
 from . import __version__
 from .conflicts import DEFAULT_TEMPLATE, ConflictNames
 from .stores import InvalidStoreURL, StoreError, available_schemes, open_store
+from .stores.links import parse_link
 from .stores.registry import load_driver
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -187,6 +188,15 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def _check_links(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for spec in value:
+        try:
+            parse_link(spec)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         ConflictNames(value, host="host")
@@ -261,6 +271,22 @@ def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str)
     show_default=True,
     help="Seconds what a listing (or HEAD) showed is trusted before the store is asked again: "
     "other clients' changes show up after at most this long.",
+)
+@click.option(
+    "--key-prefix",
+    metavar="START",
+    help="A view: show (and let be made) only the names at the top of the store that begin with "
+    "START, e.g. logs- (the store option key_prefix).",
+)
+@click.option(
+    "--link",
+    "link",
+    multiple=True,
+    metavar="PATH=URL",
+    callback=_check_links,
+    help="Show another store read-only at PATH of the mount, e.g. /datasets=s3://public-bucket/prefix "
+    "(repeatable; in a config file, a [links] table). Its endpoint, region and profile default to the "
+    "mount's own.",
 )
 @click.option(
     "--conflict-name",

@@ -71,6 +71,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     options: dict[str, Any] = {}
     for key, value in data.items():
+        if key == "links" and isinstance(value, dict):
+            # [links] "/datasets" = "s3://…": the --link PATH=URL options
+            options["link"] = [f"{path}={url}" for path, url in value.items()]
+            continue
         if isinstance(value, dict):
             raise ConfigError(f"config file {path}: [{key}] tables are not options; write {key}_… = … keys")
         options[normalize(key)] = value

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyfuse3
@@ -30,6 +30,7 @@ from .core import Filesystem, MountSettings, pinning
 from .fuse_ops import FuseOperations
 from .pins import PinProgress
 from .stores import ListPage, Store, StoreError, StoreUnavailable
+from .stores.links import Link, open_linked
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class DaemonOptions:
     eviction_interval: float = 2.0
     #: called once the mount is ready (`--background` tells the waiting parent)
     on_ready: Callable[[], None] | None = None
+    #: the mount's own store options (endpoint, region, profile): a linked store's defaults
+    link_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 class Daemon:
@@ -282,6 +285,7 @@ class Daemon:
             "cache_dir": str(self.cache.path),
             "cache_used": fs.contents.used,
             "cache_limit": self.settings.cache_size,
+            "links": [{"path": "/" + link.path, "store": link.store.to_url()} for link in self._links()],
             "pinned": ["/" + key for key in fs.pins],
             "pinned_bytes": fs.contents.kept_bytes,
             "requests": dict(sorted(requests.items())),
@@ -301,6 +305,16 @@ class Daemon:
                 nursery.start_soon(self._send_progress, send, interval)
                 await fs.flusher.sync_all()
                 nursery.cancel_scope.cancel()
+            await send({"done": True, "status": self.status()})
+        elif command == "link":
+            await self._link(str(request.get("path", "")), str(request.get("url", "")), send)
+        elif command == "unlink_store":
+            try:
+                store = await fs.unlink_store(str(request.get("path", "")))
+            except ValueError as exc:
+                await send({"error": str(exc)})
+                return
+            await trio.to_thread.run_sync(store.close)
             await send({"done": True, "status": self.status()})
         elif command == "pin":
             await self._pin(str(request.get("path", "")), send, interval)
@@ -325,6 +339,25 @@ class Daemon:
             await self._send_progress(send, interval)  # until the daemon exits
         else:
             await send({"error": f"unknown request {command!r}"})
+
+    def _links(self) -> list[Link]:
+        fs = self.fs
+        return [] if fs is None or fs.links is None else list(fs.links.links.values())
+
+    async def _link(self, path: str, url: str, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Link the store at `url` at `path` of the live mount, once it answered one request."""
+        fs = self.fs
+        assert fs is not None
+        try:
+            main = fs.links.main if fs.links is not None else self.store
+            store = open_linked(url, self.options.link_defaults, main.scheme)
+            await trio.to_thread.run_sync(store.probe)
+            await fs.link_store(path, store)
+        except (ValueError, StoreError) as exc:
+            await send({"error": f"cannot link {url} at {path}: {exc}"})
+            return
+        log.info("linked %s at /%s", url, path.strip("/"))
+        await send({"done": True, "status": self.status()})
 
     async def _pin(
         self, path: str, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float

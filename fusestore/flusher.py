@@ -508,6 +508,8 @@ class Flusher:
         blocker.content = content
         blocker.data_dirty = True
         self.fs.ns.release_remote(blocker)  # no delete: `node` is about to overwrite the key
+        node.overwrites = key  # the object there is one this mount let go of: no condition
+        self.fs.record_if_room(node)
         if blocker.linked:
             self.fs.record(blocker)
             self.schedule(blocker, delay=0)

@@ -85,7 +85,10 @@ class FuseOperations(pyfuse3.Operations):
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
         attrs.entry_timeout = self.fs.entry_timeout(node)
         attrs.attr_timeout = self.ttl
-        attrs.st_mode = pyfuse3.ModeT(node.mode)
+        mode = node.mode
+        if self.fs.links is not None and self.fs.links.links and self.fs.in_link(node.key):
+            mode &= ~0o222  # a linked store is read-only: say so before a write is tried
+        attrs.st_mode = pyfuse3.ModeT(mode)
         attrs.st_nlink = 2 if node.is_dir else 1
         attrs.st_uid = node.uid
         attrs.st_gid = node.gid

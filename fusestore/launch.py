@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .logs import detach_output
-from .stores import InvalidStoreURL, StoreError, open_store
+from .stores import InvalidStoreURL, Store, StoreError, open_store
+from .stores.links import LinkedStores, open_linked, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,21 @@ def _wait_ready(read_end: int, pid: int) -> int:
     return code if code > 0 else 2
 
 
+def link_stores(store: Store, specs: Iterable[str], defaults: dict[str, Any]) -> LinkedStores:
+    """The mount's store with the stores of `--link PATH=URL` linked in, each checked
+    with one request (InvalidStoreURL naming the link that fails)."""
+    linked = LinkedStores(store)
+    for spec in specs:
+        try:
+            path, url = parse_link(spec)
+            other = open_linked(url, defaults, store.scheme)
+            other.probe()
+            linked.add(path, other)
+        except (ValueError, StoreError) as exc:
+            raise InvalidStoreURL(f"--link {spec}: {exc}") from None
+    return linked
+
+
 def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None = None) -> int:
     """Open the store, build the daemon, serve until unmounted (blocks)."""
     from .core import MountSettings
@@ -99,7 +116,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
         io_timeout=o["io_timeout"],
     )
     store_options = {
-        name: o[name] for name in ("endpoint_url", "region", "profile") if o.get(name) is not None
+        name: o[name] for name in ("endpoint_url", "region", "profile", "key_prefix") if o.get(name)
     }
     try:
         store = open_store(request.url, **store_options)
@@ -108,6 +125,8 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
 
             store = FaultyStore(store, o["faults"])
             log.warning("injecting faults into every store call: %s", o["faults"])
+        link_defaults = {name: value for name, value in store_options.items() if name != "key_prefix"}
+        store = link_stores(store, o.get("link") or (), link_defaults)
         daemon = Daemon(
             store,
             request.mountpoint,
@@ -118,6 +137,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
                 allow_other=o["allow_other"],
                 read_only=o["read_only"],
                 on_ready=on_ready,
+                link_defaults=link_defaults,
             ),
         )
         return daemon.run()

@@ -32,6 +32,7 @@ CONFIG_KEYS = {
     "upload_at_close",
     "metadata_ttl",
     "conflict_name",
+    "key_prefix",
     "fsync",
     "exact_attrs",
     "io_timeout",
@@ -45,7 +46,7 @@ CONFIG_KEYS = {
     "upload_workers",
 }
 #: Keys without a default: TOML has no null, so the example shows them commented out.
-UNSET_KEYS = {"endpoint_url", "region", "profile", "cache_dir", "uid", "gid"}
+UNSET_KEYS = {"endpoint_url", "region", "profile", "cache_dir", "uid", "gid", "key_prefix"}
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"

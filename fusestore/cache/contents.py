@@ -286,7 +286,15 @@ class ContentStore:
     @property
     def kept_bytes(self) -> int:
         """Bytes of clean data kept for the pins (present or not yet fetched)."""
-        return sum(c.size for c in self._by_id.values() if c.kept and not c.dirty)
+        return self.kept_bytes_except(lambda key: False)
+
+    def kept_bytes_except(self, excluded: Callable[[str], bool]) -> int:
+        """`kept_bytes`, without the objects whose keys `excluded` names."""
+        return sum(
+            self._by_id[content_id].size
+            for content_id, (key, _etag) in self._object_of.items()
+            if self._by_id[content_id].kept and not excluded(key)
+        )
 
     def keep_again(self) -> None:
         """The pins changed: mark every clean content by whether it is kept now."""

@@ -34,6 +34,7 @@ from ..staging import PART_SIZE
 from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreError, StoreUnavailable
 from ..stores.base import MiB
+from ..stores.links import LinkedStores, link_path
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
 from .nodes import Kind, Node, now_ns
@@ -118,6 +119,8 @@ class Filesystem:
         from ..flusher import Flusher  # the flusher drives this class; import late to avoid a cycle
 
         self.store = store
+        #: the stores linked into the tree (read-only), when the mount's store carries them
+        self.links = store if isinstance(store, LinkedStores) else None
         self.cache = cache
         self.settings = settings
         self.index = Index(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
@@ -258,6 +261,8 @@ class Filesystem:
 
     def marker_work(self, node: Node) -> str | None:
         """ "put" or "delete" when the directory's marker must change, else None."""
+        if self.in_link(node.key):
+            return None  # nothing is written to a linked store
         wanted = self.marker_wanted(node)
         if wanted is None:
             return None
@@ -387,6 +392,63 @@ class Filesystem:
         if "/" in name or name in ("", ".", ".."):
             raise fs_error(errno.EINVAL)
 
+    # -- linked stores ----------------------------------------------------------------------
+
+    def in_link(self, key: str) -> bool:
+        """Whether `key` is a linked store's path or lies below one (read-only there)."""
+        return self.links is not None and bool(self.links.links) and self.links.link_of(key) is not None
+
+    def _writable(self, key: str) -> None:
+        if self.in_link(key):
+            raise fs_error(errno.EROFS, f"/{key} is in a read-only linked store")
+
+    async def link_store(self, path: str, store: Store) -> str:
+        """Show `store` read-only at `path` from now on; returns the link's key. Refused
+        (ValueError) where local changes not uploaded yet or open files would be hidden."""
+        if self.links is None:
+            raise ValueError("this mount cannot link stores")
+        key = link_path(path)
+        existing = self.ns.node_at(key)
+        if existing is not None and self.ns.has_local_work(existing):
+            raise ValueError(f"/{key} holds changes not uploaded yet, or open files")
+        self.links.add(key, store)
+        await self._relinked(key)
+        return key
+
+    async def unlink_store(self, path: str) -> Store:
+        """Stop showing the store linked at `path` (what the mount's own store holds there
+        shows again); returns that store, for the caller to close."""
+        if self.links is None:
+            raise ValueError("this mount cannot link stores")
+        link = self.links.remove(path)
+        await self._relinked(link.path)
+        return link.store
+
+    async def _relinked(self, key: str) -> None:
+        """What is at `key` now comes from another store: forget the tree there and every
+        listing that showed it or not, and make the kernel look the name up again."""
+        node = self.ns.node_at(key)
+        if node is not None:
+            for sub in node.walk():
+                if sub.is_dir:
+                    self.drop_listing(sub.prefix)
+            self.ns.let_go(node)
+        self.forget_listing(key)
+        # Every directory on the way lists again, and the kernel forgets each name on the
+        # way (it may hold one as absent).
+        above: Node | None = self.ns.root
+        for name in key.split("/"):
+            if above is None or above.children is None:
+                break
+            above.listed_at = float("-inf")
+            self.ns.stale_names.append((above.ino, name))
+            above = above.children.get(name)
+        # Told before the caller hears back: its next path walk must find the new tree.
+        names, self.ns.stale_names = self.ns.stale_names, []
+        self.take_remote_changes()
+        if self.kernel_forget_name is not None:
+            await self._forget_kernel_names(names)
+
     def fresh(self, directory: Node) -> bool:
         return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
 
@@ -513,8 +575,9 @@ class Filesystem:
 
     def _remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
         """Keep a listing for the TTL (the next mount too may use it), unless the flusher
-        changed the store while it was taken: it may predate that change."""
-        if self.ns.store_seq == since:
+        changed the store while it was taken: it may predate that change. Listings of a
+        linked store are not kept: the next mount may link another store there, or none."""
+        if self.ns.store_seq == since and not self.in_link(prefix.rstrip("/")):
             self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
             self._listings_dropped.discard(prefix)
 
@@ -703,6 +766,7 @@ class Filesystem:
     async def _new_entry(self, parent_ino: int, name: str, *, directory: bool = False) -> Node:
         parent = self.directory(parent_ino)
         self.check_name(name)
+        self._writable(parent.prefix + name)
         # KeyTooLong before anything changes (a directory's marker key is one byte longer).
         self.store.keys.full(parent.prefix + name + ("/" if directory else ""))
         if await self.child(parent, name) is not None:
@@ -812,6 +876,7 @@ class Filesystem:
             raise fs_error(errno.ENOENT)
         if node.is_dir:
             raise fs_error(errno.EISDIR)
+        self._writable(node.key)
         self._remove(node)
         self.dir_changed(parent)
 
@@ -863,6 +928,7 @@ class Filesystem:
             raise fs_error(errno.ENOENT)
         if not node.is_dir:
             raise fs_error(errno.ENOTDIR)
+        self._writable(node.key)
         await self._check_empty(node)
         self.ns.detach(node)
         if node.marker_key is not None:
@@ -891,6 +957,7 @@ class Filesystem:
         node = await self.child(old_parent, old_name)
         if node is None:
             raise fs_error(errno.ENOENT)
+        self._check_link_rename(node.key, new_parent.prefix + new_name)
         if node.is_ancestor_of(new_parent):
             raise fs_error(errno.EINVAL, "cannot move a directory into itself")
         target = await self.child(new_parent, new_name)
@@ -983,6 +1050,17 @@ class Filesystem:
 
     # -- attributes ---------------------------------------------------------------------
 
+    def _check_link_rename(self, old_key: str, new_key: str) -> None:
+        """A rename within a linked store is EROFS; into or out of one, or of a directory
+        holding one, EXDEV (as between two file systems: `mv` then copies)."""
+        if self.links is None or not self.links.links:
+            return
+        old_in, new_in = self.in_link(old_key), self.in_link(new_key)
+        if old_in and new_in:
+            raise fs_error(errno.EROFS, "renames inside a read-only linked store")
+        if old_in or new_in or any(path.startswith(old_key + "/") for path in self.links.links):
+            raise fs_error(errno.EXDEV, "a linked store is another file system")
+
     async def setattr(
         self,
         ino: int,
@@ -995,6 +1073,7 @@ class Filesystem:
         fh: int | None = None,
     ) -> Node:
         node = self.node(ino)
+        self._writable(node.key)
         await self.attrs_for_change(node)
         if size is not None:
             if node.is_dir:
@@ -1068,7 +1147,8 @@ class Filesystem:
         if node.kind is Kind.SYMLINK:
             raise fs_error(errno.ELOOP)
         keep = True
-        if flags & os.O_ACCMODE != os.O_RDONLY:
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            self._writable(node.key)
             await self.attrs_for_change(node)
         if node.content is None:
             node.content = self._clean_content(node)

@@ -428,6 +428,7 @@ class Namespace:
                 and existing.etag != entry.etag
                 and not existing.pending
                 and not existing.writers
+                and existing.synced_seq <= since  # else the flusher wrote ours after the listing
             ):
                 self.replace_with_object(existing, entry)
         directory.listed_at = time.monotonic()
@@ -440,6 +441,11 @@ class Namespace:
         `_has_pending` sees.
         """
         return node.is_dir or (node.remote_key is not None and node.remote_key == node.key)
+
+    @staticmethod
+    def has_local_work(node: Node) -> bool:
+        """Whether anything at or below `node` is not in the store yet, or open."""
+        return any(sub.pending or sub.jid is not None or sub.opens for sub in node.walk())
 
     def _has_pending(self, node: Node) -> bool:
         """Whether local work below `node` must outlive another client's change: changes

@@ -58,8 +58,8 @@ async def pin(
         await fs._load_tree(node)
     files = [sub for sub in node.walk() if sub.kind is Kind.FILE]
     progress = PinProgress("/" + key, len(files), sum(sub.size for sub in files))
-    elsewhere = fs.contents.kept_bytes - sum(
-        sub.size for sub in files if sub.content is not None and sub.content.kept
+    elsewhere = fs.contents.kept_bytes_except(
+        lambda other: not key or other == key or other.startswith(key + "/")
     )
     limit = fs.settings.cache_size
     if elsewhere + progress.bytes_total > limit:

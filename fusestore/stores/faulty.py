@@ -30,11 +30,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
-from urllib.parse import SplitResult
+from typing import Any
 
 from .base import Body, CompletedPart, ListPage, ObjectInfo, ObjectReader, PendingUpload, Store, StoreStats
 from .errors import InvalidStoreURL, StoreUnavailable
+from .wrapper import WrappedStore
 
 _SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _EFFECTS = ("error", "lost", "latency", "stall", "fail_after", "unconditional")
@@ -123,7 +123,7 @@ class _FailingReader(ObjectReader):
         self.inner.close()
 
 
-class FaultyStore(Store):
+class FaultyStore(WrappedStore):
     """Another store, with faults injected per the plan. Thread-safe; every method may
     block (sleeps for latency and stalls) like the store it wraps.
 
@@ -133,27 +133,12 @@ class FaultyStore(Store):
     """
 
     def __init__(self, inner: Store, plan: FaultPlan | str) -> None:
-        super().__init__()
-        self.inner = inner
+        super().__init__(inner)
         self.plan = plan if isinstance(plan, FaultPlan) else FaultPlan.parse(plan)
-        self.keys = inner.keys
-        self.scheme = inner.scheme  # type: ignore[misc]
-        self.list_has_metadata = inner.list_has_metadata  # type: ignore[misc]
-        self.min_part_size = inner.min_part_size  # type: ignore[misc]
-        self.max_part_size = inner.max_part_size  # type: ignore[misc]
-        self.max_parts = inner.max_parts  # type: ignore[misc]
-        self.max_object_size = inner.max_object_size  # type: ignore[misc]
         self.injected: Counter[str] = Counter()
         self._random = random.Random(self.plan.seed)
         self._lock = threading.Lock()
         self._closed = threading.Event()
-
-    @classmethod
-    def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
-        raise InvalidStoreURL("a faulty store wraps another store; it has no URL of its own")
-
-    def to_url(self) -> str:
-        return self.inner.to_url()
 
     def close(self) -> None:
         self._closed.set()  # ends stalls
@@ -310,9 +295,6 @@ class FaultyStore(Store):
     def delete_many(self, keys: Iterable[str]) -> None:
         keys = builtins.list(keys)
         self._call("delete_many", lambda: self.inner.delete_many(keys))
-
-    def request_counts(self) -> dict[str, int]:
-        return self.inner.request_counts()
 
     def stat_store(self) -> StoreStats:
         stats: StoreStats = self._call("stat_store", self.inner.stat_store)

@@ -6,14 +6,15 @@ file name maps to such a key, and many S3-compatible servers refuse them, so eve
 driver refuses them alike (they can still be listed where a bucket holds them).
 
 A store opened at a prefix (`s3://bucket/team/a`) maps every key below that prefix and
-never names, lists or writes anything outside it.
+never names, lists or writes anything outside it. A name filter (`key_prefix=logs-`)
+narrows that view further: only the names at the top that begin with it exist.
 """
 
 from __future__ import annotations
 
 import re
 
-from .errors import InvalidKey, KeyTooLong
+from .errors import AccessDenied, InvalidKey, InvalidStoreURL, KeyTooLong
 
 #: Every S3 implementation accepts keys of up to 1024 bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -38,13 +39,23 @@ def normalize_prefix(prefix: str) -> str:
 class KeySpace:
     """Maps keys relative to a store's root onto the backend's full keys and back.
 
-    Guarantees: every full key it produces starts with the prefix and fits in
-    MAX_KEY_BYTES; `relative` refuses full keys outside the prefix.
+    Guarantees: every full key it produces starts with the prefix (and the name filter)
+    and fits in MAX_KEY_BYTES; `relative` refuses full keys outside them.
     """
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", name_filter: str = "") -> None:
         self.prefix = normalize_prefix(prefix)
         self._prefix_len = len(key_bytes(self.prefix))
+        if "/" in name_filter:
+            raise InvalidStoreURL(
+                f"key_prefix {name_filter!r} holds a '/': it is the start of the names at the top "
+                "of the store; put folders in the URL's path (s3://bucket/folder)"
+            )
+        self.name_filter = name_filter
+
+    def in_view(self, key: str) -> bool:
+        """Whether `key` (relative) passes the name filter."""
+        return key.startswith(self.name_filter)
 
     def full(self, key: str) -> str:
         """The backend key for `key`; InvalidKey/KeyTooLong when it cannot be stored."""
@@ -61,18 +72,29 @@ class KeySpace:
                 f"key is longer than {MAX_KEY_BYTES} bytes with the store's prefix: {key[:60]!r}…",
                 key=key,
             )
+        if not self.in_view(key):
+            raise AccessDenied(
+                f"{key!r} is outside this mount's view: the names at its top begin with {self.name_filter!r}",
+                key=key,
+            )
         return self.prefix + key
 
     def full_prefix(self, prefix: str) -> str:
         """The backend listing prefix for a relative listing prefix (may be empty)."""
         if prefix and len(key_bytes(prefix)) + self._prefix_len > MAX_KEY_BYTES:
             raise KeyTooLong(f"listing prefix too long: {prefix[:60]!r}…", key=prefix)
+        if not self.in_view(prefix):
+            if not self.name_filter.startswith(prefix):
+                raise InvalidKey(f"listing prefix {prefix!r} is outside the view", key=prefix)
+            prefix = self.name_filter  # the top, or the start of the filter: what passes it
         return self.prefix + prefix
 
     def relative(self, full_key: str) -> str:
         """The key relative to the prefix; InvalidKey for a key outside the prefix."""
-        if not full_key.startswith(self.prefix):
-            raise InvalidKey(f"key {full_key!r} is outside prefix {self.prefix!r}", key=full_key)
+        if not full_key.startswith(self.prefix) or not self.in_view(full_key[len(self.prefix) :]):
+            raise InvalidKey(
+                f"key {full_key!r} is outside prefix {self.prefix + self.name_filter!r}", key=full_key
+            )
         return full_key[len(self.prefix) :]
 
 

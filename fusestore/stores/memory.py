@@ -37,7 +37,7 @@ from .errors import (
     QuotaExceeded,
     StoreError,
 )
-from .keys import check_metadata
+from .keys import KeySpace, check_metadata
 from .listing import paginate, roll_up
 from .options import Option, options_query, parse_options
 
@@ -88,13 +88,21 @@ class MemoryStore(Store):
     options: ClassVar[Mapping[str, Option]] = {
         "read_only": Option(bool, False, "refuse every write with AccessDenied"),
         "capacity": Option(int, 0, "bytes the store may hold (0: unlimited)"),
+        "key_prefix": Option(str, "", "show only the names at the top that begin with this (a view)"),
     }
     min_part_size = 1  # no backend limit; tests use tiny parts
 
     def __init__(
-        self, name: str = "", prefix: str = "", *, read_only: bool = False, capacity: int = 0
+        self,
+        name: str = "",
+        prefix: str = "",
+        *,
+        read_only: bool = False,
+        capacity: int = 0,
+        key_prefix: str = "",
     ) -> None:
         super().__init__(prefix)
+        self.keys = KeySpace(prefix, key_prefix)
         self.name = name
         self.read_only = read_only
         self.capacity = capacity
@@ -114,7 +122,10 @@ class MemoryStore(Store):
         return cls(url.netloc, url.path, **values)
 
     def to_url(self) -> str:
-        query = options_query(self.options, {"read_only": self.read_only, "capacity": self.capacity})
+        query = options_query(
+            self.options,
+            {"read_only": self.read_only, "capacity": self.capacity, "key_prefix": self.keys.name_filter},
+        )
         base = f"memory://{self.name}/{self.keys.prefix}".rstrip("/")
         return f"{base}?{query}" if query else base
 

@@ -58,7 +58,7 @@ from .errors import (
     StoreNotFound,
     StoreUnavailable,
 )
-from .keys import check_metadata
+from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
 
 log = logging.getLogger(__name__)
@@ -207,6 +207,7 @@ class S3Store(Store):
         "read_timeout": Option(float, 60.0, "seconds to wait for a response"),
         "read_only": Option(bool, False, "refuse every write with AccessDenied"),
         "checksums": Option(bool, True, "send each uploaded part's CRC32 for the server to check"),
+        "key_prefix": Option(str, "", "show only the names at the top that begin with this (a view)"),
     }
     list_has_metadata = False
 
@@ -224,6 +225,7 @@ class S3Store(Store):
             )
         self.bucket = bucket
         self.config = parse_options(self.scheme, self.options, options)
+        self.keys = KeySpace(prefix, self.config["key_prefix"])
         if self.config["retry_mode"] not in ("standard", "adaptive", "legacy"):
             raise InvalidStoreURL(
                 f"retry_mode must be standard, adaptive or legacy, not {self.config['retry_mode']!r}"

@@ -205,3 +205,16 @@ async def test_conflict_copies_in_listings_are_reported_until_they_are_gone(env:
         await trio.sleep(0.25)
         await listdir(fs, "d")
         assert fs.flusher.conflict_copies() == []
+
+
+async def test_a_file_renamed_over_one_still_open_here_is_no_conflict(env: Env) -> None:
+    env.put("c", b"old, still open")
+    async with env.mount() as fs:
+        fh, _ = await fs.open(await ino_of(fs, "c"), os.O_RDONLY)
+        await write_file(fs, "a", b"new")
+        await fs.rename(1, "a", 1, "c", 0)
+        await fs.flusher.sync_all()  # the old object is still read through `fh` meanwhile
+        assert await fs.read(fh, 0, 100) == b"old, still open"
+        fs.release(fh)
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"c": b"new"}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import time
+from typing import Any
 
 import pytest
 import trio
@@ -182,3 +184,33 @@ async def test_a_change_whose_base_version_went_before_it_was_cached_keeps_every
     assert objects["big"] == b"theirs"
     (copy,) = [data for key, data in objects.items() if ".conflict-" in key]
     assert copy == bytes(MiB) + ours + bytes(MiB), "ours whole; the old bytes never cached are zeros"
+
+
+async def test_a_listing_taken_before_our_upload_does_not_bring_the_old_version_back(env: Env) -> None:
+    env.put("c", b"old")
+    async with env.mount(metadata_ttl=0.1, writeback_delay=0) as fs:
+        ino = await ino_of(fs, "c")
+        assert await read_path(fs, "c") == b"old"
+        real_list = env.store.list
+
+        def slow_list(*args: Any, **kwargs: Any) -> Any:
+            page = real_list(*args, **kwargs)  # what the store held when asked ...
+            time.sleep(0.5)  # ... arrives after our upload
+            return page
+
+        env.store.list = slow_list  # type: ignore[method-assign]
+        await trio.sleep(TTL)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listdir, fs)
+            await trio.sleep(0.1)
+            fh, _ = await fs.open(ino, os.O_WRONLY)
+            await fs.setattr(ino, size=0, fh=fh)
+            await fs.write(fh, 0, b"new")
+            fs.release(fh)
+            await fs.flusher.sync_all()
+        env.store.list = real_list  # type: ignore[method-assign]
+        assert await read_path(fs, "c") == b"new", "the late listing's old version came back"
+        fh, _ = await fs.open(await ino_of(fs, "c"), os.O_WRONLY)
+        await fs.write(fh, 3, b" and newer")
+        fs.release(fh)
+    assert env.objects() == {"c": b"new and newer"}, "no conflict with our own upload"

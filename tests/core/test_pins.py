@@ -81,6 +81,7 @@ async def test_pinned_data_is_never_evicted_and_unpinned_data_is(env: Env) -> No
 async def test_a_pin_bigger_than_the_cache_is_refused_before_anything_is_fetched(env: Env) -> None:
     plant(env, "small", 2, MiB)
     plant(env, "huge", 6, MiB)
+    plant(env, "more", 2, MiB)
     async with env.mount(flusher=False, cache_size=5 * MiB) as fs:
         await pinning.pin(fs, "small")
         gets = len(env.called("open_range")) + len(env.called("get_range"))
@@ -91,6 +92,10 @@ async def test_a_pin_bigger_than_the_cache_is_refused_before_anything_is_fetched
         assert len(env.called("open_range")) + len(env.called("get_range")) == gets
         assert list(fs.pins) == ["small"]
         await pinning.pin(fs, "small")  # pinning the same again counts it once
+        await pinning.pin(fs, "more")  # 2 + 2 MiB (plus a few bytes) of 5: it fits
+        with pytest.raises(PinTooBig):
+            await pinning.pin(fs, "")  # the whole mount: 10 MiB
+        await pinning.pin(fs, "more")
 
 
 async def test_pins_outlast_a_remount_and_a_missing_path_is_named(env: Env) -> None:

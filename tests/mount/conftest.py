@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from fusestore.mounts import is_mounted, lazy_unmount
-from fusestore.testing.s3server import S3ServerProcess
+from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
     pytest.skip("FUSE is not available (no /dev/fuse or fusermount3)", allow_module_level=True)
@@ -163,6 +163,16 @@ def _stale(path: Path) -> bool:
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False
+
+
+@pytest.fixture
+def own_server() -> Iterator[LocalS3Server]:
+    """A server of this test's own, which it may stop and start again (on the same port)."""
+    server = LocalS3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -230,6 +230,18 @@ def test_the_right_credentials_are_accepted_by_the_auth_server(auth_server: Auth
             "check ~/.aws/config",
             id="unknown profile",
         ),
+        pytest.param(
+            "missing linked bucket",
+            "--link /data=s3://no-such-linked-bucket: bucket 'no-such-linked-bucket' does not exist",
+            "create it",
+            id="missing linked bucket",
+        ),
+        pytest.param(
+            "link without a path",
+            "Invalid value for '--link': a link is PATH=URL",
+            "e.g. /datasets=s3://public-bucket/prefix (not 's3://x')",
+            id="link without a path",
+        ),
     ],
 )
 def test_store_problems(
@@ -248,6 +260,10 @@ def test_store_problems(
         del env["AWS_SECRET_ACCESS_KEY"]
     elif case == "unknown profile":
         options = ["--profile", "no-such-profile"]
+    elif case == "missing linked bucket":
+        options = ["--link", "/data=s3://no-such-linked-bucket"]
+    elif case == "link without a path":
+        options = ["--link", "s3://x"]
     (tmp_path / "mnt").mkdir()
     line = refused(
         tmp_path,

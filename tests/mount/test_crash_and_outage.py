@@ -13,7 +13,7 @@ import re
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -191,16 +191,6 @@ def test_kill_9_between_the_copies_and_the_deletes_of_a_rename(mount_factory: Ca
         assert mount.get(f"e/{name}") == data
     assert mount.umount() == 0, mount.log_text()
     assert set(mount.objects()) == renamed
-
-
-@pytest.fixture
-def own_server() -> Iterator[LocalS3Server]:
-    """A server of this test's own, which it may kill and restart on the same port."""
-    server = LocalS3Server().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,16 +13,6 @@ import pytest
 from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, fusestore_cli, status_of
-
-
-@pytest.fixture
-def own_server() -> Iterator[LocalS3Server]:
-    """A server of this test's own, which it may stop."""
-    server = LocalS3Server().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.timeout(180)

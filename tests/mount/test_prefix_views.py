@@ -4,6 +4,7 @@ neither shown nor touched, whatever shell tools do on the mount."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -61,6 +62,40 @@ def test_a_prefix_mount_neither_shows_nor_touches_keys_outside_it(
         assert fusestore_cli("flush", str(mount.path)).returncode == 0, mount.log_text()
         assert set(mount.objects()) == set(OUTSIDE), "rm -rf of the whole mount removed only its own keys"
         for key, data in OUTSIDE.items():
+            assert mount.get(key) == data
+        assert mount.umount() == 0, mount.log_text()
+    finally:
+        mount.kill()
+
+
+@pytest.mark.timeout(120)
+def test_a_key_prefix_view_shows_and_makes_only_names_that_begin_with_it(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    plain = mount_factory("--key-prefix", "a-", run=False)
+    mount = PrefixMount(plain.server, plain.bucket, plain.path, plain.cache, plain.options)
+    mount.prefix = "team"
+    outside = {"team/b.txt": b"b", "team/other/x": b"x", "team/a": b"no dash", "top.txt": b"t"}
+    inside = {"team/a-1.txt": b"one", "team/a-dir/deep.txt": b"deep"}
+    for key, data in {**outside, **inside}.items():
+        mount.client.put_object(Bucket=mount.bucket, Key=key, Body=data)
+    mount.start()
+    try:
+        assert sorted(os.listdir(mount.path)) == ["a-1.txt", "a-dir"], "names keep their start"
+        assert (mount.path / "a-dir" / "deep.txt").read_bytes() == b"deep"
+        (mount.path / "a-2.txt").write_bytes(b"two")
+        (mount.path / "a-dir" / "any-name-below.txt").write_bytes(b"below the top, any name")
+        for attempt in (
+            lambda: (mount.path / "b2.txt").write_bytes(b"outside"),
+            lambda: (mount.path / "newdir").mkdir(),
+            lambda: os.rename(mount.path / "a-1.txt", mount.path / "renamed.txt"),
+        ):
+            with pytest.raises(PermissionError):
+                attempt()
+        sh("rm -rf ./*", cwd=mount.path)
+        assert fusestore_cli("flush", str(mount.path)).returncode == 0, mount.log_text()
+        assert set(mount.objects()) == set(outside)
+        for key, data in outside.items():
             assert mount.get(key) == data
         assert mount.umount() == 0, mount.log_text()
     finally:

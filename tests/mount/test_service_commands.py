@@ -315,3 +315,30 @@ def test_umount_no_wait_detaches_at_once_and_the_daemon_finishes(mount_factory: 
     assert mount.objects() == {}, "returned before the uploads"
     assert mount.wait() == 0
     assert set(mount.objects()) == set(files)
+
+
+@pytest.mark.timeout(120)
+def test_the_python_api_links_stores_and_pins_on_a_live_mount(
+    s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: Callable[[], Path]
+) -> None:
+    bucket, data_bucket = make_bucket(), make_bucket()
+    client = s3_server.client()
+    client.put_object(Bucket=data_bucket, Key="set/x.csv", Body=b"1,2\n")
+    options = {"endpoint_url": s3_server.endpoint_url, "cache_dir": str(tmp_path / "cache")}
+    point = detached()
+    with fusestore.mount(f"s3://{bucket}", point, link={"/first": f"s3://{data_bucket}/set"}, **options) as m:
+        assert (m.path / "first" / "x.csv").read_bytes() == b"1,2\n", "linked when mounting"
+        m.link("/later/data", f"s3://{data_bucket}/set")
+        assert (m.path / "later" / "data" / "x.csv").read_bytes() == b"1,2\n", "linked while mounted"
+        assert [link["path"] for link in m.status()["links"]] == ["/first", "/later/data"]
+        result = m.pin("later/data")
+        assert (result["files_done"], result["bytes_total"], result["errors"]) == (1, 4, [])
+        assert m.status()["pinned"] == ["/later/data"]
+        m.unpin(str(m.path / "later" / "data"))
+        m.unlink_store("/later/data")
+        assert not (m.path / "later").exists()
+        with pytest.raises(fusestore.MountError, match="nothing is linked at /later/data"):
+            m.unlink_store("later/data")
+        with pytest.raises(fusestore.MountError, match="cannot link s3://no-such-bucket at /x"):
+            m.link("/x", "s3://no-such-bucket")
+    assert [obj["Key"] for obj in client.list_objects_v2(Bucket=data_bucket)["Contents"]] == ["set/x.csv"]

@@ -9,6 +9,7 @@ import pytest
 from fusestore.stores import (
     AccessDenied,
     AlreadyExists,
+    InvalidStoreURL,
     KeyTooLong,
     NotFound,
     PosixAttrs,
@@ -96,3 +97,24 @@ def test_metadata_names_and_values_are_checked() -> None:
         store.put("k", b"", {"Mode": "1"})
     with pytest.raises(ValueError, match="printable ASCII"):
         store.put("k", b"", {"note": "café"})
+
+
+def test_a_key_prefix_view_narrows_a_store_to_the_names_that_begin_with_it() -> None:
+    name = "view-test"
+    try:
+        whole = open_store(f"memory://{name}")
+        for key in ("logs-1.gz", "logs-dir/x", "logsx", "other", "logs-"):
+            whole.put(key, b"")
+        view = open_store(f"memory://{name}?key_prefix=logs-")
+        assert view.to_url() == f"memory://{name}?key_prefix=logs-"
+        page = view.list("")
+        assert [o.key for o in page.objects] == ["logs-", "logs-1.gz"] and page.prefixes == ["logs-dir/"]
+        assert [o.key for o in view.list("logs-dir/").objects] == ["logs-dir/x"]
+        assert sorted(o.key for o in view.iter_objects()) == ["logs-", "logs-1.gz", "logs-dir/x"]
+        view.put("logs-2.gz", b"new")
+        with pytest.raises(AccessDenied, match="outside this mount's view"):
+            view.put("other2", b"")
+        with pytest.raises(InvalidStoreURL, match="holds a '/'"):
+            open_store(f"memory://{name}?key_prefix=a/b")
+    finally:
+        MemoryStore.forget(name)
