@@ -86,7 +86,7 @@ class FuseOperations(pyfuse3.Operations):
         attrs.entry_timeout = self.fs.entry_timeout(node)
         attrs.attr_timeout = self.ttl
         mode = node.mode
-        if self.fs.links is not None and self.fs.links.links and self.fs.in_link(node.key):
+        if self.fs.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried
         attrs.st_mode = pyfuse3.ModeT(mode)
         attrs.st_nlink = 2 if node.is_dir else 1

@@ -86,7 +86,6 @@ class ContentStore:
                 continue
             content = self._content(content_id, record["size"], record["size"], int(record["present"], 16))
             content.atime = record["atime"]
-            content.kept = record.get("kept", False)
             content.source = (record["key"], record["etag"])
             self._by_id[content_id] = content
             self._map(content_id, record["key"], record["etag"])
@@ -233,7 +232,6 @@ class ContentStore:
                 "size": content.size,
                 "present": f"{content.present:x}",
                 "atime": content.atime,
-                "kept": content.kept,
             },
         )
 
@@ -297,13 +295,11 @@ class ContentStore:
         )
 
     def keep_again(self) -> None:
-        """The pins changed: mark every clean content by whether it is kept now."""
-        for content_id, (key, etag) in self._object_of.items():
-            content = self._by_id[content_id]
-            kept = self.keeps(key)
-            if content.kept != kept:
-                content.kept = kept
-                self.save(content, key, etag)
+        """The pins changed (or were loaded): mark every clean content by whether it is
+        kept now. In memory only: a flag derived from the pins is never stored, so a pin
+        of a big tree costs no index write per file on the trio thread."""
+        for content_id, (key, _etag) in self._object_of.items():
+            self._by_id[content_id].kept = self.keeps(key)
 
     def _count_dirty(self, content: Content) -> None:
         if self._dirty.get(content.id) is not content:

@@ -128,6 +128,7 @@ class Filesystem:
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size)
         self.pins = Pins(self.index)
         self.contents.keeps = self.pins.covers
+        self.contents.keep_again()
         self.calls = StoreCalls(store, settings.store_connections, settings.io_timeout)
         self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
         self.ns = Namespace(self.defaults, self.journal, self.index)
@@ -261,7 +262,7 @@ class Filesystem:
 
     def marker_work(self, node: Node) -> str | None:
         """ "put" or "delete" when the directory's marker must change, else None."""
-        if self.in_link(node.key):
+        if self.in_link(node):
             return None  # nothing is written to a linked store
         wanted = self.marker_wanted(node)
         if wanted is None:
@@ -394,12 +395,17 @@ class Filesystem:
 
     # -- linked stores ----------------------------------------------------------------------
 
-    def in_link(self, key: str) -> bool:
-        """Whether `key` is a linked store's path or lies below one (read-only there)."""
-        return self.links is not None and bool(self.links.links) and self.links.link_of(key) is not None
+    def in_link(self, where: str | Node) -> bool:
+        """Whether a key (or a node's) is a linked store's path or lies below one (read-only
+        there). Free while nothing is linked: a node's key is only worked out when needed."""
+        if self.links is None or not self.links.links:
+            return False
+        return self.links.link_of(where if isinstance(where, str) else where.key) is not None
 
-    def _writable(self, key: str) -> None:
-        if self.in_link(key):
+    def _writable(self, where: str | Node) -> None:
+        """EROFS for a key (or node) in a linked store; free while nothing is linked."""
+        if self.in_link(where):
+            key = where if isinstance(where, str) else where.key
             raise fs_error(errno.EROFS, f"/{key} is in a read-only linked store")
 
     async def link_store(self, path: str, store: Store) -> str:
@@ -409,7 +415,7 @@ class Filesystem:
             raise ValueError("this mount cannot link stores")
         key = link_path(path)
         existing = self.ns.node_at(key)
-        if existing is not None and self.ns.has_local_work(existing):
+        if existing is not None and self.ns.has_local_work(existing, readers=True):
             raise ValueError(f"/{key} holds changes not uploaded yet, or open files")
         self.links.add(key, store)
         await self._relinked(key)
@@ -766,9 +772,10 @@ class Filesystem:
     async def _new_entry(self, parent_ino: int, name: str, *, directory: bool = False) -> Node:
         parent = self.directory(parent_ino)
         self.check_name(name)
-        self._writable(parent.prefix + name)
+        key = parent.prefix + name
+        self._writable(key)
         # KeyTooLong before anything changes (a directory's marker key is one byte longer).
-        self.store.keys.full(parent.prefix + name + ("/" if directory else ""))
+        self.store.keys.full(key + ("/" if directory else ""))
         if await self.child(parent, name) is not None:
             raise fs_error(errno.EEXIST)
         return parent
@@ -876,7 +883,7 @@ class Filesystem:
             raise fs_error(errno.ENOENT)
         if node.is_dir:
             raise fs_error(errno.EISDIR)
-        self._writable(node.key)
+        self._writable(node)
         self._remove(node)
         self.dir_changed(parent)
 
@@ -928,7 +935,7 @@ class Filesystem:
             raise fs_error(errno.ENOENT)
         if not node.is_dir:
             raise fs_error(errno.ENOTDIR)
-        self._writable(node.key)
+        self._writable(node)
         await self._check_empty(node)
         self.ns.detach(node)
         if node.marker_key is not None:
@@ -1073,7 +1080,7 @@ class Filesystem:
         fh: int | None = None,
     ) -> Node:
         node = self.node(ino)
-        self._writable(node.key)
+        self._writable(node)
         await self.attrs_for_change(node)
         if size is not None:
             if node.is_dir:
@@ -1148,7 +1155,7 @@ class Filesystem:
             raise fs_error(errno.ELOOP)
         keep = True
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
-            self._writable(node.key)
+            self._writable(node)
             await self.attrs_for_change(node)
         if node.content is None:
             node.content = self._clean_content(node)

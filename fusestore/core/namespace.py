@@ -398,11 +398,11 @@ class Namespace:
                     continue  # e.g. a file still open after unlink below a live directory
                 if (
                     self._came_from_store(child)
-                    and not self._has_pending(child)
+                    and not self.has_local_work(child)
                     and not any(sub.synced_seq > since for sub in child.walk())
                 ):
                     self.let_go(child)
-            elif (isinstance(entry, str) != child.is_dir) and not self._has_pending(child):
+            elif (isinstance(entry, str) != child.is_dir) and not self.has_local_work(child):
                 # Another client replaced a file by a directory, or the other way round.
                 self.let_go(child)
         for name, entry in listed.items():
@@ -438,17 +438,17 @@ class Namespace:
         """Whether the store once held this node (so its absence from a listing means it went).
 
         Directories made here carry a journal record until the store has them, which
-        `_has_pending` sees.
+        `has_local_work` sees.
         """
         return node.is_dir or (node.remote_key is not None and node.remote_key == node.key)
 
     @staticmethod
-    def has_local_work(node: Node) -> bool:
-        """Whether anything at or below `node` is not in the store yet, or open."""
-        return any(sub.pending or sub.jid is not None or sub.opens for sub in node.walk())
-
-    def _has_pending(self, node: Node) -> bool:
-        """Whether local work below `node` must outlive another client's change: changes
-        not in the store yet, or a handle that may still write (its upload then meets the
-        conflict rule). Handles that only read go on with the version they opened."""
-        return any(sub.pending or sub.jid is not None or sub.writers for sub in node.walk())
+    def has_local_work(node: Node, *, readers: bool = False) -> bool:
+        """Whether anything at or below `node` is not in the store yet, or open for
+        writing (or, with `readers`, open at all). Another client's change does not replace
+        such a node: a writer's upload meets the conflict rule, while handles that only
+        read go on with the version they opened."""
+        return any(
+            sub.pending or sub.jid is not None or (sub.opens if readers else sub.writers)
+            for sub in node.walk()
+        )
