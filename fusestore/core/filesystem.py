@@ -250,7 +250,8 @@ class Filesystem:
         return node.pending
 
     def marker_wanted(self, node: Node) -> bool | None:
-        """Whether the store should hold a `dir/` marker for a directory; None: unknown yet."""
+        """Whether the store should hold a `dir/` marker for a directory; None: unknown yet.
+        An explicit directory keeps one (see `Node.explicit`), any other while it is empty."""
         if node is self.ns.root or not node.linked:
             return False
         if node.explicit:
@@ -982,6 +983,9 @@ class Filesystem:
         self.store.keys.full(new_parent.prefix + new_name + ("/" if node.is_dir else ""))
         if node.is_dir:
             await self._load_tree(node)
+            for sub in node.walk():
+                if sub.is_dir and sub.explicit:
+                    await self.attrs_for_change(sub)  # its marker is written again, new name
         # Everything below was awaited; check again that the names still mean the same.
         if old_parent.children is None or old_parent.children.get(old_name) is not node:
             raise fs_error(errno.ENOENT)

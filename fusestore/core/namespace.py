@@ -308,19 +308,30 @@ class Namespace:
             node.attrs_guessed = True
 
     def apply_marker(self, node: Node, info: ObjectInfo) -> None:
-        node.marker_key = info.key
+        """The store holds the marker `info` for the directory `node` (listed, HEADed, or
+        remembered by the cache). One this mount did not write makes the directory
+        explicit: it is kept, since it may hold attributes or another tool's intent, and
+        only a change made here (rmdir, rename, new attributes) writes or deletes it. Its
+        attributes are shown where known, else its Last-Modified as the mtime."""
+        if node.marker_key != info.key:
+            node.marker_key = info.key
+            node.explicit = True
         metadata = info.metadata
         if metadata is not None:
             self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
         else:
             cached = self.meta_index.get(("meta", info.key))
             metadata = cached[1] if cached is not None and cached[0] == info.etag else None
-        if metadata is None or node.meta_dirty:
+        if node.meta_dirty:
+            return
+        node.attrs_guessed = metadata is None
+        if metadata is None:
+            if info.mtime:
+                node.mtime_ns = int(info.mtime * 1e9)
             return
         attrs = PosixAttrs.from_metadata(metadata)
         if attrs.mode is not None:
             node.perm = stat.S_IMODE(attrs.mode)
-            node.explicit = node.perm != self.defaults.dir_perm
         if attrs.uid is not None:
             node.uid = attrs.uid
         if attrs.gid is not None:
@@ -348,7 +359,13 @@ class Namespace:
         for info in objects:
             name = info.key[len(prefix) :]
             if name == "":
-                if not self.shadowed(info.key):
+                # Not a marker this mount deleted or wrote since the listing was asked for.
+                if (
+                    not self.shadowed(info.key)
+                    and info.key not in self.writing
+                    and self.recent_deletes.get(info.key, -1) <= since
+                    and directory.synced_seq <= since
+                ):
                     self.apply_marker(directory, info)
                 continue
             if not prefix and name.startswith(PROBE_PREFIX):

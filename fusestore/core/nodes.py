@@ -59,7 +59,9 @@ class Node:
     # directories
     children: dict[str, Node] | None = None  # None until listed
     listed_at: float = float("-inf")
-    explicit: bool = False  # attributes set by the user: keep a marker to hold them
+    #: a `dir/` marker is kept for it: its attributes were set here, or the store held a
+    #: marker this mount did not write (see `Namespace.apply_marker`)
+    explicit: bool = False
     marker_key: str | None = None  # the `dir/` marker object the store holds for it
 
     # files and symlinks
