@@ -983,9 +983,11 @@ class Filesystem:
         self.store.keys.full(new_parent.prefix + new_name + ("/" if node.is_dir else ""))
         if node.is_dir:
             await self._load_tree(node)
-            for sub in node.walk():
-                if sub.is_dir and sub.explicit:
-                    await self.attrs_for_change(sub)  # its marker is written again, new name
+            # A kept marker is written again at the new name: with the attributes it holds.
+            async with trio.open_nursery() as nursery:
+                for sub in node.walk():
+                    if sub.is_dir and sub.explicit and sub.attrs_guessed:
+                        nursery.start_soon(self.attrs_for_change, sub)
         # Everything below was awaited; check again that the names still mean the same.
         if old_parent.children is None or old_parent.children.get(old_name) is not node:
             raise fs_error(errno.ENOENT)

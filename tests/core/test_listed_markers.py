@@ -122,9 +122,13 @@ async def test_a_renamed_directory_takes_its_marker_and_attributes_along(env: En
     """A rename is a change made here: the marker moves, with what it holds, even when
     the listing did not say what that is."""
     seed(env)
+    env.put("d/sub/", b"", {"mtime": "1000000000"})
+    env.put("d/sub/g", b"g")
     env.bare_listings = True
     async with env.mount() as fs:
-        assert sorted(await listdir(fs, "d")) == ["f"]
+        assert sorted(await listdir(fs, "d")) == ["f", "sub"]
         await fs.rename(1, "d", 1, "e", 0)
-    assert env.objects() == {"e/": b"", "e/f": b"hi\n"}
+    assert env.objects() == {"e/": b"", "e/f": b"hi\n", "e/sub/": b"", "e/sub/g": b"g"}
     assert env.metadata("e/")["mtime"] == str(MTIME)
+    assert env.metadata("e/sub/")["mtime"] == "1000000000"
+    assert sorted(args[0] for args in env.called("head")) == ["d/", "d/sub/"]
