@@ -112,6 +112,14 @@ class DirHandle:
     entries: list[tuple[str, Node]]
 
 
+@dataclass
+class _ListingRun:
+    """One listing of a directory in flight, and how it ended (for those waiting on it)."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    failure: StoreUnavailable | None = None
+
+
 class Filesystem:
     """The mounted tree. See the module docstring for the calling rules."""
 
@@ -136,7 +144,7 @@ class Filesystem:
         self.flusher = Flusher(self)
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
-        self._refreshing: dict[Node, trio.Event] = {}
+        self._refreshing: dict[Node, _ListingRun] = {}
         self.fetcher = Fetcher(self)
         self.dirty_space = trio.Event()
         self.mount_time_ns = now_ns()
@@ -483,15 +491,21 @@ class Filesystem:
         return directory.children
 
     async def refresh(self, directory: Node) -> None:
-        waiting = self._refreshing.get(directory)
-        if waiting is not None:
-            await waiting.wait()
-            return
+        """List `directory` again (one listing at a time per directory: later callers
+        share its outcome). Raises StoreUnavailable when a directory never listed cannot
+        be listed: its names are unknown, and none may be reported absent for that."""
+        while (running := self._refreshing.get(directory)) is not None:
+            await running.done.wait()
+            if running.failure is not None:
+                raise running.failure
+            if directory.listed_at > float("-inf"):
+                return
+            # That listing was cancelled with its request: this caller lists instead.
         listed_before = directory.listed_at > float("-inf")
         if listed_before and not self.calls.online:
             # The store is down: what was listed before beats a wait and EIO.
             return
-        done = self._refreshing[directory] = trio.Event()
+        listing_run = self._refreshing[directory] = _ListingRun()
         since = self.ns.listing_started()
         try:
             prefix = directory.prefix
@@ -507,7 +521,11 @@ class Filesystem:
                         log.info("%s: keeping the older listing: %s", directory.path(), exc)
                         return
                 else:
-                    listing = await self.calls.ask(self._list_all, prefix)
+                    try:
+                        listing = await self.calls.ask(self._list_all, prefix)
+                    except StoreUnavailable as exc:
+                        listing_run.failure = exc
+                        raise
                 self._remember_listing(prefix, listing, since)
             if directory.linked and directory.prefix == prefix:
                 objects, prefixes = listing
@@ -521,7 +539,7 @@ class Filesystem:
         finally:
             self.ns.listing_ended()
             del self._refreshing[directory]
-            done.set()
+            listing_run.done.set()
 
     def seed_listing(self, directory: Node, objects: list[ObjectInfo], prefixes: list[str]) -> None:
         """Take a complete listing of `directory` made before the mount started (the
