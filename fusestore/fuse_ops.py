@@ -80,7 +80,7 @@ class FuseOperations(pyfuse3.Operations):
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = pyfuse3.InodeT(node.ino)
-        attrs.generation = 0
+        attrs.generation = node.generation
         # An inode's attributes never change behind our back (another client's version
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
         attrs.entry_timeout = self.fs.entry_timeout(node)

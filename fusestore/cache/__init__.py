@@ -1,5 +1,6 @@
 """The persistent local cache: file data in sparse files, metadata and the journal in diskcache."""
 
+from . import room
 from .content import BLOCK_SIZE, Content
 from .contents import ContentStore
 from .journal import Journal
@@ -13,4 +14,5 @@ __all__ = [
     "ContentStore",
     "Journal",
     "default_cache_root",
+    "room",
 ]

@@ -47,6 +47,10 @@ class Content:
         #: the index may hold an entry for it (False only while it surely holds none)
         self.indexed = True
         self._fd: int | None = None
+        #: byte ranges [start, end) below `size` and past the base that no write has
+        #: filled yet (a write past the end makes one; the kernel may send a file's
+        #: pages out of order), disjoint and sorted. In memory only: a restart knows none.
+        self.holes: list[tuple[int, int]] = []
 
     @property
     def size(self) -> int:
@@ -187,16 +191,56 @@ class Content:
         length = max(0, min(length, self.size - offset))
         return os.pread(self.fd, length, offset) if length else b""
 
-    def write(self, offset: int, data: bytes) -> int:
-        """Write local bytes; the caller has fetched partially overwritten missing blocks."""
+    def write(self, offset: int, data: bytes | memoryview) -> int:
+        """Write local bytes; the caller has fetched partially overwritten missing blocks.
+
+        Returns how many bytes were stored: fewer than asked when the disk ran full
+        part-way (OSError only when none could be)."""
         written = os.pwrite(self.fd, data, offset)
         end = offset + written
+        if written and offset > self.size:
+            self._holes_add(self.size, offset)
+        if self.holes:
+            self._holes_fill(offset, end)
         if end > self.size:
             self.size = end
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE if written else -1
         for block in range(first, last + 1):
             self.present |= 1 << block
         return written
+
+    def _holes_add(self, start: int, end: int) -> None:
+        self.holes.append((start, end))  # past every byte so far: sorted still
+
+    def _holes_fill(self, start: int, end: int) -> None:
+        kept = []
+        for low, high in self.holes:
+            if high <= start or low >= end:
+                kept.append((low, high))
+                continue
+            if low < start:
+                kept.append((low, start))
+            if high > end:
+                kept.append((end, high))
+        self.holes = kept
+
+    def lost_write(self, start: int, end: int) -> tuple[int, int]:
+        """Bytes [start, end) of a write the kernel had accepted could not be stored.
+
+        Returns (size, limit): the size the file keeps, and the end past which writes
+        sent before the loss must not take it. Where the lost bytes would have replaced
+        bytes the file holds (the store's, or written before), the write simply did not
+        happen: the file keeps those. Where they would have filled a hole or grown the
+        file, nothing may stand in for them: the file ends at the first such byte, and
+        later writes of the same burst may not grow it past there, so no zeros ever
+        stand in the middle for what was lost."""
+        for low, high in self.holes:
+            if low < end and high > start:
+                cut = max(low, start)
+                return cut, cut
+        if start >= self.size:
+            return self.size, start
+        return self.size, self.size
 
     def truncate(self, size: int) -> None:
         """Set the size; the caller has fetched the block that holds the new end.
@@ -206,6 +250,7 @@ class Content:
         """
         os.ftruncate(self.fd, size)
         self.size = size
+        self.holes = [(low, min(high, size)) for low, high in self.holes if low < size]
         if size < self.base_size:
             self.base_size = size
         self.present &= (1 << -(-size // BLOCK_SIZE)) - 1

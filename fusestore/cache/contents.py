@@ -17,6 +17,7 @@ from typing import Any
 
 import diskcache
 
+from . import room
 from .content import Content
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class ContentStore:
     """Creates, finds and evicts contents.
 
     Guarantees: a dirty or pinned (open) content is never evicted; clean contents are
-    evicted least-recently-used first once `used` exceeds `limit`. Every method runs
+    evicted least-recently-used first once `used` exceeds `limit`, or the cache disk's
+    free space falls below its floor (see `room`). Every method runs
     inline (index look-ups and small writes); `evict_candidates`/`forget` split an
     eviction so that the file removals can run in a worker thread.
     """
@@ -315,20 +317,24 @@ class ContentStore:
             content.tally[0] -= content.size
             content.tally = None
 
-    def evict_candidates(self) -> list[Content]:
-        """Clean, unpinned contents to remove, oldest use first, to get back under 90% of the limit."""
+    def evict_candidates(self, wanted: int = 0) -> list[Content]:
+        """Clean, unpinned contents to remove, oldest use first: enough to get back under
+        90% of the limit, and to free what the cache disk lacks for `wanted` more bytes
+        and its floor of free space (`room.shortfall`). Inline: a statvfs and a sort."""
         used = self.used
-        if used <= self.limit:
+        target = self.limit * 9 // 10 if used > self.limit else used
+        need = room.shortfall(self.data_dir, wanted)
+        if used <= target and need <= 0:
             return []
-        target = self.limit * 9 // 10
         chosen = []
         for content in sorted(self._by_id.values(), key=lambda c: c.atime):
-            if used <= target:
+            if used <= target and need <= 0:
                 break
             if content.dirty or content.pins or content.kept:
                 continue
             chosen.append(content)
             used -= content.present_bytes()
+            need -= content.present_bytes()
         for content in chosen:
             self._by_id.pop(content.id, None)
             self._unmap(content.id)

@@ -25,7 +25,7 @@ from typing import Any
 
 import trio
 
-from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal
+from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal, room
 from ..cache.diskfull import Index
 from ..cache.writeout import start_writeout
 from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
@@ -35,6 +35,7 @@ from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreError, StoreUnavailable
 from ..stores.base import MiB
 from ..stores.links import LinkedStores, link_path
+from . import lostwrites
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
 from .nodes import Kind, Node, now_ns
@@ -45,12 +46,13 @@ log = logging.getLogger(__name__)
 UNKNOWN_CAPACITY = 2**50
 #: How far a writer's own file may take dirty data past the limit (see wait_for_dirty_space).
 STAGE_CHUNK = 2 * PART_SIZE
-#: Free space on the cache disk that file data never takes: the journal's and index's.
-DISK_RESERVE = 8 * MiB
 #: How long a write that finds the cache disk full waits for the space of unlinked files
 #: still being closed: the kernel sends a close's RELEASE after close() has returned, so
 #: `rm` right after ENOSPC can reach us before the release that gives the room back.
 ROOM_WAIT = 3.0
+#: How long a write that could not be stored waits for the kernel to drop the file's name
+#: (see `_lost_write`) before it reports the error anyway.
+KERNEL_WAIT = 2.0
 #: Seconds between two fsyncs of what changed in the cache, when nobody calls fsync.
 PERSIST_INTERVAL = 2.0
 #: Blocks a write that needs its block's old bytes streams on past it, in the background.
@@ -104,6 +106,11 @@ class FileHandle:
     writable: bool
     next_offset: int = 0  # where a sequential reader reads next
     window: int = 1  # readahead, in blocks
+    #: the node's generation when opened: the kernel inode this descriptor belongs to
+    generation: int = 0
+    #: the file end past which this descriptor may not write, once a write of its kernel
+    #: inode could not be stored (see `_lost_write`)
+    limit: int | None = None
 
 
 @dataclass
@@ -579,11 +586,15 @@ class Filesystem:
         except (StoreError, OSError) as exc:
             log.info("%s: the new version of this pinned file was not fetched: %s", node.path(), exc)
 
-    async def _forget_kernel_names(self, names: list[tuple[int, str]]) -> None:
+    async def _forget_kernel_names(
+        self, names: list[tuple[int, str]], done: trio.Event | None = None
+    ) -> None:
         forget = self.kernel_forget_name
         assert forget is not None
         for parent_ino, name in names:
             await trio.to_thread.run_sync(forget, parent_ino, name, limiter=self._kernel_limiter)
+        if done is not None:
+            done.set()
 
     def object_changed(self, node: Node) -> None:
         """A read found `node`'s object changed or gone before its listing expired: list
@@ -1167,7 +1178,7 @@ class Filesystem:
             content.pins += 1
         node.opens += 1
         node.writers += writable
-        return self._add_handle(FileHandle(node, content, writable))
+        return self._add_handle(FileHandle(node, content, writable, generation=node.generation))
 
     async def open(self, ino: int, flags: int) -> tuple[int, bool]:
         """A file handle, and whether the kernel may keep the pages it cached (it may,
@@ -1311,50 +1322,111 @@ class Filesystem:
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         handle = self.file_handle(fh)
         node = handle.node
+        end = offset + len(data)
+        data = lostwrites.writable_part(handle, offset, data)
         content = await self.content_for_write(node)
         if handle.content is not content:
             if handle.content is not None:
                 handle.content.pins -= 1
             content.pins += 1
             handle.content = content
-        end = offset + len(data)
         # A block the write covers only partly must hold the store's bytes first, or the
         # rest of it would read as zeros once the write marks it present.
         for block in sorted({offset // BLOCK_SIZE, max(offset, end - 1) // BLOCK_SIZE}):
             low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetcher.ensure(content, block, 1, ahead=WRITE_FETCH_AHEAD)
-        await self._wait_for_disk_room(len(data))
         base = content.base_mask()  # the base cannot change during a write
         first_present = content.present & base
-        written = content.write(offset, data)
-        self._unsynced.add(content)
-        self.flusher.written(content, offset, offset + written)
-        node.size = content.size
-        node.mtime_ns = now_ns()
-        if node.linked:
-            # The journal learns at once of blocks written over the store's (a crash must
-            # not refetch over them); a restart finds the rest in the cache file.
-            fetch_changed = first_present != content.present & base
-            self.changed(node, data=True, journal=not node.data_dirty or fetch_changed)
+        written, error = await self._store(content, offset, data)
+        if written:
+            self._unsynced.add(content)
+            self.flusher.written(content, offset, offset + written)
+            node.size = content.size
+            node.mtime_ns = now_ns()
+            if node.linked:
+                # The journal learns at once of blocks written over the store's (a crash
+                # must not refetch over them); a restart finds the rest in the cache file.
+                fetch_changed = first_present != content.present & base
+                self.changed(node, data=True, journal=not node.data_dirty or fetch_changed)
+        if error is not None:
+            await self._lost_write(handle, content, offset + written, end, error)
+            raise error
+        if written < end - offset:
+            raise fs_error(errno.ENOSPC, "an earlier write could not be stored")
         return written
+
+    async def _store(self, content: Content, offset: int, data: bytes) -> tuple[int, OSError | None]:
+        """Write `data` into `content`, clean data giving way when the disk is short. The
+        disk may still refuse what statvfs said would fit (another writer took it): then
+        evict once more and try again, once. Returns how many bytes were stored, and the
+        error that stopped the rest (None: all were)."""
+        view = memoryview(data)
+        stored = 0
+        retried = False
+        while stored < len(view):
+            try:
+                await self._wait_for_disk_room(len(view) - stored)
+            except OSError as exc:
+                return stored, exc
+            try:
+                stored += content.write(offset + stored, view[stored:])
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC or retried:
+                    return stored, exc
+                retried = True
+                await self.make_room(len(view) - stored)
+        return stored, None
+
+    async def _lost_write(
+        self, handle: FileHandle, content: Content, start: int, end: int, error: OSError
+    ) -> None:
+        """Bytes [start, end) written through `handle` could not be stored: settle the
+        loss (see `lostwrites`), and have the kernel drop the name before the error
+        reaches the writer's fsync or close, unless that takes long (the kernel could be
+        waiting for this very request). Yields."""
+        node = handle.node
+        handles = [h for h in self._handles.values() if isinstance(h, FileHandle) and h.node is node]
+        loss = lostwrites.settle(handle, handles, content, start, end, error)
+        if loss.cut:
+            self._unsynced.add(content)
+            self.flusher.written(content, node.size, math.inf)
+            if node.linked:
+                self.changed(node, data=True, journal=False)
+        parent = node.parent
+        if not (loss.new_inode and node.linked and parent is not None and self.kernel_forget_name):
+            return
+        if self.nursery is not None:  # None: not serving, no kernel to tell
+            forgotten = trio.Event()
+            self.nursery.start_soon(self._forget_kernel_names, [(parent.ino, node.name)], forgotten)
+            with trio.move_on_after(KERNEL_WAIT):
+                await forgotten.wait()
+
+    async def make_room(self, size: int) -> None:
+        """Evict clean data, least recently used first, until `size` more bytes fit on
+        the cache disk above its floor of free space (or nothing clean is left to evict).
+        Yields while the files are removed (in a worker thread)."""
+        victims = self.contents.evict_candidates(size)
+        if victims:
+            await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=self._disk_limiter)
 
     async def _wait_for_disk_room(self, size: int) -> None:
         """ENOSPC for data that would eat into the room kept for the journal and index:
         with a full disk even an unlink could not be journaled, and nothing could free it.
-        While unlinked files still open hold dirty data, wait up to `ROOM_WAIT` for their
-        release first. Yields only when the disk is full."""
+        Clean data gives way first; then, while unlinked files still open hold dirty
+        data, wait up to `ROOM_WAIT` for their release. Yields only when the disk is full."""
         deadline = trio.current_time() + ROOM_WAIT
+        if not self._disk_has_room(size):
+            await self.make_room(size)
         while not self._disk_has_room(size):
             if trio.current_time() >= deadline or not self._unlinked_data_open():
-                kept = f"keeping {DISK_RESERVE // MiB} MiB for the journal"
+                kept = f"keeping {room.DISK_RESERVE // MiB} MiB for the journal"
                 raise fs_error(errno.ENOSPC, f"the cache disk is full ({kept})")
             with trio.move_on_at(deadline):
                 await self._room_freed.wait()
 
     def _disk_has_room(self, size: int) -> bool:
-        fs = os.statvfs(self.cache.data_dir)
-        return fs.f_bavail * fs.f_frsize - size >= DISK_RESERVE
+        return room.has_room(self.cache.data_dir, size)
 
     def _unlinked_data_open(self) -> bool:
         return any(

@@ -76,6 +76,9 @@ class Node:
     target: str = ""  # symlink target
     #: attributes came from a listing without metadata (S3): mode/owner are defaults
     attrs_guessed: bool = False
+    #: told to the kernel with the inode number: a new one makes the kernel drop the
+    #: inode it caches (its size and pages) at the next lookup (see `_lost_write`)
+    generation: int = 0
 
     # pending work
     meta_dirty: bool = False
