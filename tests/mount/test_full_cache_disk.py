@@ -49,8 +49,9 @@ def pattern(size: int, seed: int) -> bytes:
     return bytes(out[:size])
 
 
-def write_and_fsync(path: Path, data: bytes) -> BaseException | None:
-    """Write, fsync, close: None if every step succeeded, else the first error."""
+def write_and_fsync(path: Path, data: bytes, sizes: dict[str, int]) -> BaseException | None:
+    """Write, fsync, close: None if every step succeeded, else the first error. After a
+    failure, `sizes` gets what the mount says of the file while it is still open."""
     error: BaseException | None = None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -59,6 +60,7 @@ def write_and_fsync(path: Path, data: bytes) -> BaseException | None:
         os.fsync(fd)
     except OSError as exc:
         error = exc
+        sizes[path.name] = os.stat(path).st_size
     try:
         os.close(fd)
     except OSError as exc:
@@ -84,9 +86,10 @@ def test_a_full_cache_disk_evicts_clean_data_and_keeps_what_it_shows(
 
     data = {f"w{n}": pattern(WRITE_SIZE, n) for n in range(WRITERS)}
     errors: dict[str, BaseException | None] = {}
+    open_sizes: dict[str, int] = {}
 
     def writer(name: str) -> None:
-        errors[name] = write_and_fsync(mount.path / name, data[name])
+        errors[name] = write_and_fsync(mount.path / name, data[name], open_sizes)
 
     threads = [threading.Thread(target=writer, args=(name,)) for name in data]
     for thread in threads:
@@ -107,6 +110,8 @@ def test_a_full_cache_disk_evicts_clean_data_and_keeps_what_it_shows(
         body = (mount.path / name).read_bytes()
         assert len(body) == size, f"{name}: stat says {size} bytes, a read gives {len(body)}"
         shown[name] = body
+        if name in open_sizes:
+            assert open_sizes[name] == size, f"{name}: {open_sizes[name]} bytes while open, {size} after"
     assert mount.umount() == 0, mount.log_text()
 
     objects = mount.objects()
