@@ -162,6 +162,7 @@ class Filesystem:
         self.space_wanted = 0  # writers waiting for dirty space
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
         self._disk_limiter = trio.CapacityLimiter(1)
+        self._making_room = trio.Lock()
         #: makes the kernel forget a name in a directory (inode number, name), so that its
         #: next lookup finds the node now there (set by the FUSE layer; blocking, so it is
         #: called in a worker thread)
@@ -1405,10 +1406,12 @@ class Filesystem:
     async def make_room(self, size: int) -> None:
         """Evict clean data, least recently used first, until `size` more bytes fit on
         the cache disk above its floor of free space (or nothing clean is left to evict).
-        Yields while the files are removed (in a worker thread)."""
-        victims = self.contents.evict_candidates(size)
-        if victims:
-            await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=self._disk_limiter)
+        Yields while the files are removed (in a worker thread): writers short of room
+        at once take turns, each seeing the room the one before made."""
+        async with self._making_room:
+            victims = self.contents.evict_candidates(size)
+            if victims:
+                await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=self._disk_limiter)
 
     async def _wait_for_disk_room(self, size: int) -> None:
         """ENOSPC for data that would eat into the room kept for the journal and index:
