@@ -8,9 +8,12 @@ SQLite's busy wait while a running daemon holds its journal's write lock).
 What a cache directory holds (see `fusestore.cache.layout`): `store.json` (the store's
 URL; a directory without it is not a cache and is refused), `lock` (flock'ed by the
 daemon using the cache), `data/` (one file per content id), `index/` (diskcache: clean
-contents, remembered metadata) and `journal/` (diskcache: work not yet in the store).
-A data file named by a journal record holds changes not yet in the store; every other
-data file is clean (a copy of an object) and may be removed at any time.
+contents, remembered metadata), `journal/` (diskcache: work not yet in the store),
+`journal.id` (which journal that is) and `lost+found/` (data set aside by a mount: files
+that may hold changes but that no journal record could account for; `recover` copies
+them out). A data file named by a journal record holds changes not yet in the store;
+every other data file is clean (a copy of an object) and may be removed at any time, as
+long as the journal can be read.
 
 Safety rules every function keeps:
 
@@ -48,12 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cache.journal import ID_FILE, ID_KEY
 from .cache.layout import default_cache_root
+from .cache.recovery import LOST_FOUND, LostEntry, check_wal
+from .cache.recovery import lost_entries as _lost_entries
+from .cache.recovery import recover as _recover
 
 #: The entries of a cache directory that belong to fusestore (and only those are removed).
-CACHE_ENTRIES = ("data", "index", "journal", "lock", "store.json")
+CACHE_ENTRIES = ("data", "index", "journal", ID_FILE, LOST_FOUND, "lock", "store.json")
 #: The order `clean` removes them in when it removes them all.
-REMOVAL_ORDER = ("journal", "index", "data", "lock", "store.json")
+REMOVAL_ORDER = (ID_FILE, "journal", "index", "data", LOST_FOUND, "lock", "store.json")
 JOURNAL_DB = "cache.db"
 #: How long a read of the journal waits for a running daemon's SQLite lock, in seconds.
 JOURNAL_TIMEOUT = 5.0
@@ -166,6 +173,9 @@ class CacheInfo:
     #: multipart uploads recorded as started and not known to be finished or aborted
     unfinished_uploads: int | None
     pending_error: str | None = None
+    #: files set aside in lost+found (not in the store; `recover` copies them out)
+    lost_files: int = 0
+    lost_bytes: int = 0
 
     @property
     def pending(self) -> bool | None:
@@ -200,6 +210,8 @@ class CacheInfo:
             "pending_deletes": self.pending_deletes,
             "unfinished_uploads": self.unfinished_uploads,
             "pending_error": self.pending_error,
+            "lost_files": self.lost_files,
+            "lost_bytes": self.lost_bytes,
         }
 
 
@@ -293,6 +305,7 @@ def describe(path: Path | str) -> CacheInfo:
             data = _data_files(dir_fd)
             index_bytes = _walk(dir_fd, "index")[1]
             journal_bytes = _walk(dir_fd, "journal")[1]
+            lost_bytes = _walk(dir_fd, LOST_FOUND)[1]
             own_bytes = sum(_walk(dir_fd, name)[1] for name in ("lock", "store.json"))
             last_used = _last_used(dir_fd)
         except OSError as exc:
@@ -336,6 +349,8 @@ def describe(path: Path | str) -> CacheInfo:
         pending_deletes=deletes,
         unfinished_uploads=uploads,
         pending_error=pending_error,
+        lost_files=len(_lost_entries(path / LOST_FOUND)),
+        lost_bytes=lost_bytes,
     )
 
 
@@ -353,6 +368,41 @@ def pending_items(path: Path | str) -> list[PendingItem]:
             return _read_journal(path, dir_fd, in_use=in_use).items()
         except _JournalUnreadable as exc:
             raise CacheError(f"cannot read the journal of {path}: {exc}") from None
+
+
+def lost_entries(path: Path | str) -> list[LostEntry]:
+    """What the lost+found of the cache at `path` holds (read-only)."""
+    path = Path(path).absolute()
+    with _opened(path):
+        return _lost_entries(path / LOST_FOUND)
+
+
+def recover(path: Path | str, target: Path | str) -> list[tuple[str, Path]]:
+    """Copy what the cache at `path` holds that may not be in the store into `target`:
+    every file of its lost+found (then removed from there), and, when its journal cannot
+    be read, every non-empty data file its index does not name as a clean copy (those
+    stay). Works while a daemon uses the cache (a daemon writes to lost+found only before
+    it mounts). Returns (what, copied to). Raises CacheError. Blocks on local disk only."""
+    path = Path(path).absolute()
+    with _opened(path) as dir_fd:
+        loose: list[Path] = []
+        try:
+            _read_journal(path, dir_fd, in_use=_in_use(dir_fd))
+        except _JournalUnreadable:
+            try:
+                clean_ids = _read_records(path, dir_fd, in_use=False, name="index").clean_ids
+            except _JournalUnreadable:
+                clean_ids = set()  # no index either: every data file may matter
+            loose = [
+                path / "data" / name
+                for name, size in _data_files(dir_fd).items()
+                if name not in clean_ids and size
+            ]
+        try:
+            return _recover(path / LOST_FOUND, loose, Path(target))
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise CacheError(f"recovering into {target} stopped: {exc.strerror}{where}") from None
 
 
 def clean(info: CacheInfo, force: bool = False) -> CleanResult:
@@ -403,11 +453,14 @@ def _clean_locked(path: Path, dir_fd: int, force: bool) -> CleanResult:
             ) from None
         journal = None
         result.discarded.append(f"the journal could not be read ({exc}): whatever it held is lost")
-    if journal is not None and journal.has_work() and not force:
+    lost = _walk(dir_fd, LOST_FOUND)
+    if journal is not None and (journal.has_work() or lost[0]) and not force:
         _clean_keeping_pending(dir_fd, journal, result)
         return result
     if journal is not None and force:
         result.discarded.extend(journal.losses())
+    if lost[0] and force:
+        result.discarded.append(f"{lost[0]} file(s) of lost+found, not in the store")
     # The journal first: interrupted, what is left never names data that is gone (the next
     # mount would upload such a file as zeros); store.json last: what is left is still a cache.
     for name in REMOVAL_ORDER:
@@ -470,6 +523,9 @@ def _clean_keeping_pending(dir_fd: int, journal: _JournalContents, result: Clean
         files += more_files
         size += more_size
     result.kept.append(Kept("lock, store.json", files, size, "the next mount needs them to resume"))
+    files, size = _walk(dir_fd, LOST_FOUND)
+    if files:
+        result.kept.append(Kept(LOST_FOUND, files, size, "not in the store: fusestore cache recover"))
     for name in _names(dir_fd):
         if name not in CACHE_ENTRIES:
             files, size = _walk(dir_fd, name)
@@ -627,6 +683,10 @@ class _JournalContents:
     #: content id -> size of its cache file: a file's size (its record's may be up to a
     #: persist behind, as the daemon takes the size from the cache file too)
     content_sizes: dict[str, int] = field(default_factory=dict)
+    #: the journal's own id (see `fusestore.cache.journal`)
+    journal_id: str | None = None
+    #: read from an index: the data files that are clean copies of objects
+    clean_ids: set[str] = field(default_factory=set)
 
     def has_work(self) -> bool:
         return bool(self.nodes or self.deletes or self.uploads)
@@ -715,45 +775,73 @@ def _read_journal(path: Path, dir_fd: int, *, in_use: bool) -> _JournalContents:
     return contents
 
 
-def _read_records(path: Path, dir_fd: int, *, in_use: bool) -> _JournalContents:
+def _read_records(path: Path, dir_fd: int, *, in_use: bool, name: str = "journal") -> _JournalContents:
     """The records of the journal, read without changing (or creating) any file of the cache.
 
     In use, with the daemon's write-ahead log and its index present: a read-only
     connection next to the daemon's (concurrent WAL readers are safe). Without a log, or
     an empty one: the database file as immutable (records not yet checkpointed are all in
     a log). A non-empty log and no daemon (one was killed): a private copy of the database
-    and its log, as SQLite would need to write next to them. No journal: no work.
+    and its log, as SQLite would need to write next to them. No journal: no work, unless
+    `journal.id` expects one. A log whose header is damaged (SQLite would silently take it
+    for empty) or a journal that lacks the id `journal.id` names is unreadable. `name`
+    "index": the same, of the index.
     """
-    st = _lstat("journal", dir_fd)
+    expected = _journal_id(dir_fd) if name == "journal" else None
+    st = _lstat(name, dir_fd)
     if st is None:
+        if expected is not None:
+            raise _JournalUnreadable(f"{name} is missing, and {ID_FILE} expects one")
         return _JournalContents()
     if not stat.S_ISDIR(st.st_mode):
-        raise _JournalUnreadable("journal is not a directory")
+        raise _JournalUnreadable(f"{name} is not a directory")
     try:
-        journal_fd = os.open("journal", _DIR_FLAGS, dir_fd=dir_fd)
+        journal_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         raise _JournalUnreadable(str(exc.strerror)) from None
     try:
-        db = _lstat(JOURNAL_DB, journal_fd)
-        if db is None:
-            return _JournalContents()
-        if not stat.S_ISREG(db.st_mode):
-            raise _JournalUnreadable(f"journal/{JOURNAL_DB} is not a regular file")
-        db_path = path / "journal" / JOURNAL_DB
-        wal = _lstat(f"{JOURNAL_DB}-wal", journal_fd)
-        if in_use and wal is not None and _lstat(f"{JOURNAL_DB}-shm", journal_fd) is not None:
-            return _query(f"{_uri(db_path)}?mode=ro", journal_fd)
-        if wal is None or wal.st_size == 0:
-            # Every record is in the database file, which only a checkpoint writes to.
-            return _query(f"{_uri(db_path)}?mode=ro&immutable=1", journal_fd)
-        with tempfile.TemporaryDirectory(prefix="fusestore-journal-") as scratch:
-            for name in (JOURNAL_DB, f"{JOURNAL_DB}-wal"):
-                _copy_out(journal_fd, name, Path(scratch) / name)
-            return _query(f"{_uri(Path(scratch) / JOURNAL_DB)}?mode=ro", journal_fd)
+        contents = _query_db(path / name, journal_fd, in_use=in_use)
     except OSError as exc:
         raise _JournalUnreadable(str(exc.strerror or exc)) from None
     finally:
         os.close(journal_fd)
+    if expected is not None and contents.journal_id != expected:
+        raise _JournalUnreadable(f"its records are gone: {ID_FILE} names journal {expected}")
+    return contents
+
+
+def _journal_id(dir_fd: int) -> str | None:
+    """The id `journal.id` names (None: no such file, as in caches made before it)."""
+    try:
+        fd = os.open(ID_FILE, _FILE_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _JournalUnreadable(f"{ID_FILE}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as marker:
+        return marker.read(256).decode(errors="replace").strip()
+
+
+def _query_db(directory: Path, journal_fd: int, *, in_use: bool) -> _JournalContents:
+    db = _lstat(JOURNAL_DB, journal_fd)
+    if db is None:
+        return _JournalContents()
+    if not stat.S_ISREG(db.st_mode):
+        raise _JournalUnreadable(f"{directory.name}/{JOURNAL_DB} is not a regular file")
+    db_path = directory / JOURNAL_DB
+    wal = _lstat(f"{JOURNAL_DB}-wal", journal_fd)
+    if in_use and wal is not None and _lstat(f"{JOURNAL_DB}-shm", journal_fd) is not None:
+        return _query(f"{_uri(db_path)}?mode=ro", journal_fd)
+    if wal is None or wal.st_size == 0:
+        # Every record is in the database file, which only a checkpoint writes to.
+        return _query(f"{_uri(db_path)}?mode=ro&immutable=1", journal_fd)
+    with tempfile.TemporaryDirectory(prefix="fusestore-journal-") as scratch:
+        for name in (JOURNAL_DB, f"{JOURNAL_DB}-wal"):
+            _copy_out(journal_fd, name, Path(scratch) / name)
+        damage = check_wal(Path(scratch) / f"{JOURNAL_DB}-wal")
+        if damage is not None:
+            raise _JournalUnreadable(damage)
+        return _query(f"{_uri(Path(scratch) / JOURNAL_DB)}?mode=ro", journal_fd)
 
 
 def _uri(db_path: Path) -> str:
@@ -782,6 +870,11 @@ def _query(uri: str, journal_fd: int) -> _JournalContents:
             kind, name = key
             if kind == "delete":
                 contents.deletes.append(name)
+            elif kind == "content":  # an index's
+                contents.clean_ids.add(name)
+            elif (kind, name) == ID_KEY:
+                value = _value(mode, filename, db_value, journal_fd)
+                contents.journal_id = value if isinstance(value, str) else None
             elif kind in ("node", "upload"):
                 value = _value(mode, filename, db_value, journal_fd)
                 if not isinstance(value, dict):

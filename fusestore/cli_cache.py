@@ -22,13 +22,14 @@ def _resolve(cache: str) -> Path:
 
 
 def _pending_text(info: caches.CacheInfo) -> str:
+    lost = f"; LOST+FOUND: {info.lost_files} file(s) not in the store" if info.lost_files else ""
     if info.pending is None:
-        return f"pending: unknown ({info.pending_error})"
+        return f"pending: unknown ({info.pending_error}){lost}"
     if not info.pending:
-        return "nothing pending"
+        return f"nothing pending{lost}"
     return (
         f"PENDING: {info.pending_files} file(s), {size_text(info.dirty_bytes or 0)}, "
-        f"{info.pending_deletes} delete(s), {info.unfinished_uploads} unfinished upload(s)"
+        f"{info.pending_deletes} delete(s), {info.unfinished_uploads} unfinished upload(s){lost}"
     )
 
 
@@ -65,17 +66,60 @@ def cache_show(cache: str, as_json: bool) -> None:
     path = _resolve(cache)
     try:
         info = caches.describe(path)
-        items = caches.pending_items(path)
+        # An unreadable journal is shown (with what to do), not an error.
+        items = caches.pending_items(path) if info.pending_error is None else []
+        lost = caches.lost_entries(path)
     except caches.CacheError as exc:
         fail(str(exc))
+    unreadable = info.pending_error is not None
     if as_json:
-        click.echo(json.dumps({**info.to_json(), "items": [item.to_json() for item in items]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    **info.to_json(),
+                    "items": [item.to_json() for item in items],
+                    "lost_found": [entry.to_json() for entry in lost],
+                },
+                indent=2,
+            )
+        )
         return
     click.echo(f"{info.path}  ({info.store_url}, {'in use' if info.in_use else 'not in use'})")
     click.echo(f"  {_pending_text(info)}")
     for item in items:
         size = f"  {size_text(item.dirty_bytes)}" if item.dirty_bytes else ""
         click.echo(f"  {item.kind:8} {item.key}{size}  ({item.summary()})")
+    if lost:
+        click.echo(f"  LOST+FOUND: {len(lost)} file(s) NOT in the store, kept in {info.path / 'lost+found'}:")
+        for entry in lost:
+            size = "missing" if entry.size is None else size_text(entry.size)
+            click.echo(f"  {'lost':8} {entry.key or entry.name}  {size}  ({entry.reason})")
+    if lost or unreadable:
+        click.echo(f"  fusestore cache recover {info.path} DIR copies them into DIR")
+
+
+@cache_group.command("recover")
+@click.argument("cache")
+@click.argument("target", type=click.Path(file_okay=False))
+def cache_recover(cache: str, target: str) -> None:
+    """Copy what CACHE holds that may not be in the store into TARGET (a directory, made if
+    missing; a folder of the mount works too): the files of its lost+found, named by their
+    keys where known (they then leave lost+found), and, when its journal cannot be read,
+    every data file that is not a known copy of an object. Nothing is overwritten."""
+    path = _resolve(cache)
+    try:
+        info = caches.describe(path)
+        done = caches.recover(path, Path(target))
+    except caches.CacheError as exc:
+        fail(str(exc))
+    for what, copy in done:
+        click.echo(f"recovered {what} -> {copy}")
+    click.echo(f"{len(done)} file(s) recovered into {target}")
+    if info.pending_error is not None:
+        click.echo(
+            f"the journal cannot be read ({info.pending_error}): once you have what you need, "
+            f"`fusestore cache clean --force {path}` lets the store mount again"
+        )
 
 
 @cache_group.command("clean")

@@ -2,8 +2,8 @@
 flush → on unmount or signal: sync everything, then unlink the FUSE session.
 
 Exit codes: 0 when the store holds everything, 1 when data is left in the journal (the
-store was unreachable within `unmount_timeout`; it goes up at the next mount), 2 for a
-bad setup (see `SetupError`).
+store was unreachable within `unmount_timeout`; it goes up at the next mount) or kept in
+the cache's lost+found, 2 for a bad setup (see `SetupError`), a damaged journal included.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import trio
 
 from . import mounts, sdnotify
 from .cache import CacheDir, CacheLocked, ContentStore
+from .cache.recovery import JournalDamaged
 from .control import ControlServer
 from .core import Filesystem, MountSettings, pinning
 from .fuse_ops import FuseOperations
@@ -126,15 +127,33 @@ class Daemon:
             raise SetupError(str(exc)) from None
         except OSError as exc:
             raise SetupError(f"cache directory {self.cache.path}: {exc.strerror}") from None
-        fs = Filesystem(self.store, self.cache, self.settings)
+        try:
+            fs = Filesystem(self.store, self.cache, self.settings)
+        except JournalDamaged as exc:
+            self.cache.close()
+            raise SetupError(str(exc)) from None
         pending = fs.replay()
         if pending:
             log.warning("resuming %d item(s) of work left by the previous mount", pending)
         page = self._root_page
         if page is not None and page.next_token is None:
             fs.seed_listing(fs.ns.root, page.objects, page.prefixes)
-        ContentStore.remove_orphans(fs.contents, fs.dirty_content_ids())
+        fs.account_for_files()
+        self._warn_lost(fs, "")
         return fs, mountpoint
+
+    def _warn_lost(self, fs: Filesystem, when: str) -> bool:
+        """Say (on stderr, whoever started the daemon sees it) what lost+found holds."""
+        lost = fs.lost_found.entries()
+        if lost:
+            print(
+                f"fusestore: warning: {when}{len(lost)} file(s) that may hold changes are NOT in the store: "
+                f"they are kept in {fs.lost_found.path}; `fusestore cache show {self.cache.path}` lists "
+                f"them, `fusestore cache recover {self.cache.path} DIR` copies them into DIR",
+                file=sys.stderr,
+                flush=True,
+            )
+        return bool(lost)
 
     def run(self) -> int:
         # Cache files are private whatever the caller's umask (files the kernel creates on
@@ -174,6 +193,8 @@ class Daemon:
         code = 1
         try:
             code = trio.run(self._serve, fs, mountpoint)
+            if self._warn_lost(fs, "unmounted, but ") and code == 0:
+                code = 1  # 0 only when the store holds every change
         finally:
             pyfuse3.close(unmount=not self._kernel_unmounted)
             fs.close()
@@ -411,3 +432,4 @@ class Daemon:
             victims = fs.contents.evict_candidates()
             if victims:
                 await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=limiter)
+                fs.contents.forget(victims)

@@ -2,7 +2,10 @@
 
 The index (diskcache) remembers every clean content by id with the object key and etag it
 mirrors, so a remount reuses data whose etag still matches. Dirty contents are owned by the
-journal instead and are never evicted.
+journal instead and are never evicted. A clean data file is removed before its index
+entry, never after: a crash between leaves an entry without a file (dropped at the next
+mount), never a file no record names, which the next mount could not tell from changes
+whose journal record was lost (see `account_for_files`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import diskcache
 
 from . import room
 from .content import Content
+from .recovery import LostFound
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,10 @@ class ContentStore:
     eviction so that the file removals can run in a worker thread.
     """
 
-    def __init__(self, data_dir: Path, index: diskcache.Cache, limit: int) -> None:
+    def __init__(
+        self, data_dir: Path, index: diskcache.Cache, limit: int, owned: frozenset[str] = frozenset()
+    ) -> None:
+        """`owned`: the data files the journal names (never taken for clean ones)."""
         self.data_dir = data_dir
         self.index = index
         self.limit = limit
@@ -62,7 +69,7 @@ class ContentStore:
         self.on_spares_low: Callable[[], object] = lambda: None
         #: whether the clean data of an object key is to be kept (pinned by the user)
         self.keeps: Callable[[str], bool] = lambda key: False
-        self._load()
+        self._load(owned)
 
     def _map(self, content_id: str, key: str, etag: str) -> None:
         self._unmap(content_id)
@@ -74,17 +81,21 @@ class ContentStore:
         if obj is not None and self._by_object.get(obj) == content_id:
             del self._by_object[obj]
 
-    def _load(self) -> None:
-        """Clean contents left by the previous mount, checked against the files on disk."""
+    def _load(self, owned: frozenset[str]) -> None:
+        """Clean contents left by the previous mount, checked against the files on disk.
+        A file the journal owns is not clean, whatever an index rolled back may say."""
         for key in list(self.index.iterkeys()):
             if not (isinstance(key, tuple) and key[0] == "content"):
                 continue
             record: dict[str, Any] | None = self.index.get(key)
             content_id = key[1]
+            if content_id in owned:
+                self.index.delete(key)
+                continue
             path = self._path(content_id)
             if record is None or not path.exists() or path.stat().st_size != record["size"]:
-                self.index.delete(key)
                 path.unlink(missing_ok=True)
+                self.index.delete(key)
                 continue
             content = self._content(content_id, record["size"], record["size"], int(record["present"], 16))
             content.atime = record["atime"]
@@ -110,14 +121,33 @@ class ContentStore:
                     content.close()
             self._sweep_above = self._open_files[0] + OPEN_FILES
 
-    def remove_orphans(self, keep: set[str]) -> int:
-        """Delete data files that neither the index nor the journal (`keep`) knows. Blocking."""
-        removed = 0
+    def account_for_files(
+        self,
+        keep: set[str],
+        lost_found: LostFound,
+        *,
+        removed: Collection[str] = (),
+        all_clean: bool = False,
+    ) -> list[str]:
+        """Deal with the data files neither the index nor the journal (`keep`) knows, at
+        startup. Empty ones (spare files) and those of files removed while open (`removed`)
+        are deleted. Any other may hold changes whose journal record was lost, so it is
+        moved to `lost_found`, never deleted, unless `all_clean`: the index was lost and the
+        journal, whole, names every dirty file. Returns the ids moved. Blocking (small)."""
+        moved = []
         for entry in os.scandir(self.data_dir):
-            if entry.name not in self._by_id and entry.name not in keep:
+            if entry.name in self._by_id or entry.name in keep:
+                continue
+            if all_clean or entry.name in removed or entry.stat(follow_symlinks=False).st_size == 0:
                 os.unlink(entry.path)
-                removed += 1
-        return removed
+                continue
+            lost_found.keep(
+                Path(entry.path),
+                key=None,
+                reason="no journal or index record names it: changes of a file whose record was lost?",
+            )
+            moved.append(entry.name)
+        return moved
 
     # -- finding and creating ---------------------------------------------------------
 
@@ -270,8 +300,8 @@ class ContentStore:
         self._by_id.pop(content.id, None)
         self._uncount_dirty(content)
         self._unmap(content.id)
-        self.index.delete(("content", content.id))
         content.remove()
+        self.index.delete(("content", content.id))
 
     # -- accounting and eviction ------------------------------------------------------
 
@@ -338,12 +368,17 @@ class ContentStore:
         for content in chosen:
             self._by_id.pop(content.id, None)
             self._unmap(content.id)
-            self.index.delete(("content", content.id))
             content.close()
         return chosen
 
     @staticmethod
     def remove_files(contents: list[Content]) -> None:
-        """The blocking half of an eviction (run in a worker thread)."""
+        """The blocking half of an eviction (run in a worker thread); `forget` follows."""
         for content in contents:
             content.remove()
+
+    def forget(self, contents: list[Content]) -> None:
+        """The last half of an eviction: the index entries of the files removed."""
+        for content in contents:
+            if content.id not in self._by_id:
+                self.index.delete(("content", content.id))

@@ -4,7 +4,13 @@ Records are small dicts in a diskcache (SQLite, WAL): one per file, symlink or d
 with pending work (keyed by a journal id that survives renames), and one per key that
 still has to be deleted from the store. A record is written when the change is made and
 removed only once the store holds the result. A third kind names multipart uploads we
-started and have not finished, so that a crash cannot leave them behind in the store.
+started and have not finished, so that a crash cannot leave them behind in the store; a
+fourth, the data files of files removed while still open (no lost change is in them).
+
+The journal knows it exists: its first record is a random id, which `journal.id` next to
+it repeats. A journal that reads as empty (its database emptied or replaced, its log
+dropped by SQLite) while `journal.id` names it has lost records, and the mount refuses it
+(`JournalDamaged`) rather than take it for "nothing pending".
 
 Commits are NORMAL-synchronous (WAL): they survive the daemon being killed at once, and
 `sync` (in a worker thread: it fsyncs) makes them survive a power cut too. Measured here:
@@ -15,8 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,28 +34,94 @@ import diskcache
 
 from .diskfull import disk_errors
 from .keydisk import KeyCachingDisk
+from .recovery import JournalDamaged, check_wal
+
+#: the journal's own id (see the module docstring), and the file next to it that repeats it
+ID_KEY = ("journal", "id")
+ID_FILE = "journal.id"
 
 
 class Journal:
     """Durable pending work. Every method but `sync` is a small inline SQLite transaction
-    (safe from any thread); `sync` blocks on fsync."""
+    (safe from any thread); `sync` blocks on fsync.
+
+    Opening (blocking: it reads every record once, and fsyncs when it makes a new
+    journal) raises JournalDamaged when the journal cannot be read or has lost records;
+    nothing of the cache is changed then."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        # Nothing in it expires and nothing is evicted: no culling query on every write
-        # (cull_limit=0), 156 → 134 µs per record here.
-        self._db = diskcache.Cache(
-            str(path),
-            disk=KeyCachingDisk,
-            sqlite_synchronous=1,
-            size_limit=2**62,
-            eviction_policy="none",
-            cull_limit=0,
-        )
         #: bumped by every change; `sync` compares it to skip work when nothing changed
         self.changes = 0
         self._synced = 0
+        #: bumped by every hint (see `save_node`)
+        self._hints = 0
+        self._hints_synced = 0
         self._sync_lock = threading.Lock()
+        cache = path.parent
+        damage = check_wal(path / "cache.db-wal")
+        if damage is not None:
+            raise JournalDamaged(cache, damage)
+        try:
+            # Nothing in it expires and nothing is evicted: no culling query on every write
+            # (cull_limit=0), 156 → 134 µs per record here.
+            self._db = diskcache.Cache(
+                str(path),
+                disk=KeyCachingDisk,
+                sqlite_synchronous=1,
+                size_limit=2**62,
+                eviction_policy="none",
+                cull_limit=0,
+            )
+        except sqlite3.OperationalError:
+            raise  # a full disk, a lock: not the journal's own damage
+        except sqlite3.DatabaseError as exc:
+            raise JournalDamaged(cache, str(exc)) from None
+        try:
+            self._check_records(cache)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_records(self, cache: Path) -> None:
+        """Every record readable, and the journal's id the one `journal.id` names."""
+        try:
+            for key in list(self._db.iterkeys()):
+                self._db.get(key)
+            own = self._db.get(ID_KEY)
+        except sqlite3.OperationalError:
+            raise
+        except (sqlite3.DatabaseError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+            raise JournalDamaged(cache, f"{type(exc).__name__}: {exc}") from None
+        id_file = cache / ID_FILE
+        try:
+            expected: str | None = id_file.read_text().strip()
+        except FileNotFoundError:
+            expected = None
+        if own is None and expected is not None:
+            raise JournalDamaged(cache, f"its records are gone: {ID_FILE} names journal {expected}")
+        if own is not None and expected is not None and own != expected:
+            raise JournalDamaged(cache, f"it is journal {own}, not journal {expected} named by {ID_FILE}")
+        if own is None:  # a new journal (or one made before journals had an id)
+            own = uuid.uuid4().hex
+            with disk_errors("journal"):
+                self._db.set(ID_KEY, own)
+            self.changes += 1
+            self.sync()  # the id is durable before the file that expects it
+        if expected is None:
+            temporary = cache / (ID_FILE + ".tmp")
+            temporary.write_text(own + "\n")
+            fd = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(temporary, id_file)
+            fd = os.open(cache, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self._db.close()
@@ -59,10 +134,16 @@ class Journal:
         with disk_errors("journal"), self._db.transact():
             yield
 
-    def save_node(self, jid: str, record: dict[str, Any]) -> None:
+    def save_node(self, jid: str, record: dict[str, Any], *, hint: bool = False) -> None:
+        """Write a node's record. A `hint` (a record that differs from the last only in
+        what a restart can do without) does not make `needs_sync()` true, only
+        `needs_sync(hints=True)`."""
         with disk_errors("journal"):
             self._db.set(("node", jid), record)
-        self.changes += 1
+        if hint:
+            self._hints += 1
+        else:
+            self.changes += 1
 
     def drop_node(self, jid: str) -> None:
         with disk_errors("journal"):
@@ -119,14 +200,30 @@ class Journal:
                     found[key[1]] = record
         return found
 
-    def needs_sync(self) -> bool:
-        return self.changes > self._synced
+    def add_unlinked(self, content_id: str) -> None:
+        """The dirty data file `content_id` belongs to a file removed while still open: a
+        restart may delete it (no record names it, yet it holds no lost change)."""
+        with disk_errors("journal"):
+            self._db.set(("unlinked", content_id), True)
+        self.changes += 1
 
-    def sync(self) -> None:
-        """Make every change so far survive a power cut (blocks: fsync)."""
+    def drop_unlinked(self, content_id: str) -> None:
+        with disk_errors("journal"):
+            if self._db.delete(("unlinked", content_id)):
+                self.changes += 1
+
+    def unlinked(self) -> set[str]:
+        return {key[1] for key in self._db.iterkeys() if key[0] == "unlinked"}
+
+    def needs_sync(self, *, hints: bool = False) -> bool:
+        return self.changes > self._synced or (hints and self._hints > self._hints_synced)
+
+    def sync(self, *, hints: bool = True) -> None:
+        """Make every change so far survive a power cut (blocks: fsync); without `hints`,
+        skip the fsync when only hints were written since the last one."""
         with self._sync_lock:
-            target = self.changes
-            if not self.needs_sync():
+            target, hint_target = self.changes, self._hints
+            if not self.needs_sync(hints=hints):
                 return
             # In WAL mode a commit is durable once the WAL is; a checkpoint (SQLite's own,
             # every 1000 pages) fsyncs the WAL before and the database after it copies.
@@ -140,7 +237,7 @@ class Journal:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            self._synced = target
+            self._synced, self._hints_synced = target, hint_target
 
     def nodes(self) -> dict[str, dict[str, Any]]:
         found = {}
@@ -155,4 +252,4 @@ class Journal:
         return [key[1] for key in self._db.iterkeys() if key[0] == "delete"]
 
     def __len__(self) -> int:
-        return len(self._db)
+        return len(self._db) - (ID_KEY in self._db)

@@ -26,7 +26,7 @@ from typing import Any
 import trio
 
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal, room
-from ..cache.diskfull import Index
+from ..cache.recovery import LOST_FOUND, LostFound, open_index
 from ..cache.writeout import start_writeout
 from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
 from ..pins import Pins
@@ -138,9 +138,25 @@ class Filesystem:
         self.links = store if isinstance(store, LinkedStores) else None
         self.cache = cache
         self.settings = settings
-        self.index = Index(str(cache.path / "index"), eviction_policy="none", size_limit=2**62)
+        # The journal first: a damaged one refuses the mount before anything changes.
         self.journal = Journal(cache.path / "journal")
-        self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size)
+        try:
+            self.index, damage = open_index(cache.path / "index")
+        except BaseException:
+            self.journal.close()
+            raise
+        #: the index was unreadable and made anew: data files no journal record names are clean
+        self.index_rebuilt = damage is not None
+        if damage is not None:
+            log.warning(
+                "the index of the cache %s could not be read (%s): rebuilt empty; cached copies "
+                "of objects are fetched again and pinned paths must be pinned again",
+                cache.path,
+                damage,
+            )
+        self.lost_found = LostFound(cache.path / LOST_FOUND)
+        owned = frozenset(rec["content"] for rec in self.journal.nodes().values() if rec.get("content"))
+        self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size, owned)
         self.pins = Pins(self.index)
         self.contents.keeps = self.pins.covers
         self.contents.keep_again()
@@ -197,14 +213,17 @@ class Filesystem:
                 raise
             log.warning("%s: not journaled yet: %s", node.path(), exc.strerror)
 
-    def record(self, node: Node, *, timestamps_later: bool = False) -> None:
+    def record(self, node: Node, *, timestamps_later: bool = False, size_now: bool = False) -> None:
         """Write (or drop) the journal record of `node`'s pending work. With
         `timestamps_later` (a close, an fsync), a record that would differ from the last one
         only in its mtime, or in what a restart reads from the cache file (a content's size
         and its blocks past the base), is left to the next full persist, within 2 s (the
         kernel sends a new mtime with the flush of every written file: a transaction per
         new file saved, and an fsync that waits for no journal flush). So the journal
-        holds no record a full persist does not sync at once."""
+        holds no record a full persist does not sync at once. `size_now` (an fsync): the
+        record does hold the size, so that a restart can tell a cache file cut short (a
+        file shorter than its record is set aside, never uploaded); a change of the size
+        alone is written without making the journal's next sync wait for it."""
         if not node.linked or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
@@ -255,6 +274,12 @@ class Filesystem:
                 if content.present & mask == int(last["present"], 16) & mask:
                     waiting |= {"size", "present"}
             if all(record[name] == last[name] for name in record if name not in waiting):
+                if size_now and record["size"] != last["size"]:
+                    # Written now for a restart's check of the cache file (`_data_whole`),
+                    # as a hint: made durable by the next full persist, so an fsync still
+                    # waits for no journal flush.
+                    self.journal.save_node(node.jid, record, hint=True)
+                    node.journaled = record
                 return
         self.journal.save_node(node.jid, record)
         node.journaled = record
@@ -333,6 +358,8 @@ class Filesystem:
         return len(records) + len(self.ns.deletes)
 
     def _replay_node(self, jid: str, rec: dict[str, Any]) -> None:
+        if rec["content"] and not self._data_whole(jid, rec):
+            return
         *dirs, name = rec["key"].split("/")
         parent = self.ns.root
         for dir_name in dirs:
@@ -385,6 +412,48 @@ class Filesystem:
             node.size = size
         self.ns.track_move(node)
         self.flusher.schedule(node, delay=0)
+
+    def _data_whole(self, jid: str, rec: dict[str, Any]) -> bool:
+        """Whether the cache file of a pending file is at least as long as its record says
+        (a record never states more than the file held when it was written). One cut short
+        or missing is set aside in lost+found with its key, and its record dropped: it is
+        never uploaded as if whole."""
+        path = self.cache.data_dir / rec["content"]
+        size = path.stat().st_size if path.exists() else None
+        if size is not None and size >= rec["size"]:
+            return True
+        found = "missing" if size is None else f"{size} bytes"
+        self.lost_found.keep(
+            path,
+            key=rec["key"],
+            expected_size=rec["size"],
+            reason=f"cache file {found}, its record says {rec['size']}",
+        )
+        self.journal.drop_node(jid)
+        log.error(
+            "%s: its cached data is %s, %d bytes expected: not uploaded; kept in %s (cache recover)",
+            rec["key"],
+            found,
+            rec["size"],
+            self.lost_found.path,
+        )
+        return False
+
+    def account_for_files(self) -> None:
+        """After `replay`: data files no record names are removed when surely clean, else
+        set aside in lost+found (see `ContentStore.account_for_files`). Blocking (small)."""
+        removed = self.journal.unlinked()
+        moved = self.contents.account_for_files(
+            self.dirty_content_ids(), self.lost_found, removed=removed, all_clean=self.index_rebuilt
+        )
+        for content_id in removed:
+            self.journal.drop_unlinked(content_id)
+        if moved:
+            log.error(
+                "%d cache file(s) no journal or index record names were kept in %s (fusestore cache recover)",
+                len(moved),
+                self.lost_found.path,
+            )
 
     def dirty_content_ids(self) -> set[str]:
         return {rec["content"] for rec in self.journal.nodes().values() if rec.get("content")}
@@ -930,6 +999,9 @@ class Filesystem:
         self.flusher.forget(node)
         if node.opens:
             self.ns.track_move(node)  # open handles may still read blocks from its object
+            if node.content is not None and node.content.dirty:
+                # No record names its data now: the journal says it holds no lost change.
+                self.journal.add_unlinked(node.content.id)
         else:
             self._release_object(node)
             content = node.content
@@ -1444,6 +1516,7 @@ class Filesystem:
         """Drop the dirty data of a file nobody can reach any more, and wake writers
         waiting for the room."""
         self.contents.discard(content)
+        self.journal.drop_unlinked(content.id)
         self._room_freed.set()
         self._room_freed = trio.Event()
 
@@ -1458,7 +1531,7 @@ class Filesystem:
         or are in the store (`--fsync=remote`)."""
         node = self.file_handle(fh).node
         if node.linked:
-            self.record(node, timestamps_later=True)
+            self.record(node, timestamps_later=True, size_now=True)
         await self.persist(essential_only=True)
         if self.settings.fsync == "remote":
             await self.flusher.wait_uploaded(node)
@@ -1475,8 +1548,10 @@ class Filesystem:
         for content in self._unsynced:
             content.new_file = False
         self._unsynced.clear()
-        if paths or self.journal.needs_sync():
-            await trio.to_thread.run_sync(self._fsync_files, paths, new_names, limiter=self._disk_limiter)
+        if paths or self.journal.needs_sync(hints=not essential_only):
+            await trio.to_thread.run_sync(
+                self._fsync_files, paths, new_names, not essential_only, limiter=self._disk_limiter
+            )
 
     def _record_unjournaled(self, *, timestamps_later: bool) -> None:
         """Write the records left to a persist in one transaction: after a burst of new
@@ -1496,13 +1571,13 @@ class Filesystem:
                 self._unjournaled.add(node)
             raise
 
-    def _fsync_files(self, paths: list[Path], new_names: bool) -> None:
-        """Blocking: runs in a worker thread."""
+    def _fsync_files(self, paths: list[Path], new_names: bool, hints: bool) -> None:
+        """Blocking: runs in a worker thread. `hints`: see `Journal.save_node`."""
         for first in range(0, len(paths), FSYNC_BATCH):
             self._fsync_batch(paths[first : first + FSYNC_BATCH])
         if new_names:
             self.contents.sync_names()
-        self.journal.sync()
+        self.journal.sync(hints=hints)
 
     @staticmethod
     def _fsync_batch(paths: list[Path]) -> None:

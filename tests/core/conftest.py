@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.cache import CacheDir, ContentStore
+from fusestore.cache import CacheDir
 from fusestore.core import Filesystem, MountSettings, Node
 from fusestore.stores import Store, StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
@@ -104,7 +104,7 @@ class Env:
         try:
             if replay:
                 fs.replay()
-                ContentStore.remove_orphans(fs.contents, fs.dirty_content_ids())
+                fs.account_for_files()
             async with trio.open_nursery() as nursery:
                 if flusher:
                     await nursery.start(fs.serve)

@@ -15,6 +15,7 @@ import trio
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
 from fusestore.cache import contents as contents_module
 from fusestore.cache.contents import OPEN_FILES, SPARES, SPARES_LOW
+from fusestore.cache.recovery import LostFound
 from fusestore.daemon import raise_open_file_limit
 
 from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, resolve, write_file
@@ -53,6 +54,10 @@ async def test_eviction_spares_dirty_and_open_contents_and_goes_least_recently_u
         ContentStore.remove_files(victims)
         for victim in victims:
             assert not victim.path.exists()
+            # the file goes first: a crash between leaves no file that no record names
+            assert fs.index.get(("content", victim.id)) is not None
+        fs.contents.forget(victims)
+        for victim in victims:
             assert fs.index.get(("content", victim.id)) is None
 
         # Everything still reads right: evicted data comes back from the store.
@@ -209,10 +214,14 @@ def test_dirty_contents_are_owned_by_the_journal_not_the_index(tmp_path: Path) -
     assert contents.clean_for("k", '"e"', 4) is not c, "a dirty content mirrors no object"
     orphan = tmp_path / "data" / "orphan"
     orphan.write_bytes(b"left by a crash")
+    spare = tmp_path / "data" / "spare"
+    spare.write_bytes(b"")
     kept = tmp_path / "data" / "journaled"
     kept.write_bytes(b"named by the journal")
-    assert contents.remove_orphans(keep={"journaled", c.id}) == 1
-    assert not orphan.exists() and kept.exists() and c.path.exists()
+    lost_found = LostFound(tmp_path / "lost+found")
+    assert contents.account_for_files({"journaled", c.id}, lost_found) == ["orphan"]
+    assert not orphan.exists() and not spare.exists() and kept.exists() and c.path.exists()
+    assert (tmp_path / "lost+found" / "orphan").read_bytes() == b"left by a crash", "never deleted"
     contents.register_clean(c, "k", '"e3"')
     assert contents.dirty_bytes == 0
     assert contents.clean_for("k", '"e3"', 4) is c
@@ -291,7 +300,7 @@ def test_spare_cache_files_left_by_a_crash_are_orphans(tmp_path: Path) -> None:
     contents.add_spares(contents.make_spares(3))
     assert len(os.listdir(data_dir)) == 3
     # a crash: nothing dropped them; the next mount's orphan sweep does
-    assert ContentStore(data_dir, index, limit=MiB).remove_orphans(keep=set()) == 3
+    assert ContentStore(data_dir, index, limit=MiB).account_for_files(set(), LostFound(tmp_path / "lf")) == []
     assert os.listdir(data_dir) == []
     index.close()
 
