@@ -420,8 +420,8 @@ class Filesystem:
         never uploaded as if whole."""
         path = self.cache.data_dir / rec["content"]
         size = path.stat().st_size if path.exists() else None
-        if size is not None and size >= rec["size"]:
-            return True
+        if (size or 0) >= rec["size"]:
+            return True  # a new file's cache file is made at its first write: none yet is empty
         found = "missing" if size is None else f"{size} bytes"
         self.lost_found.keep(
             path,

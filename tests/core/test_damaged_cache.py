@@ -26,7 +26,7 @@ from fusestore.cli import main
 from fusestore.core import Filesystem
 from fusestore.mounts import is_mounted, lazy_unmount
 
-from .conftest import Env, pattern
+from .conftest import Env, pattern, write_file
 
 #: name -> size: each written in 64 KiB writes, then fsynced (as the kernel sends them)
 FILES = {f"f{i}": 150_000 + 70_001 * i for i in range(5)}
@@ -257,4 +257,15 @@ async def test_the_data_of_a_file_removed_while_open_is_not_taken_for_lost_chang
     async with env.mount():
         pass
     assert not scratch.exists()
+    assert caches.lost_entries(env.cache_dir) == []
+
+
+@pytest.mark.trio
+@pytest.mark.timeout(60)
+async def test_an_empty_new_file_whose_cache_file_was_never_made_is_not_taken_for_damage(env: Env) -> None:
+    async with env.mount(flusher=False) as fs:
+        await write_file(fs, "empty", b"")
+    async with env.mount():
+        pass
+    assert env.objects() == {"empty": b""}
     assert caches.lost_entries(env.cache_dir) == []
