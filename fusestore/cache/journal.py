@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,27 @@ ID_KEY = ("journal", "id")
 ID_FILE = "journal.id"
 
 
+@dataclass
+class Records:
+    """Everything a journal holds, read in one pass (see `Journal.read_all`)."""
+
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deletes: list[str] = field(default_factory=list)
+    uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unlinked: set[str] = field(default_factory=set)
+
+    def content_ids(self) -> set[str]:
+        """The data files the node records name (changes not yet in the store)."""
+        return {rec["content"] for rec in self.nodes.values() if rec.get("content")}
+
+
 class Journal:
     """Durable pending work. Every method but `sync` is a small inline SQLite transaction
     (safe from any thread); `sync` blocks on fsync.
 
-    Opening (blocking: it reads every record once, and fsyncs when it makes a new
-    journal) raises JournalDamaged when the journal cannot be read or has lost records;
-    nothing of the cache is changed then."""
+    Opening (blocking: it fsyncs when it makes a new journal) raises JournalDamaged when
+    the journal cannot be read or has lost records, and so does a reading method that
+    meets a record it cannot read; nothing of the cache is changed then."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -58,7 +73,7 @@ class Journal:
         self._hints = 0
         self._hints_synced = 0
         self._sync_lock = threading.Lock()
-        cache = path.parent
+        self._cache = cache = path.parent
         damage = check_wal(path / "cache.db-wal")
         if damage is not None:
             raise JournalDamaged(cache, damage)
@@ -83,16 +98,21 @@ class Journal:
             self._db.close()
             raise
 
-    def _check_records(self, cache: Path) -> None:
-        """Every record readable, and the journal's id the one `journal.id` names."""
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A record that cannot be read (a garbled page or value) is the journal's damage."""
         try:
-            for key in list(self._db.iterkeys()):
-                self._db.get(key)
-            own = self._db.get(ID_KEY)
+            yield
         except sqlite3.OperationalError:
-            raise
+            raise  # a lock, a full disk: not the journal's own damage
         except (sqlite3.DatabaseError, pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
-            raise JournalDamaged(cache, f"{type(exc).__name__}: {exc}") from None
+            raise JournalDamaged(self._cache, f"{type(exc).__name__}: {exc}") from None
+
+    def _check_records(self, cache: Path) -> None:
+        """The journal's id is the one `journal.id` names (the records are read, and
+        checked, by `nodes`, `deletes` and `uploads`, which a mount calls first)."""
+        with self._reading():
+            own = self._db.get(ID_KEY)
         id_file = cache / ID_FILE
         try:
             expected: str | None = id_file.read_text().strip()
@@ -193,11 +213,12 @@ class Journal:
     def uploads(self) -> dict[str, dict[str, Any]]:
         """key -> {"since": unix time, "ids": [...]} of uploads possibly left unfinished."""
         found = {}
-        for key in self._db.iterkeys():
-            if key[0] == "upload":
-                record = self._db.get(key)
-                if record is not None:
-                    found[key[1]] = record
+        with self._reading():
+            for key in self._db.iterkeys():
+                if key[0] == "upload":
+                    record = self._db.get(key)
+                    if record is not None:
+                        found[key[1]] = record
         return found
 
     def add_unlinked(self, content_id: str) -> None:
@@ -211,9 +232,6 @@ class Journal:
         with disk_errors("journal"):
             if self._db.delete(("unlinked", content_id)):
                 self.changes += 1
-
-    def unlinked(self) -> set[str]:
-        return {key[1] for key in self._db.iterkeys() if key[0] == "unlinked"}
 
     def needs_sync(self, *, hints: bool = False) -> bool:
         return self.changes > self._synced or (hints and self._hints > self._hints_synced)
@@ -239,17 +257,35 @@ class Journal:
                     os.close(fd)
             self._synced, self._hints_synced = target, hint_target
 
+    def read_all(self) -> Records:
+        """Every record, in one pass over the journal (each pass costs ~60 µs a record)."""
+        found = Records()
+        with self._reading():
+            for key in self._db.iterkeys():
+                kind = key[0]
+                if kind == "delete":
+                    found.deletes.append(key[1])
+                elif kind == "unlinked":
+                    found.unlinked.add(key[1])
+                elif kind in ("node", "upload"):
+                    record = self._db.get(key)
+                    if record is not None:
+                        (found.nodes if kind == "node" else found.uploads)[key[1]] = record
+        return found
+
     def nodes(self) -> dict[str, dict[str, Any]]:
         found = {}
-        for key in self._db.iterkeys():
-            if key[0] == "node":
-                record = self._db.get(key)
-                if record is not None:
-                    found[key[1]] = record
+        with self._reading():
+            for key in self._db.iterkeys():
+                if key[0] == "node":
+                    record = self._db.get(key)
+                    if record is not None:
+                        found[key[1]] = record
         return found
 
     def deletes(self) -> list[str]:
-        return [key[1] for key in self._db.iterkeys() if key[0] == "delete"]
+        with self._reading():
+            return [key[1] for key in self._db.iterkeys() if key[0] == "delete"]
 
     def __len__(self) -> int:
         return len(self._db) - (ID_KEY in self._db)

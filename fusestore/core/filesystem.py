@@ -26,6 +26,7 @@ from typing import Any
 import trio
 
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal, room
+from ..cache.journal import Records
 from ..cache.recovery import LOST_FOUND, LostFound, open_index
 from ..cache.writeout import start_writeout
 from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
@@ -138,9 +139,11 @@ class Filesystem:
         self.links = store if isinstance(store, LinkedStores) else None
         self.cache = cache
         self.settings = settings
-        # The journal first: a damaged one refuses the mount before anything changes.
+        # The journal first, every record read: a damaged one refuses the mount (raises
+        # JournalDamaged) before anything changes. `replay` takes these records.
         self.journal = Journal(cache.path / "journal")
         try:
+            self._journaled_at_open = self.journal.read_all()
             self.index, damage = open_index(cache.path / "index")
         except BaseException:
             self.journal.close()
@@ -155,7 +158,7 @@ class Filesystem:
                 damage,
             )
         self.lost_found = LostFound(cache.path / LOST_FOUND)
-        owned = frozenset(rec["content"] for rec in self.journal.nodes().values() if rec.get("content"))
+        owned = frozenset(self._journaled_at_open.content_ids())
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size, owned)
         self.pins = Pins(self.index)
         self.contents.keeps = self.pins.covers
@@ -343,7 +346,7 @@ class Filesystem:
 
     def replay(self) -> int:
         """Rebuild pending work from the journal (before the mount is ready). Returns its size."""
-        records = self.journal.nodes()
+        records, deletes = self._journaled_at_open.nodes, self._journaled_at_open.deletes
         # Parents before children, so directories exist when their entries arrive.
         for jid, rec in sorted(records.items(), key=lambda item: item[1]["key"].count("/")):
             try:
@@ -352,7 +355,7 @@ class Filesystem:
                 log.exception(
                     "journal record for %r could not be replayed; it stays in the journal", rec.get("key")
                 )
-        for key in self.journal.deletes():
+        for key in deletes:
             self.ns.deletes.add(key)
             self.ns._shadow(key, +1)
         return len(records) + len(self.ns.deletes)
@@ -442,11 +445,11 @@ class Filesystem:
     def account_for_files(self) -> None:
         """After `replay`: data files no record names are removed when surely clean, else
         set aside in lost+found (see `ContentStore.account_for_files`). Blocking (small)."""
-        removed = self.journal.unlinked()
+        opened, self._journaled_at_open = self._journaled_at_open, Records()
         moved = self.contents.account_for_files(
-            self.dirty_content_ids(), self.lost_found, removed=removed, all_clean=self.index_rebuilt
+            opened.content_ids(), self.lost_found, removed=opened.unlinked, all_clean=self.index_rebuilt
         )
-        for content_id in removed:
+        for content_id in opened.unlinked:
             self.journal.drop_unlinked(content_id)
         if moved:
             log.error(
@@ -454,9 +457,6 @@ class Filesystem:
                 len(moved),
                 self.lost_found.path,
             )
-
-    def dirty_content_ids(self) -> set[str]:
-        return {rec["content"] for rec in self.journal.nodes().values() if rec.get("content")}
 
     # -- lookups and listings ---------------------------------------------------------
 
