@@ -94,8 +94,13 @@ def cache_show(cache: str, as_json: bool) -> None:
         for entry in lost:
             size = "missing" if entry.size is None else size_text(entry.size)
             click.echo(f"  {'lost':8} {entry.key or entry.name}  {size}  ({entry.reason})")
-    if lost or unreadable:
-        click.echo(f"  fusestore cache recover {info.path} DIR copies them into DIR")
+    if unreadable:
+        click.echo(
+            f"  the journal cannot be read: `fusestore cache recover {info.path} DIR` copies every data "
+            "file that may hold changes into DIR"
+        )
+    elif lost:
+        click.echo(f"  `fusestore cache recover {info.path} DIR` copies them into DIR")
 
 
 @cache_group.command("recover")
