@@ -72,6 +72,8 @@ class Journal:
         #: bumped by every hint (see `save_node`)
         self._hints = 0
         self._hints_synced = 0
+        #: the "unlinked" records (so that dropping one not there costs no transaction)
+        self._unlinked: set[str] = set()
         self._sync_lock = threading.Lock()
         self._cache = cache = path.parent
         damage = check_wal(path / "cache.db-wal")
@@ -226,12 +228,15 @@ class Journal:
         restart may delete it (no record names it, yet it holds no lost change)."""
         with disk_errors("journal"):
             self._db.set(("unlinked", content_id), True)
+        self._unlinked.add(content_id)
         self.changes += 1
 
     def drop_unlinked(self, content_id: str) -> None:
-        with disk_errors("journal"):
-            if self._db.delete(("unlinked", content_id)):
-                self.changes += 1
+        if content_id in self._unlinked:
+            with disk_errors("journal"):
+                self._db.delete(("unlinked", content_id))
+            self._unlinked.discard(content_id)
+            self.changes += 1
 
     def needs_sync(self, *, hints: bool = False) -> bool:
         return self.changes > self._synced or (hints and self._hints > self._hints_synced)
@@ -267,6 +272,7 @@ class Journal:
                     found.deletes.append(key[1])
                 elif kind == "unlinked":
                     found.unlinked.add(key[1])
+                    self._unlinked.add(key[1])
                 elif kind in ("node", "upload"):
                     record = self._db.get(key)
                     if record is not None:

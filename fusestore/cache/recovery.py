@@ -85,13 +85,19 @@ def check_wal(path: Path) -> str | None:
 
 def open_index(path: Path) -> tuple[Index, str | None]:
     """The cache's index, and None; or, when it cannot be read, a new empty one and why
-    the old one was dropped (it held nothing the store does not have)."""
+    the old one was dropped (it held nothing the store does not have: said in the log)."""
     try:
         return Index(str(path), eviction_policy="none", size_limit=2**62), None
     except sqlite3.OperationalError:
         raise  # a full disk, a lock: nothing wrong with the index itself
     except sqlite3.DatabaseError as exc:
         reason = str(exc)
+    log.warning(
+        "the index of the cache %s could not be read (%s): rebuilt empty; cached copies of "
+        "objects are fetched again, and pinned paths must be pinned again",
+        path.parent,
+        reason,
+    )
     shutil.rmtree(path, ignore_errors=True)
     return Index(str(path), eviction_policy="none", size_limit=2**62), reason
 
@@ -155,6 +161,29 @@ class LostFound:
             os.rename(data, self.path / data.name)
             _fsync_dir(data.parent)
         _fsync_dir(self.path)
+
+    def keep_if_cut_short(self, data: Path, record: dict[str, Any]) -> bool:
+        """Whether the cache file `data` of a pending file's journal `record` is shorter
+        than the record says (a record never states more than the file held when it was
+        written); such a file is kept here with the record's key, and said in the log."""
+        size = data.stat().st_size if data.exists() else None
+        if (size or 0) >= record["size"]:
+            return False  # a new file's cache file is made at its first write: none yet is empty
+        found = "missing" if size is None else f"{size} bytes"
+        self.keep(
+            data,
+            key=record["key"],
+            expected_size=record["size"],
+            reason=f"cache file {found}, its record says {record['size']}",
+        )
+        log.error(
+            "%s: its cached data is %s, %d bytes expected: not uploaded; kept in %s (cache recover)",
+            record["key"],
+            found,
+            record["size"],
+            self.path,
+        )
+        return True
 
     def entries(self) -> list[LostEntry]:
         return lost_entries(self.path)

@@ -150,13 +150,6 @@ class Filesystem:
             raise
         #: the index was unreadable and made anew: data files no journal record names are clean
         self.index_rebuilt = damage is not None
-        if damage is not None:
-            log.warning(
-                "the index of the cache %s could not be read (%s): rebuilt empty; cached copies "
-                "of objects are fetched again and pinned paths must be pinned again",
-                cache.path,
-                damage,
-            )
         self.lost_found = LostFound(cache.path / LOST_FOUND)
         owned = frozenset(self._journaled_at_open.content_ids())
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size, owned)
@@ -278,7 +271,7 @@ class Filesystem:
                     waiting |= {"size", "present"}
             if all(record[name] == last[name] for name in record if name not in waiting):
                 if size_now and record["size"] != last["size"]:
-                    # Written now for a restart's check of the cache file (`_data_whole`),
+                    # Written now for a restart's check of the cache file (`keep_if_cut_short`),
                     # as a hint: made durable by the next full persist, so an fsync still
                     # waits for no journal flush.
                     self.journal.save_node(node.jid, record, hint=True)
@@ -361,7 +354,8 @@ class Filesystem:
         return len(records) + len(self.ns.deletes)
 
     def _replay_node(self, jid: str, rec: dict[str, Any]) -> None:
-        if rec["content"] and not self._data_whole(jid, rec):
+        if rec["content"] and self.lost_found.keep_if_cut_short(self.cache.data_dir / rec["content"], rec):
+            self.journal.drop_node(jid)  # never uploaded as if whole
             return
         *dirs, name = rec["key"].split("/")
         parent = self.ns.root
@@ -415,32 +409,6 @@ class Filesystem:
             node.size = size
         self.ns.track_move(node)
         self.flusher.schedule(node, delay=0)
-
-    def _data_whole(self, jid: str, rec: dict[str, Any]) -> bool:
-        """Whether the cache file of a pending file is at least as long as its record says
-        (a record never states more than the file held when it was written). One cut short
-        or missing is set aside in lost+found with its key, and its record dropped: it is
-        never uploaded as if whole."""
-        path = self.cache.data_dir / rec["content"]
-        size = path.stat().st_size if path.exists() else None
-        if (size or 0) >= rec["size"]:
-            return True  # a new file's cache file is made at its first write: none yet is empty
-        found = "missing" if size is None else f"{size} bytes"
-        self.lost_found.keep(
-            path,
-            key=rec["key"],
-            expected_size=rec["size"],
-            reason=f"cache file {found}, its record says {rec['size']}",
-        )
-        self.journal.drop_node(jid)
-        log.error(
-            "%s: its cached data is %s, %d bytes expected: not uploaded; kept in %s (cache recover)",
-            rec["key"],
-            found,
-            rec["size"],
-            self.lost_found.path,
-        )
-        return False
 
     def account_for_files(self) -> None:
         """After `replay`: data files no record names are removed when surely clean, else
