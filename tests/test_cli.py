@@ -140,3 +140,37 @@ def test_journald_gets_priorities_and_a_terminal_gets_level_names() -> None:
 
     record = logging.LogRecord("fusestore.flusher", logging.WARNING, __file__, 1, "upload failed", None, None)
     assert JournalFormatter("%(name)s: %(message)s").format(record) == "<4>fusestore.flusher: upload failed"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["s3://mybucket/../x"],
+        ["s3://mybucket/a/./x"],
+        ["s3://mybucket/a//b"],
+        ["s3://mybucket/a", "--link", "/d=s3://other/../x"],
+    ],
+    ids=["dotdot", "dot", "empty name", "--link dotdot"],
+)
+def test_mount_refuses_a_url_whose_prefix_has_dot_dotdot_or_empty_names(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """Refused before anything is mounted or any request sent (the endpoint does not exist)."""
+    url, *more = args
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    result = fusestore(
+        "mount",
+        url,
+        str(mountpoint),
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *more,
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("fusestore: error:") and "an empty, '.' or '..' name" in line, line
+    assert not (tmp_path / "cache").exists()

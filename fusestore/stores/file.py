@@ -61,7 +61,7 @@ from .errors import (
     StoreNotFound,
     from_os_error,
 )
-from .keys import check_metadata
+from .keys import check_metadata, check_url_path
 from .listing import Item, paginate, roll_up
 from .options import Option, options_query, parse_options
 
@@ -145,6 +145,7 @@ class FileStore(Store):
         path = unquote(url.path)
         if not path.startswith("/"):
             raise InvalidStoreURL(f"file:// URL needs an absolute path: {url.geturl()!r}")
+        check_url_path(path, "directory")
         return cls(path, **parse_options(cls.scheme, cls.options, options))
 
     def to_url(self) -> str:

@@ -30,9 +30,24 @@ def key_bytes(key: str) -> bytes:
         raise InvalidKey(f"key is not valid UTF-8: {key!r}", key=key) from None
 
 
+def check_url_path(path: str, what: str = "prefix") -> str:
+    """`path` (a URL's path: a store's prefix, or a file store's root) with one leading
+    and one trailing slash taken off; InvalidStoreURL when a name in it is empty, `.` or
+    `..`. Such a prefix would name keys no file name maps to (`s3://b/../x` writes
+    `../x/f`), or resolve elsewhere than it reads."""
+    inner = path.removeprefix("/").removesuffix("/")
+    if inner and any(name in ("", ".", "..") for name in inner.split("/")):
+        raise InvalidStoreURL(
+            f"the store URL's {what} {path!r} has an empty, '.' or '..' name; "
+            "write it without them, e.g. s3://BUCKET/team/a or file:///srv/objects"
+        )
+    return inner
+
+
 def normalize_prefix(prefix: str) -> str:
-    """`team/a`, `/team/a/` and `team/a/` all name the folder `team/a/`; `` is the root."""
-    prefix = prefix.strip("/")
+    """`team/a`, `/team/a/` and `team/a/` all name the folder `team/a/`; `` is the root.
+    InvalidStoreURL for a prefix with an empty, `.` or `..` name (see `check_url_path`)."""
+    prefix = check_url_path(prefix)
     return f"{prefix}/" if prefix else ""
 
 

@@ -100,3 +100,31 @@ def test_broken_third_party_driver_is_reported(tmp_path: Path, monkeypatch: pyte
         InvalidStoreURL, match=r"the driver for broken:// \(no_such_module:Store\) cannot be loaded"
     ):
         open_store("broken://x")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://bkt/../x",
+        "s3://bkt/./x",
+        "s3://bkt/a//b",
+        "s3://bkt/a/..",
+        "s3://bkt//a",
+        "memory://name/a/../b",
+        "file:///tmp/x/../y",
+        "file:///tmp/./y",
+    ],
+)
+def test_a_prefix_with_dot_dotdot_or_empty_names_is_refused(url: str) -> None:
+    """A URL's folder names keys: `s3://b/../x` would write `../x/f`, which no file name
+    maps to and many servers refuse; `s3://b/a//b` names keys no other tool finds."""
+    with pytest.raises(InvalidStoreURL) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "an empty, '.' or '..' name" in message, message
+
+
+@pytest.mark.parametrize("url", ["s3://bkt/team/a/", "s3://bkt/team/a", "s3://bkt/", "memory://n/p/"])
+def test_a_prefix_may_end_with_one_slash(url: str) -> None:
+    assert open_store(url).keys.prefix in ("team/a/", "", "p/")
