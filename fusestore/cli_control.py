@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -15,7 +16,8 @@ from typing import Any
 
 import click
 
-from . import mounts
+from . import caches, mounts
+from .cache.layout import cache_name, default_cache_root
 from .cli import fail, main
 from .control import ControlClient, ControlError, ControlTimeout
 
@@ -220,9 +222,9 @@ def umount_command(
         return
     if not pid or not mounts.process_alive(pid) or not ours:
         if ours:
+            store_url = (entry or {}).get("store") or mounts.mount_source(point)
             mounts.lazy_unmount(point)
-            click.echo(f"fusestore: {point} unmounted (no live daemon was registered for it)", err=True)
-            return
+            sys.exit(_left_behind(point, store_url, (entry or {}).get("cache")))
         fail(f"{point} is not a fusestore mount")
     if no_wait:
         mounts.lazy_unmount(point)
@@ -254,3 +256,43 @@ def umount_command(
     if result not in (0, None):
         fail(f"{point} was unmounted with changes not yet in the store; they go up at the next mount")
     click.echo(f"fusestore: {point} unmounted; the store holds every change", err=True)
+
+
+def _left_behind(point: str, store_url: str | None, cache: str | None) -> int:
+    """After detaching a mount whose daemon died (kill -9, a crash): what its cache still
+    has to upload and the command that uploads it. The exit code: 0 only when the cache
+    says the store holds every change, else 1 (as for a daemon that could not upload)."""
+    if cache is None and store_url:
+        cache = str(default_cache_root() / cache_name(store_url))  # the registry entry is gone
+    head = f"fusestore: {point} unmounted; its daemon had died"
+    try:
+        info = caches.describe(cache) if cache else None
+    except caches.CacheError as exc:
+        click.echo(f"{head}, and its cache cannot be read ({exc})", err=True)
+        info = None
+    if info is not None and info.pending is False:
+        click.echo(f"{head}; the store holds every change", err=True)
+        return 0
+    if info is None:
+        click.echo(
+            f"{head}; whatever it had not uploaded is in its cache and goes up at the next mount "
+            "of the same store with the same cache",
+            err=True,
+        )
+        return 1
+    what = (
+        f"{info.pending_files} file(s) ({size_text(info.dirty_bytes or 0)}), "
+        f"{info.pending_dirs} director(ies), {info.pending_deletes} delete(s)"
+        if info.pending
+        else f"unknown ({info.pending_error})"
+    )
+    command = ["fusestore", "mount", info.store_url or store_url or "URL", point]
+    if info.store_url is None or info.path != default_cache_root() / cache_name(info.store_url):
+        command += ["--cache-dir", str(info.path)]
+    click.echo(
+        f"{head} with changes not yet in the store: {what}. They are kept in its cache and go up at "
+        f"the next mount of the same store with that cache:\n  {shlex.join(command)}\n"
+        f"Details: fusestore cache show {shlex.quote(str(info.path))}",
+        err=True,
+    )
+    return 1

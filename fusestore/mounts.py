@@ -26,6 +26,7 @@ class MountEntry:
     mountpoint: str
     device: str  # major:minor
     fstype: str  # `fuse.fusestore` for ours
+    source: str = ""  # for ours: the store's URL
 
 
 def mount_table() -> list[MountEntry]:
@@ -38,7 +39,8 @@ def mount_table() -> list[MountEntry]:
                 fields, _, tail = line.partition(" - ")
                 points = fields.split()
                 if len(points) > 4 and tail:
-                    entries.append(MountEntry(_unescape(points[4]), points[2], tail.split()[0]))
+                    fstype, source, *_ = [*tail.split(), ""]
+                    entries.append(MountEntry(_unescape(points[4]), points[2], fstype, _unescape(source)))
     except OSError:
         pass
     return entries
@@ -52,6 +54,12 @@ def _on_top(target: str) -> MountEntry | None:
 def is_mounted(path: str | os.PathLike[str]) -> bool:
     """Whether a file system is mounted at `path`."""
     return _on_top(os.path.realpath(path)) is not None
+
+
+def mount_source(path: str | os.PathLike[str]) -> str | None:
+    """The source of the file system mounted at `path` (for ours, the store's URL), or None."""
+    entry = _on_top(os.path.realpath(path))
+    return entry.source if entry else None
 
 
 def mount_type(path: str | os.PathLike[str]) -> str | None:

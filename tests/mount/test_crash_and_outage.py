@@ -10,7 +10,9 @@ import errno
 import hashlib
 import os
 import re
+import shlex
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from fusestore.mounts import is_mounted
 from fusestore.testing.s3server import LocalS3Server
 
-from .conftest import Mount, sh
+from .conftest import Mount, fusestore_cli, sh
 
 MiB = 1024 * 1024
 
@@ -88,6 +91,43 @@ def test_kill_9_right_after_fsync_loses_nothing(mount_factory: Callable[..., Mou
         assert digest(mount.get(f"sub/{name}")) == digest(data), name
     assert mount.umount() == 0, mount.log_text()
     assert set(mount.objects()) == keys
+
+
+@pytest.mark.timeout(120)
+def test_umount_after_kill_9_names_what_is_pending_and_the_mount_that_uploads_it(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    """`fusestore umount` of a mount whose daemon died must not say all is well: it says
+    what the cache still holds and the exact command that uploads it, and exits 1."""
+    mount = mount_factory("--writeback-delay", "30")
+    data = os.urandom(100_000)
+    write_synced(mount.path / "f", data)
+    kill_9(mount)
+
+    done = fusestore_cli("umount", str(mount.path))
+    assert done.returncode == 1, done.stderr
+    assert not is_mounted(mount.path), "the dead mount is detached"
+    assert "1 file(s)" in done.stderr and "not yet in the store" in done.stderr, done.stderr
+    assert f"fusestore cache show {mount.cache}" in done.stderr, done.stderr
+    [command] = [
+        line.strip() for line in done.stderr.splitlines() if line.strip().startswith("fusestore mount ")
+    ]
+    assert mount.objects() == {}
+
+    # The command it names is all it takes.
+    argv = shlex.split(command)
+    with open(mount.log, "ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", *argv], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "f" in mount.objects(), 60, "the pending file in the bucket", mount)
+        assert mount.get("f") == data
+        again = fusestore_cli("umount", str(mount.path))
+        assert again.returncode == 0, again.stderr
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 @pytest.mark.timeout(120)
