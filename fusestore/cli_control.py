@@ -19,7 +19,8 @@ import click
 from . import caches, mounts
 from .cache.layout import cache_name, default_cache_root
 from .cli import fail, main
-from .control import ControlClient, ControlError, ControlTimeout
+from .control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
+from .private import UnsafeDirectory
 
 MiB = 2**20
 
@@ -40,9 +41,18 @@ def _mountpoint_from(mountpoint: str | None, config_file: str | None) -> str:
     fail("which mount? give MOUNTPOINT (or --config FILE)")
 
 
+def _registered(mountpoint: str) -> dict[str, Any] | None:
+    """The registry entry of `mountpoint`; a one-line error (exit 2) when the runtime
+    directory holding it is not private to this user (another user could have written it)."""
+    try:
+        return mounts.registered(mountpoint)
+    except UnsafeDirectory as exc:
+        fail(str(exc))
+
+
 def _daemon_of(mountpoint: str) -> tuple[dict[str, Any], ControlClient]:
     """The registry entry and a control client of the live daemon serving `mountpoint`."""
-    entry = mounts.registered(mountpoint)
+    entry = _registered(mountpoint)
     if mounts.mount_type(mountpoint) != "fuse.fusestore":
         fail(f"{mountpoint} is not a fusestore mount")
     if (
@@ -119,7 +129,7 @@ def status_command(mountpoint: str | None, as_json: bool) -> None:
         if mountpoint:
             _entry, client = _daemon_of(point)
         else:
-            entry = mounts.registered(point)
+            entry = _registered(point)
             if not entry or not entry.get("control"):
                 results.append({"mountpoint": point, "error": "no daemon of yours serves it"})
                 continue
@@ -183,6 +193,8 @@ def flush_command(mountpoint: str | None, config_file: str | None, timeout: floa
     except ControlTimeout:
         click.echo(f"fusestore: not everything is uploaded after {timeout:g}s; uploads go on", err=True)
         sys.exit(1)
+    except ControlUntrusted as exc:
+        fail(str(exc))
     except ControlError as exc:
         click.echo(f"fusestore: {point}: {exc}", err=True)
         sys.exit(1)
@@ -212,7 +224,7 @@ def umount_command(
 ) -> None:
     """Upload every change with a progress bar, then unmount MOUNTPOINT."""
     point = _mountpoint_from(mountpoint, config_file)
-    entry = mounts.registered(point)
+    entry = _registered(point)
     pid = entry.get("pid") if entry else None
     ours = mounts.mount_type(point) == "fuse.fusestore"  # never detach another file system
     if not ours and entry and entry.get("exit_code") == 0 and not mounts.is_mounted(point):
@@ -242,6 +254,8 @@ def umount_command(
             followed = True
         except ControlTimeout:
             fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
+        except ControlUntrusted as exc:
+            fail(str(exc))  # never a signal to a pid such a socket's registry names
         except ControlError:
             pass  # an older daemon, or it is going already: the signal below says the same
         finally:
@@ -252,7 +266,7 @@ def umount_command(
     left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
     if not mounts.wait_exit(pid, left):
         fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
-    result = (mounts.registered(point) or {}).get("exit_code")
+    result = (_registered(point) or {}).get("exit_code")
     if result not in (0, None):
         fail(f"{point} was unmounted with changes not yet in the store; they go up at the next mount")
     click.echo(f"fusestore: {point} unmounted; the store holds every change", err=True)

@@ -4,7 +4,10 @@ running daemon.
 A unix stream socket next to the mount's registry entry (`/run/fusestore/<id>.sock` for
 root, `$XDG_RUNTIME_DIR/fusestore/<id>.sock` otherwise). The directory is 0700 and the
 socket 0600, and every connection is checked with SO_PEERCRED: only the user who mounted
-and root may talk to the daemon. One request per connection, one JSON object per line:
+and root may talk to the daemon. The client checks the other way round: it connects only
+through a directory private to the mount's user (see `private`), and believes only a
+daemon run by that user or root (SO_PEERCRED of the server), so no other user can stand
+in for a daemon. One request per connection, one JSON object per line:
 
 - `{"cmd": "status"}` → one status object (see `MountStatus`).
 - `{"cmd": "flush"}` → progress objects (`{"progress": {...}}`) every `interval` seconds
@@ -30,6 +33,8 @@ from typing import Any
 
 import trio
 
+from .private import UnsafeDirectory, private_dir
+
 log = logging.getLogger(__name__)
 
 #: Largest request accepted (requests are a few dozen bytes).
@@ -42,6 +47,11 @@ class ControlError(RuntimeError):
 
 class ControlTimeout(ControlError):
     """The caller's timeout passed before the daemon finished (it carries on)."""
+
+
+class ControlUntrusted(ControlError):
+    """The socket is not one the mount's daemon alone could have made: its directory is
+    not private to the mount's user, or the process behind it runs as another user."""
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -64,7 +74,7 @@ class ControlServer:
         self.owner_uid = os.geteuid() if owner_uid is None else owner_uid
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent, "the control socket's directory", "remove it and mount again")
         self.path.unlink(missing_ok=True)
         listener = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # the socket is born 0600: no window for others
@@ -128,6 +138,7 @@ class ControlClient:
     def request(self, cmd: str, **args: Any) -> Iterator[dict[str, Any]]:
         """Send one request; yields each answer line until the daemon closes the connection.
         Raises ControlError when the daemon cannot be reached or answers with an error."""
+        owner = self._directory_owner()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
@@ -141,6 +152,12 @@ class ControlClient:
                 raise ControlError(
                     "permission denied: only the user who mounted and root may control it"
                 ) from None
+            server = peer_uid(sock)
+            if server not in (owner, 0):
+                raise ControlUntrusted(
+                    f"the control socket {self.path} is served by uid {server}, not by the mount's "
+                    f"user (uid {owner}) or root: not a daemon of yours; nothing was sent"
+                )
             sock.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
             with sock.makefile("rb") as answers:
                 for line in answers:
@@ -152,6 +169,21 @@ class ControlClient:
             raise ControlTimeout(f"the daemon did not finish within {self.timeout:g}s") from None
         finally:
             sock.close()
+
+    def _directory_owner(self) -> int:
+        """The user whose daemon may serve the socket: this user, whose directory it must be
+        in; for root, whoever owns the (otherwise private) directory. ControlUntrusted else."""
+        directory = Path(self.path).parent
+        try:
+            owners = {os.lstat(directory).st_uid} if os.geteuid() == 0 else None
+            private_dir(
+                directory, "the control socket's directory", "nothing was sent", create=False, owners=owners
+            )
+        except UnsafeDirectory as exc:
+            raise ControlUntrusted(str(exc)) from None
+        except OSError:
+            raise ControlError("no daemon is listening (it is not running)") from None
+        return os.lstat(directory).st_uid
 
     def call(self, cmd: str, **args: Any) -> dict[str, Any]:
         """A request with a single answer (`status`)."""

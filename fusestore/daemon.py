@@ -30,6 +30,7 @@ from .control import ControlServer
 from .core import Filesystem, MountSettings, pinning
 from .fuse_ops import FuseOperations
 from .pins import PinProgress
+from .private import UnsafeDirectory
 from .stores import ListPage, Store, StoreError, StoreUnavailable
 from .stores.links import Link, open_linked
 
@@ -116,6 +117,13 @@ class Daemon:
                 raise SetupError(str(exc)) from None
 
     def _setup(self) -> tuple[Filesystem, str]:
+        try:
+            # Before anything is mounted: where the control socket goes must be ours alone.
+            mounts.checked_runtime_dir(create=True)
+        except UnsafeDirectory as exc:
+            raise SetupError(str(exc)) from None
+        except OSError as exc:
+            raise SetupError(f"runtime directory {mounts.runtime_dir()}: {exc.strerror}") from None
         self._probe()
         try:
             mountpoint = mounts.prepare_mountpoint(self.mountpoint_arg)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .private import UnsafeDirectory, private_dir
+
 
 class MountpointError(ValueError):
     """The mountpoint cannot be used; the message says why and what to do."""
@@ -144,6 +146,25 @@ def runtime_dir() -> Path:
     return Path(base) / "fusestore" if base else Path(f"/tmp/fusestore-{os.geteuid()}")
 
 
+def checked_runtime_dir(*, create: bool) -> Path | None:
+    """The runtime directory once it is private to this user (see `private`): made 0700
+    when missing and `create`, else None when missing. UnsafeDirectory (one line naming it
+    and the fix) when another user owns it or could write to it, or it is a symlink: they
+    could plant a registry entry or a control socket of their own there."""
+    path = runtime_dir()
+    fix = f"remove it (rm -rf {path}) and try again"
+    if os.geteuid() != 0:
+        fix += ", or set XDG_RUNTIME_DIR to a directory only you can write to"
+    if create:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        return private_dir(path, "runtime directory", fix, create=create)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+
+
 def _entry_path(mountpoint: str) -> Path:
     # abspath, not realpath: resolving would stat the mount root, which the daemon itself
     # must not do while it is not serving requests yet.
@@ -163,8 +184,8 @@ ENTRY_KEPT = 86400.0
 
 def register(mountpoint: str, info: dict[str, Any]) -> None:
     """Record the daemon serving `mountpoint` (its pid, store, cache)."""
+    checked_runtime_dir(create=True)
     path = _entry_path(mountpoint)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if "exit_code" not in info:
         _prune(path.parent)
     tmp = path.with_suffix(".tmp")
@@ -173,11 +194,15 @@ def register(mountpoint: str, info: dict[str, Any]) -> None:
 
 
 def registered(mountpoint: str) -> dict[str, Any] | None:
-    """The registry entry of `mountpoint`: this user's, or for root any user's."""
+    """The registry entry of `mountpoint`: this user's, or for root any user's.
+    UnsafeDirectory when this user's runtime directory is not private to them."""
     own = _entry_path(mountpoint)
     try:
-        entry: dict[str, Any] = json.loads(own.read_text())
-        return entry
+        if checked_runtime_dir(create=False) is not None:
+            entry: dict[str, Any] = json.loads(own.read_text())
+            return entry
+    except UnsafeDirectory:
+        raise
     except (OSError, ValueError):
         pass
     if os.geteuid() != 0:

@@ -14,13 +14,16 @@ import os
 import stat
 from pathlib import Path
 
+from ..private import UnsafeDirectory, private_dir
+
 
 class CacheLocked(RuntimeError):
     """Another live daemon uses this cache directory."""
 
 
 class CacheUnusable(PermissionError):
-    """The cache directory cannot be ours: someone else's, not writable, not a directory."""
+    """The cache directory cannot be ours: someone else's, writable by others, a symlink,
+    not writable, not a directory."""
 
 
 def default_cache_root() -> Path:
@@ -75,15 +78,15 @@ class CacheDir:
             ) from None
 
     def _open(self) -> CacheDir:
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = self.path.stat()
-        if info.st_uid != os.geteuid():
-            raise CacheUnusable(
-                f"cache directory {self.path} belongs to uid {info.st_uid}, not to you "
-                f"(uid {os.geteuid()}); choose another --cache-dir"
-            )
-        if stat.S_IMODE(info.st_mode) & 0o077:
-            os.chmod(self.path, 0o700)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            # Someone else's, one others may write to, or a symlink: they could have
+            # planted a journal (uploaded as our changes) or data files.
+            private_dir(self.path, "cache directory", "choose another --cache-dir")
+        except UnsafeDirectory as exc:
+            raise CacheUnusable(str(exc)) from None
+        if stat.S_IMODE(self.path.stat().st_mode) & 0o077:
+            os.chmod(self.path, 0o700)  # readable by others (made by hand): ours to close
         if not os.access(self.path, os.W_OK | os.X_OK):
             raise CacheUnusable(f"cache directory {self.path} is not writable; choose another --cache-dir")
         fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
