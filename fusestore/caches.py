@@ -110,9 +110,14 @@ class PendingItem:
     content: str | None = None
     #: for "upload": the upload ids recorded (empty when the id never reached the daemon)
     upload_ids: tuple[str, ...] = ()
+    #: why the store refused its key for good (see `parked`): it goes up once renamed or
+    #: changed, or if a later mount's store takes it; None for work that goes up as it is
+    not_uploadable: str | None = None
 
     def summary(self) -> str:
         """What is pending, in a few words: "data, metadata", "move from a/b", "delete"."""
+        if self.not_uploadable is not None:
+            return f"NOT UPLOADABLE: {self.not_uploadable}; rename it on the mount"
         if self.kind == "delete":
             return "delete"
         if self.kind == "upload":
@@ -134,6 +139,7 @@ class PendingItem:
             "moved_from": self.moved_from,
             "content": self.content,
             "upload_ids": list(self.upload_ids),
+            "not_uploadable": self.not_uploadable,
             "summary": self.summary(),
         }
 
@@ -176,6 +182,8 @@ class CacheInfo:
     #: files set aside in lost+found (not in the store; `recover` copies them out)
     lost_files: int = 0
     lost_bytes: int = 0
+    #: files and directories whose key the store refused for good (counted above too)
+    not_uploadable: int | None = None
 
     @property
     def pending(self) -> bool | None:
@@ -209,6 +217,7 @@ class CacheInfo:
             "dirty_bytes": self.dirty_bytes,
             "pending_deletes": self.pending_deletes,
             "unfinished_uploads": self.unfinished_uploads,
+            "not_uploadable": self.not_uploadable,
             "pending_error": self.pending_error,
             "lost_files": self.lost_files,
             "lost_bytes": self.lost_bytes,
@@ -323,6 +332,7 @@ def describe(path: Path | str) -> CacheInfo:
     dirty_bytes: int | None = None
     deletes: int | None = None
     uploads: int | None = None
+    not_uploadable: int | None = None
     if journal is not None:
         items = journal.items()
         dirty_ids = journal.content_ids()
@@ -332,6 +342,7 @@ def describe(path: Path | str) -> CacheInfo:
         dirty_bytes = sum(item.dirty_bytes for item in items)
         deletes = sum(1 for item in items if item.kind == "delete")
         uploads = sum(max(1, len(item.upload_ids)) for item in items if item.kind == "upload")
+        not_uploadable = sum(1 for item in items if item.not_uploadable is not None)
     return CacheInfo(
         path=path,
         store_url=store_url,
@@ -351,6 +362,7 @@ def describe(path: Path | str) -> CacheInfo:
         pending_error=pending_error,
         lost_files=len(_lost_entries(path / LOST_FOUND)),
         lost_bytes=lost_bytes,
+        not_uploadable=not_uploadable,
     )
 
 
@@ -734,8 +746,10 @@ def _node_item(rec: dict[str, Any], content_sizes: dict[str, int]) -> PendingIte
     kind = str(rec.get("kind") or "file")
     key = str(rec.get("key") or "")
     metadata = bool(rec.get("meta_dirty"))
+    parked = rec.get("parked")
+    not_uploadable = parked if isinstance(parked, str) else None
     if kind == "dir":
-        return PendingItem("dir", key, metadata=metadata)
+        return PendingItem("dir", key, metadata=metadata, not_uploadable=not_uploadable)
     remote_key = rec.get("remote_key")
     data = bool(rec.get("data_dirty")) or remote_key is None
     content = rec.get("content")
@@ -748,6 +762,7 @@ def _node_item(rec: dict[str, Any], content_sizes: dict[str, int]) -> PendingIte
         metadata=metadata,
         moved_from=str(remote_key) if remote_key is not None and remote_key != key else None,
         content=content if isinstance(content, str) else None,
+        not_uploadable=not_uploadable,
     )
 
 

@@ -27,9 +27,12 @@ def _pending_text(info: caches.CacheInfo) -> str:
         return f"pending: unknown ({info.pending_error}){lost}"
     if not info.pending:
         return f"nothing pending{lost}"
+    refused = (
+        f", {info.not_uploadable} NOT UPLOADABLE (the store refuses the name)" if info.not_uploadable else ""
+    )
     return (
         f"PENDING: {info.pending_files} file(s), {size_text(info.dirty_bytes or 0)}, "
-        f"{info.pending_deletes} delete(s), {info.unfinished_uploads} unfinished upload(s){lost}"
+        f"{info.pending_deletes} delete(s), {info.unfinished_uploads} unfinished upload(s){refused}{lost}"
     )
 
 
@@ -88,7 +91,8 @@ def cache_show(cache: str, as_json: bool) -> None:
     click.echo(f"  {_pending_text(info)}")
     for item in items:
         size = f"  {size_text(item.dirty_bytes)}" if item.dirty_bytes else ""
-        click.echo(f"  {item.kind:8} {item.key}{size}  ({item.summary()})")
+        key = item.key if item.key.isprintable() else repr(item.key)  # one line per item
+        click.echo(f"  {item.kind:8} {key}{size}  ({item.summary()})")
     if lost:
         click.echo(f"  LOST+FOUND: {len(lost)} file(s) NOT in the store, kept in {info.path / 'lost+found'}:")
         for entry in lost:

@@ -6,6 +6,7 @@ socket (see `control`), which only the user who mounted and root may use.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -159,7 +160,12 @@ def _render(s: dict[str, Any]) -> str:
         f"  store:      {'answers' if s['store_online'] else 'DOES NOT ANSWER'}",
         f"  dirty:      {s['dirty_items']} item(s), {size_text(s['dirty_bytes'])}"
         + (f", oldest {age:.0f}s" if age is not None else "")
-        + f"  (limit {size_text(s['dirty_limit'])})",
+        + f"  (limit {size_text(s['dirty_limit'])})"
+        + (
+            f"; {s['not_uploadable']} NOT UPLOADABLE (the store refuses the name: rename it)"
+            if s.get("not_uploadable")
+            else ""
+        ),
         f"  uploads:    {s['uploads_in_flight']} in flight, {s['deletes_pending']} delete(s) pending, "
         f"{s['failed_attempts']} failed attempt(s)",
         f"  conflicts:  {s.get('conflicts', 0)} here (another client changed a file first: both versions "
@@ -236,7 +242,8 @@ def umount_command(
         if ours:
             store_url = (entry or {}).get("store") or mounts.mount_source(point)
             mounts.lazy_unmount(point)
-            sys.exit(_left_behind(point, store_url, (entry or {}).get("cache")))
+            head = f"fusestore: {point} unmounted; its daemon had died"
+            sys.exit(_left_behind(point, store_url, (entry or {}).get("cache"), head))
         fail(f"{point} is not a fusestore mount")
     if no_wait:
         mounts.lazy_unmount(point)
@@ -268,17 +275,18 @@ def umount_command(
         fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
     result = (_registered(point) or {}).get("exit_code")
     if result not in (0, None):
-        fail(f"{point} was unmounted with changes not yet in the store; they go up at the next mount")
+        head = f"fusestore: {point} unmounted, but not everything is in the store"
+        sys.exit(_left_behind(point, entry.get("store"), entry.get("cache"), head) or 1)
     click.echo(f"fusestore: {point} unmounted; the store holds every change", err=True)
 
 
-def _left_behind(point: str, store_url: str | None, cache: str | None) -> int:
-    """After detaching a mount whose daemon died (kill -9, a crash): what its cache still
-    has to upload and the command that uploads it. The exit code: 0 only when the cache
-    says the store holds every change, else 1 (as for a daemon that could not upload)."""
+def _left_behind(point: str, store_url: str | None, cache: str | None, head: str) -> int:
+    """After a mount ended without its daemon uploading everything (it died, or the store
+    did not take it all): what its cache still has to upload, and the command that uploads
+    it. The exit code: 0 only when the cache says the store holds every change, else 1 (as
+    for a daemon that could not upload)."""
     if cache is None and store_url:
         cache = str(default_cache_root() / cache_name(store_url))  # the registry entry is gone
-    head = f"fusestore: {point} unmounted; its daemon had died"
     try:
         info = caches.describe(cache) if cache else None
     except caches.CacheError as exc:
@@ -309,4 +317,9 @@ def _left_behind(point: str, store_url: str | None, cache: str | None) -> int:
         f"Details: fusestore cache show {shlex.quote(str(info.path))}",
         err=True,
     )
+    if info.not_uploadable:
+        with contextlib.suppress(caches.CacheError):
+            for item in caches.pending_items(info.path):
+                if item.not_uploadable is not None:
+                    click.echo(f"Not uploadable: {item.key!r}: {item.not_uploadable} (rename it)", err=True)
     return 1

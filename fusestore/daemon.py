@@ -259,7 +259,7 @@ class Daemon:
                     size / 2**20,
                     self.cache.path,
                 )
-            return not count
+            return not count and not fs.flusher.parked.lines()
         if count:
             log.warning("unmounting: uploading %d pending item(s), %.1f MiB", count, size / 2**20)
         started = time.monotonic()
@@ -268,6 +268,17 @@ class Daemon:
                 reporting.start_soon(self._report_sync, fs)
                 await fs.flusher.sync_all()
                 reporting.cancel_scope.cancel()
+            refused = fs.flusher.parked.lines()
+            if refused:
+                # Not waited for (the store would refuse them again): said, and exit 1.
+                for line in refused:
+                    print(
+                        f"fusestore: error: not in the store, its name refused: {line}; kept in "
+                        f"{self.cache.path} until renamed (fusestore cache show lists it)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                return False
             if count:
                 log.warning("all changes are in the store (%.1fs)", time.monotonic() - started)
             return True

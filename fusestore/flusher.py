@@ -4,7 +4,8 @@ A node is uploaded `writeback_delay` seconds after its last change (rewrites in 
 coalesce), by at most `upload_workers` concurrent jobs. A file whose object moved (rename)
 is copied server-side; a file whose data changed is uploaded from its cache file (multipart
 when large). Keys to delete go in batches. Failures are retried with exponential backoff,
-forever: nothing is dropped. `sync_all` returns once nothing is pending.
+forever: nothing is dropped; but a key the store refuses for good (InvalidKey) is parked
+(see `parked`) until the node changes. `sync_all` returns once nothing else is pending.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import trio
 from .cache import Content, Journal
 from .conditions import probe_conditions
 from .core.nodes import Kind, Node
+from .parked import Parked
 from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
 from .stores import (
     AlreadyExists,
     CompletedPart,
+    InvalidKey,
     NotFound,
     ObjectInfo,
     PreconditionFailed,
@@ -122,6 +125,8 @@ class Flusher:
         self.running: set[Node] = set()
         self.failures: dict[Node, int] = {}
         self.failed_attempts = 0
+        #: nodes whose key the store refuses for good: not retried until they change
+        self.parked = Parked()
         #: uploads that found another client's version at the key (each kept both)
         self.conflicts = 0
         self.names = fs.ns.conflict_names
@@ -157,6 +162,8 @@ class Flusher:
 
     def schedule(self, node: Node, delay: float | None = None) -> None:
         """Upload `node` after `delay` (default: the writeback delay) unless it changes again."""
+        if self.parked.held(node):
+            return  # unchanged since the store refused its key: it would refuse it again
         wait = self.settings.writeback_delay if delay is None else delay
         if self._urgent and node not in self.failures:
             wait = 0
@@ -180,6 +187,7 @@ class Flusher:
         self.due.pop(node, None)
         self.dirty_since.pop(node, None)
         self.failures.pop(node, None)
+        self.parked.forget(node)
         self._notify()
         self.wake()  # a staged upload of its data may have to be aborted
 
@@ -230,6 +238,7 @@ class Flusher:
             "failed_attempts": self.failed_attempts,
             "conflicts": self.conflicts,
             "conflict_copies": self.conflict_copies(),
+            "not_uploadable": len(self.parked.lines()),
             "conditional_writes": self.conditions_note,
             "uploaded_bytes": self.uploaded_bytes,
         }
@@ -293,6 +302,9 @@ class Flusher:
         """
         calls = self.fs.calls
         while node.linked and node.pending:
+            reason = self.parked.reason(node)
+            if reason is not None:
+                raise InvalidKey(f"{node.path()!r}: {reason}", key=node.key)
             if node not in self.running and node not in self.failures:
                 self.schedule(node, delay=0)
             if calls.down_for() > calls.io_timeout:
@@ -422,8 +434,16 @@ class Flusher:
         )
 
     async def _job(self, node: Node) -> None:
+        version, key = node.version, node.key
         try:
             await self._reconcile(node)
+        except InvalidKey as exc:
+            if node.linked and node.version == version and node.key == key:
+                self.failures.pop(node, None)
+                self.parked.park(node, key, version, str(exc))
+                self.fs.record_if_room(node)  # the reason goes in its journal record
+            else:
+                self._retry_later(node, exc)  # changed or moved meanwhile: try as it is now
         except (StoreError, OSError, ValueError) as exc:
             self._retry_later(node, exc)
         except Exception as exc:

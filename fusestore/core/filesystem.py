@@ -250,6 +250,7 @@ class Filesystem:
             "explicit": node.explicit,
             "marker_key": node.marker_key,
             "overwrites": node.overwrites,
+            "parked": self.flusher.parked.reason(node),  # the store refuses its key: why
         }
         last = node.journaled
         if record == last:

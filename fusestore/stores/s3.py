@@ -49,6 +49,7 @@ from .base import (
 from .errors import (
     AccessDenied,
     AlreadyExists,
+    InvalidKey,
     InvalidStoreURL,
     KeyTooLong,
     NotFound,
@@ -91,6 +92,8 @@ _UNAVAILABLE = {
     "500",
     "XMinioServerNotInitialized",
 }
+#: Refusals of an object name (MinIO, Ceph and others name them so).
+_INVALID_NAME = {"XMinioInvalidObjectName", "InvalidObjectName", "ObjectNameInvalid"}
 _FULL = {"EntityTooLarge", "QuotaExceeded", "XMinioStorageFull", "XMinioAdminBucketQuotaExceeded"}
 
 
@@ -315,13 +318,16 @@ class S3Store(Store):
             self._client = None
 
     @contextlib.contextmanager
-    def _errors(self, key: str | None, *, condition: str | None = None) -> Iterator[None]:
+    def _errors(
+        self, key: str | None, *, condition: str | None = None, target: str | None = None
+    ) -> Iterator[None]:
         """Translate boto3's exceptions into store errors. `condition` says which write
-        condition the request carried ("match" or "none-match"), to name a 412 right."""
+        condition the request carried ("match" or "none-match"), to name a 412 right;
+        `target`, the key a write creates (see `_raise_client_error`)."""
         try:
             yield
         except bexc.ClientError as exc:
-            self._raise_client_error(exc, key, condition)
+            self._raise_client_error(exc, key, condition, target)
         except (bexc.NoCredentialsError, bexc.PartialCredentialsError) as exc:
             raise AccessDenied(
                 f"no usable AWS credentials ({exc}); set AWS_ACCESS_KEY_ID and "
@@ -334,12 +340,21 @@ class S3Store(Store):
         except bexc.BotoCoreError as exc:
             raise StoreError(f"{self.endpoint}: {exc}", key=key) from exc
 
-    def _raise_client_error(self, exc: bexc.ClientError, key: str | None, condition: str | None) -> NoReturn:
+    def _raise_client_error(
+        self, exc: bexc.ClientError, key: str | None, condition: str | None, target: str | None = None
+    ) -> NoReturn:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         text = f"{code}: {error.get('Message', '')}".rstrip(": ")
         where = f" ({key!r})" if key else ""
+        if target is not None and (code in _INVALID_NAME or (code == "404" and condition != "match")):
+            # A write that creates `target` answered 404 without an S3 error code (S3 names
+            # every 404 of a write: NoSuchBucket, NoSuchKey, NoSuchUpload) reached no route:
+            # the server cannot address that key (moto: a newline in it). Permanent.
+            raise InvalidKey(
+                f"{self.endpoint} does not accept the key {target!r} ({text or status})", key=target
+            ) from exc
         if code == "NoSuchBucket":
             raise StoreNotFound(
                 f"bucket {self.bucket!r} does not exist at {self.endpoint}; create it or fix the URL"
@@ -381,10 +396,10 @@ class S3Store(Store):
 
     @contextlib.contextmanager
     def _conditional(self, key: str, condition: str | None) -> Iterator[None]:
-        """`_errors` for a conditional write. Some servers answer If-Match on a missing
-        key with 412 instead of 404; one HEAD tells "gone" from "changed"."""
+        """`_errors` for a write that creates `key`, maybe conditional. Some servers answer
+        If-Match on a missing key with 412 instead of 404; one HEAD tells "gone" from "changed"."""
         try:
-            with self._errors(key, condition=condition):
+            with self._errors(key, condition=condition, target=key):
                 yield
         except PreconditionFailed:
             if condition == "match":
@@ -498,7 +513,7 @@ class S3Store(Store):
         # (which moto does for an upload without one: 256 MiB completed in 2.0 s → 1.2 s).
         # boto3's own upload_file sends the same.
         extra = {"ChecksumAlgorithm": "CRC32"} if checksums else {}
-        with self._errors(key):
+        with self._errors(key, target=key):
             r = self.client.create_multipart_upload(Bucket=self.bucket, Key=full, Metadata=meta, **extra)
         upload_id: str = r["UploadId"]
         return upload_id
@@ -591,7 +606,7 @@ class S3Store(Store):
             # would otherwise give it the source's checksum of its parts' checksums as if
             # it were the whole object's, and clients that check it (boto3) fail to read.
             args["ChecksumAlgorithm"] = "CRC32"
-        with self._errors(src):
+        with self._errors(src, target=dst):
             r = self.client.copy_object(**args)
         return _etag(r["CopyObjectResult"]["ETag"])
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import Mount, sh
+from .conftest import Mount, fusestore_cli, sh
 
 ODD = {
     "a//b": b"empty name",
@@ -64,3 +65,40 @@ def test_odd_keys_through_ls_find_cat_and_rm(mount_factory: Callable[..., Mount]
         assert not escaped.exists()
     log = mount.log_text()
     assert "skipping object" in log and "Traceback" not in log
+
+
+@pytest.mark.timeout(120)
+def test_a_name_the_store_refuses_is_kept_named_and_goes_up_once_renamed(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    """moto cannot hold a key with a newline. Before, the upload was retried until the
+    300 s unmount timeout, and then at every mount; now the file is kept in the cache,
+    reported, and the unmount ends at once with exit 1."""
+    mount = mount_factory()
+    name = "line\nbreak.txt"
+    (mount.path / name).write_bytes(b"kept in the cache")
+    (mount.path / "fine.txt").write_bytes(b"uploaded")
+    mount.wait_for_key("fine.txt")
+
+    started = time.monotonic()
+    done = fusestore_cli("umount", str(mount.path), timeout=100)
+    took = time.monotonic() - started
+    assert done.returncode == 1, done.stderr
+    assert mount.wait() == 1
+    assert took < 60, f"the unmount waited {took:.0f}s"
+    refused = [line for line in mount.log_text().splitlines() if "its name refused" in line]
+    assert len(refused) == 1 and repr("/" + name) in refused[0], mount.log_text()
+    assert f"Not uploadable: {name!r}" in done.stderr, done.stderr
+    assert set(mount.objects()) == {"fine.txt"}
+
+    shown = fusestore_cli("cache", "show", str(mount.cache))
+    assert shown.returncode == 0, shown.stderr
+    [item] = [line for line in shown.stdout.splitlines() if repr(name) in line]
+    assert "NOT UPLOADABLE" in item, shown.stdout
+
+    mount.start()  # the next mount tries once more, then it is renamed to a name the store takes
+    os.rename(mount.path / name, mount.path / "renamed.txt")
+    mount.wait_for_key("renamed.txt")
+    assert mount.umount() == 0, mount.log_text()
+    assert mount.get("renamed.txt") == b"kept in the cache"
+    assert "nothing pending" in fusestore_cli("cache", "show", str(mount.cache)).stdout

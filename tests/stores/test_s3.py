@@ -23,6 +23,7 @@ from botocore.stub import Stubber
 
 from fusestore.stores import (
     AccessDenied,
+    InvalidKey,
     InvalidStoreURL,
     KeyTooLong,
     NotFound,
@@ -351,3 +352,26 @@ def test_bad_s3_urls_are_refused_with_a_reason(url: str) -> None:
     with pytest.raises(InvalidStoreURL) as caught:
         open_store(url)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("how", ["put", "create", "multipart", "copy"])
+def test_a_key_the_server_cannot_address_is_invalid_not_missing(s3: S3Store, how: str) -> None:
+    """moto answers a write to a key holding a newline with a bare 404 (no S3 error code:
+    no route matches). That is no missing object: the key is one this server cannot hold,
+    a permanent error (retried, it stayed pending until the unmount timeout)."""
+    key = "line\nbreak.txt"
+    with pytest.raises(InvalidKey) as refused:
+        if how == "put":
+            s3.put(key, b"data")
+        elif how == "create":
+            s3.put(key, b"data", if_none_match=True)
+        elif how == "multipart":
+            s3.start_multipart(key)
+        else:
+            s3.put("plain.txt", b"data")
+            s3.copy("plain.txt", key)
+    assert refused.value.key == key
+    assert "\n" not in str(refused.value)
+    assert s3.list().objects == [] if how != "copy" else [o.key for o in s3.list().objects] == ["plain.txt"]
+    with pytest.raises(NotFound):
+        s3.head("missing.txt")  # a HEAD's bare 404 still means a missing object
