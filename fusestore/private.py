@@ -54,7 +54,7 @@ def _problem(info: os.stat_result, owners: Collection[int]) -> str | None:
     if stat.S_ISLNK(info.st_mode):
         return "is a symlink, which could lead anywhere"
     if not stat.S_ISDIR(info.st_mode):
-        return "is not a directory"
+        return "exists and is not a directory"
     if info.st_uid not in owners:
         return f"belongs to uid {info.st_uid}, not to you (uid {os.geteuid()})"
     if mode & 0o022:
