@@ -259,7 +259,7 @@ class Daemon:
                     size / 2**20,
                     self.cache.path,
                 )
-            return not count and not fs.flusher.parked.lines()
+            return not count and not fs.flusher.parked.count()
         if count:
             log.warning("unmounting: uploading %d pending item(s), %.1f MiB", count, size / 2**20)
         started = time.monotonic()

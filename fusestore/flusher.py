@@ -238,7 +238,7 @@ class Flusher:
             "failed_attempts": self.failed_attempts,
             "conflicts": self.conflicts,
             "conflict_copies": self.conflict_copies(),
-            "not_uploadable": len(self.parked.lines()),
+            "not_uploadable": self.parked.count(),
             "conditional_writes": self.conditions_note,
             "uploaded_bytes": self.uploaded_bytes,
         }

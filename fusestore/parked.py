@@ -65,6 +65,10 @@ class Parked:
         parking = self._nodes.get(node)
         return parking.reason if parking is not None and self.held(node) else None
 
+    def count(self) -> int:
+        """How many nodes are still parked."""
+        return sum(1 for node in list(self._nodes) if self.held(node))
+
     def forget(self, node: Node) -> None:
         self._nodes.pop(node, None)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from fusestore import mounts
 from fusestore.mounts import is_mounted
 from fusestore.testing.s3server import LocalS3Server
 
@@ -128,6 +129,27 @@ def test_umount_after_kill_9_names_what_is_pending_and_the_mount_that_uploads_it
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+@pytest.mark.timeout(120)
+def test_umount_after_kill_9_without_a_registry_entry_never_says_all_is_well(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    """With the dead daemon's registry entry gone, the cache is looked for by the store URL
+    in the mount table (at its default place: this one is elsewhere); what cannot be
+    checked is not reported as uploaded."""
+    mount = mount_factory("--writeback-delay", "30")
+    write_synced(mount.path / "f", b"pending")
+    kill_9(mount)
+    mounts._entry_path(str(mount.path)).unlink()
+
+    done = fusestore_cli("umount", str(mount.path))
+    assert done.returncode == 1, done.stderr
+    assert not is_mounted(mount.path)
+    assert "goes up at the next mount of the same store with the same cache" in done.stderr, done.stderr
+    mount.start()
+    wait_until(lambda: "f" in mount.objects(), 60, "the pending file in the bucket", mount)
+    assert mount.umount() == 0
 
 
 @pytest.mark.timeout(120)
