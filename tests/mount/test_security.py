@@ -140,8 +140,8 @@ class Users:
     home: Path
 
     def run(self, uid: int, *args: str, env: dict[str, str] | None = None) -> list[str]:
-        # The interpreter is installed where only root may look: the capability to read
-        # (never to write) anywhere lets it start as another user and changes nothing
+        # The interpreter may be installed where only root can look: the capability to
+        # read (never to write) anywhere lets it start as another user, and changes nothing
         # the checks under test look at (owners and modes).
         return [
             "setpriv",
