@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .cache import Content, Journal
+from .cache import Content, Journal, Snapshot, SourceChanged
 from .conditions import probe_conditions
 from .core.nodes import Kind, Node
 from .parked import Parked
@@ -559,10 +559,21 @@ class Flusher:
                 content = node.content = fs.contents.new()
                 fs.contents.make_dirty(content)
             await fs.fetch_base(node, content)
-            size = content.size
+            if self.due.get(node, -math.inf) > _now():
+                # Changed since it fell due (its job starts a moment later, and fetching
+                # yields): it goes up a write-back delay after that change, not in the middle
+                # of a rewrite (truncated and not yet written again).
+                return
             content.ensure_file()  # an empty new file has none until written
+            # What goes up is the file at this instant: its bytes (the snapshot: an upload
+            # that finds it torn stores nothing), its size and attributes, and the version
+            # it is marked clean at. Nothing yields in between.
+            version, data_version = node.version, node.data_version
+            metadata = node.posix_attrs().to_metadata()
+            snapshot = content.snapshot()
+            size = snapshot.size
             staged = self.staged.get(content)
-            put = partial(self._put_content, content=content, size=size, metadata=metadata)
+            put = partial(self._put_content, content=content, snapshot=snapshot, metadata=metadata)
             try:
                 if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
                     # Still listed while it completes: its sent parts are not dirty data.
@@ -583,6 +594,13 @@ class Flusher:
             except Conflict:
                 await self._keep_both(node, key, put, size, version)
                 return
+            except SourceChanged:
+                # Written again during the upload (which stored nothing): the write has
+                # made the node due again, as any change does.
+                self.schedule(node)
+                return
+            finally:
+                snapshot.close()
             self.uploaded_bytes += size
         else:
             source = node.remote_key
@@ -771,12 +789,14 @@ class Flusher:
             info = None  # gone again meanwhile: our version goes back to the key as well
         if info is None or node.version != version or not node.linked or node.key != key:
             # Changed, moved or removed meanwhile: the next upload decides again (a change
-            # made since is based on the same old version, and is kept as a copy of its own).
+            # made since is based on the same old version, and is kept as a copy of its own),
+            # after the write-back delay as any change: not at once, or it would catch a file
+            # being rewritten between its truncation and its new bytes.
             fs.forget_listing(copy_key)
             if info is None:
                 fs.ns.release_remote(node)
             if node.linked:
-                self.schedule(node, delay=0)
+                self.schedule(node)
             return
         content = node.content
         if content is not None and content.dirty:
@@ -921,24 +941,26 @@ class Flusher:
         self,
         key: str,
         content: Content,
-        size: int,
+        snapshot: Snapshot,
         metadata: Mapping[str, str],
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        """Upload a cache file (blocking; runs in a worker thread)."""
+        """Upload `snapshot` of a cache file, whole or not at all (SourceChanged).
+        Blocking; runs in a worker thread."""
         store = self.fs.store
         with open(content.path, "rb") as source:
             return store.put_file(
                 key,
                 source,
-                size,
+                snapshot.size,
                 metadata,
                 if_match=if_match,
                 if_none_match=if_none_match,
-                part_size=upload_part_size(store, size),
+                part_size=upload_part_size(store, snapshot.size),
                 tracker=self.uploads,
+                check=snapshot.check,
             )
 
     async def _reconcile_dir(self, node: Node) -> None:

@@ -5,6 +5,7 @@ from .content import BLOCK_SIZE, Content
 from .contents import ContentStore
 from .journal import Journal
 from .layout import CacheDir, CacheLocked, default_cache_root
+from .snapshot import Snapshot, SourceChanged
 
 __all__ = [
     "BLOCK_SIZE",
@@ -13,6 +14,8 @@ __all__ = [
     "Content",
     "ContentStore",
     "Journal",
+    "Snapshot",
+    "SourceChanged",
     "default_cache_root",
     "room",
 ]

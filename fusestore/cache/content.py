@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .snapshot import Snapshot
+
 BLOCK_SIZE = 1024 * 1024
 
 
@@ -19,7 +21,8 @@ class Content:
 
     Methods do small, bounded disk work inline (pread/pwrite/ftruncate of the page
     cache); none of them blocks on the network. Not thread-safe: it belongs to the trio
-    thread, except that an uploader thread may pread from `path` concurrently.
+    thread, except that an uploader thread may pread from `path` concurrently; the
+    `snapshot` it reads by is torn before any change that reaches its bytes.
     """
 
     def __init__(self, content_id: str, path: Path, size: int, base_size: int, present: int = 0) -> None:
@@ -51,6 +54,8 @@ class Content:
         #: filled yet (a write past the end makes one; the kernel may send a file's
         #: pages out of order), disjoint and sorted. In memory only: a restart knows none.
         self.holes: list[tuple[int, int]] = []
+        #: the snapshots uploads are reading (each told of every change before it is made)
+        self._snapshots: list[Snapshot] = []
 
     @property
     def size(self) -> int:
@@ -191,11 +196,25 @@ class Content:
         length = max(0, min(length, self.size - offset))
         return os.pread(self.fd, length, offset) if length else b""
 
+    def snapshot(self) -> Snapshot:
+        """The bytes as they are now, for an upload to read and check (close it after)."""
+        snapshot = Snapshot(self.size, self._snapshots)
+        self._snapshots.append(snapshot)
+        return snapshot
+
+    def _changing(self, start: int) -> None:
+        """The bytes from `start` on are about to change: before, so that an upload thread
+        that reads the new bytes finds its snapshot torn when it checks."""
+        for snapshot in self._snapshots:
+            snapshot.touched(start)
+
     def write(self, offset: int, data: bytes | memoryview) -> int:
         """Write local bytes; the caller has fetched partially overwritten missing blocks.
 
         Returns how many bytes were stored: fewer than asked when the disk ran full
         part-way (OSError only when none could be)."""
+        if data:
+            self._changing(offset)
         written = os.pwrite(self.fd, data, offset)
         end = offset + written
         if written and offset > self.size:
@@ -248,6 +267,7 @@ class Content:
         Bytes past the new end are gone for good: blocks wholly past it are dropped from
         the base, so growing again shows zeros rather than the store's old bytes.
         """
+        self._changing(min(size, self.size))
         os.ftruncate(self.fd, size)
         self.size = size
         self.holes = [(low, min(high, size)) for low, high in self.holes if low < size]

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar, NamedTuple, Protocol, Self
@@ -393,6 +393,7 @@ class Store(ABC):
         part_size: int | None = None,
         concurrency: int = 4,
         tracker: UploadTracker | None = None,
+        check: Callable[[], None] | None = None,
     ) -> str:
         """Upload the first `size` bytes of the open file `source` to `key`.
 
@@ -401,13 +402,17 @@ class Store(ABC):
         parts go up `concurrency` at a time and which is aborted on any failure, so the
         key holds the complete new object or whatever it held before, never a part; the
         `tracker` hears of each multipart upload, for the case where the process dies
-        before it could abort one. Returns the new etag. Blocks for the whole transfer.
+        before it could abort one. `check` is called once every byte was read and before
+        the object is committed (the PUT sent, the upload completed); what it raises
+        stores nothing. Returns the new etag. Blocks for the whole transfer.
         """
         fd = source.fileno()
         if size < multipart_threshold:
             data = os.pread(fd, size, 0)
             if len(data) != size:
                 raise ValueError(f"{key!r}: the source holds {len(data)} bytes, not {size}")
+            if check is not None:
+                check()
             return self.put(key, data, metadata, if_match=if_match, if_none_match=if_none_match)
 
         part_size = part_size or self.part_size_for(size)
@@ -421,11 +426,16 @@ class Store(ABC):
 
             def send(number: int) -> CompletedPart:
                 offset = (number - 1) * part_size
-                data = os.pread(fd, min(part_size, size - offset), offset)
+                length = min(part_size, size - offset)
+                data = os.pread(fd, length, offset)
+                if len(data) != length:
+                    raise ValueError(f"{key!r}: the source ended before {size} bytes")
                 return self.put_part(key, upload_id, number, data)
 
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
                 parts = list(pool.map(send, range(1, count + 1)))
+            if check is not None:
+                check()
             etag = self.complete_multipart(
                 key, upload_id, parts, if_match=if_match, if_none_match=if_none_match
             )

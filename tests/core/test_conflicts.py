@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import calendar
 import os
+import threading
+from typing import Any
 
 import pytest
 import trio
@@ -12,7 +14,9 @@ import trio
 from fusestore.conditions import PROBE_PREFIX
 from fusestore.conflicts import ConflictNames
 from fusestore.core import Filesystem
+from fusestore.stores import ObjectInfo, ObjectReader, Store
 from fusestore.stores.faulty import FaultyStore
+from fusestore.stores.wrapper import WrappedStore
 
 from .conftest import Env, ino_of, listdir, read_path, write_file
 
@@ -218,3 +222,128 @@ async def test_a_file_renamed_over_one_still_open_here_is_no_conflict(env: Env) 
         fs.release(fh)
         assert fs.flusher.conflicts == 0
     assert env.objects() == {"c": b"new"}
+
+
+# -- every stored object is one whole version ----------------------------------------------
+
+
+class Held(WrappedStore):
+    """The store, except that the first `method` call on `key` waits (in its worker thread)
+    until the test lets it go: a window, opened at a chosen moment of an upload, in which
+    the test changes the file."""
+
+    def __init__(self, inner: Store, method: str, key: str) -> None:
+        super().__init__(inner)
+        self.method, self.key = method, key
+        self.entered, self.released = threading.Event(), threading.Event()
+
+    def _hold(self, method: str, key: str) -> None:
+        if (method, key) == (self.method, self.key) and not self.entered.is_set():
+            self.entered.set()
+            assert self.released.wait(10), "the test never let the call go"
+
+    async def reached(self) -> None:
+        assert await trio.to_thread.run_sync(self.entered.wait, 10), f"no {self.method} of {self.key!r}"
+
+    def head(self, key: str) -> ObjectInfo:
+        self._hold("head", key)
+        return super().head(key)
+
+    def put(self, key: str, body: Any, metadata: Any = None, **conditions: Any) -> str:
+        self._hold("put", key)
+        return super().put(key, body, metadata, **conditions)
+
+    def open_range(self, key: str, *args: Any) -> ObjectReader:
+        self._hold("open_range", key)
+        return super().open_range(key, *args)
+
+
+def version(name: str, size: int) -> bytes:
+    """Bytes that say which version they are, and how long it is, all along."""
+    head = f"{name}:{size}:".encode()
+    return (head * (size // len(head) + 1))[:size]
+
+
+async def rewrite(fs: Filesystem, path: str, data: bytes, mtime: int) -> None:
+    """Truncate, write `data`, set the mtime (as `cp -p` over the file does)."""
+    await overwrite(fs, path, data)
+    await fs.setattr(await ino_of(fs, path), mtime_ns=mtime * 10**9)
+
+
+def assert_whole_versions(env: Env, versions: dict[bytes, int]) -> None:
+    """Every body the mount ever sent, and every object now stored, is one of `versions`
+    whole, stored with that version's mtime."""
+    sent = [(args[0], args[1]) for args in env.called("put")]
+    assert sent, "nothing was uploaded"
+    for key, body in sent:
+        assert bytes(body) in versions, f"{key}: {len(body)} bytes of no version: {bytes(body[:20])!r}"
+    for key, data in env.objects().items():
+        assert data in versions, f"{key}: {len(data)} bytes of no version: {data[:20]!r}"
+        wanted = versions[data]
+        if wanted:
+            assert env.metadata(key).get("mtime") == str(wanted), f"{key}: another version's mtime"
+
+
+async def test_a_conflict_copy_is_one_whole_version_when_the_file_changes_during_its_upload(
+    env: Env,
+) -> None:
+    env.put("f06.dat", b"original")
+    held = Held(env.store, "put", "f06.dat")
+    first, second, theirs = version("A", 44_049), version("B", 90_000), version("theirs", 5_000)
+    async with env.mount(flusher=False, store=held) as fs:
+        fs.flusher.names.host = HOST
+        assert await read_path(fs, "f06.dat") == b"original"
+        await rewrite(fs, "f06.dat", first, mtime=1_000_000)
+        env.put("f06.dat", theirs)  # another host's version lands first
+        async with env.flushing(fs):
+            await held.reached()  # our upload of `first` is on its way (and is refused)
+            await rewrite(fs, "f06.dat", second, mtime=2_000_000)
+            held.released.set()
+        assert env.objects()["f06.dat"] == theirs
+        copies = conflict_copies(env)
+        assert second in copies.values(), "the last version is kept"
+        assert await read_path(fs, "f06.dat") == theirs
+    assert_whole_versions(env, {theirs: 0, first: 1_000_000, second: 2_000_000})
+
+
+async def test_an_upload_never_sends_bytes_written_after_its_size_was_taken(env: Env) -> None:
+    env.put("f.dat", b"original")
+    # A store that ignores conditions: a HEAD of the key comes between the moment the
+    # upload takes the file's size and the moment it reads the bytes.
+    held = Held(FaultyStore(env.store, "put:unconditional=1"), "head", "f.dat")
+    first, second = version("A", 30_000), version("B", 70_000)
+    async with env.mount(flusher=False, store=held) as fs:
+        fs.flusher.conditions_honoured = False
+        assert await read_path(fs, "f.dat") == b"original"
+        await rewrite(fs, "f.dat", first, mtime=1_000_000)
+        async with env.flushing(fs):
+            await held.reached()
+            await rewrite(fs, "f.dat", second, mtime=2_000_000)
+            held.released.set()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"f.dat": second}
+    assert_whole_versions(env, {first: 1_000_000, second: 2_000_000})
+
+
+async def test_a_file_truncated_as_its_upload_starts_goes_up_once_written_again(env: Env) -> None:
+    env.put("f.dat", version("O", 2 * 2**20))
+    held = Held(env.store, "open_range", "f.dat")
+    second = version("B", 50_000)
+    async with env.mount(flusher=False, store=held, writeback_delay=5) as fs:
+        ino = await ino_of(fs, "f.dat")
+        fh, _ = await fs.open(ino, os.O_WRONLY)
+        await fs.write(fh, 2 * 2**20, b"appended")  # nothing of the object is cached yet
+        fs.release(fh)
+        node = fs.ns.node_at("f.dat")
+        async with env.flushing(fs):
+            fs.flusher.hurry()
+            await held.reached()  # the upload fetches the bytes it lacks first
+            fh, _ = await fs.open(ino, os.O_WRONLY | os.O_TRUNC)  # meanwhile a rewrite begins
+            held.released.set()
+            with trio.fail_after(5):
+                while node in fs.flusher.running:
+                    await trio.sleep(0.01)
+            await fs.write(fh, 0, second)
+            fs.release(fh)
+    assert env.objects() == {"f.dat": second}
+    assert [bytes(args[1]) for args in env.called("put")] == [second], "never the truncated file"

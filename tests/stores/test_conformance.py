@@ -388,6 +388,25 @@ def test_failed_put_file_leaves_old_object_and_no_upload(store: Store) -> None:
     assert store.list_multipart() == []
 
 
+@pytest.mark.parametrize("size", [1000, 6 * MiB], ids=["put", "multipart"])
+def test_put_file_stores_nothing_when_its_check_fails_after_the_read(store: Store, size: int) -> None:
+    store.put("snap", b"old contents")
+    checked: list[int] = []
+
+    def check() -> None:  # the source changed while it was read
+        checked.append(len(store.list_multipart()))
+        raise ValueError("changed")
+
+    with tempfile.TemporaryFile() as f:
+        f.write(os.urandom(size))
+        f.flush()
+        with pytest.raises(ValueError, match="changed"):
+            store.put_file("snap", f, size, multipart_threshold=5 * MiB, part_size=5 * MiB, check=check)
+    assert checked == [0 if size < 5 * MiB else 1], "checked once, after the read, before committing"
+    assert store.get_range("snap") == b"old contents"
+    assert store.list_multipart() == []
+
+
 # -- copy and delete --------------------------------------------------------------------
 
 
