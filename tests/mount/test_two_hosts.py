@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,92 @@ def test_a_remote_delete_while_b_has_the_file_open(
 
 def deadline_after(start: float) -> float:
     return start + TTL + 1
+
+
+# -- two writers rewriting the same files: every stored object is one whole version ---------
+
+#: Encoded mtimes (2001-2004): a version's own is MTIME_BASE + writer * 10**6 + number.
+MTIME_BASE = 1_000_000_000
+
+
+def version_bytes(writer: int, number: int, name: str, length: int) -> bytes:
+    """A version that says, all along, who wrote it, which it is and how long it is."""
+    head = f"{writer}:{number}:{name}:{length}\n".encode()
+    fill = f"<{writer}.{number}>".encode()
+    return (head + fill * (length // len(fill) + 1))[:length]
+
+
+def whole_version(data: bytes) -> tuple[int, int] | None:
+    """(writer, number) of `data` when it is one version written whole, else None."""
+    try:
+        writer, number, name, length = data.split(b"\n", 1)[0].decode().split(":")
+        whole = version_bytes(int(writer), int(number), name, int(length))
+    except ValueError:
+        return None
+    return (int(writer), int(number)) if data == whole else None
+
+
+def rewrite_files(mount: Mount, writer: int, names: list[str], until: float, errors: list[str]) -> int:
+    """Rewrite random files of `names` in place (O_TRUNC, one write, close, then an mtime
+    saying which version this is) until `until`; how many versions were written."""
+    rng = random.Random(writer)
+    number = 0
+    while time.monotonic() < until:
+        number += 1
+        name = rng.choice(names)
+        data = version_bytes(writer, number, name, rng.randrange(1024, 512 * 1024))
+        try:
+            fd = os.open(mount.path / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            stamp = MTIME_BASE + writer * 10**6 + number
+            os.utime(mount.path / name, (stamp, stamp))
+        except OSError as exc:
+            errors.append(f"writer {writer}, {name}: {exc}")
+        time.sleep(rng.uniform(0, 0.03))  # pauses: some files go quiet, and go up mid-rewrite
+    return number
+
+
+@pytest.mark.timeout(240)
+def test_two_mounts_rewriting_the_same_files_store_only_whole_versions(
+    mount_factory: Callable[..., Mount], make_bucket: Callable[[], str]
+) -> None:
+    bucket = make_bucket()
+    names = [f"f{i:02}.dat" for i in range(20)]
+    options = ("--writeback-delay", "0.5", "--metadata-ttl", "1")
+    a = mount_factory(*options, bucket=bucket, name="a", run=False)
+    for name in names:
+        a.client.put_object(Bucket=bucket, Key=name, Body=version_bytes(0, 0, name, 4096))
+    a.start()
+    b = mount_factory(*options, bucket=bucket, name="b")
+    errors: list[str] = []
+    until = time.monotonic() + 20
+    with ThreadPoolExecutor(2) as pool:
+        written = list(
+            pool.map(lambda job: rewrite_files(job[0], job[1], names, until, errors), [(a, 1), (b, 2)])
+        )
+    assert not errors, errors[:5]
+    flush(a)
+    flush(b)
+    assert a.umount() == 0, a.log_text()
+    assert b.umount() == 0, b.log_text()
+
+    stored = a.objects()
+    copies = [key for key in stored if ".conflict-" in key]
+    assert set(stored) - set(copies) == set(names), sorted(stored)
+    assert copies, f"no conflict in {sum(written)} versions: the test proves nothing"
+    for key in stored:
+        data = a.get(key)
+        made = whole_version(data)
+        assert made is not None, f"{key}: {len(data)} bytes of no version, starting {data[:40]!r}"
+        if key in copies:
+            # A copy's attributes are its version's: the mtime set after it was written, or
+            # the time it was written (when it went up before the mtime was set).
+            mtime = float(a.metadata(key).get("mtime", "0"))
+            encoded = MTIME_BASE <= mtime < MTIME_BASE + 10 * 10**6
+            wanted = MTIME_BASE + made[0] * 10**6 + made[1]
+            assert mtime == wanted or not encoded, f"{key}: version {made} with another's mtime {mtime}"
