@@ -551,7 +551,7 @@ class Flusher:
             try:
                 etag = await self._send(node, key, put)
             except Conflict:
-                await self._keep_both(node, key, put, size, version)
+                await self._keep_both(node, key, put, size, version, data_version)
                 return
         elif node.data_dirty or node.remote_key is None:
             content = node.content
@@ -592,7 +592,7 @@ class Flusher:
                         await self._abort_staged(staged)
                     etag = await self._send(node, key, put)
             except Conflict:
-                await self._keep_both(node, key, put, size, version)
+                await self._keep_both(node, key, put, size, version, data_version)
                 return
             except SourceChanged:
                 # Written again during the upload (which stored nothing): the write has
@@ -761,11 +761,11 @@ class Flusher:
                 )
 
     async def _keep_both(
-        self, node: Node, key: str, put: Callable[..., str], size: int, version: int
+        self, node: Node, key: str, put: Callable[..., str], size: int, version: int, data_version: int
     ) -> None:
         """Another client changed `key` since this mount read it: theirs stays at the key,
-        ours goes next to it (create-only, with `put`) as a conflict copy, and the mount
-        shows theirs from now on."""
+        ours goes next to it (create-only, with `put`: the node at `version`) as a conflict
+        copy, and the mount shows theirs from now on."""
         fs = self.fs
         attempt = 1
         while True:
@@ -787,8 +787,8 @@ class Flusher:
             info = await fs.calls.run(fs.store.head, key)
         except NotFound:
             info = None  # gone again meanwhile: our version goes back to the key as well
-        if info is None or node.version != version or not node.linked or node.key != key:
-            # Changed, moved or removed meanwhile: the next upload decides again (a change
+        if info is None or node.data_version != data_version or not node.linked or node.key != key:
+            # Written, moved or removed meanwhile: the next upload decides again (a change
             # made since is based on the same old version, and is kept as a copy of its own),
             # after the write-back delay as any change: not at once, or it would catch a file
             # being rewritten between its truncation and its new bytes.
@@ -801,7 +801,15 @@ class Flusher:
         content = node.content
         if content is not None and content.dirty:
             self._uploaded_clean(node, content, copy_key, copy_etag)
+        attributes_changed = node.version != version
         await fs.adopt_remote_version(node, info, copy_key, copy_etag, size)
+        if attributes_changed:
+            # Only attributes changed meanwhile (the kernel's mtime at a close, a chmod):
+            # they follow onto the copy (a copy of it onto itself), rather than a second
+            # conflict copy of the same bytes.
+            node.meta_dirty = True
+            fs.record(node)
+            self.schedule(node)
 
     def _uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
         """`content` is what the store now holds at `key`: clean, cached under its etag."""

@@ -347,3 +347,24 @@ async def test_a_file_truncated_as_its_upload_starts_goes_up_once_written_again(
             fs.release(fh)
     assert env.objects() == {"f.dat": second}
     assert [bytes(args[1]) for args in env.called("put")] == [second], "never the truncated file"
+
+
+async def test_attributes_changed_during_a_conflict_follow_onto_the_copy(env: Env) -> None:
+    env.put("f.dat", b"original")
+    held = Held(env.store, "head", "f.dat")  # the conflict's look at the key, after the copy
+    ours, theirs = version("ours", 3000), version("theirs", 100)
+    async with env.mount(flusher=False, store=held) as fs:
+        fs.flusher.names.host = HOST
+        await rewrite(fs, "f.dat", ours, mtime=1_000_000)
+        env.put("f.dat", theirs)
+        node = fs.ns.node_at("f.dat")
+        async with env.flushing(fs):
+            await held.reached()
+            await fs.setattr(node.ino, mtime_ns=2_000_000 * 10**9)  # the kernel's mtime at a close
+            held.released.set()
+        assert fs.flusher.conflicts == 1
+    copies = conflict_copies(env)
+    assert list(copies.values()) == [ours], "one copy: the same bytes are not kept twice"
+    (copy,) = copies
+    assert env.metadata(copy)["mtime"] == "2000000", "with the attributes set meanwhile"
+    assert env.objects()["f.dat"] == theirs
