@@ -276,9 +276,11 @@ def assert_whole_versions(env: Env, versions: dict[bytes, int]) -> None:
     sent = [(args[0], args[1]) for args in env.called("put")]
     assert sent, "nothing was uploaded"
     for key, body in sent:
-        assert bytes(body) in versions, f"{key}: {len(body)} bytes of no version: {bytes(body[:20])!r}"
+        whole = bytes(body) in versions
+        assert whole, f"{key}: {len(body)} bytes of no version: {bytes(body[:20])!r}"
     for key, data in env.objects().items():
-        assert data in versions, f"{key}: {len(data)} bytes of no version: {data[:20]!r}"
+        whole = data in versions
+        assert whole, f"{key}: {len(data)} bytes of no version: {data[:20]!r}"
         wanted = versions[data]
         if wanted:
             assert env.metadata(key).get("mtime") == str(wanted), f"{key}: another version's mtime"
