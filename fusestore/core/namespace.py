@@ -284,8 +284,8 @@ class Namespace:
                 metadata = cached[1]
         else:
             self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
-        attrs = PosixAttrs.from_metadata(metadata)
-        if attrs.mode is not None and stat.S_ISLNK(attrs.mode):
+        attrs = PosixAttrs.from_metadata(metadata, size=info.size)
+        if attrs.is_symlink:
             node.kind = Kind.SYMLINK
         elif node.kind is Kind.SYMLINK:
             node.kind = Kind.FILE
@@ -329,7 +329,7 @@ class Namespace:
             if info.mtime:
                 node.mtime_ns = int(info.mtime * 1e9)
             return
-        attrs = PosixAttrs.from_metadata(metadata)
+        attrs = PosixAttrs.from_metadata(metadata, directory=True)
         if attrs.mode is not None:
             node.perm = stat.S_IMODE(attrs.mode)
         if attrs.uid is not None:

@@ -200,7 +200,8 @@ class FileStore(Store):
             raise
 
     def _info(self, key: str, st: os.stat_result, attr: dict[str, Any] | None) -> ObjectInfo:
-        meta = dict(attr.get("meta", {})) if attr else {}
+        meta = attr.get("meta") if attr else None
+        meta = dict(meta) if isinstance(meta, dict) else {}  # another tool's attribute may hold anything
         gen = attr.get("gen", "") if attr else ""
         if stat.S_ISDIR(st.st_mode):
             return ObjectInfo(key, 0, f'"d-{st.st_ino:x}-{gen}"', st.st_mtime, meta)

@@ -4,12 +4,41 @@ s3fs stores a file's mode, owner and modification time as the user metadata
 `x-amz-meta-mode` (decimal st_mode, file-type bits included), `x-amz-meta-uid`,
 `x-amz-meta-gid` and `x-amz-meta-mtime` (decimal seconds since the epoch). fusestore reads
 and writes the same names, so a bucket can move between the two without losing them.
+
+This is the one place where such metadata is read, and any value may be garbage (another
+tool, a hand-made header, a damaged store): a value that is not one of the forms below, or
+is out of range, is ignored, field by field, and nothing here raises.
+
+- uid, gid: ASCII decimal, 0 to 2**32 - 2 (2**32 - 1 is chown's "leave unchanged").
+- mode: ASCII decimal up to 0o177777, whose file-type bits are none, or the object's
+  kind: a directory for a `dir/` marker; a regular file, or a symlink of at most
+  `SYMLINK_MAX` bytes, for any other object. Anything else (a FIFO, a device, a directory
+  mode on a plain object) is ignored whole: permission bits meant for another type of
+  file say nothing about this one.
+- mtime: ASCII decimal seconds, with an optional fraction, from 0 up to what a signed
+  64-bit count of nanoseconds holds (the year 2262).
 """
 
 from __future__ import annotations
 
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+#: The longest symlink target: PATH_MAX less its terminating NUL. A bigger object is
+#: never a symlink, whatever its metadata says.
+SYMLINK_MAX = 4095
+#: The highest uid or gid a file can have (2**32 - 1 is chown's "leave unchanged").
+ID_MAX = 2**32 - 2
+#: The highest st_mode: file-type and permission bits, nothing above.
+MODE_MAX = 0o177777
+#: The latest mtime the kernel's signed 64-bit nanoseconds hold.
+MTIME_NS_MAX = 2**63 - 1
+
+_INTEGER = re.compile(r"[0-9]{1,20}")
+_SECONDS = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,64}))?")
 
 
 @dataclass(frozen=True)
@@ -21,14 +50,22 @@ class PosixAttrs:
     gid: int | None = None
     mtime_ns: int | None = None
 
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode is not None and stat.S_ISLNK(self.mode)
+
     @classmethod
-    def from_metadata(cls, metadata: Mapping[str, str] | None) -> PosixAttrs:
-        meta = metadata or {}
+    def from_metadata(
+        cls, metadata: Mapping[str, Any] | None, *, directory: bool = False, size: int = 0
+    ) -> PosixAttrs:
+        """The valid attributes of an object of `size` bytes (`directory`: a `dir/`
+        marker) in its user metadata; never raises, whatever the values are."""
+        meta = metadata if isinstance(metadata, Mapping) else {}
         return cls(
-            mode=_int(meta.get("mode")),
-            uid=_int(meta.get("uid")),
-            gid=_int(meta.get("gid")),
-            mtime_ns=_seconds_to_ns(meta.get("mtime")),
+            mode=_mode(_text(meta, "mode"), directory, size),
+            uid=_id(_text(meta, "uid")),
+            gid=_id(_text(meta, "gid")),
+            mtime_ns=_seconds_to_ns(_text(meta, "mtime")),
         )
 
     def to_metadata(self) -> dict[str, str]:
@@ -45,21 +82,45 @@ class PosixAttrs:
         return meta
 
 
-def _int(text: str | None) -> int | None:
+def _text(meta: Mapping[str, Any], name: str) -> str | None:
+    """The value as text, without the blanks a header may carry; None unless it is text
+    (drivers hand over strings: anything else is no value fusestore or s3fs wrote)."""
     try:
-        value = int(text) if text is not None else None
-    except ValueError:
+        value = meta.get(name)
+    except Exception:  # a mapping that fails to look up holds nothing usable
         return None
-    return value if value is not None and value >= 0 else None
+    return value.strip(" \t") if isinstance(value, str) else None
+
+
+def _integer(text: str | None) -> int | None:
+    return int(text) if text is not None and _INTEGER.fullmatch(text) else None
+
+
+def _id(text: str | None) -> int | None:
+    value = _integer(text)
+    return value if value is not None and value <= ID_MAX else None
+
+
+def _mode(text: str | None, directory: bool, size: int) -> int | None:
+    value = _integer(text)
+    if value is None or value > MODE_MAX:
+        return None
+    kind = stat.S_IFMT(value)
+    if kind == 0:
+        return value
+    if directory:
+        return value if kind == stat.S_IFDIR else None
+    if kind == stat.S_IFREG or (kind == stat.S_IFLNK and size <= SYMLINK_MAX):
+        return value
+    return None
 
 
 def _seconds_to_ns(text: str | None) -> int | None:
     """`1700000000` or `1700000000.25` as nanoseconds; None when it is not a time."""
-    if text is None:
+    found = _SECONDS.fullmatch(text) if text is not None else None
+    if found is None:
         return None
-    seconds, _, fraction = text.strip().partition(".")
-    if not seconds.lstrip("-").isdigit() or (fraction and not fraction.isdigit()):
-        return None
-    nanos = int((fraction + "000000000")[:9]) if fraction else 0
-    sign = -1 if seconds.startswith("-") else 1
-    return int(seconds) * 1_000_000_000 + sign * nanos
+    seconds, fraction = found.groups()
+    nanos = int((fraction or "")[:9].ljust(9, "0"))
+    value = int(seconds) * 1_000_000_000 + nanos
+    return value if value <= MTIME_NS_MAX else None

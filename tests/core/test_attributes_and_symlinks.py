@@ -108,7 +108,7 @@ async def test_chmod_of_a_directory_is_kept_in_its_marker(env: Env) -> None:
         d = await fs.setattr(await ino_of(fs, "d"), mode=0o700, mtime_ns=MTIME_NS)
         assert d.mode == stat.S_IFDIR | 0o700
     assert set(env.objects()) == {"d/", "d/f"}
-    attrs = PosixAttrs.from_metadata(env.metadata("d/"))
+    attrs = PosixAttrs.from_metadata(env.metadata("d/"), directory=True)
     assert attrs.mode == stat.S_IFDIR | 0o700
     async with env.mount(metadata_ttl=0) as fs:
         assert (await resolve(fs, "d")).mode == stat.S_IFDIR | 0o700

@@ -91,7 +91,7 @@ async def test_mkdir_creates_a_marker_that_goes_once_the_directory_has_entries(e
         assert d.mode == stat.S_IFDIR | 0o755
         await fs.flusher.sync_all()
         assert env.objects() == {"d/": b""}
-        meta = PosixAttrs.from_metadata(env.metadata("d/"))
+        meta = PosixAttrs.from_metadata(env.metadata("d/"), directory=True)
         assert meta.mode == stat.S_IFDIR | 0o755
         assert (meta.uid, meta.gid) == (fs.settings.uid, fs.settings.gid)
 
@@ -110,7 +110,7 @@ async def test_a_directory_with_its_own_attributes_keeps_its_marker(env: Env) ->
         await write_file(fs, "private/f", b"x")
         await fs.flusher.sync_all()
         assert set(env.objects()) == {"private/", "private/f"}
-        meta = PosixAttrs.from_metadata(env.metadata("private/"))
+        meta = PosixAttrs.from_metadata(env.metadata("private/"), directory=True)
         assert (meta.mode, meta.uid) == (stat.S_IFDIR | 0o700, 1234)
         assert d.marker_key == "private/"
 

@@ -88,7 +88,7 @@ def test_s3fs_metadata_is_read_leniently(meta: dict[str, str], attrs: PosixAttrs
 def test_posix_attributes_round_trip_with_nanoseconds() -> None:
     attrs = PosixAttrs(0o40755, 1000, 1000, 1_700_000_000_123_456_789)
     assert attrs.to_metadata()["mtime"] == "1700000000.123456789"
-    assert PosixAttrs.from_metadata(attrs.to_metadata()) == attrs
+    assert PosixAttrs.from_metadata(attrs.to_metadata(), directory=True) == attrs
 
 
 def test_metadata_names_and_values_are_checked() -> None:

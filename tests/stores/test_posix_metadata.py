@@ -1,0 +1,150 @@
+"""s3fs-compatible POSIX metadata read from objects: every value that is not a valid
+attribute for the object is ignored, field by field, and nothing raises."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fusestore.stores import PosixAttrs
+
+GOOD = {"mode": str(stat.S_IFREG | 0o640), "uid": "1000", "gid": "1001", "mtime": "1700000000.5"}
+GOOD_ATTRS = PosixAttrs(stat.S_IFREG | 0o640, 1000, 1001, 1_700_000_000_500_000_000)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "99999999999999999999",
+        "4294967296",
+        "4294967295",  # chown's "leave unchanged", never an owner
+        "-1",
+        "-0",
+        "1e3",
+        "0x10",
+        "1_000",
+        "+5",
+        "١٢",  # digits, but not ASCII ones
+        "²",
+        "12abc",
+        "",
+        " ",
+        "1.5",
+        "9" * 5000,  # longer than int() converts
+        "nan",
+    ],
+)
+@pytest.mark.parametrize("field", ["uid", "gid"])
+def test_an_owner_out_of_range_or_not_a_number_is_ignored(field: str, value: str) -> None:
+    attrs = PosixAttrs.from_metadata({**GOOD, field: value})
+    assert getattr(attrs, field) is None
+    others = {name: getattr(GOOD_ATTRS, name) for name in ("mode", "uid", "gid", "mtime_ns") if name != field}
+    assert {name: getattr(attrs, name) for name in others} == others
+
+
+def test_the_highest_owner_is_read() -> None:
+    attrs = PosixAttrs.from_metadata({"uid": "4294967294", "gid": "0"})
+    assert (attrs.uid, attrs.gid) == (2**32 - 2, 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "4294967295",
+        str(0o177777 + 1),
+        "-33188",
+        "0o644",
+        "rwx",
+        "33188.0",
+        str(stat.S_IFIFO | 0o644),
+        str(stat.S_IFCHR | 0o644),
+        str(stat.S_IFBLK | 0o644),
+        str(stat.S_IFSOCK | 0o644),
+        str(stat.S_IFDIR | 0o755),  # a directory's mode on an object that is not a marker
+    ],
+)
+def test_a_mode_out_of_range_or_of_the_wrong_type_is_ignored_whole(value: str) -> None:
+    attrs = PosixAttrs.from_metadata({**GOOD, "mode": value})
+    assert attrs == PosixAttrs(None, 1000, 1001, GOOD_ATTRS.mtime_ns)
+
+
+@pytest.mark.parametrize(
+    ("mode", "directory", "size", "valid"),
+    [
+        (stat.S_IFREG | 0o644, False, 10, True),
+        (0o644, False, 10, True),  # permission bits alone
+        (stat.S_IFLNK | 0o777, False, 4095, True),
+        (stat.S_IFLNK | 0o777, False, 4096, False),  # too big to be a symlink's target
+        (stat.S_IFDIR | 0o755, True, 0, True),
+        (0o755, True, 0, True),
+        (stat.S_IFREG | 0o644, True, 0, False),  # a marker is a directory
+        (stat.S_IFLNK | 0o777, True, 0, False),
+        (stat.S_IFREG | 0o7777, False, 0, True),  # setuid, setgid and sticky bits are bits
+    ],
+)
+def test_a_mode_must_fit_the_object_it_describes(mode: int, directory: bool, size: int, valid: bool) -> None:
+    attrs = PosixAttrs.from_metadata({"mode": str(mode)}, directory=directory, size=size)
+    assert attrs.mode == (mode if valid else None)
+    assert attrs.is_symlink == (valid and stat.S_ISLNK(mode))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nan", "NaN", "inf", "-inf", "-1", "-1700000000", "1e9", "9223372036.854775808", "1" * 30, "", "soon"],
+)
+def test_a_modification_time_that_is_no_time_or_out_of_range_is_ignored(value: str) -> None:
+    attrs = PosixAttrs.from_metadata({**GOOD, "mtime": value})
+    assert attrs == PosixAttrs(GOOD_ATTRS.mode, 1000, 1001, None)
+
+
+def test_the_latest_and_earliest_times_are_read() -> None:
+    assert PosixAttrs.from_metadata({"mtime": "9223372036.854775807"}).mtime_ns == 2**63 - 1
+    assert PosixAttrs.from_metadata({"mtime": "0"}).mtime_ns == 0
+    assert PosixAttrs.from_metadata({"mtime": "1.123456789999"}).mtime_ns == 1_123_456_789
+
+
+@pytest.mark.parametrize("value", [None, 33188, 33188.0, b"33188", ["33188"], {"x": 1}, True])
+def test_a_value_that_is_not_text_is_ignored(value: Any) -> None:
+    metadata = {"mode": value, "uid": value, "gid": value, "mtime": value}
+    assert PosixAttrs.from_metadata(metadata) == PosixAttrs()
+
+
+@pytest.mark.parametrize("metadata", [None, {}, "mode=33188", 42, [("mode", "33188")]])
+def test_metadata_that_is_no_mapping_is_none(metadata: Any) -> None:
+    assert PosixAttrs.from_metadata(metadata) == PosixAttrs()
+
+
+VALUES = st.one_of(
+    st.text(),
+    st.text(alphabet="0123456789-+.eE xnaifNAIF"),
+    st.integers().map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.binary().map(lambda b: b.decode("latin-1")),
+    st.integers(),
+    st.floats(),
+    st.binary(),
+    st.none(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    metadata=st.dictionaries(st.sampled_from(["mode", "uid", "gid", "mtime", "other"]), VALUES),
+    directory=st.booleans(),
+    size=st.integers(min_value=0, max_value=2**40),
+)
+def test_any_metadata_gives_attributes_in_range(metadata: dict[str, Any], directory: bool, size: int) -> None:
+    attrs = PosixAttrs.from_metadata(metadata, directory=directory, size=size)
+    for owner in (attrs.uid, attrs.gid):
+        assert owner is None or 0 <= owner <= 2**32 - 2
+    assert attrs.mtime_ns is None or 0 <= attrs.mtime_ns < 2**63
+    if attrs.mode is not None:
+        kinds = {0, stat.S_IFDIR} if directory else {0, stat.S_IFREG, stat.S_IFLNK}
+        assert 0 <= attrs.mode <= 0o177777 and stat.S_IFMT(attrs.mode) in kinds
+        assert not attrs.is_symlink or size <= 4095
+    # What is read is written back as it was read.
+    assert PosixAttrs.from_metadata(attrs.to_metadata(), directory=directory, size=size) == attrs
