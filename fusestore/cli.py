@@ -307,7 +307,8 @@ def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str)
     "--exact-attrs",
     is_flag=True,
     help="Read each object's stored mode, owner, mtime and symlink flag on its first lookup "
-    "(one HEAD per object). Without it they come from the listing until the file is changed.",
+    "(one HEAD per object). Without it only objects of up to 4095 bytes (possible symlinks) "
+    "are read so; others show the listing's attributes until the file is changed.",
 )
 @click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
 @click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")

@@ -74,7 +74,6 @@ class FuseOperations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem) -> None:
         super().__init__()
         self.fs = fs
-        self.ttl = fs.settings.metadata_ttl
         fs.kernel_forget_name = forget_kernel_name
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
@@ -84,7 +83,7 @@ class FuseOperations(pyfuse3.Operations):
         # An inode's attributes never change behind our back (another client's version
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
         attrs.entry_timeout = self.fs.entry_timeout(node)
-        attrs.attr_timeout = self.ttl
+        attrs.attr_timeout = self.fs.attr_timeout(node)
         mode = node.mode
         if self.fs.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried

@@ -36,6 +36,7 @@ from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreError, StoreUnavailable
 from ..stores.base import MiB
 from ..stores.links import LinkedStores, link_path
+from ..stores.posix import SYMLINK_MAX
 from . import lostwrites
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
@@ -521,6 +522,8 @@ class Filesystem:
         parent = node.parent
         if parent is None or node.pending:
             return ttl
+        if self._head_due(node) and self.settings.exact_attrs:
+            return 0.0  # listed without its metadata: the next use looks it up (a HEAD)
         confirmed = max(node.checked_at, parent.listed_at)
         return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
 
@@ -699,20 +702,36 @@ class Filesystem:
         return children.get(name)
 
     def _take_head(self, node: Node, info: ObjectInfo, may_replace: bool = True) -> None:
-        """What a HEAD of clean `node`'s object found: its attributes, or another
-        client's version (a new node, unless a handle here may still write to this one)."""
-        if info.etag == node.etag:
-            kind = node.kind
+        """What a HEAD of clean `node`'s object found: its attributes; or that it is of
+        another type than listed (a symlink shown as a small file), or another client's
+        version: then a new node shows it (unless a handle here may still write to this
+        one), and `node` is unlinked."""
+        if info.etag == node.etag and self.ns.kind_of(info) is node.kind:
             self.ns.apply_object(node, info)
             node.checked_at = time.monotonic()
-            if node.kind is not kind:
-                # The kernel cannot change an inode's type; it keeps the old one until the
-                # entry expires (see docs/semantics.md).
-                log.info("%s is a %s, listed as a %s", node.path(), node.kind.value, kind.value)
-                node.kind = kind
-        elif may_replace and not node.writers:
-            self.ns.replace_with_object(node, info)
+        elif (may_replace or info.etag == node.etag) and not node.writers:
+            # A new inode: the kernel cannot change the type of one it knows, nor drop
+            # the size and pages it cached of another version.
+            if info.etag == node.etag:
+                found, listed = self.ns.kind_of(info).value, node.kind.value
+                log.info("%s is a %s, not a %s as listed: a new inode shows it", node.path(), found, listed)
+            fresh = self.ns.replace_with_object(node, info)
+            fresh.checked_at = time.monotonic()
             self.take_remote_changes()
+
+    def _head_due(self, node: Node) -> bool:
+        """Whether a lookup or getattr of `node` reads its metadata first (one HEAD): with
+        `exact_attrs` whenever a listing did not carry it, and always for an object small
+        enough to be a symlink, so that a path through one resolves (see docs/semantics.md)."""
+        if not node.attrs_guessed:
+            return False
+        return self.settings.exact_attrs or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
+
+    def attr_timeout(self, node: Node) -> float:
+        """How long the kernel may keep `node`'s attributes: not at all while they are
+        guessed and due to be read (a directory listing hands the kernel each entry with
+        its attributes, without the HEAD its lookup would send)."""
+        return 0.0 if self._head_due(node) and self.settings.exact_attrs else self.settings.metadata_ttl
 
     async def lookup(self, parent_ino: int, name: str) -> Node | None:
         """The entry `name` (its lookup count raised), or None: it does not exist."""
@@ -725,9 +744,9 @@ class Filesystem:
             if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
                 raise fs_error(errno.ENAMETOOLONG)
             node = await self._checked_child(parent, name)
-        if node is not None and node.attrs_guessed and self.settings.exact_attrs:
+        if node is not None and self._head_due(node):
             await self.head_attrs(node)
-            if not node.linked:  # the HEAD found another client's version
+            if not node.linked:  # the HEAD found another client's version, or a symlink
                 node = (parent.children or {}).get(name)
         if node is None:
             return None
@@ -743,6 +762,16 @@ class Filesystem:
         if node.attrs_guessed:
             await self.head_attrs(node, may_replace=False)
             node.attrs_guessed = False
+            self._check_kind(node)
+
+    def _check_kind(self, node: Node) -> None:
+        """ESTALE for a request on `node` once a HEAD found its object to be of another
+        type (a symlink listed as a file): the kernel then looks the name up again and
+        finds the new node (open, stat, exec and chmod do; see `_take_head`)."""
+        if not node.linked and node.parent is not None and node.parent.children is not None:
+            fresh = node.parent.children.get(node.name)
+            if fresh is not None and fresh.kind is not node.kind:
+                raise fs_error(errno.ESTALE, f"{fresh.path()} is a {fresh.kind.value}")
 
     async def head_attrs(self, node: Node, *, may_replace: bool = True) -> None:
         """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
@@ -785,8 +814,9 @@ class Filesystem:
 
     async def getattr(self, ino: int) -> Node:
         node = self.node(ino)
-        if node.attrs_guessed and self.settings.exact_attrs:
+        if self._head_due(node):
             await self.head_attrs(node)
+            self._check_kind(node)
         return node
 
     def forget(self, ino: int, count: int) -> None:
@@ -1234,6 +1264,9 @@ class Filesystem:
         if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
             self._writable(node)
             await self.attrs_for_change(node)
+        elif self._head_due(node):
+            await self.head_attrs(node)  # a symlink listed as a small file is none to open
+            self._check_kind(node)
         if node.content is None:
             node.content = self._clean_content(node)
         fh = self._open_handle(node, flags)

@@ -275,6 +275,11 @@ class Namespace:
         self.apply_object(node, info)
         return node
 
+    def kind_of(self, info: ObjectInfo) -> Kind:
+        """Whether an object HEADed (or listed with metadata) is a file or a symlink."""
+        attrs = PosixAttrs.from_metadata(info.metadata, size=info.size)
+        return Kind.SYMLINK if attrs.is_symlink else Kind.FILE
+
     def apply_object(self, node: Node, info: ObjectInfo) -> None:
         """Take size, etag and (where known) POSIX attributes from the store's view."""
         metadata = info.metadata
