@@ -522,7 +522,7 @@ class Filesystem:
         parent = node.parent
         if parent is None or node.pending:
             return ttl
-        if self._head_due(node) and self.settings.exact_attrs:
+        if node.attrs_guessed and self.settings.exact_attrs:
             return 0.0  # listed without its metadata: the next use looks it up (a HEAD)
         confirmed = max(node.checked_at, parent.listed_at)
         return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
@@ -728,10 +728,10 @@ class Filesystem:
         return self.settings.exact_attrs or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
 
     def attr_timeout(self, node: Node) -> float:
-        """How long the kernel may keep `node`'s attributes: not at all while they are
-        guessed and due to be read (a directory listing hands the kernel each entry with
-        its attributes, without the HEAD its lookup would send)."""
-        return 0.0 if self._head_due(node) and self.settings.exact_attrs else self.settings.metadata_ttl
+        """How long the kernel may keep `node`'s attributes: with `exact_attrs`, not at
+        all while they are guessed (a directory listing hands the kernel each entry with
+        its attributes, without the HEAD its lookup sends)."""
+        return 0.0 if node.attrs_guessed and self.settings.exact_attrs else self.settings.metadata_ttl
 
     async def lookup(self, parent_ino: int, name: str) -> Node | None:
         """The entry `name` (its lookup count raised), or None: it does not exist."""
@@ -1265,7 +1265,7 @@ class Filesystem:
             self._writable(node)
             await self.attrs_for_change(node)
         elif self._head_due(node):
-            await self.head_attrs(node)  # a symlink listed as a small file is none to open
+            await self.head_attrs(node)  # it may be a symlink listed as a file: to follow, not open
             self._check_kind(node)
         if node.content is None:
             node.content = self._clean_content(node)
