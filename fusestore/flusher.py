@@ -538,7 +538,7 @@ class Flusher:
     async def _upload(self, node: Node, key: str) -> None:
         fs = self.fs
         version, data_version = node.version, node.data_version
-        metadata = node.posix_attrs().to_metadata()
+        metadata = node.posix_attrs().to_metadata(fs.ns.stored_metadata(node))
         fs.ns.drop_delete(key)
         content: Content | None = None
         mtime_lost = False
@@ -848,7 +848,7 @@ class Flusher:
         fs = self.fs
         content = node.content
         assert content is not None
-        metadata = staged_metadata(node.posix_attrs().to_metadata())
+        metadata = staged_metadata(node.posix_attrs().to_metadata(fs.ns.stored_metadata(node)))
         staged = self.staged.get(content)
         if staged is not None and not staged.usable_for(key, metadata, content.size, fs.store):
             del self.staged[content]

@@ -275,6 +275,13 @@ class Namespace:
         self.apply_object(node, info)
         return node
 
+    def stored_metadata(self, node: Node) -> dict[str, Any] | None:
+        """The metadata of the object `node` is based on, when this cache read it."""
+        if node.remote_key is None or node.etag is None:
+            return None
+        cached = self.meta_index.get(("meta", node.remote_key))
+        return dict(cached[1]) if cached is not None and cached[0] == node.etag else None
+
     def kind_of(self, info: ObjectInfo) -> Kind:
         """Whether an object HEADed (or listed with metadata) is a file or a symlink."""
         attrs = PosixAttrs.from_metadata(info.metadata, size=info.size)

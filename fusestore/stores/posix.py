@@ -17,6 +17,8 @@ is out of range, is ignored, field by field, and nothing here raises.
   file say nothing about this one.
 - mtime: ASCII decimal seconds, with an optional fraction, from 0 up to what a signed
   64-bit count of nanoseconds holds (the year 2262).
+
+Other metadata names are another tool's: written back as they were (`to_metadata`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .keys import check_metadata
+
 #: The longest symlink target: PATH_MAX less its terminating NUL. A bigger object is
 #: never a symlink, whatever its metadata says.
 SYMLINK_MAX = 4095
@@ -36,6 +40,8 @@ ID_MAX = 2**32 - 2
 MODE_MAX = 0o177777
 #: The latest mtime the kernel's signed 64-bit nanoseconds hold.
 MTIME_NS_MAX = 2**63 - 1
+#: The metadata names of the attributes; any other name is another tool's.
+NAMES = ("mode", "uid", "gid", "mtime")
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
 _SECONDS = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,64}))?")
@@ -68,8 +74,14 @@ class PosixAttrs:
             mtime_ns=_seconds_to_ns(_text(meta, "mtime")),
         )
 
-    def to_metadata(self) -> dict[str, str]:
-        meta = {}
+    def to_metadata(self, stored: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """The metadata to write: each attribute that is set, and the other names of
+        `stored` (the metadata of the object this one replaces) as they were, where a
+        store can carry them at all. An attribute's own name is never taken from `stored`:
+        its value there was either this one or one ignored as invalid."""
+        meta: dict[str, str] = {}
+        if isinstance(stored, Mapping):
+            meta.update((k, v) for k, v in stored.items() if k not in NAMES and _writable(k, v))
         if self.mode is not None:
             meta["mode"] = str(self.mode)
         if self.uid is not None:
@@ -80,6 +92,14 @@ class PosixAttrs:
             seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
             meta["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
         return meta
+
+
+def _writable(name: Any, value: Any) -> bool:
+    try:
+        check_metadata({name: value})
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _text(meta: Mapping[str, Any], name: str) -> str | None:

@@ -65,7 +65,7 @@ def written(env: Env) -> list[str]:
 
 def valid_attrs(metadata: dict[str, str], *, directory: bool = False) -> PosixAttrs:
     """The attributes of written metadata, each one present and valid."""
-    assert set(metadata) == {"mode", "uid", "gid", "mtime"}, metadata
+    assert set(metadata) - {"unrelated"} == {"mode", "uid", "gid", "mtime"}, metadata
     attrs = PosixAttrs.from_metadata(metadata, directory=directory)
     assert None not in (attrs.mode, attrs.uid, attrs.gid, attrs.mtime_ns), metadata
     return attrs
@@ -248,3 +248,29 @@ def test_fuzzed_metadata_never_fails_a_request(
                     valid_attrs(env.metadata(key), directory=key.endswith("/"))
         finally:
             MemoryStore.forget(env.name)
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("exact_attrs", [False, True])
+async def test_another_tools_metadata_is_kept_by_every_write(env: Env, exact_attrs: bool) -> None:
+    """Names fusestore does not use are written back as they were (those a store can
+    carry: printable ASCII), by a chmod, an append and a rename alike."""
+    theirs = {"color": "blue", "sha256": "0" * 64, "uid": "4294967296"}
+    for name in ("chmodded", "appended", "moved"):
+        plant(env, f"d/{name}", b"hello", {**theirs, "note": "caf\u00e9"})
+    env.bare_listings = True
+    async with env.mount(exact_attrs=exact_attrs) as fs:
+        d = await resolve(fs, "d")
+        chmodded = await resolve(fs, "d/chmodded")
+        await fs.setattr(chmodded.ino, mode=0o600)
+        appended = await resolve(fs, "d/appended")
+        fh, _ = await fs.open(appended.ino, os.O_WRONLY | os.O_APPEND)
+        await fs.write(fh, 5, b"!")
+        fs.release(fh)
+        await resolve(fs, "d/moved")
+        await fs.rename(d.ino, "moved", d.ino, "renamed", 0)
+    for key in ("d/chmodded", "d/appended", "d/renamed"):
+        metadata = env.metadata(key)
+        assert (metadata.get("color"), metadata.get("sha256")) == ("blue", "0" * 64)
+        assert metadata["uid"] == str(fs.settings.uid), "an ignored attribute is the default shown"
+        assert "note" not in metadata, "not ASCII: no store takes it back"

@@ -148,3 +148,11 @@ def test_any_metadata_gives_attributes_in_range(metadata: dict[str, Any], direct
         assert not attrs.is_symlink or size <= 4095
     # What is read is written back as it was read.
     assert PosixAttrs.from_metadata(attrs.to_metadata(), directory=directory, size=size) == attrs
+
+
+def test_other_names_are_written_back_as_they_were() -> None:
+    attrs = PosixAttrs(stat.S_IFREG | 0o600, 1, 2, 1_000_000_000)
+    stored = {"mode": "4294967295", "uid": "x", "color": "blue", "Bad Name": "v", "note": "café", "n": 5}
+    written = {"color": "blue", "mode": "33152", "uid": "1", "gid": "2", "mtime": "1"}
+    assert attrs.to_metadata(stored) == written
+    assert attrs.to_metadata(["not", "a", "mapping"]) == attrs.to_metadata()  # type: ignore[arg-type]
