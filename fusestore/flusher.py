@@ -538,7 +538,7 @@ class Flusher:
     async def _upload(self, node: Node, key: str) -> None:
         fs = self.fs
         version, data_version = node.version, node.data_version
-        metadata = node.posix_attrs().to_metadata(fs.ns.stored_metadata(node))
+        metadata = node.posix_attrs().to_metadata()
         fs.ns.drop_delete(key)
         content: Content | None = None
         mtime_lost = False
@@ -607,6 +607,8 @@ class Flusher:
             # Attributes never read from the object (a listing does not carry them) are
             # the object's own: the copy keeps them.
             kept_unknown_metadata = node.attrs_guessed
+            # The same bytes: another tool's metadata names still describe them.
+            metadata = node.posix_attrs().to_metadata(fs.ns.stored_metadata(node))
             copied_metadata = None if kept_unknown_metadata else metadata
             seen = ObjectInfo(source, node.remote_size, node.etag or "", 0.0)
             try:
@@ -848,7 +850,7 @@ class Flusher:
         fs = self.fs
         content = node.content
         assert content is not None
-        metadata = staged_metadata(node.posix_attrs().to_metadata(fs.ns.stored_metadata(node)))
+        metadata = staged_metadata(node.posix_attrs().to_metadata())
         staged = self.staged.get(content)
         if staged is not None and not staged.usable_for(key, metadata, content.size, fs.store):
             del self.staged[content]
