@@ -236,8 +236,8 @@ class Workload:
                     time.sleep(0.05)
                     continue
                 time.sleep(self.rng.uniform(0, 0.1))  # some files settle and go up
-        except OSError as exc:
-            if not self.kill_requested.is_set():
+        except Exception as exc:  # the kill's, or a finding (or a bug here): reported
+            if not self.kill_requested.is_set() or not isinstance(exc, OSError):
                 op = self.model.in_flight()
                 what = op.describe(time.monotonic()) if op else "?"
                 self.unexpected.append(f"{what}: {exc!r}")

@@ -112,6 +112,7 @@ class CrashRounds:
     failures: list[str] = field(default_factory=list)
     #: every value each name ever had (what "a version the workload wrote" means)
     history: dict[str, set[str | None]] = field(default_factory=dict)
+    #: conflict copies and stray objects found so far (each is counted once)
     conflicts: set[str] = field(default_factory=set)
     options: list[str] = field(default_factory=list)
     #: the share of rounds whose first mount talks to the store over a slow link
@@ -318,8 +319,10 @@ class CrashRounds:
         bodies: dict[str, bytes] = {}
         for key in sorted(objects):
             if ".conflict-" in key:
-                if key not in self.conflicts:
-                    self.conflicts.add(key)
+                # counted once, wherever a directory rename takes it later
+                copy = key.rsplit("/", 1)[-1]
+                if copy not in self.conflicts:
+                    self.conflicts.add(copy)
                     origin = key.split(".conflict-")[0]
                     same = [k for k in objects if k.startswith(origin) and ".conflict-" not in k]
                     identical = same and self.mount.get(key) == self.mount.get(same[0])
@@ -340,7 +343,9 @@ class CrashRounds:
             for op in model.ops:
                 self.history.setdefault(name, set()).update([op.changes[name]] if name in op.changes else [])
             if not pool_name(name):
-                self.fail("strays", f"{name}: no file of this name was ever written")
+                if name not in self.conflicts:  # counted once
+                    self.conflicts.add(name)
+                    self.fail("strays", f"{name}: no file of this name was ever written")
                 continue
             if name.endswith("/"):  # a marker is optional; only one coming back is wrong
                 if value is None or DIR in model.allowed(name, kill, self.grace):
