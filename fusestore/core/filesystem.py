@@ -546,7 +546,8 @@ class Filesystem:
         while (running := self._refreshing.get(directory)) is not None:
             await running.done.wait()
             if running.failure is not None:
-                raise running.failure
+                # A new exception each: one raised in many tasks would gather all their tracebacks.
+                raise StoreUnavailable(str(running.failure)) from running.failure
             if directory.listed_at > float("-inf"):
                 return
             # That listing was cancelled with its request: this caller lists instead.
