@@ -24,7 +24,7 @@ import pyfuse3
 import trio
 
 from . import mounts, sdnotify
-from .cache import CacheDir, CacheLocked, ContentStore
+from .cache import CacheDir, CacheLocked
 from .cache.recovery import JournalDamaged
 from .control import ControlServer
 from .core import Filesystem, MountSettings, pinning
@@ -445,10 +445,7 @@ class Daemon:
                     self._sync_scope.cancel()
 
     async def _evict_loop(self, fs: Filesystem) -> None:
-        limiter = trio.CapacityLimiter(1)
+        """The eviction pass, which also measures the cache disk's free space anew."""
         while True:
             await trio.sleep(self.options.eviction_interval)
-            victims = fs.contents.evict_candidates()
-            if victims:
-                await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=limiter)
-                fs.contents.forget(victims)
+            await fs.evict()

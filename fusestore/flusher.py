@@ -815,7 +815,7 @@ class Flusher:
 
     def _uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
         """`content` is what the store now holds at `key`: clean, cached under its etag."""
-        content.base_size = content.size
+        content.now_stored()
         self.fs.contents.register_clean(content, key, etag)
         if not content.pins:
             node.content = None

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from .room import DiskRoom
 from .snapshot import Snapshot
 
 BLOCK_SIZE = 1024 * 1024
@@ -32,14 +33,18 @@ class Content:
         self.tally: list[int] | None = None
         #: the running count of open cache files this content counts in (set by its store)
         self.open_files: list[int] | None = None
+        #: the count of events that may have made contents of its store evictable, which
+        #: its last unpin adds to (set by its store)
+        self.evictable_changes: list[int] | None = None
+        #: the free space of the cache disk, told of every byte written (set by its store)
+        self.room: DiskRoom | None = None
         self._size = size
         self.base_size = base_size
         self.present = present
         #: the object version (key, etag) missing blocks are fetched from
         self.source: tuple[str, str] | None = None
         self.dirty = False
-        #: open handles using it (never evicted while any)
-        self.pins = 0
+        self._pins = 0
         #: under a path the user pinned (`fusestore pin`): never evicted
         self.kept = False
         self.atime = 0.0
@@ -50,12 +55,28 @@ class Content:
         #: the index may hold an entry for it (False only while it surely holds none)
         self.indexed = True
         self._fd: int | None = None
-        #: byte ranges [start, end) below `size` and past the base that no write has
-        #: filled yet (a write past the end makes one; the kernel may send a file's
-        #: pages out of order), disjoint and sorted. In memory only: a restart knows none.
+        #: byte ranges [start, end) below `size` and past the base that no write of the
+        #: current burst has filled yet (a write past the end makes one; the kernel may
+        #: send a file's pages out of order), disjoint and sorted. A burst ends at the
+        #: file's flush, fsync or upload (`settle`): the kernel has sent every page by
+        #: then, so a hole left is one the program made (a sparse file). In memory only.
         self.holes: list[tuple[int, int]] = []
+        #: the size at the end of the last burst: reported kept to the writer (close,
+        #: fsync) or uploaded. A lost write never makes the file shorter than this.
+        self.settled_size = 0
         #: the snapshots uploads are reading (each told of every change before it is made)
         self._snapshots: list[Snapshot] = []
+
+    @property
+    def pins(self) -> int:
+        """Open handles (and fetches for pins) using it: never evicted while any."""
+        return self._pins
+
+    @pins.setter
+    def pins(self, value: int) -> None:
+        if value == 0 and self._pins and self.evictable_changes is not None:
+            self.evictable_changes[0] += 1
+        self._pins = value
 
     @property
     def size(self) -> int:
@@ -180,7 +201,9 @@ class Content:
             # The file may have been truncated meanwhile: bytes past the base stay zeros.
             limit = min(self.size, self.base_size) - block * BLOCK_SIZE
             if limit > 0:
-                os.pwrite(self.fd, chunk[:limit], block * BLOCK_SIZE)
+                written = os.pwrite(self.fd, chunk[:limit], block * BLOCK_SIZE)
+                if self.room is not None:
+                    self.room.spent(written)
             self.present |= 1 << block
 
     def present_bytes(self) -> int:
@@ -216,6 +239,8 @@ class Content:
         if data:
             self._changing(offset)
         written = os.pwrite(self.fd, data, offset)
+        if self.room is not None:
+            self.room.spent(written)
         end = offset + written
         if written and offset > self.size:
             self._holes_add(self.size, offset)
@@ -224,9 +249,26 @@ class Content:
         if end > self.size:
             self.size = end
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE if written else -1
+        if written < len(data) and end % BLOCK_SIZE and end < self.base_size:
+            # The disk stopped part-way through a block the caller did not fetch (the
+            # write was to cover it whole): the rest of it is still the store's bytes,
+            # to be fetched, not zeros.
+            last -= 1
         for block in range(first, last + 1):
             self.present |= 1 << block
         return written
+
+    def settle(self) -> None:
+        """The burst of writes ended (flush, fsync, upload): the kernel has sent all its
+        pages, the writer was told the file is kept as it is. A hole left is the program's
+        own, and a later loss never cuts the file below its size now."""
+        self.holes = []
+        self.settled_size = self.size
+
+    def now_stored(self) -> None:
+        """The store now holds exactly these bytes: they are the base from now on."""
+        self.base_size = self.size
+        self.settle()
 
     def _holes_add(self, start: int, end: int) -> None:
         self.holes.append((start, end))  # past every byte so far: sorted still
@@ -252,10 +294,12 @@ class Content:
         happen: the file keeps those. Where they would have filled a hole or grown the
         file, nothing may stand in for them: the file ends at the first such byte, and
         later writes of the same burst may not grow it past there, so no zeros ever
-        stand in the middle for what was lost."""
+        stand in the middle for what was lost. Never below the base or the settled size
+        (bytes the store holds, or the writer was told are kept)."""
+        floor = max(self.base_size, self.settled_size)
         for low, high in self.holes:
             if low < end and high > start:
-                cut = max(low, start)
+                cut = min(max(low, start, floor), self.size)
                 return cut, cut
         if start >= self.size:
             return self.size, start
@@ -271,6 +315,7 @@ class Content:
         os.ftruncate(self.fd, size)
         self.size = size
         self.holes = [(low, min(high, size)) for low, high in self.holes if low < size]
+        self.settled_size = min(self.settled_size, size)
         if size < self.base_size:
             self.base_size = size
         self.present &= (1 << -(-size // BLOCK_SIZE)) - 1

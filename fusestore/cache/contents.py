@@ -42,8 +42,9 @@ class ContentStore:
     Guarantees: a dirty or pinned (open) content is never evicted; clean contents are
     evicted least-recently-used first once `used` exceeds `limit`, or the cache disk's
     free space falls below its floor (see `room`). Every method runs
-    inline (index look-ups and small writes); `evict_candidates`/`forget` split an
-    eviction so that the file removals can run in a worker thread.
+    inline (index look-ups and small writes); `evict_candidates`, `remove_files` and
+    `forget` split an eviction so that the file removals can run in a worker thread
+    (the core's `Filesystem.evict` runs the three).
     """
 
     def __init__(
@@ -61,6 +62,14 @@ class ContentStore:
         self._dirty_total = [0]
         #: how many contents have their cache file open (kept up to date by them)
         self._open_files = [0]
+        #: the free space of the cache disk (every content tells it what it writes)
+        self.room = room.DiskRoom(data_dir)
+        #: events that may have made a content evictable: a content became clean, lost its
+        #: last pin (counted by the content), or lost its user pin
+        self._evictable_changes = [0]
+        #: `_evictable_changes` when an eviction took every content it could (None: not
+        #: since the last change): until it changes, there is nothing to look for
+        self._exhausted_at: int | None = None
         #: `close_idle_files` sweeps once more than this many are open
         self._sweep_above = OPEN_FILES
         #: empty cache files made ahead, by id, with an open descriptor each
@@ -109,6 +118,8 @@ class ContentStore:
     def _content(self, content_id: str, size: int, base_size: int, present: int = 0) -> Content:
         content = Content(content_id, self._path(content_id), size, base_size, present)
         content.open_files = self._open_files
+        content.evictable_changes = self._evictable_changes
+        content.room = self.room
         return content
 
     def close_idle_files(self) -> None:
@@ -158,7 +169,10 @@ class ContentStore:
             content = self._by_id[content_id]
             if content.size == size and not content.dirty:
                 content.atime = time.time()
-                content.kept = self.keeps(key)
+                kept = self.keeps(key)
+                if content.kept and not kept:
+                    self._evictable_changes[0] += 1
+                content.kept = kept
                 return content
             self._drop_object(key, etag)
         content = self.new(size, base_size=size)
@@ -244,6 +258,7 @@ class ContentStore:
         content.dirty = False
         content.source = (key, etag)
         content.kept = self.keeps(key)
+        self._evictable_changes[0] += 1
         self._uncount_dirty(content)
         old = self._by_object.get((key, etag))
         if old is not None and old != content.id:
@@ -332,6 +347,7 @@ class ContentStore:
         of a big tree costs no index write per file on the trio thread."""
         for content_id, (key, _etag) in self._object_of.items():
             self._by_id[content_id].kept = self.keeps(key)
+        self._evictable_changes[0] += 1
 
     def _count_dirty(self, content: Content) -> None:
         if self._dirty.get(content.id) is not content:
@@ -350,10 +366,15 @@ class ContentStore:
     def evict_candidates(self, wanted: int = 0) -> list[Content]:
         """Clean, unpinned contents to remove, oldest use first: enough to get back under
         90% of the limit, and to free what the cache disk lacks for `wanted` more bytes
-        and its floor of free space (`room.shortfall`). Inline: a statvfs and a sort."""
+        and its floor of free space (`room.shortfall`, by its last measure). Inline: a
+        sum and a sort over every content, unless the last call took every content it
+        could and none may have become evictable since (then none: a burst of writes
+        failing on a full disk does not sort the contents once each)."""
+        if self._exhausted_at == self._evictable_changes[0]:
+            return []
         used = self.used
         target = self.limit * 9 // 10 if used > self.limit else used
-        need = room.shortfall(self.data_dir, wanted)
+        need = self.room.shortfall(wanted)
         if used <= target and need <= 0:
             return []
         chosen = []
@@ -365,6 +386,8 @@ class ContentStore:
             chosen.append(content)
             used -= content.present_bytes()
             need -= content.present_bytes()
+        else:
+            self._exhausted_at = self._evictable_changes[0]
         for content in chosen:
             self._by_id.pop(content.id, None)
             self._unmap(content.id)

@@ -35,17 +35,50 @@ def low_water(total: int) -> int:
     return DISK_RESERVE + slack(total)
 
 
-def shortfall(path: Path, wanted: int = 0) -> int:
-    """Bytes of clean data to evict so that `wanted` more bytes can be written and the
-    free space is back above the floor with some slack (0: nothing to evict)."""
-    free, total = disk_space(path)
-    left = free - wanted
-    if left >= low_water(total):
-        return 0
-    return low_water(total) + slack(total) - left
+class DiskRoom:
+    """The free space of the cache disk, as last measured less what the cache wrote since.
 
+    A write asks `has_room`: while the estimate stays above the floor, the answer costs no
+    system call (statvfs on every write took over half of a small write's time). Near the floor
+    it measures again, every time. Space others take between two measures is not seen
+    until the next one (the eviction pass measures every 2 s, and an eviction measures
+    before and after); should they fill the disk meanwhile, the disk's own ENOSPC makes
+    clean data give way all the same. Every method is inline; `measure` is one statvfs.
+    """
 
-def has_room(path: Path, size: int) -> bool:
-    """Whether `size` bytes of file data fit without eating into the reserve."""
-    free, _total = disk_space(path)
-    return free - size >= DISK_RESERVE
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._free = 0
+        self._total = 0
+        #: bytes written to cache files since the last measure (overwrites too: an upper bound)
+        self._spent = 0
+        self.measure()
+
+    def measure(self) -> None:
+        self._free, self._total = disk_space(self.path)
+        self._spent = 0
+
+    def spent(self, size: int) -> None:
+        """`size` bytes were written to cache files (they may have taken that much)."""
+        self._spent += size
+
+    @property
+    def free(self) -> int:
+        """The free space as far as the cache knows (measured, less what it wrote since)."""
+        return self._free - self._spent
+
+    def has_room(self, size: int) -> bool:
+        """Whether `size` bytes of file data fit without eating into the reserve."""
+        if self.free - size >= low_water(self._total):
+            return True
+        self.measure()
+        return self.free - size >= DISK_RESERVE
+
+    def shortfall(self, wanted: int = 0) -> int:
+        """Bytes of clean data to evict so that `wanted` more bytes can be written and the
+        free space is back above the floor with some slack (0: nothing to evict), by the
+        estimate (`measure` first for an exact answer)."""
+        left = self.free - wanted
+        if left >= low_water(self._total):
+            return 0
+        return low_water(self._total) + slack(self._total) - left

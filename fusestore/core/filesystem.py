@@ -1399,7 +1399,8 @@ class Filesystem:
         handle = self.file_handle(fh)
         node = handle.node
         end = offset + len(data)
-        data = lostwrites.writable_part(handle, offset, data)
+        if data and not lostwrites.writable_part(handle, offset, data):
+            raise fs_error(errno.ENOSPC, "an earlier write could not be stored")
         content = await self.content_for_write(node)
         if handle.content is not content:
             if handle.content is not None:
@@ -1412,9 +1413,9 @@ class Filesystem:
             low, high = block * BLOCK_SIZE, min((block + 1) * BLOCK_SIZE, content.base_size)
             if low < high and not content.present >> block & 1 and not (offset <= low and end >= high):
                 await self.fetcher.ensure(content, block, 1, ahead=WRITE_FETCH_AHEAD)
-        base = content.base_mask()  # the base cannot change during a write
+        base = content.base_mask()
         first_present = content.present & base
-        written, error = await self._store(content, offset, data)
+        written, error = await self._store(handle, content, offset, data)
         if written:
             self._unsynced.add(content)
             self.flusher.written(content, offset, offset + written)
@@ -1432,26 +1433,37 @@ class Filesystem:
             raise fs_error(errno.ENOSPC, "an earlier write could not be stored")
         return written
 
-    async def _store(self, content: Content, offset: int, data: bytes) -> tuple[int, OSError | None]:
+    async def _store(
+        self, handle: FileHandle, content: Content, offset: int, data: bytes
+    ) -> tuple[int, OSError | None]:
         """Write `data` into `content`, clean data giving way when the disk is short. The
-        disk may still refuse what statvfs said would fit (another writer took it): then
-        evict once more and try again, once. Returns how many bytes were stored, and the
-        error that stopped the rest (None: all were)."""
+        disk may still refuse what the estimate said would fit (another program took it):
+        then evict once more and try again, once. Returns how many bytes were stored (fewer
+        when a loss meanwhile put the rest past what `handle` may write), and the error
+        that stopped the rest (None: no error)."""
         view = memoryview(data)
         stored = 0
         retried = False
-        while stored < len(view):
+        while stored < len(view) and lostwrites.writable_part(handle, offset + stored, view[stored:]):
             try:
                 await self._wait_for_disk_room(len(view) - stored)
             except OSError as exc:
                 return stored, exc
+            # Nothing yields from here to the write: while this one waited, another write
+            # of the file may have failed and cut it (this one may not land past the cut),
+            # or an upload may have made the content clean.
+            part = lostwrites.writable_part(handle, offset + stored, view[stored:])
+            if not part:
+                break
+            if not content.dirty:
+                self.contents.make_dirty(content)
             try:
-                stored += content.write(offset + stored, view[stored:])
+                stored += content.write(offset + stored, part)
             except OSError as exc:
                 if exc.errno != errno.ENOSPC or retried:
                     return stored, exc
                 retried = True
-                await self.make_room(len(view) - stored)
+                await self.evict(len(view) - stored)
         return stored, None
 
     async def _lost_write(
@@ -1468,7 +1480,11 @@ class Filesystem:
             self._unsynced.add(content)
             self.flusher.written(content, node.size, math.inf)
             if node.linked:
+                # Recorded at once: a record of the longer file (a persist's, fsync's size)
+                # would otherwise stand, and a crash now would leave a cache file shorter
+                # than its record, which a restart sets aside as damaged.
                 self.changed(node, data=True, journal=False)
+                self.record_if_room(node)
         parent = node.parent
         if not (loss.new_inode and node.linked and parent is not None and self.kernel_forget_name):
             return
@@ -1478,15 +1494,20 @@ class Filesystem:
             with trio.move_on_after(KERNEL_WAIT):
                 await forgotten.wait()
 
-    async def make_room(self, size: int) -> None:
-        """Evict clean data, least recently used first, until `size` more bytes fit on
-        the cache disk above its floor of free space (or nothing clean is left to evict).
-        Yields while the files are removed (in a worker thread): writers short of room
-        at once take turns, each seeing the room the one before made."""
+    async def evict(self, size: int = 0) -> None:
+        """Evict clean data, least recently used first, until the cache is back under
+        `--cache-size` and `size` more bytes fit on the cache disk above its floor of
+        free space (or nothing clean is left to evict); measures the free space before and
+        after. The eviction pass (every 2 s, with `size` 0) and writes short of room both
+        come here. Yields while the files are removed (in a worker thread): evictions
+        take turns, each seeing the room the one before made."""
         async with self._making_room:
+            self.contents.room.measure()
             victims = self.contents.evict_candidates(size)
             if victims:
                 await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=self._disk_limiter)
+                self.contents.forget(victims)
+                self.contents.room.measure()
 
     async def _wait_for_disk_room(self, size: int) -> None:
         """ENOSPC for data that would eat into the room kept for the journal and index:
@@ -1495,7 +1516,7 @@ class Filesystem:
         data, wait up to `ROOM_WAIT` for their release. Yields only when the disk is full."""
         deadline = trio.current_time() + ROOM_WAIT
         if not self._disk_has_room(size):
-            await self.make_room(size)
+            await self.evict(size)
         while not self._disk_has_room(size):
             if trio.current_time() >= deadline or not self._unlinked_data_open():
                 kept = f"keeping {room.DISK_RESERVE // MiB} MiB for the journal"
@@ -1504,7 +1525,7 @@ class Filesystem:
                 await self._room_freed.wait()
 
     def _disk_has_room(self, size: int) -> bool:
-        return room.has_room(self.cache.data_dir, size)
+        return self.contents.room.has_room(size)
 
     def _unlinked_data_open(self) -> bool:
         return any(
@@ -1523,8 +1544,16 @@ class Filesystem:
         self._room_freed.set()
         self._room_freed = trio.Event()
 
+    @staticmethod
+    def _writes_settled(node: Node) -> None:
+        """A flush, fsync or close: the kernel has sent every page it held of the file
+        first, and the writer is told it is kept (see `Content.settle`)."""
+        if node.content is not None:
+            node.content.settle()
+
     def flush(self, fh: int) -> None:
         handle = self.file_handle(fh)
+        self._writes_settled(handle.node)
         if handle.node.linked and handle.node.pending:
             self.flusher.schedule(handle.node)
             self.record_if_room(handle.node, timestamps_later=True)
@@ -1533,6 +1562,7 @@ class Filesystem:
         """Return once the file's changes survive a crash of this machine (`--fsync=local`)
         or are in the store (`--fsync=remote`)."""
         node = self.file_handle(fh).node
+        self._writes_settled(node)
         if node.linked:
             self.record(node, timestamps_later=True, size_now=True)
         await self.persist(essential_only=True)
@@ -1694,6 +1724,7 @@ class Filesystem:
         if not isinstance(handle, FileHandle):
             return
         node = handle.node
+        self._writes_settled(node)
         node.opens -= 1
         node.writers -= handle.writable
         if handle.content is not None:

@@ -13,17 +13,17 @@ file keeps. Everything here is inline.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..cache import Content
 from .nodes import Node
 
 log = logging.getLogger(__name__)
+
+Buffer = TypeVar("Buffer", bytes, memoryview)
 
 
 class Descriptor(Protocol):
@@ -44,15 +44,14 @@ class Loss:
     new_inode: bool
 
 
-def writable_part(handle: Descriptor, offset: int, data: bytes) -> bytes:
-    """The part of a write `handle` may still make: all of it, unless a write of its
-    kernel inode was lost, and this one would land past what the file kept (the lost
-    bytes would read as zeros in the middle). OSError(ENOSPC) when none of it may."""
+def writable_part(handle: Descriptor, offset: int, data: Buffer) -> Buffer:
+    """The part of a write `handle` may still make: all of it, unless a loss settled
+    since it was opened put a limit on it, and this one would land past what the file
+    kept (the lost bytes would read as zeros in the middle); empty when none of it may.
+    A write that yields must ask again right before it writes: a loss may come meanwhile."""
     if handle.limit is None or offset + len(data) <= handle.limit:
         return data
-    if offset >= handle.limit:
-        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: an earlier write could not be stored")
-    return data[: handle.limit - offset]
+    return data[: max(0, handle.limit - offset)]
 
 
 def settle(
@@ -67,7 +66,9 @@ def settle(
         content.truncate(size)
         node.size = size
     for other in handles:
-        if other.generation <= handle.generation:
+        # A cut limits every descriptor: each kernel inode open on the file may still send
+        # pages past it (a newer one than the losing one too).
+        if cut or other.generation <= handle.generation:
             other.limit = limit if other.limit is None else min(other.limit, limit)
     told = handle.generation != node.generation  # a loss of this kernel inode was settled
     if told and not cut:

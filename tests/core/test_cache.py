@@ -159,6 +159,41 @@ def test_content_present_bytes(tmp_path: Path) -> None:
     content.close()
 
 
+def test_a_short_write_leaves_the_block_it_stopped_in_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk took 1.5 of 2 blocks of the store's bytes being overwritten: the second
+    block still lacks the store's bytes past the write, so it is still to be fetched."""
+    content = Content("c", tmp_path / "c", 3 * BLOCK_SIZE, base_size=3 * BLOCK_SIZE)
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[: len(data) * 3 // 4], offset)
+    )
+    assert content.write(0, b"w" * (2 * BLOCK_SIZE)) == 3 * BLOCK_SIZE // 2
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    assert list(content.missing_runs(0, content.size)) == [(1, 2)]
+    content.fill(1, b"s" * (2 * BLOCK_SIZE))
+    assert content.read(BLOCK_SIZE - 1, 2) == b"ws"
+    content.close()
+
+
+def test_holes_last_until_the_burst_of_writes_ends(tmp_path: Path) -> None:
+    """A write past the end leaves a hole a lost write cuts the file at, until the burst
+    ends (flush, fsync, upload): then the hole is the program's own (a sparse file), and a
+    loss never cuts the file below the size it had then."""
+    content = Content("c", tmp_path / "c", 0, base_size=0)
+    content.write(2 * BLOCK_SIZE, b"tail")
+    assert content.lost_write(0, 10) == (0, 0)
+    content.settle()
+    assert content.holes == []
+    assert content.lost_write(0, 10) == (content.size, content.size)
+    content.write(4 * BLOCK_SIZE, b"more")  # a new burst: its own hole
+    assert content.lost_write(3 * BLOCK_SIZE, 3 * BLOCK_SIZE + 10) == (3 * BLOCK_SIZE, 3 * BLOCK_SIZE)
+    content.truncate(BLOCK_SIZE)  # the program's own truncation lowers the floor with it
+    assert content.settled_size == BLOCK_SIZE
+    content.close()
+
+
 # -- ContentStore -------------------------------------------------------------------------------
 
 
