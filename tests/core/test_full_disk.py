@@ -448,3 +448,34 @@ async def test_writes_failing_on_a_full_disk_look_for_clean_data_once(
         for fh in held + writers:
             fs.release(fh)
         disk.taken = 0
+
+
+async def test_a_cut_limits_descriptors_of_a_newer_kernel_inode_too(env: Env, disk: SmallDisk) -> None:
+    """A loss cut the file and gave it a new inode, which a second descriptor opened and
+    wrote; a second loss of the old inode's burst cuts it shorter. The newer descriptor's
+    writes still on their way may not land past that cut either (zeros before them)."""
+    data = pattern(3 * MiB, seed=12)
+    quarter = MiB // 4
+    async with env.mount(writeback_delay=60) as fs:
+        on(disk, fs)
+        old_fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
+        chunks = {0: data[:quarter], 2 * quarter: data[2 * quarter : MiB], 2 * MiB: data[2 * MiB :]}
+        assert await write_chunks(fs, old_fh, chunks) == {}
+        disk.fill()
+        assert await write_chunks(fs, old_fh, {MiB: data[MiB : 2 * MiB]}) == {MiB: errno.ENOSPC}
+        assert node.size == MiB
+        disk.taken = 0
+        new_fh, _ = await fs.open(node.ino, os.O_WRONLY)  # the new kernel inode
+        assert await write_chunks(fs, new_fh, {MiB: data[MiB : MiB + quarter]}) == {}
+        disk.fill()
+        assert await write_chunks(fs, old_fh, {quarter: data[quarter : 2 * quarter]}) == {
+            quarter: errno.ENOSPC
+        }
+        assert node.size == quarter
+        disk.taken = 0
+        late = {MiB + quarter: data[MiB + quarter : MiB + 2 * quarter]}
+        assert await write_chunks(fs, new_fh, late) == {MiB + quarter: errno.ENOSPC}
+        fs.release(old_fh)
+        fs.release(new_fh)
+        assert await read_path(fs, "f") == data[:quarter]
+    assert env.objects()["f"] == data[:quarter]
