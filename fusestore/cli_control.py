@@ -13,6 +13,7 @@ import shlex
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -283,8 +284,9 @@ def umount_command(
 def _left_behind(point: str, store_url: str | None, cache: str | None, head: str) -> int:
     """After a mount ended without its daemon uploading everything (it died, or the store
     did not take it all): what its cache still has to upload, and the command that uploads
-    it. The exit code: 0 only when the cache says the store holds every change, else 1 (as
-    for a daemon that could not upload)."""
+    it, and the files its lost+found holds. The exit code: 0 only when the cache says the
+    store holds every change and lost+found is empty, else 1 (as for a daemon that could
+    not upload)."""
     if cache is None and store_url:
         cache = str(default_cache_root() / cache_name(store_url))  # the registry entry is gone
     try:
@@ -293,8 +295,12 @@ def _left_behind(point: str, store_url: str | None, cache: str | None, head: str
         click.echo(f"{head}, and its cache cannot be read ({exc})", err=True)
         info = None
     if info is not None and info.pending is False:
-        click.echo(f"{head}; the store holds every change", err=True)
-        return 0
+        if not info.lost_files:
+            click.echo(f"{head}; the store holds every change", err=True)
+            return 0
+        click.echo(f"{head}: nothing its journal names is pending, but lost+found is not empty", err=True)
+        _lost_found(info.path)
+        return 1
     if info is None:
         click.echo(
             f"{head}; whatever it had not uploaded is in its cache and goes up at the next mount "
@@ -322,4 +328,21 @@ def _left_behind(point: str, store_url: str | None, cache: str | None, head: str
             for item in caches.pending_items(info.path):
                 if item.not_uploadable is not None:
                     click.echo(f"Not uploadable: {item.key!r}: {item.not_uploadable} (rename it)", err=True)
+    if info.lost_files:
+        _lost_found(info.path)
     return 1
+
+
+def _lost_found(cache: Path) -> None:
+    """Name the files the lost+found of `cache` holds (not in the store), and the command
+    that copies them out."""
+    with contextlib.suppress(caches.CacheError):
+        entries = caches.lost_entries(cache)
+        click.echo(
+            f"{len(entries)} file(s) that may hold changes are NOT in the store, kept in "
+            f"{cache / 'lost+found'}; `fusestore cache recover {shlex.quote(str(cache))} DIR` "
+            "copies them into DIR (a folder of the mount works too):",
+            err=True,
+        )
+        for entry in entries:
+            click.echo(f"  lost: {entry.key or entry.name!r} ({entry.reason})", err=True)

@@ -98,3 +98,33 @@ def test_unmount_exits_1_while_lost_found_holds_files(mount_factory: Callable[..
     mount.start()
     assert mount.umount() == 1, mount.log_text()
     assert "NOT in the store" in mount.log_text()
+
+
+@pytest.mark.timeout(180)
+def test_fusestore_umount_names_what_lost_found_holds_and_exits_1(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    """Files in lost+found are not in the store: `fusestore umount` never says it holds
+    every change while there are any, of a live daemon or of a dead one."""
+    mount = mount_factory("--writeback-delay", "3600", "--upload-at-close", "0")
+    write_synced(mount.path / "f", make_data(300_000, 1))
+    kill_9(mount)
+    [data] = [p for p in (mount.cache / "data").iterdir() if p.stat().st_size]
+    os.truncate(data, 1000)
+    mount.start()  # f goes to lost+found
+
+    done = fusestore_cli("umount", str(mount.path))
+    assert mount.wait() == 1, mount.log_text()
+    assert done.returncode == 1, done.stderr
+    assert "holds every change" not in done.stderr, done.stderr
+    assert "lost+found" in done.stderr and "'f'" in done.stderr, done.stderr
+    assert f"fusestore cache recover {mount.cache}" in done.stderr, done.stderr
+
+    mount.start()
+    kill_9(mount)  # a crashed mount whose lost+found holds the file, nothing pending
+    done = fusestore_cli("umount", str(mount.path))
+    assert done.returncode == 1, done.stderr
+    assert not is_mounted(mount.path)
+    assert "holds every change" not in done.stderr, done.stderr
+    assert "lost+found" in done.stderr and "'f'" in done.stderr, done.stderr
+    assert f"fusestore cache recover {mount.cache}" in done.stderr, done.stderr
