@@ -138,25 +138,29 @@ class ContentStore:
         lost_found: LostFound,
         *,
         removed: Collection[str] = (),
-        all_clean: bool = False,
+        index_lost: bool = False,
     ) -> list[str]:
         """Deal with the data files neither the index nor the journal (`keep`) knows, at
-        startup. Empty ones (spare files) and those of files removed while open (`removed`)
-        are deleted. Any other may hold changes whose journal record was lost, so it is
-        moved to `lost_found`, never deleted, unless `all_clean`: the index was lost and the
-        journal, whole, names every dirty file. Returns the ids moved. Blocking (small)."""
+        startup. Empty ones (spare files) and those of files removed while open (`removed`:
+        the journal says they hold no lost change) are deleted. Any other may hold changes
+        whose journal record was lost (or was never written: a change is journaled up to
+        2 s after it is made), so it is moved to `lost_found`, never deleted; also when
+        the index was lost (`index_lost`), which makes most of them clean copies, but says
+        nothing about any one of them. Returns the ids moved. Blocking (small)."""
         moved = []
+        reason = (
+            "the index was damaged and no journal record names it: a cached copy of an object, "
+            "or changes of a file whose record was lost"
+            if index_lost
+            else "no journal or index record names it: changes of a file whose record was lost?"
+        )
         for entry in os.scandir(self.data_dir):
             if entry.name in self._by_id or entry.name in keep:
                 continue
-            if all_clean or entry.name in removed or entry.stat(follow_symlinks=False).st_size == 0:
+            if entry.name in removed or entry.stat(follow_symlinks=False).st_size == 0:
                 os.unlink(entry.path)
                 continue
-            lost_found.keep(
-                Path(entry.path),
-                key=None,
-                reason="no journal or index record names it: changes of a file whose record was lost?",
-            )
+            lost_found.keep(Path(entry.path), key=None, reason=reason)
             moved.append(entry.name)
         return moved
 

@@ -149,7 +149,7 @@ class Filesystem:
         except BaseException:
             self.journal.close()
             raise
-        #: the index was unreadable and made anew: data files no journal record names are clean
+        #: the index was unreadable and made anew (the data files it named are unknown)
         self.index_rebuilt = damage is not None
         self.lost_found = LostFound(cache.path / LOST_FOUND)
         owned = frozenset(self._journaled_at_open.content_ids())
@@ -417,7 +417,7 @@ class Filesystem:
         set aside in lost+found (see `ContentStore.account_for_files`). Blocking (small)."""
         opened, self._journaled_at_open = self._journaled_at_open, Records()
         moved = self.contents.account_for_files(
-            opened.content_ids(), self.lost_found, removed=opened.unlinked, all_clean=self.index_rebuilt
+            opened.content_ids(), self.lost_found, removed=opened.unlinked, index_lost=self.index_rebuilt
         )
         for content_id in opened.unlinked:
             self.journal.drop_unlinked(content_id)
@@ -830,8 +830,11 @@ class Filesystem:
     def _maybe_free(self, node: Node) -> None:
         if self.ns.maybe_free(node):
             content = node.content
-            if content is not None and content.dirty and not node.linked:
-                self._discard_unlinked(content)
+            if content is not None and not node.linked:
+                if content.dirty:
+                    self._discard_unlinked(content)
+                else:  # a clean copy: it stays cached, and is no longer the removed file's
+                    self.journal.drop_unlinked(content.id)
             node.content = None
 
     async def opendir(self, ino: int) -> int:
@@ -999,8 +1002,9 @@ class Filesystem:
         self.flusher.forget(node)
         if node.opens:
             self.ns.track_move(node)  # open handles may still read blocks from its object
-            if node.content is not None and node.content.dirty:
-                # No record names its data now: the journal says it holds no lost change.
+            if node.content is not None:
+                # No record names its data now, whatever is written to it later through
+                # its descriptors: the journal says it holds no lost change.
                 self.journal.add_unlinked(node.content.id)
         else:
             self._release_object(node)

@@ -26,7 +26,7 @@ from fusestore.cli import main
 from fusestore.core import Filesystem
 from fusestore.mounts import is_mounted, lazy_unmount
 
-from .conftest import Env, pattern, write_file
+from .conftest import Env, ino_of, pattern, write_file
 
 #: name -> size: each written in 64 KiB writes, then fsynced (as the kernel sends them)
 FILES = {f"f{i}": 150_000 + 70_001 * i for i in range(5)}
@@ -91,6 +91,19 @@ def open_fs(env: Env) -> None:
     cache = CacheDir.for_store(env.store.to_url(), str(env.cache_dir)).open()
     try:
         Filesystem(env.store, cache, env.settings()).close()
+    finally:
+        cache.close()
+
+
+def drop_record_of(env: Env, key: str) -> None:
+    """Remove the journal record of `key` (as if lost in a damaged log frame)."""
+    cache = CacheDir.for_store(env.store.to_url(), str(env.cache_dir)).open()
+    try:
+        fs = Filesystem(env.store, cache, env.settings())
+        [jid] = [jid for jid, rec in fs.journal.read_all().nodes.items() if rec["key"] == key]
+        fs.journal.drop_node(jid)
+        fs.journal.close()
+        fs.index.close()
     finally:
         cache.close()
 
@@ -185,15 +198,7 @@ async def test_a_data_file_no_record_names_is_set_aside_never_deleted(
     data file it named is of unknown status, so it is kept in lost+found."""
     crash_after_fsyncs(env.store.to_url(), env.cache_dir)
     whole = expected()
-    cache = CacheDir.for_store(env.store.to_url(), str(env.cache_dir)).open()
-    try:
-        fs = Filesystem(env.store, cache, env.settings())
-        [jid] = [jid for jid, rec in fs.journal.nodes().items() if rec["key"] == "f1"]
-        fs.journal.drop_node(jid)
-        fs.journal.close()
-        fs.index.close()
-    finally:
-        cache.close()
+    drop_record_of(env, "f1")
 
     with caplog.at_level(logging.WARNING):
         async with env.mount():
@@ -269,3 +274,48 @@ async def test_an_empty_new_file_whose_cache_file_was_never_made_is_not_taken_fo
         pass
     assert env.objects() == {"empty": b""}
     assert caches.lost_entries(env.cache_dir) == []
+
+
+@pytest.mark.trio
+@pytest.mark.timeout(60)
+async def test_a_file_that_gets_dirty_after_it_was_removed_while_open_is_not_taken_for_lost_changes(
+    env: Env,
+) -> None:
+    """`exec 3<>f; rm f; echo x >&3`, then a crash: the data was clean at the unlink and
+    changed after it; it holds no lost change either."""
+    env.put("f", b"in the store")
+    async with env.mount(flusher=False) as fs:
+        ino = await ino_of(fs, "f")
+        fh, _ = await fs.open(ino, os.O_RDWR)
+        await fs.unlink(1, "f")
+        await fs.write(fh, 0, b"x\n")
+        await fs.fsync(fh)
+        node = fs.node(ino)
+        assert node.content is not None and node.content.dirty
+        scratch = node.content.path
+        # the mount ends with the file still open (as when the daemon is killed)
+    assert scratch.exists()
+    async with env.mount():
+        pass
+    assert not scratch.exists()
+    assert caches.lost_entries(env.cache_dir) == []
+
+
+@pytest.mark.trio
+@pytest.mark.timeout(60)
+async def test_with_the_index_rebuilt_a_data_file_no_record_names_is_still_set_aside(
+    env: Env, tmp_path: Path
+) -> None:
+    """A damaged index says nothing about the data files; one no journal record names may
+    hold changes whose record was lost as well, so it is kept, never deleted."""
+    crash_after_fsyncs(env.store.to_url(), env.cache_dir)
+    whole = expected()
+    drop_record_of(env, "f1")
+    garble(env.cache_dir / "index" / "cache.db")
+
+    async with env.mount():
+        pass
+    assert env.objects() == {k: v for k, v in whole.items() if k != "f1"}
+    [entry] = caches.lost_entries(env.cache_dir)
+    assert entry.size == len(whole["f1"]) and "index" in entry.reason
+    assert recovered(env.cache_dir, tmp_path / "rescued") == Counter([whole["f1"]])
