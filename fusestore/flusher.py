@@ -274,7 +274,8 @@ class Flusher:
         killed), before anything is uploaded again: their parts cost storage, and only we
         know they are garbage."""
         fs = self.fs
-        for key, record in fs.journal.uploads().items():
+        uploads, fs.journaled_uploads = fs.journaled_uploads, {}
+        for key, record in uploads.items():
             while True:
                 try:
                     for upload in await fs.calls.run(fs.store.list_multipart, key):

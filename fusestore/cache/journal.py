@@ -112,7 +112,7 @@ class Journal:
 
     def _check_records(self, cache: Path) -> None:
         """The journal's id is the one `journal.id` names (the records are read, and
-        checked, by `nodes`, `deletes` and `uploads`, which a mount calls first)."""
+        checked, by `read_all`, which a mount calls first)."""
         with self._reading():
             own = self._db.get(ID_KEY)
         id_file = cache / ID_FILE
@@ -212,17 +212,6 @@ class Journal:
         self._db.delete(("upload", key))
         self.changes += 1
 
-    def uploads(self) -> dict[str, dict[str, Any]]:
-        """key -> {"since": unix time, "ids": [...]} of uploads possibly left unfinished."""
-        found = {}
-        with self._reading():
-            for key in self._db.iterkeys():
-                if key[0] == "upload":
-                    record = self._db.get(key)
-                    if record is not None:
-                        found[key[1]] = record
-        return found
-
     def add_unlinked(self, content_id: str) -> None:
         """The dirty data file `content_id` belongs to a file removed while still open: a
         restart may delete it (no record names it, yet it holds no lost change)."""
@@ -278,20 +267,6 @@ class Journal:
                     if record is not None:
                         (found.nodes if kind == "node" else found.uploads)[key[1]] = record
         return found
-
-    def nodes(self) -> dict[str, dict[str, Any]]:
-        found = {}
-        with self._reading():
-            for key in self._db.iterkeys():
-                if key[0] == "node":
-                    record = self._db.get(key)
-                    if record is not None:
-                        found[key[1]] = record
-        return found
-
-    def deletes(self) -> list[str]:
-        with self._reading():
-            return [key[1] for key in self._db.iterkeys() if key[0] == "delete"]
 
     def __len__(self) -> int:
         return len(self._db) - (ID_KEY in self._db)

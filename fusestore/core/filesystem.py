@@ -151,6 +151,8 @@ class Filesystem:
             raise
         #: the index was unreadable and made anew (the data files it named are unknown)
         self.index_rebuilt = damage is not None
+        #: the multipart uploads the journal names at open (the flusher aborts them first)
+        self.journaled_uploads = self._journaled_at_open.uploads
         self.lost_found = LostFound(cache.path / LOST_FOUND)
         owned = frozenset(self._journaled_at_open.content_ids())
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size, owned)

@@ -277,8 +277,8 @@ def test_the_journal_persists_records_and_deletes(tmp_path: Path) -> None:
     journal.drop_delete("gone/")
     journal.close()
     journal = Journal(tmp_path / "journal")
-    assert journal.nodes() == {"j1": {"key": "a", "n": 3}}
-    assert journal.deletes() == ["gone"]
+    assert journal.read_all().nodes == {"j1": {"key": "a", "n": 3}}
+    assert journal.read_all().deletes == ["gone"]
     assert len(journal) == 2
     journal.close()
 

@@ -88,7 +88,7 @@ async def test_a_file_another_client_replaced_since_we_read_it_keeps_both_versio
         node = fs.ns.node_at("doc.txt")
         assert node is not None and not node.pending
         assert await read_path(fs, "doc.txt") == b"theirs"
-        assert fs.journal.nodes() == {}
+        assert fs.journal.read_all().nodes == {}
     async with env.mount(metadata_ttl=0) as fs:
         assert set(await listdir(fs)) == {"doc.txt", copy}
         assert await read_path(fs, copy) == b"ours"

@@ -23,8 +23,8 @@ def assert_synced(fs: Filesystem) -> None:
     """Nothing left to do: no pending node, an empty journal, an idle flusher."""
     pending = [node.path() for node in fs.ns.nodes.values() if node.pending]
     assert pending == []
-    assert fs.journal.nodes() == {}
-    assert fs.journal.deletes() == []
+    assert fs.journal.read_all().nodes == {}
+    assert fs.journal.read_all().deletes == []
     assert fs.flusher.idle()
 
 
@@ -36,7 +36,7 @@ async def test_create_write_release_uploads_bytes_and_s3fs_metadata(env: Env) ->
         assert node.pending
         assert await fs.write(fh, 0, data) == len(data)
         fs.release(fh)
-        journaled = {rec["key"]: rec for rec in fs.journal.nodes().values()}
+        journaled = {rec["key"]: rec for rec in fs.journal.read_all().nodes.values()}
         assert journaled["dir/f.bin"]["data_dirty"], "the change is journaled before it is uploaded"
         # ... naming the cache file that holds the data (a restart takes the size from it)
         assert (fs.cache.data_dir / journaled["dir/f.bin"]["content"]).stat().st_size == len(data)
@@ -254,10 +254,10 @@ async def test_the_flusher_retries_until_the_store_is_back(env: Env) -> None:
         with trio.fail_after(5):
             while not fs.flusher.failed_attempts:
                 await trio.sleep(0.01)
-        assert node.pending and fs.journal.nodes()
+        assert node.pending and fs.journal.read_all().nodes
         env.offline = False
         await fs.flusher.sync_all()
-        assert not node.pending and fs.journal.nodes() == {}
+        assert not node.pending and fs.journal.read_all().nodes == {}
     assert env.objects() == {"f": b"patience"}
 
 

@@ -7,6 +7,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import diskcache
 import pytest
 import trio
 
@@ -74,8 +75,8 @@ async def test_work_left_by_a_mount_without_a_flusher_is_replayed(env: Env) -> N
     before = env.objects()
     async with env.mount(flusher=False) as fs:
         await make_changes(fs)
-        assert fs.journal.nodes(), "the changes are journaled"
-        assert "doomed" in fs.journal.deletes()
+        assert fs.journal.read_all().nodes, "the changes are journaled"
+        assert "doomed" in fs.journal.read_all().deletes
     assert env.objects() == before, "nothing was uploaded"
     assert [name for name, _ in env.calls if name in ("put", "copy", "delete_many")] == []
 
@@ -87,7 +88,7 @@ async def test_work_left_by_a_mount_without_a_flusher_is_replayed(env: Env) -> N
         new = fs.ns.node_at("newdir/new")
         assert new is not None and await read_all(fs, new.ino) == b"a new file"
         await fs.flusher.sync_all()
-        assert fs.journal.nodes() == {} and fs.journal.deletes() == []
+        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == []
         assert sorted(await listdir(fs)) == expected_root()
         assert sorted(await listdir(fs, "newdir")) == ["moved", "new"]
         assert sorted(await listdir(fs, "renamed")) == ["a", "sub"]
@@ -106,7 +107,7 @@ async def test_after_a_replay_the_next_mount_has_nothing_to_do_and_sees_the_uplo
 
     env.calls.clear()
     async with env.mount(metadata_ttl=0) as fs:
-        assert fs.journal.nodes() == {} and fs.journal.deletes() == []
+        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == []
         assert not fs.flusher.due
         assert sorted(await listdir(fs)) == expected_root()
         assert (await resolve(fs, "link")).kind is Kind.SYMLINK
@@ -239,14 +240,14 @@ async def test_a_new_mtime_alone_is_journaled_by_the_next_persist_not_by_the_clo
         fs.release(fh)
         assert fs.journal.changes == before, "the close wrote a transaction for an mtime"
         assert node.jid is not None
-        assert fs.journal.nodes()[node.jid]["mtime_ns"] != 1_600_000_000_000_000_000
+        assert fs.journal.read_all().nodes[node.jid]["mtime_ns"] != 1_600_000_000_000_000_000
         await fs.persist()
-        assert fs.journal.nodes()[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
+        assert fs.journal.read_all().nodes[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
         # A change that matters is written by the close at once.
         fh, _ = await fs.open(node.ino, os.O_WRONLY)
         await fs.setattr(node.ino, mode=0o600, fh=fh)
         fs.release(fh)
-        assert fs.journal.nodes()[node.jid]["perm"] == 0o600
+        assert fs.journal.read_all().nodes[node.jid]["perm"] == 0o600
 
 
 async def test_an_fsync_after_a_new_mtime_alone_writes_no_record(env: Env) -> None:
@@ -261,7 +262,7 @@ async def test_an_fsync_after_a_new_mtime_alone_writes_no_record(env: Env) -> No
         assert not fs.journal.needs_sync()
         await fs.persist()
         assert node.jid is not None
-        assert fs.journal.nodes()[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
+        assert fs.journal.read_all().nodes[node.jid]["mtime_ns"] == 1_600_000_000_000_000_000
         fs.release(fh)
 
 
@@ -314,3 +315,27 @@ async def test_writes_past_the_stores_bytes_need_no_transaction_and_survive_a_cr
         assert await read_path(fs, "new") == new_data
         assert await read_path(fs, "old") == expected_old
         assert not env.called("open_range") and not env.called("get_range"), "uploaded data was refetched"
+
+
+async def test_a_mount_reads_its_journal_once_and_aborts_the_uploads_it_names(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unfinished multipart uploads a killed daemon left are taken from the records
+    read at open: no second pass over the journal on the event loop."""
+    async with env.mount(flusher=False) as fs:
+        upload_id = env.store.start_multipart("big")
+        fs.journal.add_upload("big", upload_id)
+        # the mount ends without finishing it (as when the daemon is killed)
+    passes = []
+    real = diskcache.Cache.iterkeys
+
+    def iterkeys(self: diskcache.Cache, *args: object, **kwargs: object) -> object:
+        if Path(self.directory).name == "journal":
+            passes.append(self.directory)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(diskcache.Cache, "iterkeys", iterkeys)
+    async with env.mount():
+        while env.store.list_multipart():  # aborted in the background (bounded by the mount's 10 s)
+            await trio.sleep(0.01)
+    assert len(passes) == 1, passes

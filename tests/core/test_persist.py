@@ -69,7 +69,7 @@ async def test_a_persist_on_a_full_disk_writes_no_record_and_the_next_writes_all
             nodes.append(node)
 
         def sizes() -> list[int]:
-            records = fs.journal.nodes()
+            records = fs.journal.read_all().nodes
             return [records[node.jid]["size"] for node in nodes if node.jid is not None]
 
         assert sizes() == [0] * 5, "the sizes are left to the persist (the cache files say them)"
