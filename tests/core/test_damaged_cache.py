@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -211,13 +212,26 @@ async def test_a_data_file_no_record_names_is_set_aside_never_deleted(
 
 
 @pytest.mark.timeout(60)
-def test_mount_with_a_damaged_journal_exits_2_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["random-wal", "another-journal", "journal-removed"])
+def test_mount_with_a_damaged_journal_exits_2_with_one_line(tmp_path: Path, damage: str) -> None:
+    """A journal that cannot be read, one put in its place (another cache's: `journal.id`
+    names another), and a journal directory gone while `journal.id` remains."""
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     url = f"file://{bucket}"
     cache_dir = tmp_path / "cache"
     crash_after_fsyncs(url, cache_dir)
-    (cache_dir / "journal" / "cache.db-wal").write_bytes(os.urandom(8192))
+    journal = cache_dir / "journal"
+    if damage == "random-wal":
+        (journal / "cache.db-wal").write_bytes(os.urandom(8192))
+    elif damage == "another-journal":
+        other = tmp_path / "other-cache"
+        crash_after_fsyncs(url, other)
+        shutil.rmtree(journal)
+        shutil.copytree(other / "journal", journal)
+    else:
+        shutil.rmtree(journal)
+    before = data_files(cache_dir)
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     command = [
@@ -242,7 +256,9 @@ def test_mount_with_a_damaged_journal_exits_2_with_one_line(tmp_path: Path) -> N
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fusestore: error: "), done.stderr
     assert "journal" in lines[0] and "cache recover" in lines[0]
-    assert len(data_files(cache_dir)) >= 5
+    assert data_files(cache_dir) == before, "no data file was touched"
+    assert not (cache_dir / "lost+found").exists()
+    assert recovered(cache_dir, tmp_path / "rescued") == Counter(expected().values())
 
 
 @pytest.mark.trio
