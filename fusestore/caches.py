@@ -392,8 +392,8 @@ def lost_entries(path: Path | str) -> list[LostEntry]:
 def recover(path: Path | str, target: Path | str) -> list[tuple[str, Path]]:
     """Copy what the cache at `path` holds that may not be in the store into `target`:
     every file of its lost+found (then removed from there), and, when its journal cannot
-    be read, every non-empty data file its index does not name as a clean copy (those
-    stay). Works while a daemon uses the cache (a daemon writes to lost+found only before
+    be read, every non-empty data file its index does not name as a clean copy of the
+    size it holds (those stay). Works while a daemon uses the cache (a daemon writes to lost+found only before
     it mounts). Returns (what, copied to). Raises CacheError. Blocks on local disk only."""
     path = Path(path).absolute()
     with _opened(path) as dir_fd:
@@ -402,19 +402,29 @@ def recover(path: Path | str, target: Path | str) -> list[tuple[str, Path]]:
             _read_journal(path, dir_fd, in_use=_in_use(dir_fd))
         except _JournalUnreadable:
             try:
-                clean_ids = _read_records(path, dir_fd, in_use=False, name="index").clean_ids
+                clean_sizes = _read_records(path, dir_fd, in_use=False, name="index").clean_sizes
             except _JournalUnreadable:
-                clean_ids = set()  # no index either: every data file may matter
+                clean_sizes = {}  # no index either: every data file may matter
             loose = [
                 path / "data" / name
                 for name, size in _data_files(dir_fd).items()
-                if name not in clean_ids and size
+                if size and not _vouched_for(path / "data" / name, clean_sizes.get(name, -1))
             ]
         try:
             return _recover(path / LOST_FOUND, loose, Path(target))
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise CacheError(f"recovering into {target} stopped: {exc.strerror}{where}") from None
+
+
+def _vouched_for(data: Path, indexed_size: int | None) -> bool:
+    """Whether the data file `data` is the clean copy its index entry says (the size it
+    states: an entry a power cut brought back may name a file changed since; a change
+    that keeps the size goes unnoticed)."""
+    try:
+        return data.lstat().st_size == indexed_size
+    except FileNotFoundError:
+        return True  # gone meanwhile: nothing to copy
 
 
 def clean(info: CacheInfo, force: bool = False) -> CleanResult:
@@ -697,8 +707,9 @@ class _JournalContents:
     content_sizes: dict[str, int] = field(default_factory=dict)
     #: the journal's own id (see `fusestore.cache.journal`)
     journal_id: str | None = None
-    #: read from an index: the data files that are clean copies of objects
-    clean_ids: set[str] = field(default_factory=set)
+    #: read from an index: the data files that are clean copies of objects, with the size
+    #: each entry states (None: it states none)
+    clean_sizes: dict[str, int | None] = field(default_factory=dict)
 
     def has_work(self) -> bool:
         return bool(self.nodes or self.deletes or self.uploads)
@@ -886,7 +897,9 @@ def _query(uri: str, journal_fd: int) -> _JournalContents:
             if kind == "delete":
                 contents.deletes.append(name)
             elif kind == "content":  # an index's
-                contents.clean_ids.add(name)
+                value = _value(mode, filename, db_value, journal_fd)
+                size = value.get("size") if isinstance(value, dict) else None
+                contents.clean_sizes[name] = size if isinstance(size, int) else None
             elif (kind, name) == ID_KEY:
                 value = _value(mode, filename, db_value, journal_fd)
                 contents.journal_id = value if isinstance(value, str) else None

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from fusestore import caches
 from fusestore.cache import CacheDir
+from fusestore.cache.diskfull import Index
 from fusestore.cache.recovery import JournalDamaged
 from fusestore.cli import main
 from fusestore.core import Filesystem
@@ -35,6 +36,7 @@ FILES = {f"f{i}": 150_000 + 70_001 * i for i in range(5)}
 CRASH = """
 import os, random, sys, trio
 from fusestore.cache import CacheDir
+from fusestore.cache.diskfull import Index
 from fusestore.core import Filesystem, MountSettings
 from fusestore.stores import open_store
 
@@ -335,3 +337,27 @@ async def test_with_the_index_rebuilt_a_data_file_no_record_names_is_still_set_a
     [entry] = caches.lost_entries(env.cache_dir)
     assert entry.size == len(whole["f1"]) and "index" in entry.reason
     assert recovered(env.cache_dir, tmp_path / "rescued") == Counter([whole["f1"]])
+
+
+@pytest.mark.timeout(60)
+def test_recover_keeps_a_data_file_whose_size_disagrees_with_its_index_entry(
+    env: Env, tmp_path: Path
+) -> None:
+    """An index entry a power cut brought back (its delete was never synced) names a data
+    file that has changed since: recover copies it, as any file the index does not vouch
+    for; a data file of the size its entry says is a clean copy and stays."""
+    crash_after_fsyncs(env.store.to_url(), env.cache_dir)
+    whole = expected()
+    ids = {data: name for name, data in data_files(env.cache_dir).items()}
+    index = Index(str(env.cache_dir / "index"))
+    try:
+        for key, size in (("f2", 10), ("f3", len(whole["f3"]))):
+            entry = {"key": key, "etag": "e", "size": size, "present": "1", "atime": 0.0}
+            index.set(("content", ids[whole[key]]), entry)
+    finally:
+        index.close()
+    (env.cache_dir / "journal" / "cache.db-wal").write_bytes(os.urandom(8192))
+
+    assert recovered(env.cache_dir, tmp_path / "rescued") == Counter(
+        data for key, data in whole.items() if key != "f3"
+    )
