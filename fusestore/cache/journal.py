@@ -36,6 +36,7 @@ import diskcache
 from .diskfull import disk_errors
 from .keydisk import KeyCachingDisk
 from .recovery import JournalDamaged, check_wal
+from .writeout import sync_log
 
 #: the journal's own id (see the module docstring), and the file next to it that repeats it
 ID_KEY = ("journal", "id")
@@ -237,18 +238,7 @@ class Journal:
             target, hint_target = self.changes, self._hints
             if not self.needs_sync(hints=hints):
                 return
-            # In WAL mode a commit is durable once the WAL is; a checkpoint (SQLite's own,
-            # every 1000 pages) fsyncs the WAL before and the database after it copies.
-            wal = self.path / "cache.db-wal"
-            try:
-                fd = os.open(wal, os.O_RDONLY)
-            except FileNotFoundError:
-                pass  # checkpointed and removed: everything is in the database file
-            else:
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+            sync_log(self.path)
             self._synced, self._hints_synced = target, hint_target
 
     def read_all(self) -> Records:

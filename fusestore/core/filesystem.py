@@ -196,8 +196,8 @@ class Filesystem:
         for node in self.ns.nodes.values():
             if node.jid is not None:
                 self.record(node)
+        self.index.close()  # first (a checkpoint: durable), as in `persist`
         self.journal.close()
-        self.index.close()
 
     # -- journal ----------------------------------------------------------------------
 
@@ -1587,7 +1587,7 @@ class Filesystem:
         for content in self._unsynced:
             content.new_file = False
         self._unsynced.clear()
-        if paths or self.journal.needs_sync(hints=not essential_only):
+        if paths or self.journal.needs_sync(hints=not essential_only) or self.contents.index_needs_sync():
             await trio.to_thread.run_sync(
                 self._fsync_files, paths, new_names, not essential_only, limiter=self._disk_limiter
             )
@@ -1616,6 +1616,7 @@ class Filesystem:
             self._fsync_batch(paths[first : first + FSYNC_BATCH])
         if new_names:
             self.contents.sync_names()
+        self.contents.sync_index()  # first: see `ContentStore.sync_index`
         self.journal.sync(hints=hints)
 
     @staticmethod

@@ -92,3 +92,31 @@ async def test_a_persist_on_a_full_disk_writes_no_record_and_the_next_writes_all
         monkeypatch.undo()
         await fs.persist()
         assert sizes() == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.trio
+async def test_the_index_names_an_uploaded_file_durably_before_the_journal_forgets_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once uploaded, a file's data is a clean copy the index names, and its journal record
+    goes. The journal's log is fsynced every 2 s: the index's is fsynced first, or a power
+    cut could leave the data file named by neither (and the next mount, unable to tell it
+    from lost changes, would keep it in lost+found)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    async with env.mount() as fs:
+        node = await write_file(fs, "f", b"data")
+        await fs.flusher.sync_all()
+        assert not node.pending and fs.journal.read_all().nodes == {}
+        monkeypatch.setattr(os, "fsync", fsync)
+        await fs.persist()
+        monkeypatch.setattr(os, "fsync", real_fsync)
+    index_log = os.path.realpath(env.cache_dir / "index" / "cache.db-wal")
+    journal_log = os.path.realpath(env.cache_dir / "journal" / "cache.db-wal")
+    assert journal_log in synced, synced
+    assert index_log in synced[: synced.index(journal_log)], synced
