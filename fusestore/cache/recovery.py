@@ -3,7 +3,8 @@
 - A journal that cannot be read, or that has lost records it is known to have held, stops
   the mount (`JournalDamaged`): only it knows which data files hold changes not yet in
   the store. `check_wal` finds a write-ahead log SQLite would silently ignore (a garbled
-  header makes SQLite treat the whole log as empty, and its records as never written).
+  header makes SQLite treat the whole log as empty, and its records as never written;
+  a damaged frame, every commit after it).
 - A damaged index holds only what the store has too (clean copies, listings, pins): it is
   rebuilt empty (`open_index`), with a warning.
 - Data files no record accounts for, and pending files shorter than their journal record
@@ -26,7 +27,7 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .diskfull import Index
 
@@ -38,6 +39,8 @@ NOTE_SUFFIX = ".json"
 _WAL_MAGIC = (0x377F0682, 0x377F0683)
 _WAL_VERSION = 3007000
 _WAL_HEADER = 32
+#: each frame: page number, database size (commits), salts, checksum; then the page
+_WAL_FRAME_HEADER = 24
 
 
 class JournalDamaged(Exception):
@@ -60,27 +63,66 @@ def check_wal(path: Path) -> str | None:
     SQLite drops a log whose header is wrong without a word, and with it every commit
     not yet copied into the database: the header (magic, version, checksum) is checked
     here first. A header is written whole within one sector, so a crash cannot tear it.
+    SQLite also stops reading the log at the first frame whose checksum (cumulative,
+    from the header on) fails, dropping every commit after it: so are the frames, and a
+    failing one followed by a frame of the same log (its salts; frames of an earlier one
+    left past the end are normal) is damage. A failing frame at the end is not: a crash
+    can cut the last write short. Blocks: reads the whole log (bounded by SQLite's
+    checkpoints, ~1000 pages; ~0.2 ms a page here), only after a crash (an unmount
+    checkpoints and removes it).
     """
     try:
         with open(path, "rb") as wal:
-            header = wal.read(_WAL_HEADER)
+            return _check_log(wal, path)
     except FileNotFoundError:
         return None
+
+
+def _check_log(wal: BinaryIO, path: Path) -> str | None:
+    """`check_wal` of the open log `wal`."""
+    header = wal.read(_WAL_HEADER)
     if not header:
         return None
     if len(header) < _WAL_HEADER:
         return f"{path.name} is cut short ({len(header)} bytes)"
-    magic, version = struct.unpack(">II", header[:8])
+    magic, version, page_size = struct.unpack(">III", header[:12])
     if magic not in _WAL_MAGIC or version != _WAL_VERSION:
         return f"{path.name} is not a write-ahead log"
-    words = struct.unpack((">" if magic & 1 else "<") + "6I", header[:24])
-    s1 = s2 = 0
+    order = ">" if magic & 1 else "<"
+    checksum = _wal_checksum(struct.unpack(order + "6I", header[:24]), (0, 0))
+    if checksum != struct.unpack(">II", header[24:32]):
+        return f"{path.name} has a damaged header"
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return f"{path.name} has a damaged header"
+    salts = header[16:24]
+    frame_words = struct.Struct(f"{order}2I")
+    page_words = struct.Struct(f"{order}{page_size // 4}I")
+    number, failed = 0, None
+    while len(frame := wal.read(_WAL_FRAME_HEADER + page_size)) == _WAL_FRAME_HEADER + page_size:
+        number += 1
+        if failed is None:
+            if frame[8:16] == salts:
+                words = frame_words.unpack_from(frame) + page_words.unpack_from(frame, _WAL_FRAME_HEADER)
+                checksum = _wal_checksum(words, checksum)
+                if checksum == struct.unpack(">II", frame[16:24]):
+                    continue
+            failed = number  # SQLite reads no further
+        elif frame[8:16] == salts:
+            return (
+                f"{path.name} has a damaged frame ({failed}), and SQLite would drop the "
+                f"commits after it (from frame {number} on)"
+            )
+    return None
+
+
+def _wal_checksum(words: tuple[int, ...], start: tuple[int, int]) -> tuple[int, int]:
+    """SQLite's write-ahead log checksum of `words` (an even number), from `start`."""
+    s1, s2 = start
     for first, second in zip(words[0::2], words[1::2], strict=True):
         s1 = (s1 + first + s2) & 0xFFFFFFFF
         s2 = (s2 + second + s1) & 0xFFFFFFFF
-    if (s1, s2) != struct.unpack(">II", header[24:32]):
-        return f"{path.name} has a damaged header"
-    return None
+    return s1, s2
 
 
 def open_index(path: Path) -> tuple[Index, str | None]:

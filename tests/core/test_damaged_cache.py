@@ -119,7 +119,7 @@ def garble(path: Path, length: int = 100, offset: int = 0) -> None:
 
 @pytest.mark.trio
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("damage", ["random-wal", "empty-database", "garbled-header"])
+@pytest.mark.parametrize("damage", ["random-wal", "damaged-frame", "empty-database", "garbled-header"])
 async def test_a_damaged_journal_stops_the_mount_and_loses_no_data_file(
     env: Env, tmp_path: Path, damage: str
 ) -> None:
@@ -127,6 +127,15 @@ async def test_a_damaged_journal_stops_the_mount_and_loses_no_data_file(
     journal = env.cache_dir / "journal"
     if damage == "random-wal":
         (journal / "cache.db-wal").write_bytes(os.urandom(8192))
+    elif damage == "damaged-frame":
+        # A frame in the middle of the log (header 32 bytes, frames of 24 + the page
+        # size): SQLite would drop it and every commit after it without a word, and the
+        # journal, its id in an earlier frame, would read as sound.
+        wal = journal / "cache.db-wal"
+        frame = 24 + int.from_bytes(wal.read_bytes()[8:12], "big")
+        frames = (wal.stat().st_size - 32) // frame
+        assert frames >= 6, "commits follow the damaged frame"
+        garble(wal, 16, offset=32 + (frames // 2) * frame + 24 + 100)
     elif damage == "empty-database":
         (journal / "cache.db").write_bytes(b"")
         for name in ("cache.db-wal", "cache.db-shm"):
