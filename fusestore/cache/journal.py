@@ -214,7 +214,8 @@ class Journal:
         self.changes += 1
 
     def add_unlinked(self, content_id: str) -> None:
-        """The dirty data file `content_id` belongs to a file removed while still open: a
+        """The data file `content_id` belongs to a file removed while still open (dirty
+        or not yet: it may be written to through its descriptors until the last close): a
         restart may delete it (no record names it, yet it holds no lost change)."""
         with disk_errors("journal"):
             self._db.set(("unlinked", content_id), True)
