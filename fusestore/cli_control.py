@@ -25,6 +25,8 @@ from .control import ControlClient, ControlError, ControlTimeout, ControlUntrust
 from .private import UnsafeDirectory
 
 MiB = 2**20
+#: files of lost+found named one by one (a rebuilt index can put thousands there)
+LOST_LISTED = 20
 
 
 def _mountpoint_from(mountpoint: str | None, config_file: str | None) -> str:
@@ -344,5 +346,10 @@ def _lost_found(cache: Path) -> None:
             "copies them into DIR (a folder of the mount works too):",
             err=True,
         )
-        for entry in entries:
+        for entry in entries[:LOST_LISTED]:
             click.echo(f"  lost: {entry.key or entry.name!r} ({entry.reason})", err=True)
+        if len(entries) > LOST_LISTED:
+            click.echo(
+                f"  … and {len(entries) - LOST_LISTED} more: fusestore cache show {shlex.quote(str(cache))}",
+                err=True,
+            )

@@ -496,3 +496,29 @@ def test_the_cache_commands(bench: Bench) -> None:
     )
     assert forced.exit_code == 0, forced.output
     assert not (bench.cache_dir / "journal").exists()
+
+
+def test_umounts_account_names_lost_found_files_twenty_at_most(
+    bench: Bench, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing pending, but lost+found holds files (a rebuilt index can put thousands
+    there): `fusestore umount`'s account exits 1 and names the first twenty."""
+    from fusestore import cli  # noqa: F401  # the commands' modules load through it
+    from fusestore.cache.recovery import LostFound
+    from fusestore.cli_control import _left_behind
+
+    async def nothing(fs: Filesystem) -> None:
+        pass
+
+    bench.run(nothing, flusher=True)
+    lost_found = LostFound(bench.cache_dir / "lost+found")
+    for number in range(25):
+        data = bench.cache_dir / "data" / f"orphan{number:02d}"
+        data.write_bytes(b"x")
+        lost_found.keep(data, key=f"d/f{number:02d}", reason="a test")
+
+    assert _left_behind("/mnt", None, str(bench.cache_dir), "fusestore: /mnt unmounted") == 1
+    err = capsys.readouterr().err
+    assert "holds every change" not in err, err
+    assert "25 file(s)" in err and f"fusestore cache recover {bench.cache_dir}" in err, err
+    assert err.count("  lost: ") == 20 and "'d/f00'" in err and "… and 5 more" in err, err
