@@ -360,7 +360,7 @@ async def test_a_lost_write_that_cuts_the_file_survives_a_crash_right_after(
         fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
         assert await write_chunks(fs, fh, {0: data[:MiB], 2 * MiB: data[2 * MiB :]}) == {}
         await fs.persist()
-        assert node.jid is not None and fs.journal.nodes()[node.jid]["size"] == 3 * MiB
+        assert node.jid is not None and fs.journal.read_all().nodes[node.jid]["size"] == 3 * MiB
         disk.fill()
         assert await write_chunks(fs, fh, {MiB: data[MiB : 2 * MiB]}) == {MiB: errno.ENOSPC}
         assert node.size == MiB
