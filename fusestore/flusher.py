@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .cache import Content, Journal, Snapshot, SourceChanged
+from .cache import Content, Snapshot, SourceChanged
 from .conditions import probe_conditions
 from .core.nodes import Kind, Node
+from .landings import NOT_LANDED, TOKEN, Landing, Landings
 from .parked import Parked
 from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
@@ -38,6 +39,7 @@ from .stores import (
     StoreError,
     StoreUnavailable,
 )
+from .unfinished import JournaledUploads
 
 if TYPE_CHECKING:
     from .core.filesystem import Filesystem
@@ -60,9 +62,6 @@ BURST_FILES = 40
 BURST_WINDOW = 0.5
 #: The longest an upload that is due waits for a burst to pause.
 BURST_MAX_HOLD = 15.0
-#: An unfinished upload found at a key we were uploading to counts as ours when it was
-#: started at most this long before our journal said we began (clocks differ).
-CLOCK_SKEW = 60.0
 #: Seconds a staged upload's object mtime (its completion) may differ from the file's.
 MTIME_SLACK = 2.0
 
@@ -85,22 +84,6 @@ class PartsChanged(ValueError):
 
 class Conflict(Exception):
     """The store's object at a key is no longer the one our change was based on."""
-
-
-class JournaledUploads:
-    """Writes each multipart upload to the journal while it runs (called from threads)."""
-
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-
-    def starting(self, key: str) -> None:
-        self.journal.add_upload(key, None)
-
-    def started(self, key: str, upload_id: str) -> None:
-        self.journal.add_upload(key, upload_id)
-
-    def ended(self, key: str, upload_id: str) -> None:
-        self.journal.drop_upload(key, upload_id)
 
 
 class Flusher:
@@ -150,7 +133,10 @@ class Flusher:
         self._wakeup = trio.Event()
         self._progress = trio.Event()
         self._urgent = False
-        self.uploads = JournaledUploads(fs.journal)
+        opened = fs.journaled_at_open
+        self.uploads = JournaledUploads(fs.journal, fs.store, opened.uploads)
+        self.landings = Landings(fs.journal, fs.ns, opened.landings)
+        self._recovering = False
         self.staged: dict[Content, StagedUpload] = {}
         self._part_limiter = trio.CapacityLimiter(self.settings.upload_workers)
         self._cleaning_staged = False
@@ -217,13 +203,16 @@ class Flusher:
             and not self._deleting
             and not any(self._stale(content) for content in self.staged)
             and not self._cleaning_staged
+            and not self._recovery_wanted()
+            and not self._recovering
         )
 
     def pending(self) -> tuple[int, int]:
         """Files (and directories, keys to delete) still to reconcile, and dirty bytes."""
         nodes = set(self.due) | self.running
         dirty = sum(n.size for n in nodes if n.data_dirty)
-        return len(nodes) + len(self.fs.ns.deletes), dirty
+        leftovers = len(self.landings.unsettled) + self.uploads.orphans()
+        return len(nodes) + len(self.fs.ns.deletes) + leftovers, dirty
 
     def progress(self) -> dict[str, Any]:
         """What is left to upload, for status and progress bars (cheap: no I/O)."""
@@ -269,31 +258,84 @@ class Flusher:
 
     # -- the worker loop ------------------------------------------------------------------
 
-    async def _abort_unfinished_uploads(self) -> None:
-        """Abort the multipart uploads an earlier run started and never ended (it was
-        killed), before anything is uploaded again: their parts cost storage, and only we
-        know they are garbage."""
-        fs = self.fs
-        uploads, fs.journaled_uploads = fs.journaled_uploads, {}
-        for key, record in uploads.items():
-            while True:
+    def _recovery_wanted(self) -> bool:
+        return bool(self.landings.unsettled) or self.uploads.orphans() > 0
+
+    async def _recover(self) -> None:
+        """Settle the uploads whose answer never came and abort the multipart uploads left
+        unfinished (by a killed daemon: all of them at the mount; by lost answers or failed
+        aborts later), before anything else is uploaded: the next upload of a file must
+        know what the store holds of it. Waits for the store while it does not answer."""
+        self._recovering = True
+        try:
+            while self._recovery_wanted():
                 try:
-                    for upload in await fs.calls.run(fs.store.list_multipart, key):
-                        ours = (
-                            upload.upload_id in record["ids"]
-                            or upload.initiated >= record["since"] - CLOCK_SKEW
-                        )
-                        if upload.key == key and ours:
-                            await fs.calls.run(fs.store.abort_multipart, key, upload.upload_id)
-                            log.info("aborted the unfinished upload of %r left by an earlier run", key)
+                    for landing in self.landings.to_settle():
+                        await self._settle(landing)
+                    await self.uploads.abort_orphans(self.fs.calls)
                 except StoreUnavailable:
-                    await fs.calls.wait_online()
+                    await self.fs.calls.wait_online()
                     await trio.sleep(0.5)
-                    continue
-                except StoreError as exc:
-                    log.warning("could not look for unfinished uploads of %r: %s", key, exc)
-                break
-            fs.journal.forget_uploads(key)
+        finally:
+            self._recovering = False
+            self._notify()
+            self.wake()
+
+    async def _settle(self, landing: Landing) -> None:
+        """Find out whether an upload whose answer never came landed (one HEAD), and if so
+        make it the base of the file still at its key, or delete it (see `landings`)."""
+        key = landing.key
+        await self._claim(key)  # no upload of the key meanwhile
+        try:
+            await self._settle_claimed(landing)
+        finally:
+            self._busy_keys.discard(key)
+
+    async def _settle_claimed(self, landing: Landing) -> None:
+        fs = self.fs
+        key = landing.key
+        try:
+            info: ObjectInfo | None = await fs.calls.run(fs.store.head, key)
+        except NotFound:
+            info = None
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            log.warning("%r: could not learn whether an upload whose answer never came landed: %s", key, exc)
+            info = None
+        if landing.token not in self.landings.unsettled:
+            return  # settled meanwhile
+        if not landing.carried_by(info):
+            # Nothing of it landed (or another client wrote since): what the directory
+            # shows there must come from a new listing.
+            parent = fs.ns.node_at(key.rpartition("/")[0])
+            if parent is not None and parent.is_dir:
+                parent.listed_at = float("-inf")
+            fs.forget_listing(key)
+            self.landings.end(landing.token)
+            return
+        assert info is not None
+        node = fs.ns.node_at(key)
+        with fs.journal.batch():
+            if node is not None and landing.sent_by(node):
+                log.info("%s: an upload whose answer never came landed; the next replaces it", node.path())
+                old = node.remote_key
+                if old is not None and old != key:
+                    fs.ns.release_remote(node)
+                    fs.object_unneeded(old)
+                node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
+                node.overwrites = None
+                content = node.content
+                if content is not None and content.source is not None:
+                    # Its blocks never written here are the same in the landed object.
+                    content.source = (key, info.etag)
+                fs.ns.store_changed(node)
+                fs.record(node)
+            else:
+                log.info("%r: an upload whose answer never came did land; no file needs it now", key)
+                fs.object_unneeded(key)
+            fs.forget_listing(key)
+            self.landings.end(landing.token)
 
     async def wait_uploaded(self, node: Node) -> None:
         """Yield until the store holds `node` as it is now or later (fsync=remote).
@@ -337,10 +379,15 @@ class Flusher:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._resume_after_outages)
             task_status.started()
-            await self._abort_unfinished_uploads()
+            await self._recover()
             while True:
                 now = _now()
-                next_due = self._start_due_jobs(nursery, now)
+                if self._recovery_wanted() and not self._recovering:
+                    self._recovering = True
+                    nursery.start_soon(self._recover)
+                # Nothing is uploaded while recovering: a file's next upload must know
+                # what the store holds of its last one.
+                next_due = math.inf if self._recovering else self._start_due_jobs(nursery, now)
                 deletes_due = self._next_delete_time(now)
                 if self.fs.ns.deletes and not self._deleting and deletes_due <= now:
                     self._deleting = True
@@ -537,6 +584,14 @@ class Flusher:
         return True
 
     async def _upload(self, node: Node, key: str) -> None:
+        if not node.data_dirty and node.remote_key is not None:
+            await self._upload_as(node, key, None)  # a copy: nothing new to recognise
+            return
+        with self.landings.attempt(key, node) as token:
+            await self._upload_as(node, key, token)
+
+    async def _upload_as(self, node: Node, key: str, token: str | None) -> None:
+        """Upload `node` to `key`; new data carries `token` (see `landings`)."""
         fs = self.fs
         version, data_version = node.version, node.data_version
         metadata = node.posix_attrs().to_metadata()
@@ -545,16 +600,19 @@ class Flusher:
         mtime_lost = False
         kept_unknown_metadata = False
         body: bytes | None = None
+        landed = token  # the token of what lands: a staged upload carries its own
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
+            assert token is not None
             body = node.target.encode("utf-8", "surrogateescape")
             size = len(body)
-            put = partial(_put_body, fs.store, body=body, metadata=metadata)
+            put = partial(_put_body, fs.store, body=body, metadata={**metadata, TOKEN: token})
             try:
-                etag = await self._send(node, key, put)
+                etag = await self._send(node, key, put, token)
             except Conflict:
                 await self._keep_both(node, key, put, size, version, data_version)
                 return
         elif node.data_dirty or node.remote_key is None:
+            assert token is not None
             content = node.content
             if content is None:
                 content = node.content = fs.contents.new()
@@ -574,16 +632,17 @@ class Flusher:
             snapshot = content.snapshot()
             size = snapshot.size
             staged = self.staged.get(content)
-            put = partial(self._put_content, content=content, snapshot=snapshot, metadata=metadata)
+            put = partial(
+                self._put_content, content=content, snapshot=snapshot, metadata={**metadata, TOKEN: token}
+            )
             try:
                 if staged is not None and staged.usable_for(key, staged_metadata(metadata), size, fs.store):
                     # Still listed while it completes: its sent parts are not dirty data.
-                    etag = await self._send(
-                        node, key, put, first=partial(self._finish_staged, staged, content, size)
-                    )
+                    finish = partial(self._finish_staged, staged, content, size)
+                    etag = await self._send(node, key, put, staged.token, first=finish)
                     if self.staged.get(content) is staged:
                         del self.staged[content]
-                    metadata = staged.metadata
+                    metadata, landed = staged.metadata, staged.token
                     # The object's mtime is its completion time; one set apart from the last
                     # write (utimens, `cp -p`) is written by a copy onto itself afterwards.
                     mtime_lost = abs(node.mtime_ns / 1e9 - time.time()) > MTIME_SLACK
@@ -591,7 +650,7 @@ class Flusher:
                     if staged is not None:
                         del self.staged[content]
                         await self._abort_staged(staged)
-                    etag = await self._send(node, key, put)
+                    etag = await self._send(node, key, put, token)
             except Conflict:
                 await self._keep_both(node, key, put, size, version, data_version)
                 return
@@ -666,7 +725,12 @@ class Flusher:
             node.data_dirty = False
             self._uploaded_clean(node, content, key, etag)
             node.meta_dirty = True
-        fs.record(node)
+        with fs.journal.batch():
+            fs.record(node)
+            if landed is not None:
+                # In the record's transaction: a landing no record explains would be
+                # taken for an object no file needs after a crash (see `landings`).
+                self.landings.landed(key, landed)
         if node.pending:
             self.schedule(node)
 
@@ -686,13 +750,16 @@ class Flusher:
         node: Node,
         key: str,
         put: Callable[..., str],
+        token: str,
         first: Callable[[Mapping[str, Any]], Awaitable[str]] | None = None,
     ) -> str:
         """The etag of uploading `node` to `key` with `put(key, **conditions)` (blocking,
         run in a worker thread), or with `first(conditions)` when given (the completion of
         a staged upload), on the condition that the store still holds what the change was
         based on. A remote delete does not stop it: our changed data creates the object
-        again (with `put`). Raises Conflict when another client put its own version there."""
+        again (with `put`). Raises Conflict when another client put its own version there.
+        An object carrying `token` is this very upload, landed although the condition
+        then failed (a retry after its answer was lost): the upload succeeded."""
         fs = self.fs
         conditions = self._write_conditions(node, key)
         try:
@@ -701,7 +768,12 @@ class Flusher:
                 return await first(conditions)
             etag: str = await fs.calls.run(partial(put, key, **conditions))
             return etag
-        except NotFound:
+        except (NotFound, PreconditionFailed, AlreadyExists) as exc:
+            landed = await self._landed_etag(key, token)
+            if landed is not None:
+                return landed
+            if not isinstance(exc, NotFound):
+                raise Conflict(key) from None
             if "if_match" not in conditions:
                 raise
             log.warning(
@@ -713,9 +785,21 @@ class Flusher:
                 etag = await fs.calls.run(partial(put, key, if_none_match=True))
                 return etag
             except AlreadyExists:
+                landed = await self._landed_etag(key, token)
+                if landed is not None:
+                    return landed
                 raise Conflict(key) from None
-        except (PreconditionFailed, AlreadyExists):
-            raise Conflict(key) from None
+
+    async def _landed_etag(self, key: str, token: str) -> str | None:
+        """The etag of the object at `key` if it is the upload carrying `token` (one HEAD)."""
+        try:
+            info = await self.fs.calls.run(self.fs.store.head, key)
+        except NotFound:
+            return None
+        if (info.metadata or {}).get(TOKEN) != token:
+            return None
+        log.info("%r: the store took this upload although its answer was lost", key)
+        return info.etag
 
     async def _check_conditions(self, key: str, conditions: Mapping[str, Any]) -> None:
         """Where the store ignores write conditions, check them here just before the
@@ -859,10 +943,17 @@ class Flusher:
             staged = None
         if staged is None:
             part_size = StagedUpload.part_size_for(fs.store, content.size)
-            self.uploads.starting(key)
-            upload_id = await fs.calls.run(fs.store.start_multipart, key, metadata)
+            await fs.calls.run(self.uploads.starting, key)
+            # Its completion is the upload of the file: it carries a token of its own.
+            token = self.landings.begin(key, node)
+            try:
+                upload_id = await fs.calls.run(fs.store.start_multipart, key, {**metadata, TOKEN: token})
+            except BaseException:
+                self.uploads.abandoned(key, None)  # the store may have started it all the same
+                self.landings.end(token)
+                raise
             self.uploads.started(key, upload_id)
-            staged = self.staged[content] = StagedUpload(key, upload_id, part_size, dict(metadata))
+            staged = self.staged[content] = StagedUpload(key, upload_id, part_size, dict(metadata), token)
         todo = staged.full_parts_missing(content.size)
         await fs.fetch_base(node, content)  # a change to an existing object: its other bytes first
         async with trio.open_nursery() as nursery:
@@ -913,25 +1004,32 @@ class Flusher:
             etag = await fs.calls.run(complete)
         except PartsChanged:
             raise  # still staged: its sent parts still count
-        except BaseException:
+        except BaseException as exc:
             if self.staged.get(content) is staged:
                 del self.staged[content]
             with trio.CancelScope(shield=True):
-                await self._abort_staged(staged)
+                # The completion may have landed all the same (its answer lost).
+                await self._abort_staged(staged, maybe_landed=not isinstance(exc, NOT_LANDED))
             raise
         self.uploads.ended(staged.key, staged.upload_id)
-        return etag
+        return etag  # its token ends with the file's record (`landings.landed`)
 
-    async def _abort_staged(self, staged: StagedUpload) -> None:
-        """Abort a staged upload; one that cannot be aborted now stays in the journal."""
+    async def _abort_staged(self, staged: StagedUpload, *, maybe_landed: bool = False) -> None:
+        """Abort a staged upload; one that cannot be aborted now stays in the journal.
+        `maybe_landed`: its completion was sent and may have landed."""
+        if maybe_landed:
+            self.landings.doubt(staged.token)
+        else:
+            self.landings.end(staged.token)  # aborted or not, it never completes
         try:
             with trio.move_on_after(self.fs.calls.io_timeout):
                 await self.fs.calls.run(self.fs.store.abort_multipart, staged.key, staged.upload_id)
                 self.uploads.ended(staged.key, staged.upload_id)
+                return
+            log.warning("could not abort the staged upload of %r in time (tried again later)", staged.key)
         except StoreError as exc:
-            log.warning(
-                "could not abort the staged upload of %r (done at the next mount): %s", staged.key, exc
-            )
+            log.warning("could not abort the staged upload of %r (tried again later): %s", staged.key, exc)
+        self.uploads.abandoned(staged.key, staged.upload_id)
 
     def _stale(self, content: Content) -> bool:
         """The content of a staged upload was removed or is no longer dirty."""

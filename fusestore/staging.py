@@ -40,7 +40,9 @@ class StagedUpload:
     key: str
     upload_id: str
     part_size: int
+    #: the file's metadata as sent (without the mtime); the upload carries `token` too
     metadata: dict[str, str]
+    token: str
     #: part number -> the part as sent, for parts whose bytes did not change since
     parts: dict[int, CompletedPart] = field(default_factory=dict)
     generations: dict[int, int] = field(default_factory=dict)

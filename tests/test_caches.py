@@ -207,7 +207,7 @@ def test_a_journal_left_by_a_killed_daemon_is_read_without_changing_it(bench: Be
 
     async def changes_then_die(fs: Filesystem) -> None:
         await make_changes(fs)
-        fs.journal.add_upload("big", "upload-1")
+        fs.journal.save_upload("big", {"ids": ["upload-1"], "before": None})
         fs.cache.close()  # the daemon is gone: its lock with it
         wal = bench.cache_dir / "journal" / "cache.db-wal"
         assert wal.exists() and wal.stat().st_size > 0, "the records are still in the log"

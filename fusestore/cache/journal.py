@@ -5,7 +5,9 @@ with pending work (keyed by a journal id that survives renames), and one per key
 still has to be deleted from the store. A record is written when the change is made and
 removed only once the store holds the result. A third kind names multipart uploads we
 started and have not finished, so that a crash cannot leave them behind in the store; a
-fourth, the data files of files removed while still open (no lost change is in them).
+fourth, the uploads whose answer has not been recorded yet (`landings`), so that after a
+crash the mount recognises its own writes; a fifth, the data files of files removed while
+still open (no lost change is in them).
 
 The journal knows it exists: its first record is a random id, which `journal.id` next to
 it repeats. A journal that reads as empty (its database emptied or replaced, its log
@@ -24,7 +26,6 @@ import os
 import pickle
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Records:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     deletes: list[str] = field(default_factory=list)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    landings: dict[str, dict[str, Any]] = field(default_factory=dict)
     unlinked: set[str] = field(default_factory=set)
 
     def content_ids(self) -> set[str]:
@@ -183,34 +185,14 @@ class Journal:
             self._db.delete(("delete", key))
         self.changes += 1
 
-    def add_upload(self, key: str, upload_id: str | None) -> None:
-        """A multipart upload to `key` is about to start (id None) or has started.
-
-        Recorded before the request goes out, with the time, so that an upload whose id
-        never reached us can still be recognised (same key, started since) and aborted.
-        """
-        record = self._db.get(("upload", key)) or {"since": time.time(), "ids": []}
-        if upload_id is not None and upload_id not in record["ids"]:
-            record["ids"].append(upload_id)
+    def save_upload(self, key: str, record: dict[str, Any] | None) -> None:
+        """The multipart uploads to `key` we started and have not finished (see
+        `unfinished.JournaledUploads`), or None once there are none."""
         with disk_errors("journal"):
-            self._db.set(("upload", key), record)
-        self.changes += 1
-
-    def drop_upload(self, key: str, upload_id: str) -> None:
-        """The upload was completed or aborted."""
-        record = self._db.get(("upload", key))
-        if record is None:
-            return
-        ids = [i for i in record["ids"] if i != upload_id]
-        if ids:
-            self._db.set(("upload", key), {**record, "ids": ids})
-        else:
-            self._db.delete(("upload", key))
-        self.changes += 1
-
-    def forget_uploads(self, key: str) -> None:
-        """Every upload to `key` we knew of is gone."""
-        self._db.delete(("upload", key))
+            if record is None:
+                self._db.delete(("upload", key))
+            else:
+                self._db.set(("upload", key), record)
         self.changes += 1
 
     def add_unlinked(self, content_id: str) -> None:
@@ -220,6 +202,17 @@ class Journal:
         with disk_errors("journal"):
             self._db.set(("unlinked", content_id), True)
         self._unlinked.add(content_id)
+        self.changes += 1
+
+    def add_landing(self, token: str, record: dict[str, Any]) -> None:
+        """An upload carrying `token` is about to go out (see `landings`)."""
+        with disk_errors("journal"):
+            self._db.set(("landing", token), record)
+        self.changes += 1
+
+    def drop_landing(self, token: str) -> None:
+        with disk_errors("journal"):
+            self._db.delete(("landing", token))
         self.changes += 1
 
     def drop_unlinked(self, content_id: str) -> None:
@@ -253,10 +246,12 @@ class Journal:
                 elif kind == "unlinked":
                     found.unlinked.add(key[1])
                     self._unlinked.add(key[1])
-                elif kind in ("node", "upload"):
+                elif kind in ("node", "upload", "landing"):
                     record = self._db.get(key)
                     if record is not None:
-                        (found.nodes if kind == "node" else found.uploads)[key[1]] = record
+                        {"node": found.nodes, "upload": found.uploads, "landing": found.landings}[kind][
+                            key[1]
+                        ] = record
         return found
 
     def __len__(self) -> int:

@@ -144,17 +144,15 @@ class Filesystem:
         # JournalDamaged) before anything changes. `replay` takes these records.
         self.journal = Journal(cache.path / "journal")
         try:
-            self._journaled_at_open = self.journal.read_all()
+            self.journaled_at_open = self.journal.read_all()
             self.index, damage = open_index(cache.path / "index")
         except BaseException:
             self.journal.close()
             raise
         #: the index was unreadable and made anew (the data files it named are unknown)
         self.index_rebuilt = damage is not None
-        #: the multipart uploads the journal names at open (the flusher aborts them first)
-        self.journaled_uploads = self._journaled_at_open.uploads
         self.lost_found = LostFound(cache.path / LOST_FOUND)
-        owned = frozenset(self._journaled_at_open.content_ids())
+        owned = frozenset(self.journaled_at_open.content_ids())
         self.contents = ContentStore(cache.data_dir, self.index, settings.cache_size, owned)
         self.pins = Pins(self.index)
         self.contents.keeps = self.pins.covers
@@ -343,7 +341,7 @@ class Filesystem:
 
     def replay(self) -> int:
         """Rebuild pending work from the journal (before the mount is ready). Returns its size."""
-        records, deletes = self._journaled_at_open.nodes, self._journaled_at_open.deletes
+        records, deletes = self.journaled_at_open.nodes, self.journaled_at_open.deletes
         # Parents before children, so directories exist when their entries arrive.
         for jid, rec in sorted(records.items(), key=lambda item: item[1]["key"].count("/")):
             try:
@@ -417,7 +415,7 @@ class Filesystem:
     def account_for_files(self) -> None:
         """After `replay`: data files no record names are removed when surely clean, else
         set aside in lost+found (see `ContentStore.account_for_files`). Blocking (small)."""
-        opened, self._journaled_at_open = self._journaled_at_open, Records()
+        opened, self.journaled_at_open = self.journaled_at_open, Records()
         moved = self.contents.account_for_files(
             opened.content_ids(), self.lost_found, removed=opened.unlinked, index_lost=self.index_rebuilt
         )

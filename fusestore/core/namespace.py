@@ -79,6 +79,8 @@ class Namespace:
         #: taken meanwhile may show an object whose node was removed since
         self.writing: set[str] = set()
         self.moving_from: dict[str, Node] = {}
+        #: keys that may hold an upload of ours whose answer never came (`landings`)
+        self.hidden_keys: Counter[str] = Counter()
         self._shadowed_prefixes: Counter[str] = Counter()
         self._warned: set[str] = set()
         #: directory prefix -> number of keys below it that could not be shown
@@ -206,9 +208,16 @@ class Namespace:
 
     def shadowed(self, key: str) -> bool:
         """Whether a listed key or prefix (`dir/`) is one we removed or moved away locally."""
-        if key in self.deletes or key in self.moving_from:
+        if key in self.deletes or key in self.moving_from or key in self.hidden_keys:
             return True
         return key.endswith("/") and self._shadowed_prefixes.get(key, 0) > 0
+
+    def hide(self, key: str, step: int) -> None:
+        """Hide `key` from listings (step +1) until each hiding is undone (-1)."""
+        self.hidden_keys[key] += step
+        if self.hidden_keys[key] <= 0:
+            del self.hidden_keys[key]
+        self._shadow(key, step)
 
     def add_delete(self, key: str) -> None:
         """The store must lose `key` (the caller knows nothing local is to be written there)."""

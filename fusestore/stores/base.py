@@ -85,6 +85,10 @@ class UploadTracker(Protocol):
     def ended(self, key: str, upload_id: str) -> None:
         """It was completed or aborted: the store keeps nothing of it."""
 
+    def abandoned(self, key: str, upload_id: str | None) -> None:
+        """It failed and could not be aborted, or (None) its start failed: the store may
+        keep an upload nobody will finish."""
+
 
 class CompletedPart(NamedTuple):
     """A part as the store acknowledged it, to be named again when the upload completes."""
@@ -419,7 +423,12 @@ class Store(ABC):
         count = max(1, math.ceil(size / part_size))
         if tracker is not None:
             tracker.starting(key)
-        upload_id = self.start_multipart(key, metadata)
+        try:
+            upload_id = self.start_multipart(key, metadata)
+        except BaseException:
+            if tracker is not None:
+                tracker.abandoned(key, None)  # the store may have started it all the same
+            raise
         if tracker is not None:
             tracker.started(key, upload_id)
         try:
@@ -444,6 +453,8 @@ class Store(ABC):
                 self.abort_multipart(key, upload_id)
             except StoreError as exc:
                 log.warning("could not abort multipart upload of %r: %s", key, exc)
+                if tracker is not None:
+                    tracker.abandoned(key, upload_id)
             else:
                 if tracker is not None:
                     tracker.ended(key, upload_id)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from fusestore.landings import TOKEN
+
 from .conftest import SERVERS, Mount, sh
 
 pytestmark = pytest.mark.parametrize("server", SERVERS, indirect=True)
@@ -49,7 +51,7 @@ def test_cp_r_then_sha256sum_and_bucket(mounted: Mount, tmp_path: Path) -> None:
         assert mounted.get(f"tree/{rel}") == data
         meta = mounted.metadata(f"tree/{rel}")
         assert int(meta["mode"]) == stat.S_IFREG | (source / rel).stat().st_mode & 0o7777
-        assert set(meta) == {"mode", "uid", "gid", "mtime"}
+        assert set(meta) == {"mode", "uid", "gid", "mtime", TOKEN}  # TOKEN: see landings
     assert [k for k in objects if k.endswith("/")] == [], "no markers: no directory is empty"
 
 

@@ -1,0 +1,137 @@
+"""Uploads whose outcome this mount has not recorded: each carries a token, so that the
+mount knows its own write when it meets it in the store.
+
+Every upload of a file's data (or a symlink's) sends a random token as the object's
+metadata `x-amz-meta-fusestore-upload`, and the journal holds the token, the key and the
+file's journal id from before the request goes out until the result is recorded (in the
+same transaction as the file's own record). An answer can fail to arrive although the
+store took the write: the daemon was killed, or the connection broke after the server
+acted (and the client's own retry then meets the new object). Without the token the
+mount would take its own object for another client's (a false conflict copy), or — when
+the file was renamed or removed meanwhile — leave it in the store, where the next listing
+brings the old name back.
+
+Such an upload is "unsettled": its key is hidden from listings (as a key to delete is)
+until the flusher has asked the store (one HEAD) whether the object there carries the
+token. If it does, the write landed: a file still at that key is based on it from then on
+(its next upload replaces it, conditioned on it), and an object no file needs any more is
+deleted. If not, nothing of it landed, or another client wrote since; the usual rules
+apply. Plain bookkeeping here, synchronous, on the trio thread; the flusher does the HEAD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .cache import Journal
+from .core.namespace import Namespace
+from .core.nodes import Node
+from .stores import AccessDenied, AlreadyExists, InvalidKey, NotFound, ObjectInfo, PreconditionFailed
+
+#: The metadata name of the token (`x-amz-meta-fusestore-upload` on S3).
+TOKEN = "fusestore-upload"
+
+#: Failures after which the store holds nothing of the upload: it refused it, or the
+#: cache file changed while it was read (nothing was completed).
+NOT_LANDED = (PreconditionFailed, AlreadyExists, NotFound, AccessDenied, InvalidKey, ValueError)
+
+
+@dataclass
+class Landing:
+    """One upload of `key` carrying `token`, made for the file with journal id `jid`
+    (`node`: that file, while this mount runs)."""
+
+    token: str
+    key: str
+    jid: str | None
+    node: Node | None = None
+
+    def sent_by(self, node: Node) -> bool:
+        """Whether `node` is the file that sent it (after a restart: by its journal id)."""
+        if node.is_dir:
+            return False
+        return node is self.node or (self.node is None and self.jid is not None and node.jid == self.jid)
+
+    def carried_by(self, info: ObjectInfo | None) -> bool:
+        """Whether the object `info` (None: no object) is this upload's."""
+        return info is not None and (info.metadata or {}).get(TOKEN) == self.token
+
+
+class Landings:
+    """The uploads of this mount whose outcome is not recorded, and the unsettled ones
+    among them (see the module docstring). Every method is synchronous and cheap (a small
+    journal transaction at most)."""
+
+    def __init__(self, journal: Journal, ns: Namespace, journaled: dict[str, dict[str, Any]]) -> None:
+        """`journaled`: the landing records the journal held when it was opened."""
+        self.journal = journal
+        self.ns = ns
+        self.pending: dict[str, Landing] = {
+            token: Landing(token, str(record["key"]), record.get("jid"))
+            for token, record in journaled.items()
+        }
+        #: tokens whose upload may have landed: the run that sent them ended, or their
+        #: answer failed to come
+        self.unsettled: set[str] = set()
+        for token in self.pending:
+            self.doubt(token)
+
+    def begin(self, key: str, node: Node) -> str:
+        """An upload of `node` to `key` is about to go out: the token it carries."""
+        token = uuid.uuid4().hex
+        try:
+            self.journal.add_landing(token, {"key": key, "jid": node.jid})
+        except OSError as exc:
+            # A full cache disk must not stop the uploads that free it; only a crash
+            # before this upload's answer would then go unrecognised.
+            if exc.errno != errno.ENOSPC:
+                raise
+        self.pending[token] = Landing(token, key, node.jid, node)
+        return token
+
+    def end(self, token: str) -> None:
+        """The upload's outcome is recorded (or it is known not to have landed)."""
+        landing = self.pending.pop(token, None)
+        if landing is None:
+            return
+        self.journal.drop_landing(token)
+        if token in self.unsettled:
+            self.unsettled.discard(token)
+            self.ns.hide(landing.key, -1)
+
+    def landed(self, key: str, token: str) -> None:
+        """The upload carrying `token` is recorded as the object at `key`: so are the
+        unsettled ones there before it (it replaced them)."""
+        self.end(token)
+        for earlier in [t for t in self.unsettled if self.pending[t].key == key]:
+            self.end(earlier)
+
+    @contextlib.contextmanager
+    def attempt(self, key: str, node: Node) -> Iterator[str]:
+        """`begin`, then `end` when the store refused the upload or the body returns (the
+        body calls `landed` itself, in the transaction that records the result); any other
+        failure leaves it unsettled."""
+        token = self.begin(key, node)
+        try:
+            yield token
+        except NOT_LANDED:
+            self.end(token)
+            raise
+        except BaseException:
+            self.doubt(token)
+            raise
+        self.end(token)
+
+    def doubt(self, token: str) -> None:
+        """The upload may have landed, or not: it is settled before the next upload."""
+        if token in self.pending and token not in self.unsettled:
+            self.unsettled.add(token)
+            self.ns.hide(self.pending[token].key, +1)
+
+    def to_settle(self) -> list[Landing]:
+        return [self.pending[token] for token in sorted(self.unsettled)]

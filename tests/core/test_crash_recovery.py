@@ -1,0 +1,303 @@
+"""A daemon killed, or an answer lost, just after the store took a write: the next mount
+(or the retry) knows its own write, makes no conflict copy, brings back no name it moved
+or removed, and leaves no multipart upload behind.
+
+A kill is simulated as in test_journal_and_remount: the cache directory is copied the
+moment the store has taken the write (as `kill -9` would leave it), and the next mount
+uses the copy; the old mount's later calls never reach the store.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from fusestore.landings import TOKEN
+from fusestore.stores import PendingUpload, Store, StoreUnavailable
+from fusestore.stores.wrapper import WrappedStore
+
+from .conftest import Env, MiB, ino_of, listdir, pattern, read_path, write_file
+from .test_journal_and_remount import crash_copy
+
+pytestmark = pytest.mark.trio
+
+#: moto's `Initiated` for every multipart upload, whatever the time.
+MOTO_INITIATED = 1289422113.0
+
+
+class KilledAfter(WrappedStore):
+    """`inner`, until the first call of `operation` has been made: then the daemon counts as
+    killed. The cache is copied as it is at that moment, and this call and every later
+    one fail without reaching the store. `hold` (set by the test) keeps that call from
+    being made until the test lets it go."""
+
+    def __init__(self, inner: Store, env: Env, into: Path, operation: str) -> None:
+        super().__init__(inner)
+        self.env, self.into, self.operation = env, into, operation
+        self.killed = threading.Event()
+        self.waiting = threading.Event()  # the call is held
+        self.hold: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def _gate(self, operation: str) -> None:
+        if self.killed.is_set():
+            raise StoreUnavailable("test: the daemon is dead")
+        if operation == self.operation and self.hold is not None:
+            self.waiting.set()
+            self.hold.wait(10)
+
+    def _after(self, operation: str) -> None:
+        if operation != self.operation:
+            return
+        with self._lock:
+            if not self.killed.is_set():
+                crash_copy(self.env, self.into)
+                self.killed.set()
+        raise StoreUnavailable("test: killed before the answer was read")
+
+    def put(self, key: str, body: Any, metadata: Mapping[str, str] | None = None, **conditions: Any) -> str:
+        self._gate("put")
+        etag = super().put(key, body, metadata, **conditions)
+        self._after("put")
+        return etag
+
+    def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
+        self._gate("start_multipart")
+        upload_id = super().start_multipart(key, metadata)
+        self._after("start_multipart")
+        return upload_id
+
+    def put_part(self, key: str, upload_id: str, number: int, body: Any) -> Any:
+        self._gate("put_part")
+        part = super().put_part(key, upload_id, number, body)
+        self._after("put_part")
+        return part
+
+    def complete_multipart(self, key: str, upload_id: str, parts: Any, **conditions: Any) -> str:
+        self._gate("complete_multipart")
+        return super().complete_multipart(key, upload_id, parts, **conditions)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        self._gate("abort_multipart")
+        super().abort_multipart(key, upload_id)
+
+    def copy(self, src: str, dst: str, metadata: Any = None, **kwargs: Any) -> str:
+        self._gate("copy")
+        return super().copy(src, dst, metadata, **kwargs)
+
+    def delete_many(self, keys: Any) -> None:
+        self._gate("delete_many")
+        super().delete_many(keys)
+
+    def head(self, key: str) -> Any:
+        self._gate("head")
+        return super().head(key)
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        self._gate("list")
+        return super().list(*args, **kwargs)
+
+    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
+        self._gate("list_multipart")
+        return super().list_multipart(prefix)
+
+
+class MotoClock(WrappedStore):
+    """`inner`, reporting moto's fixed `Initiated` time for every multipart upload."""
+
+    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
+        return [u._replace(initiated=MOTO_INITIATED) for u in super().list_multipart(prefix)]
+
+
+async def until(event: threading.Event) -> None:
+    with trio.fail_after(10):
+        while not event.is_set():
+            await trio.sleep(0.01)
+
+
+def conflict_copies(env: Env) -> list[str]:
+    return [key for key in env.objects() if ".conflict-" in key]
+
+
+# -- item: a write that landed just before the kill is not another client's ------------------
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "overwrite"])
+async def test_an_upload_that_landed_just_before_a_kill_makes_no_conflict_copy(
+    env: Env, tmp_path: Path, existing: bool
+) -> None:
+    if existing:
+        env.put("f", b"the old version")
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put")
+    async with env.mount(store=dying, sync=False) as fs:
+        if existing:
+            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
+            await fs.write(fh, 0, b"the new version")  # as long as the old one
+            fs.release(fh)
+        else:
+            await write_file(fs, "f", b"the new version")
+        await until(dying.killed)
+    assert env.objects() == {"f": b"the new version"}, "the write landed before the kill"
+
+    async with env.mount() as fs:
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+        assert sorted(await listdir(fs)) == ["f"]
+        assert await read_path(fs, "f") == b"the new version"
+        assert fs.flusher.progress()["conflict_copies"] == []
+    assert env.objects() == {"f": b"the new version"}
+
+
+@pytest.mark.parametrize("change", ["rename", "unlink"])
+async def test_a_file_moved_or_removed_while_its_upload_landed_is_not_brought_back(
+    env: Env, tmp_path: Path, change: str
+) -> None:
+    """The upload of `a` is under way when `a` is renamed to `b` (or removed); the store
+    takes it and the daemon is killed before it hears so. The old name never comes back:
+    not in the listing after the remount, nor in the store after the sync."""
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put")
+    dying.hold = threading.Event()
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "a", b"contents of a")
+        await until(dying.waiting)  # the PUT of `a` is on its way
+        if change == "rename":
+            await fs.rename(1, "a", 1, "b", 0)
+        else:
+            await fs.unlink(1, "a")
+        dying.hold.set()
+        await until(dying.killed)
+    assert env.objects() == {"a": b"contents of a"}, "the upload of the old name landed"
+
+    expected = {"b": b"contents of a"} if change == "rename" else {}
+    async with env.mount() as fs:
+        assert sorted(await listdir(fs)) == sorted(expected)
+        await fs.flusher.sync_all()
+        assert sorted(await listdir(fs)) == sorted(expected)
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == expected
+
+
+@pytest.mark.parametrize("how", ["answer-lost", "client-retry"])
+async def test_a_lost_answer_to_an_upload_makes_no_conflict_copy(env: Env, how: str) -> None:
+    """The store takes a PUT but its answer is lost: the flusher tries again later
+    (answer-lost), or the client library repeats the request at once and meets the object
+    it has just written (client-retry). Either way it is our own write, not a conflict."""
+
+    class LosesTheFirstAnswer(WrappedStore):
+        lost = 0
+
+        def put(self, key: str, body: Any, metadata: Any = None, **conditions: Any) -> str:
+            etag = super().put(key, body, metadata, **conditions)
+            if self.lost:
+                return etag
+            self.lost += 1
+            if how == "client-retry":
+                return super().put(key, body, metadata, **conditions)  # raises: it exists now
+            raise StoreUnavailable("test: the answer was lost")
+
+    env.put("old", b"version 1")
+    store = LosesTheFirstAnswer(env.store)
+    async with env.mount(store=store) as fs:
+        await write_file(fs, "new", b"a new file")
+        fh, _ = await fs.open(await ino_of(fs, "old"), os.O_WRONLY)
+        await fs.write(fh, 0, b"VERSION 2")
+        fs.release(fh)
+        await fs.flusher.sync_all()
+        assert store.lost == 1
+        assert fs.flusher.conflicts == 0
+        assert sorted(await listdir(fs)) == ["new", "old"]
+    assert env.objects() == {"new": b"a new file", "old": b"VERSION 2"}
+    assert set(env.metadata("new")) >= {TOKEN}, "each upload carries its token"
+
+
+# -- item: multipart uploads cut by a kill are found by id --------------------------------------
+
+BIG = 65 * MiB  # above the multipart threshold
+
+
+async def test_an_upload_cut_by_a_kill_is_aborted_by_id_and_anothers_survives(
+    env: Env, tmp_path: Path
+) -> None:
+    """Another client's upload to the same key, started just before ours, is not ours
+    (whatever its start time says)."""
+    theirs = env.store.start_multipart("big")
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put_part")
+    data = pattern(BIG, seed=1)
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "big", data)
+        await until(dying.killed)
+    assert len(env.store.list_multipart("big")) == 2
+
+    async with env.mount() as fs:
+        await fs.flusher.sync_all()
+        assert await read_path(fs, "big") == data
+    assert [u.upload_id for u in env.store.list_multipart()] == [theirs]
+    assert env.objects() == {"big": data}
+
+
+async def test_an_upload_whose_start_was_not_answered_before_a_kill_is_aborted(
+    env: Env, tmp_path: Path
+) -> None:
+    """The store started the upload, the daemon died before it learnt its id; the server's
+    clock says nothing (moto's). Another client's pending upload to that key survives."""
+    theirs = env.store.start_multipart("big")
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "start_multipart")
+    data = pattern(BIG, seed=2)
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "big", data)
+        await until(dying.killed)
+    assert len(env.store.list_multipart("big")) == 2
+
+    async with env.mount(store=MotoClock(env.store)) as fs:
+        await fs.flusher.sync_all()
+    assert [u.upload_id for u in env.store.list_multipart()] == [theirs]
+    assert env.objects() == {"big": data}
+
+
+async def test_a_lost_answer_to_a_start_leaves_no_upload_once_synced(env: Env) -> None:
+    """The answer to a start is lost and the upload is started again: the first one is
+    aborted in the same run (before the sync returns), not left to a next mount."""
+
+    class LosesTheFirstStart(MotoClock):
+        lost = 0
+
+        def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
+            upload_id = super().start_multipart(key, metadata)
+            if not self.lost:
+                self.lost += 1
+                raise StoreUnavailable("test: the answer was lost")
+            return upload_id
+
+    store = LosesTheFirstStart(env.store)
+    data = pattern(BIG, seed=3)
+    async with env.mount(store=store) as fs:
+        await write_file(fs, "big", data)
+        await fs.flusher.sync_all()
+        assert store.lost == 1
+        assert env.store.list_multipart() == []
+    assert env.objects() == {"big": data}
+
+
+async def test_a_remount_with_nothing_else_to_do_aborts_the_orphans_before_its_sync_returns(
+    env: Env, tmp_path: Path
+) -> None:
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put_part")
+    dying.hold = threading.Event()
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "big", pattern(BIG, seed=4))
+        await until(dying.waiting)
+        await fs.unlink(1, "big")  # removed while it goes up: nothing left to upload
+        dying.hold.set()
+        await until(dying.killed)
+    assert env.store.list_multipart() != []
+    async with env.mount(store=MotoClock(env.store)) as fs:
+        await fs.flusher.sync_all()
+        assert env.store.list_multipart() == []
+    assert env.objects() == {}
