@@ -1,8 +1,9 @@
-"""kill -9 and lost answers just after moto took a write: the remount knows its own
+"""kill -9 and lost answers just after the store took a write: the remount knows its own
 uploads (no conflict copy, no name brought back) and leaves no multipart upload behind.
 
-Each test runs the real daemon on a real FUSE mount against moto's server on 127.0.0.1,
-whose multipart uploads all report the same `Initiated` time (2010-11-10).
+Each test runs the real daemon on a real FUSE mount against moto's server on 127.0.0.1
+(whose multipart uploads all report the same `Initiated` time, 2010-11-10), the rename
+test on SeaweedFS's too.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Mount, fusestore_cli, status_of
+from .conftest import SERVERS, Mount, fusestore_cli, status_of
 from .test_crash_and_outage import MiB, digest, kill_9, make_data, wait_until, write_synced
 
 
@@ -64,10 +65,11 @@ def test_kill_9_while_parts_go_up_leaves_no_multipart_upload(mount_factory: Call
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
 def test_rename_and_kill_9_after_a_lost_answer_bring_nothing_back(
     mount_factory: Callable[..., Mount],
 ) -> None:
-    """moto takes the PUT of `a` but its answer is lost; `a` is renamed to `b` and the
+    """The store takes the PUT of `a` but its answer is lost; `a` is renamed to `b` and the
     daemon killed before it tries again. After the remount `a` is not listed, never
     comes back, and no conflict copy is made: the object at `a` is the mount's own."""
     data = make_data(300_000, 12)
