@@ -584,14 +584,14 @@ class Flusher:
         return True
 
     async def _upload(self, node: Node, key: str) -> None:
-        if not node.data_dirty and node.remote_key is not None:
-            await self._upload_as(node, key, None)  # a copy: nothing new to recognise
-            return
-        with self.landings.attempt(key, node) as token:
+        # A copy (a rename) is recognised by its source's etag too: an object whose
+        # metadata is not known here is copied with its own, which holds no token.
+        copy_of = None if node.data_dirty or node.remote_key is None else node.etag
+        with self.landings.attempt(key, node, copy_of) as token:
             await self._upload_as(node, key, token)
 
-    async def _upload_as(self, node: Node, key: str, token: str | None) -> None:
-        """Upload `node` to `key`; new data carries `token` (see `landings`)."""
+    async def _upload_as(self, node: Node, key: str, token: str) -> None:
+        """Upload `node` to `key`, carrying `token` (see `landings`)."""
         fs = self.fs
         version, data_version = node.version, node.data_version
         metadata = node.posix_attrs().to_metadata()
@@ -602,7 +602,6 @@ class Flusher:
         body: bytes | None = None
         landed = token  # the token of what lands: a staged upload carries its own
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
-            assert token is not None
             body = node.target.encode("utf-8", "surrogateescape")
             size = len(body)
             put = partial(_put_body, fs.store, body=body, metadata={**metadata, TOKEN: token})
@@ -612,7 +611,6 @@ class Flusher:
                 await self._keep_both(node, key, put, size, version, data_version)
                 return
         elif node.data_dirty or node.remote_key is None:
-            assert token is not None
             content = node.content
             if content is None:
                 content = node.content = fs.contents.new()
@@ -669,7 +667,7 @@ class Flusher:
             kept_unknown_metadata = node.attrs_guessed
             # The same bytes: another tool's metadata names still describe them.
             metadata = node.posix_attrs().to_metadata(fs.ns.stored_metadata(node))
-            copied_metadata = None if kept_unknown_metadata else metadata
+            copied_metadata = None if kept_unknown_metadata else {**metadata, TOKEN: token}
             seen = ObjectInfo(source, node.remote_size, node.etag or "", 0.0)
             try:
                 try:
@@ -727,10 +725,9 @@ class Flusher:
             node.meta_dirty = True
         with fs.journal.batch():
             fs.record(node)
-            if landed is not None:
-                # In the record's transaction: a landing no record explains would be
-                # taken for an object no file needs after a crash (see `landings`).
-                self.landings.landed(key, landed)
+            # In the record's transaction: a landing no record explains would be taken
+            # for an object no file needs after a crash (see `landings`).
+            self.landings.landed(key, landed)
         if node.pending:
             self.schedule(node)
 

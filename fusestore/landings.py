@@ -1,15 +1,17 @@
 """Uploads whose outcome this mount has not recorded: each carries a token, so that the
 mount knows its own write when it meets it in the store.
 
-Every upload of a file's data (or a symlink's) sends a random token as the object's
-metadata `x-amz-meta-fusestore-upload`, and the journal holds the token, the key and the
-file's journal id from before the request goes out until the result is recorded (in the
-same transaction as the file's own record). An answer can fail to arrive although the
-store took the write: the daemon was killed, or the connection broke after the server
-acted (and the client's own retry then meets the new object). Without the token the
-mount would take its own object for another client's (a false conflict copy), or — when
-the file was renamed or removed meanwhile — leave it in the store, where the next listing
-brings the old name back.
+Every upload of a file (its data, a symlink's target, or a copy for a rename) sends a
+random token as the object's metadata `x-amz-meta-fusestore-upload`, and the journal
+holds the token, the key and the file's journal id from before the request goes out until
+the result is recorded (in the same transaction as the file's own record). A copy that
+keeps its source's metadata (never read here) is known by the source's etag instead.
+
+An answer can fail to arrive although the store took the write: the daemon was killed,
+or the connection broke after the server acted (and the client's own retry then meets the
+new object). Without the token the mount would take its own object for another client's
+(a false conflict copy), or — when the file was renamed or removed meanwhile — leave it
+in the store, where the next listing brings the old name back.
 
 Such an upload is "unsettled": its key is hidden from listings (as a key to delete is)
 until the flusher has asked the store (one HEAD) whether the object there carries the
@@ -49,6 +51,9 @@ class Landing:
     token: str
     key: str
     jid: str | None
+    #: for a copy: the etag of its source (a copy of an object whose metadata is not
+    #: known here keeps that metadata, without a token; S3 gives it the source's etag)
+    copy_of: str | None = None
     node: Node | None = None
 
     def sent_by(self, node: Node) -> bool:
@@ -59,7 +64,11 @@ class Landing:
 
     def carried_by(self, info: ObjectInfo | None) -> bool:
         """Whether the object `info` (None: no object) is this upload's."""
-        return info is not None and (info.metadata or {}).get(TOKEN) == self.token
+        if info is None:
+            return False
+        return (info.metadata or {}).get(TOKEN) == self.token or (
+            self.copy_of is not None and info.etag == self.copy_of
+        )
 
 
 class Landings:
@@ -72,7 +81,7 @@ class Landings:
         self.journal = journal
         self.ns = ns
         self.pending: dict[str, Landing] = {
-            token: Landing(token, str(record["key"]), record.get("jid"))
+            token: Landing(token, str(record["key"]), record.get("jid"), record.get("copy_of"))
             for token, record in journaled.items()
         }
         #: tokens whose upload may have landed: the run that sent them ended, or their
@@ -81,17 +90,18 @@ class Landings:
         for token in self.pending:
             self.doubt(token)
 
-    def begin(self, key: str, node: Node) -> str:
-        """An upload of `node` to `key` is about to go out: the token it carries."""
+    def begin(self, key: str, node: Node, copy_of: str | None = None) -> str:
+        """An upload (`copy_of`: a copy of the object with that etag) of `node` to `key`
+        is about to go out: the token it carries."""
         token = uuid.uuid4().hex
         try:
-            self.journal.add_landing(token, {"key": key, "jid": node.jid})
+            self.journal.add_landing(token, {"key": key, "jid": node.jid, "copy_of": copy_of})
         except OSError as exc:
             # A full cache disk must not stop the uploads that free it; only a crash
             # before this upload's answer would then go unrecognised.
             if exc.errno != errno.ENOSPC:
                 raise
-        self.pending[token] = Landing(token, key, node.jid, node)
+        self.pending[token] = Landing(token, key, node.jid, copy_of, node)
         return token
 
     def end(self, token: str) -> None:
@@ -112,11 +122,11 @@ class Landings:
             self.end(earlier)
 
     @contextlib.contextmanager
-    def attempt(self, key: str, node: Node) -> Iterator[str]:
+    def attempt(self, key: str, node: Node, copy_of: str | None = None) -> Iterator[str]:
         """`begin`, then `end` when the store refused the upload or the body returns (the
         body calls `landed` itself, in the transaction that records the result); any other
         failure leaves it unsettled."""
-        token = self.begin(key, node)
+        token = self.begin(key, node, copy_of)
         try:
             yield token
         except NOT_LANDED:

@@ -23,6 +23,7 @@ import trio
 
 from fusestore.cache import CacheDir
 from fusestore.core import Filesystem, MountSettings, Node
+from fusestore.landings import TOKEN
 from fusestore.stores import Store, StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
 
@@ -136,10 +137,14 @@ class Env:
         with backend.lock:
             return {key: obj.data for key, obj in sorted(backend.objects.items())}
 
-    def metadata(self, key: str) -> dict[str, str]:
+    def metadata(self, key: str, *, without_token: bool = False) -> dict[str, str]:
+        """The object's metadata (`without_token`: but the upload token, see landings)."""
         backend = self.store._backend
         with backend.lock:
-            return dict(backend.objects[key].metadata)
+            metadata = dict(backend.objects[key].metadata)
+        if without_token:
+            metadata.pop(TOKEN, None)
+        return metadata
 
     def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
         """Put an object as another client would (not recorded by the spy)."""

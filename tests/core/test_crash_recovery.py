@@ -90,7 +90,9 @@ class KilledAfter(WrappedStore):
 
     def copy(self, src: str, dst: str, metadata: Any = None, **kwargs: Any) -> str:
         self._gate("copy")
-        return super().copy(src, dst, metadata, **kwargs)
+        etag = super().copy(src, dst, metadata, **kwargs)
+        self._after("copy")
+        return etag
 
     def delete_many(self, keys: Any) -> None:
         self._gate("delete_many")
@@ -182,6 +184,33 @@ async def test_a_file_moved_or_removed_while_its_upload_landed_is_not_brought_ba
         assert sorted(await listdir(fs)) == sorted(expected)
         assert fs.flusher.conflicts == 0
     assert env.objects() == expected
+
+
+@pytest.mark.parametrize("metadata", ["known", "not-known"])
+async def test_a_name_renamed_again_while_its_copy_landed_is_not_brought_back(
+    env: Env, tmp_path: Path, metadata: str
+) -> None:
+    """`mv a b` is a copy in the store; while it goes, `mv b c`. The store takes the copy
+    to `b` and the daemon is killed before it hears so: `b` never appears. A copy of an
+    object whose metadata the mount never read keeps that metadata (no token): it is
+    recognised by its source's etag."""
+    env.put("a", b"contents of a", {"mode": "33188"})
+    env.bare_listings = metadata == "not-known"
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "copy")
+    dying.hold = threading.Event()
+    async with env.mount(store=dying, sync=False) as fs:
+        await fs.rename(1, "a", 1, "b", 0)
+        await until(dying.waiting)  # the copy to `b` is on its way
+        await fs.rename(1, "b", 1, "c", 0)
+        dying.hold.set()
+        await until(dying.killed)
+    assert env.objects() == {"a": b"contents of a", "b": b"contents of a"}
+
+    async with env.mount() as fs:
+        assert sorted(await listdir(fs)) == ["c"]
+        await fs.flusher.sync_all()
+        assert sorted(await listdir(fs)) == ["c"]
+    assert env.objects() == {"c": b"contents of a"}
 
 
 @pytest.mark.parametrize("how", ["answer-lost", "client-retry"])

@@ -32,7 +32,8 @@ async def test_a_clean_file_is_moved_by_server_side_copy_and_delete(env: Env) ->
         assert await read_path(fs, "new") == data
 
     assert env.objects() == {"new": data}
-    assert env.metadata("new") == {"mode": "33188", "uid": "5", "gid": "6", "mtime": "1700000000"}
+    stored = {"mode": "33188", "uid": "5", "gid": "6", "mtime": "1700000000"}
+    assert env.metadata("new", without_token=True) == stored
     assert [args[:2] for args in env.called("copy")] == [("old", "new")]
     assert env.called("put") == [], "a clean file is not re-uploaded"
     assert [sorted(args[0]) for args in env.called("delete_many")] == [["old"]]
