@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from fusestore.core import Filesystem, Kind, Node
 from fusestore.fuse_ops import FuseOperations
+from fusestore.landings import TOKEN
 from fusestore.stores import PosixAttrs
 from fusestore.stores.memory import MemoryStore, _etag, _Object
 
@@ -65,7 +66,7 @@ def written(env: Env) -> list[str]:
 
 def valid_attrs(metadata: dict[str, str], *, directory: bool = False) -> PosixAttrs:
     """The attributes of written metadata, each one present and valid."""
-    assert set(metadata) - {"unrelated"} == {"mode", "uid", "gid", "mtime"}, metadata
+    assert set(metadata) - {"unrelated", TOKEN} == {"mode", "uid", "gid", "mtime"}, metadata
     attrs = PosixAttrs.from_metadata(metadata, directory=directory)
     assert None not in (attrs.mode, attrs.uid, attrs.gid, attrs.mtime_ns), metadata
     return attrs
@@ -275,4 +276,4 @@ async def test_another_tools_metadata_is_kept_with_the_same_bytes(env: Env, exac
         assert (metadata.get("color"), metadata.get("sha256")) == ("blue", "0" * 64)
         assert metadata["uid"] == str(fs.settings.uid), "an ignored attribute is the default shown"
         assert "note" not in metadata, "not ASCII: no store takes it back"
-    assert set(env.metadata("d/appended")) == {"mode", "uid", "gid", "mtime"}
+    assert set(env.metadata("d/appended", without_token=True)) == {"mode", "uid", "gid", "mtime"}

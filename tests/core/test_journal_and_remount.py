@@ -324,7 +324,7 @@ async def test_a_mount_reads_its_journal_once_and_aborts_the_uploads_it_names(
     read at open: no second pass over the journal on the event loop."""
     async with env.mount(flusher=False) as fs:
         upload_id = env.store.start_multipart("big")
-        fs.journal.add_upload("big", upload_id)
+        fs.journal.save_upload("big", {"ids": [upload_id], "before": None})
         # the mount ends without finishing it (as when the daemon is killed)
     passes = []
     real = diskcache.Cache.iterkeys
