@@ -553,14 +553,15 @@ class Flusher:
         """Make sure no other node still needs the object at `key` as its source.
 
         Returns False when `node` must wait for the other one's move first (it is
-        rescheduled); a blocker that cannot move soon (deleted while open, or itself
-        waiting) is given its own local copy of the data instead.
+        rescheduled); a blocker that cannot move soon (deleted while open, itself
+        waiting, or parked: the store refuses its new key) is given its own local copy
+        of the data instead.
         """
         blocker = self.fs.ns.moving_from.get(key)
         if blocker is None or blocker is node:
             return True
         waits_itself = blocker.linked and self.fs.ns.moving_from.get(blocker.key) not in (None, blocker)
-        if blocker.linked and not waits_itself:
+        if blocker.linked and not waits_itself and not self.parked.held(blocker):
             self.schedule(blocker, delay=0)
             self.schedule(node, delay=0.05)
             return False

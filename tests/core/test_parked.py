@@ -14,7 +14,7 @@ import trio
 from fusestore import caches
 from fusestore.stores import InvalidKey
 
-from .conftest import Env, resolve, write_file
+from .conftest import Env, read_all, resolve, write_file
 
 pytestmark = pytest.mark.trio
 
@@ -93,3 +93,39 @@ async def test_a_parked_file_goes_up_once_renamed_or_changed(env: Env) -> None:
         assert not fs.flusher.parked.lines()
     assert env.objects() == {"renamed.txt": b"FIRST"}
     assert caches.describe(env.cache_dir).pending is False
+
+
+async def test_a_parked_rename_does_not_hold_up_a_new_file_at_its_old_name(env: Env) -> None:
+    """`mv f $'bad\\nname'` is parked (the copy is refused); the object at `f` stays its
+    source. A new `f` must still go up: the parked node keeps a local copy of its data
+    and lets go of the object, rather than the new file waiting for a move that never
+    comes (it was rescheduled every 50 ms, and no sync ended)."""
+    refused = refuse_newlines(env)
+    async with env.mount(sync=False) as fs:
+        await write_file(fs, "f", b"the old bytes")
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+        await fs.rename(1, "f", 1, NAME, 0)
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+        assert refused == [NAME]
+        await write_file(fs, "f", b"x")
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+        assert env.objects() == {"f": b"x"}
+        parked = await resolve(fs, NAME)
+        assert await read_all(fs, parked.ino) == b"the old bytes"
+        assert fs.flusher.parked.lines() and fs.flusher.progress()["not_uploadable"] == 1
+        env.calls.clear()
+        await trio.sleep(0.5)
+        assert env.calls == [], "nothing is retried in a loop"
+
+    # Its bytes are in the cache and the journal, no longer in the object: renamed to a
+    # name the store takes, it goes up from there.
+    async with env.mount(sync=False) as fs:
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+        await fs.rename(1, NAME, 1, "g", 0)
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+    assert env.objects() == {"f": b"x", "g": b"the old bytes"}
