@@ -244,6 +244,9 @@ class S3Store(Store):
         self._client_lock = threading.Lock()
         self._request_counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        #: the bucket answered a HEAD-bucket (a write's bare 404 then means its key; see
+        #: `_refused_key`): asked once per session, at the first such 404
+        self._bucket_seen = False
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
@@ -349,9 +352,8 @@ class S3Store(Store):
         text = f"{code}: {error.get('Message', '')}".rstrip(": ")
         where = f" ({key!r})" if key else ""
         if target is not None and (code in _INVALID_NAME or (code == "404" and condition != "match")):
-            # A write that creates `target` answered 404 without an S3 error code (S3 names
-            # every 404 of a write: NoSuchBucket, NoSuchKey, NoSuchUpload) reached no route:
-            # the server cannot address that key (moto: a newline in it). Permanent.
+            if code == "404":
+                self._confirm_bucket()
             raise InvalidKey(
                 f"{self.endpoint} does not accept the key {target!r} ({text or status})", key=target
             ) from exc
@@ -376,6 +378,26 @@ class S3Store(Store):
         if code in _UNAVAILABLE or status >= 500 or status == 429:
             raise StoreUnavailable(f"{self.endpoint} is unavailable: {text}", key=key) from exc
         raise StoreError(f"{self.endpoint}: {text}{where}", key=key) from exc
+
+    def _confirm_bucket(self) -> None:
+        """Before a write's bare 404 is taken for a refused key: check (one HEAD-bucket,
+        once per session) that the bucket is there. S3 names every 404 of a write
+        (NoSuchBucket, NoSuchKey, NoSuchUpload), so a bare one from a server whose bucket
+        exists reached no route: the server cannot address that key (moto: a newline in
+        it), a permanent refusal. But a proxy or a server that lost the bucket answers
+        404 to every write: that is StoreNotFound (retried, never parked), and a HEAD
+        that fails otherwise raises what it met. Blocking."""
+        if self._bucket_seen:
+            return
+        try:
+            with self._errors(None):
+                self.client.head_bucket(Bucket=self.bucket)
+        except NotFound as exc:
+            raise StoreNotFound(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint} (a write answered 404); "
+                "create it or fix the URL"
+            ) from exc
+        self._bucket_seen = True
 
     def _denied(self, code: str, text: str) -> str:
         """A refusal, with what to check: which depends on what was refused."""

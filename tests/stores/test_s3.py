@@ -375,3 +375,29 @@ def test_a_key_the_server_cannot_address_is_invalid_not_missing(s3: S3Store, how
     assert s3.list().objects == [] if how != "copy" else [o.key for o in s3.list().objects] == ["plain.txt"]
     with pytest.raises(NotFound):
         s3.head("missing.txt")  # a HEAD's bare 404 still means a missing object
+
+
+def test_a_bare_404_on_a_write_is_a_refused_key_only_where_the_bucket_exists() -> None:
+    """A proxy (or a server that lost the bucket) answering 404 to every write must not
+    park every file as a refused key: one HEAD-bucket, asked once per session, tells."""
+    store = S3Store("bkt", endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    with Stubber(store.client) as stub:
+        stub.add_client_error("put_object", service_error_code="404", http_status_code=404)
+        stub.add_client_error("head_bucket", service_error_code="404", http_status_code=404)
+        with pytest.raises(StoreNotFound, match="bkt"):
+            store.put("a.txt", b"1")
+        stub.assert_no_pending_responses()
+
+        stub.add_client_error("put_object", service_error_code="404", http_status_code=404)
+        stub.add_response("head_bucket", {}, {"Bucket": "bkt"})
+        with pytest.raises(InvalidKey) as refused:
+            store.put("b.txt", b"1")
+        assert refused.value.key == "b.txt"
+        stub.assert_no_pending_responses()
+
+        # The bucket's existence is known now: no HEAD-bucket again (the Stubber would
+        # fail on a request it was not given an answer for).
+        stub.add_client_error("create_multipart_upload", service_error_code="404", http_status_code=404)
+        with pytest.raises(InvalidKey):
+            store.start_multipart("c.txt")
+        stub.assert_no_pending_responses()
