@@ -20,12 +20,17 @@ from .stores import AlreadyExists, PreconditionFailed, Store
 PROBE_PREFIX = ".fusestore-probe-"
 
 
-def probe_conditions(store: Store, host: str) -> bool:
+def probe_key(host: str) -> str:
+    """A new probe object's key: the caller journals its delete before the probe, so that
+    a daemon killed in the middle of it leaves nothing for good (the next mount deletes it)."""
+    return f"{PROBE_PREFIX}{host}-{uuid.uuid4().hex[:12]}"
+
+
+def probe_conditions(store: Store, key: str) -> bool:
     """Whether `store` refuses a create-only write over an object and a write conditioned
     on an etag the object does not have. Blocking: three small PUTs (an S3 store adds a
-    HEAD to tell a failed If-Match from a missing object) and one delete of a probe object,
-    which is gone again when this returns (or raises)."""
-    key = f"{PROBE_PREFIX}{host}-{uuid.uuid4().hex[:12]}"
+    HEAD to tell a failed If-Match from a missing object) and one delete of the probe
+    object at `key`, which is gone again when this returns (unless the delete raised)."""
     store.put(key, b"", if_none_match=True)
     try:
         try:

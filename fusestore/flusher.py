@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .cache import Content, Snapshot, SourceChanged
-from .conditions import probe_conditions
+from .conditions import probe_conditions, probe_key
 from .core.nodes import Kind, Node
 from .landings import NOT_LANDED, TOKEN, Landing, Landings
 from .parked import Parked
@@ -824,8 +824,17 @@ class Flusher:
         async with self._probe_lock:
             if self.conditions_honoured is not None:
                 return
+            key = probe_key(self.names.host)
+            # Journaled before its first PUT: should the daemon die during the probe, the
+            # next mount deletes the object (and this one, should the probe fail).
+            self.fs.journal.add_delete(key)
             try:
-                honoured = await self.fs.calls.run(probe_conditions, self.fs.store, self.names.host)
+                try:
+                    honoured = await self.fs.calls.run(probe_conditions, self.fs.store, key)
+                except BaseException:
+                    self.fs.ns.add_delete(key)
+                    raise
+                self.fs.journal.drop_delete(key)  # the probe deleted it
             except StoreUnavailable:
                 raise  # the upload is tried again later, and the probe with it
             except StoreError as exc:
