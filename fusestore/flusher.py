@@ -26,6 +26,7 @@ from .cache import Content, Snapshot, SourceChanged
 from .conditions import probe_conditions, probe_key
 from .core.nodes import Kind, Node
 from .landings import NOT_LANDED, TOKEN, Landing, Landings
+from .markers import marker_source, write_marker
 from .parked import Parked
 from .staging import StagedUpload, upload_part_size
 from .storecalls import StoreTimeout
@@ -560,7 +561,8 @@ class Flusher:
         blocker = self.fs.ns.moving_from.get(key)
         if blocker is None or blocker is node:
             return True
-        waits_itself = blocker.linked and self.fs.ns.moving_from.get(blocker.key) not in (None, blocker)
+        moving_on = self.fs.ns.moving_from.get(blocker.object_key)
+        waits_itself = blocker.linked and moving_on not in (None, blocker)
         if blocker.linked and not waits_itself and not self.parked.held(blocker):
             self.schedule(blocker, delay=0)
             self.schedule(node, delay=0.05)
@@ -568,14 +570,23 @@ class Flusher:
         if blocker in self.running:
             self.schedule(node, delay=0.05)
             return False
-        content = blocker.content or self.fs._clean_content(blocker)
-        await self.fs.fetch_all(content)
-        if self.fs.ns.moving_from.get(key) is not blocker:
-            return True
-        if not content.dirty:
-            self.fs.contents.make_dirty(content)
-        blocker.content = content
-        blocker.data_dirty = True
+        if blocker.is_dir:
+            # A marker's data are its attributes: read (raising while the store does not
+            # answer, as a fetch does), then written by a put.
+            if blocker.attrs_guessed:
+                await self.fs._head_attrs(blocker, may_replace=False)
+            if self.fs.ns.moving_from.get(key) is not blocker:
+                return True
+            blocker.meta_dirty = True
+        else:
+            content = blocker.content or self.fs._clean_content(blocker)
+            await self.fs.fetch_all(content)
+            if self.fs.ns.moving_from.get(key) is not blocker:
+                return True
+            if not content.dirty:
+                self.fs.contents.make_dirty(content)
+            blocker.content = content
+            blocker.data_dirty = True
         self.fs.ns.release_remote(blocker)  # no delete: `node` is about to overwrite the key
         node.overwrites = key  # the object there is one this mount let go of: no condition
         self.fs.record_if_room(node)
@@ -1084,19 +1095,28 @@ class Flusher:
         work = fs.marker_work(node)
         if work == "put":
             key = node.prefix
-            metadata = node.posix_attrs().to_metadata()
+            if not await self._clear_way(node, key):
+                return
+            source = marker_source(node)
+            stored = fs.index.get(("meta", source)) if source is not None else None
+            metadata = node.posix_attrs().to_metadata(stored[1] if stored else None)
+            write = partial(write_marker, fs.store, key, metadata, source, node.attrs_guessed)
             version = node.version
             await self._claim(key)
             try:
                 fs.ns.drop_delete(key)
-                etag = await fs.calls.run(fs.store.put, key, b"", metadata)
+                etag, written = await fs.calls.run(write)
             finally:
                 self._busy_keys.discard(key)
-            fs.index.set(("meta", key), (etag, metadata))
+            if written is not None:
+                fs.index.set(("meta", key), (etag, written))
             fs.ns.store_changed(node)
             fs.forget_listing(key)
             if node.linked and node.prefix == key:
-                node.marker_key = key
+                moved_from = fs.ns.release_remote(node)
+                if moved_from is not None and moved_from != key:
+                    fs.ns.add_delete(moved_from)  # copied: the old marker goes, as a file's source
+                node.marker_key, node.overwrites = key, None
                 if node.version == version:
                     node.meta_dirty = False
                 else:  # changed while the marker was written: write it again
@@ -1119,9 +1139,10 @@ class Flusher:
             ):
                 self.schedule(node, delay=0.2)
                 return
-            assert node.marker_key is not None
-            fs.ns.add_delete(node.marker_key)
-            node.marker_key = None
+            fs._leave_key(node, node.prefix)
+            marker = fs.ns.release_remote(node)
+            assert marker is not None
+            fs.ns.add_delete(marker)
         fs.record(node)
 
     async def _delete_batch(self) -> None:

@@ -251,6 +251,8 @@ class Filesystem:
             "explicit": node.explicit,
             "marker_key": node.marker_key,
             "overwrites": node.overwrites,
+            # A move copies an object whose attributes were never read with its own metadata.
+            "attrs_guessed": node.attrs_guessed,
             "parked": self.flusher.parked.reason(node),  # the store refuses its key: why
         }
         last = node.journaled
@@ -399,6 +401,7 @@ class Filesystem:
         node.target = rec["target"]
         node.explicit, node.marker_key = rec["explicit"], rec["marker_key"]
         node.overwrites = rec.get("overwrites")
+        node.attrs_guessed = rec.get("attrs_guessed", False)
         if kind is Kind.DIR:
             node.listed_at = time.monotonic()
         if rec["content"]:
@@ -790,13 +793,13 @@ class Filesystem:
 
     async def _head_attrs(self, node: Node, may_replace: bool) -> None:
         if node.is_dir:
-            marker = node.prefix
+            marker = node.source_key or node.prefix  # a marker still to be moved: its source
             try:
                 info = await self.calls.attempt(self.store.head, marker)
             except NotFound:
                 pass
             else:
-                if node.prefix == marker and not node.meta_dirty:
+                if (node.source_key or node.prefix) == marker and not node.meta_dirty:
                     self.ns.apply_marker(node, info)
             node.attrs_guessed = False
             return
@@ -892,12 +895,15 @@ class Filesystem:
             self._take_key(node)
 
     def _take_key(self, node: Node) -> None:
-        """A file now names its key: a delete pending there becomes the overwrite of its upload."""
-        node.overwrites = node.key if self.ns.drop_delete(node.key) else None
+        """A file (or a marker to move) now names its key: a delete pending there becomes
+        the overwrite of its upload."""
+        key = node.object_key
+        node.overwrites = key if self.ns.drop_delete(key) else None
 
     def _leave_key(self, node: Node, key: str) -> None:
-        """A file leaves `key` before its upload replaced the older object there: delete that."""
-        if node.overwrites == key and node.remote_key != key:
+        """A file (or a marker to move) leaves `key` before its upload replaced the older
+        object there: delete that."""
+        if node.overwrites == key and node.source_key != key:
             self.ns.add_delete(key)
             self.flusher.wake()
         node.overwrites = None
@@ -1044,15 +1050,20 @@ class Filesystem:
             raise fs_error(errno.ENOTDIR)
         self._writable(node)
         await self._check_empty(node)
+        self._leave_key(node, node.prefix)
         self.ns.detach(node)
-        if node.marker_key is not None:
-            self.ns.add_delete(node.marker_key)
-            node.marker_key = None
-            self.flusher.wake()
+        self._drop_marker(node)
         self.record(node)
         self.flusher.forget(node)
         self._maybe_free(node)
         self.dir_changed(parent)
+
+    def _drop_marker(self, directory: Node) -> None:
+        """A removed directory's marker goes (also one it was still to be moved from)."""
+        marker = self.ns.release_remote(directory)
+        if marker is not None:
+            self.ns.add_delete(marker)
+            self.flusher.wake()
 
     async def _check_empty(self, directory: Node) -> None:
         """ENOTEMPTY unless the directory holds nothing, in the store included."""
@@ -1089,11 +1100,6 @@ class Filesystem:
         self.store.keys.full(new_parent.prefix + new_name + ("/" if node.is_dir else ""))
         if node.is_dir:
             await self._load_tree(node)
-            # A kept marker is written again at the new name: with the attributes it holds.
-            async with trio.open_nursery() as nursery:
-                for sub in node.walk():
-                    if sub.is_dir and sub.explicit and sub.attrs_guessed:
-                        nursery.start_soon(self.attrs_for_change, sub)
         # Everything below was awaited; check again that the names still mean the same.
         if old_parent.children is None or old_parent.children.get(old_name) is not node:
             raise fs_error(errno.ENOENT)
@@ -1103,27 +1109,29 @@ class Filesystem:
 
         if target is not None:
             if target.is_dir:
+                self._leave_key(target, target.prefix)
                 self.ns.detach(target)
-                if target.marker_key is not None:
-                    self.ns.add_delete(target.marker_key)
-                    target.marker_key = None
+                self._drop_marker(target)
                 self.record(target)
                 self.flusher.forget(target)
                 self._maybe_free(target)
             else:
                 # Its key is about to be named by `node` again, which drops that delete.
                 self._remove(target)
-        old_keys = {moved.ino: moved.key for moved in node.walk() if not moved.is_dir}
+        old_keys = {moved.ino: moved.object_key for moved in node.walk()}
         self.ns.detach(node)
         self.ns.attach(new_parent, new_name, node)
         for moved in node.walk():
-            if moved.is_dir:
-                if moved.marker_key is not None and moved.marker_key != moved.prefix:
-                    self.ns.add_delete(moved.marker_key)
-                    moved.marker_key = None
+            self._leave_key(moved, old_keys[moved.ino])
+            if moved.is_dir and (moved.marker_key is None or moved.meta_dirty):
+                # No marker to move, or one to write anew with the attributes set here.
+                if moved.marker_key != moved.prefix:
+                    self._drop_marker(moved)
                 self.reclaim_marker(moved)
             else:
-                self._leave_key(moved, old_keys[moved.ino])
+                # A file's object, and a kept marker, move by a copy with their own
+                # metadata (see `Flusher._reconcile_dir`): no attribute is read first, and
+                # none this mount never read is replaced by its defaults.
                 self._take_key(moved)
             self.ns.track_move(moved)
             if moved.is_dir:

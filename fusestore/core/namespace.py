@@ -237,11 +237,12 @@ class Namespace:
         return True
 
     def track_move(self, node: Node) -> None:
-        """Keep `moving_from` true for `node`: its object must stay until it is copied away."""
-        key = node.remote_key
+        """Keep `moving_from` true for `node`: its object (a directory's: its marker) must
+        stay until it is copied away."""
+        key = node.source_key
         if key is None:
             return
-        needed = (node.linked and node.key != key) or (not node.linked and node.opens > 0)
+        needed = (node.linked and node.object_key != key) or (not node.linked and node.opens > 0)
         owner = self.moving_from.get(key)
         if needed and owner is not node:
             if owner is None:
@@ -252,15 +253,19 @@ class Namespace:
             self._shadow(key, -1)
 
     def release_remote(self, node: Node) -> str | None:
-        """Forget the object `node` was based on; returns its key for the caller to delete."""
-        key = node.remote_key
+        """Forget the object `node` was based on (a directory's: its marker); returns its
+        key for the caller to delete."""
+        key = node.source_key
         if key is None:
             return None
         if self.moving_from.get(key) is node:
             del self.moving_from[key]
             self._shadow(key, -1)
-        node.remote_key = None
-        node.etag = None
+        if node.is_dir:
+            node.marker_key = None
+        else:
+            node.remote_key = None
+            node.etag = None
         return key
 
     # -- listings ---------------------------------------------------------------------
@@ -334,6 +339,9 @@ class Namespace:
         explicit: it is kept, since it may hold attributes or another tool's intent, and
         only a change made here (rmdir, rename, new attributes) writes or deletes it. Its
         attributes are shown where known, else its Last-Modified as the mtime."""
+        moving = node.marker_key is not None and self.moving_from.get(node.marker_key) is node
+        if moving and node.marker_key != info.key:
+            return  # its own marker is still to be copied here, over the one listed
         if node.marker_key != info.key:
             node.marker_key = info.key
             node.explicit = True

@@ -112,6 +112,17 @@ class Node:
         key = self.key
         return f"{key}/" if key else ""
 
+    @property
+    def object_key(self) -> str:
+        """The key the store holds this node at: its key, or its `dir/` marker's."""
+        return self.prefix if self.is_dir else self.key
+
+    @property
+    def source_key(self) -> str | None:
+        """The object this node is based on (a file's, or a directory's marker): while it
+        is not at `object_key`, the source of the move that copies it there."""
+        return self.marker_key if self.is_dir else self.remote_key
+
     def path(self) -> str:
         return "/" + self.key
 
