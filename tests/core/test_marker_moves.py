@@ -133,3 +133,22 @@ def check_moved_with(env: Env, extra: dict[str, bytes]) -> None:
     assert env.objects() == expected
     assert env.metadata("u/") == TOP
     assert env.metadata("u/sub/") == SUB
+
+
+async def test_a_file_move_replayed_after_a_crash_keeps_metadata_never_read(env: Env, tmp_path: Path) -> None:
+    """The same for a file: whether its attributes were read is journaled, so the copy a
+    restart makes keeps the object's own metadata rather than writing the defaults."""
+    metadata = {"mode": str(stat.S_IFREG | 0o600), "uid": "1234", "gid": "5678", "x": "y"}
+    env.put("a", b"data", metadata)
+    env.bare_listings = True
+    async with env.mount(flusher=False) as fs:
+        assert sorted(await listdir(fs)) == ["a"]
+        await fs.rename(1, "a", 1, "b", 0)
+        await fs.persist()
+        crash_copy(env, tmp_path / "after-kill")
+    heads_fail(env)
+    async with env.mount() as fs:
+        with trio.fail_after(5):
+            await fs.flusher.sync_all()
+    assert env.objects() == {"b": b"data"}
+    assert env.metadata("b") == metadata
