@@ -203,6 +203,11 @@ class LocalSeaweedServer(S3ServerProcess):
             f"-s3.port={self.port}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # Each bucket is a collection that takes volumes of its own (7 at a time): the
+            # count weed mini derives from free space ran out after ~57 buckets, and every
+            # write after that failed with InternalError. Volumes are not preallocated, so
+            # a high count costs only a few small files per bucket.
+            "-volume.max=2000",
         ]
 
     def _environment(self) -> dict[str, str]:
