@@ -539,16 +539,28 @@ class Flusher:
             self.fs.record(node)
             return
         key = node.key
-        if not await self._clear_way(node, key):
-            return
+        # The key first, then the way: while this job waited for the key, the job holding
+        # it may have made its object another node's copy source (a copy landing there).
         await self._claim(key)
         try:
+            if not self._still_at(node, key):
+                return  # renamed or removed while it waited: its change made it due again
+            if not await self._clear_way(node, key):
+                return
             if self._should_stage(node):
                 await self._stage(node, key)
             else:
                 await self._upload(node, key)
         finally:
             self._busy_keys.discard(key)
+
+    @staticmethod
+    def _still_at(node: Node, key: str) -> bool:
+        """Whether `node` is still in the tree at `key`. A job takes its key when it starts
+        and yields before it sends (waiting for the key, fetching): a node renamed or
+        removed meanwhile must not be written there (its bytes would land at a name it no
+        longer has, conditioned as if it never had an object there, or after its delete)."""
+        return node.linked and node.object_key == key
 
     async def _clear_way(self, node: Node, key: str) -> bool:
         """Make sure no other node still needs the object at `key` as its source.
@@ -575,12 +587,16 @@ class Flusher:
             # answer, as a fetch does), then written by a put.
             if blocker.attrs_guessed:
                 await self.fs._head_attrs(blocker, may_replace=False)
+            if not self._still_at(node, key):
+                return False  # renamed or removed meanwhile: nothing is to be written at `key`
             if self.fs.ns.moving_from.get(key) is not blocker:
                 return True
             blocker.meta_dirty = True
         else:
             content = blocker.content or self.fs._clean_content(blocker)
             await self.fs.fetch_all(content)
+            if not self._still_at(node, key):
+                return False  # renamed or removed meanwhile: nothing is to be written at `key`
             if self.fs.ns.moving_from.get(key) is not blocker:
                 return True
             if not content.dirty:
@@ -628,10 +644,10 @@ class Flusher:
                 content = node.content = fs.contents.new()
                 fs.contents.make_dirty(content)
             await fs.fetch_base(node, content)
-            if self.due.get(node, -math.inf) > _now():
+            if self.due.get(node, -math.inf) > _now() or not self._still_at(node, key):
                 # Changed since it fell due (its job starts a moment later, and fetching
                 # yields): it goes up a write-back delay after that change, not in the middle
-                # of a rewrite (truncated and not yet written again).
+                # of a rewrite (truncated and not yet written again), and at its new name.
                 return
             content.ensure_file()  # an empty new file has none until written
             # What goes up is the file at this instant: its bytes (the snapshot: an upload
@@ -687,6 +703,10 @@ class Flusher:
                         partial(fs.store.copy, source, key, copied_metadata, expect=seen)
                     )
                 except PreconditionFailed:
+                    if not node.linked:
+                        # Removed during the copy: its source was let go then, and this
+                        # mount may have written a new file there since. Nothing is kept.
+                        return
                     log.warning(
                         "%s: changed in the store by another client; moving its new version", node.path()
                     )

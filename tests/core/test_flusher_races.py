@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
-from fusestore.core import Filesystem
+from fusestore.cache.content import BLOCK_SIZE
+from fusestore.core import Filesystem, Node
 
-from .conftest import Env, ino_of, listdir, mkdir, write_file
+from .conftest import Env, ino_of, listdir, mkdir, resolve, write_file
 
 pytestmark = pytest.mark.trio
 
 
 class GatedPut:
-    """The store's first `put` waits, once it is called, until the test lets it go on."""
+    """The store's first `put` (or first call of `method`) waits, once it is called, until
+    the test lets it go on."""
 
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, method: str = "put") -> None:
         self.started = threading.Event()
         self.proceed = threading.Event()
-        inner = env.store.put
+        inner = getattr(env.store, method)
 
         def gated(*args: Any, **kwargs: Any) -> Any:
             if not self.started.is_set():
@@ -30,7 +35,7 @@ class GatedPut:
                 assert self.proceed.wait(5), "the test never let the upload go on"
             return inner(*args, **kwargs)
 
-        env.store.put = gated  # type: ignore[method-assign]
+        setattr(env.store, method, gated)
 
     async def wait_until_started(self) -> None:
         with trio.fail_after(5):
@@ -136,3 +141,206 @@ async def test_data_changed_while_it_goes_up_is_uploaded_again(env: Env) -> None
         await fs.flusher.sync_all()
     assert env.objects() == {"f": b"new data"}
     assert len(env.called("put")) == 2
+
+
+async def rewrite(fs: Filesystem, ino: int, data: bytes) -> None:
+    fh, _ = await fs.open(ino, os.O_WRONLY)
+    await fs.setattr(ino, size=0, fh=fh)
+    await fs.write(fh, 0, data)
+    fs.release(fh)
+
+
+async def waiting_for_its_key(fs: Filesystem, node: Node) -> None:
+    """Returns once the flusher's job for `node` runs and waits (for its key)."""
+    with trio.fail_after(5):
+        while node not in fs.flusher.running:
+            await trio.sleep(0.001)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_file_renamed_onto_a_busy_key_and_back_goes_up_at_its_own_name(env: Env) -> None:
+    """A job takes its file's key, then may wait for it (another upload there is in
+    flight). The file renamed back meanwhile and written must go up at its name only: at
+    the key it left its new bytes were never a version of that name, and they met the
+    other upload's object as another client's (a conflict copy with no other writer)."""
+    env.put("x", b"x0")
+    env.put("y", b"y0")
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        x, y = await resolve(fs, "x"), await resolve(fs, "y")
+        await rewrite(fs, y.ino, b"y1")
+        await gate.wait_until_started()
+        await fs.rename(1, "x", 1, "y", 0)
+        await waiting_for_its_key(fs, x)
+        await fs.rename(1, "y", 1, "x", 0)
+        await rewrite(fs, x.ino, b"x1")
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"x": b"x1"}
+    assert [args[0] for args in env.called("put")] == ["y", "x"]
+
+
+async def test_a_file_removed_while_its_job_waits_for_the_key_writes_nothing(env: Env) -> None:
+    """A file renamed over one whose upload is in flight, then removed: its job, waiting
+    for the key, must not write its (now empty) data there, nor keep the key's delete
+    from happening."""
+    env.put("a", b"a0")
+    env.put("b", b"b0")
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        a = await resolve(fs, "a")
+        await rewrite(fs, (await resolve(fs, "b")).ino, b"b1")
+        await gate.wait_until_started()
+        await fs.rename(1, "a", 1, "b", 0)
+        await waiting_for_its_key(fs, a)
+        await fs.unlink(1, "b")
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {}
+
+
+async def test_a_new_file_waits_for_a_copy_landing_at_its_key_to_move_on(env: Env) -> None:
+    """`mv a b; mv b c; echo > b` while the copy a -> b is in flight: once it lands, the
+    object at b is the source of the copy to c, so the new b must wait for that copy
+    (a new file's upload that only checked before waiting for the key met the copy's
+    object there as another client's, and the copy to c lost its source)."""
+    env.put("a", b"a0")
+    gate = GatedPut(env, "copy")
+    async with env.mount(writeback_delay=0) as fs:
+        await resolve(fs, "a")
+        await fs.rename(1, "a", 1, "b", 0)
+        await gate.wait_until_started()
+        await fs.rename(1, "b", 1, "c", 0)
+        await waiting_for_its_key(fs, await write_file(fs, "b", b"b1"))
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"b": b"b1", "c": b"a0"}
+
+
+async def test_a_file_renamed_and_written_while_its_upload_fetches_goes_up_at_its_new_name(env: Env) -> None:
+    """An upload of a changed file first fetches the bytes of its version the cache lacks
+    (that yields). Renamed and written meanwhile, it must go up at its new name only: its
+    new bytes were never a version of the old one."""
+    env.put("x", bytes(2 * BLOCK_SIZE))
+    async with env.mount(writeback_delay=0) as fs:
+        x = await resolve(fs, "x")
+        gate = GatedPut(env, "open_range")
+        fh, _ = await fs.open(x.ino, os.O_WRONLY)
+        await fs.write(fh, 0, b"new".ljust(BLOCK_SIZE, b"\0"))  # a whole block: nothing fetched
+        await gate.wait_until_started()  # the upload fetches the second block
+        await fs.rename(1, "x", 1, "y", 0)
+        await fs.write(fh, 3, b" bytes")
+        fs.release(fh)
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+    assert env.objects() == {"y": b"new bytes" + bytes(2 * BLOCK_SIZE - 9)}
+    assert [args[0] for args in env.called("put")] == ["y"]
+
+
+async def test_a_file_removed_during_its_copy_copies_nothing_more(env: Env) -> None:
+    """`mv a b; rm b; echo > a` while the copy a -> b is in flight: the new a may go up
+    before the copy reads its source. The copy's failed condition is then this mount's
+    doing, not another client's: nothing is copied to b again (the new a's bytes there
+    would be an object b never held)."""
+    env.put("a", b"a0")
+    gate = GatedPut(env, "copy")
+    async with env.mount(writeback_delay=0) as fs:
+        await resolve(fs, "a")
+        await fs.rename(1, "a", 1, "b", 0)
+        await gate.wait_until_started()
+        await fs.unlink(1, "b")
+        await fs.flusher.wait_uploaded(await write_file(fs, "a", b"a1"))
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+    assert env.objects() == {"a": b"a1"}
+    assert [args[:2] for args in env.called("copy")] == [("a", "b")]
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_renames_and_writes_with_the_flusher_running(env: Env, seed: int) -> None:
+    """Files written, appended, renamed (one by one, and their directory d <-> e back and
+    forth) and removed while the store takes a random moment for each put and copy: with
+    no other writer there is never a conflict, every object the store is given is a
+    version its name had, and the store ends as the tree is."""
+    rng = random.Random(seed)
+    pauses = random.Random(-seed)
+    pauses_lock = threading.Lock()
+    stored: list[tuple[str, bytes]] = []
+    commit = env.store._commit
+
+    def recorded(key: str, data: bytes, *args: Any) -> str:
+        stored.append((key, data))  # called under the store's lock
+        return commit(key, data, *args)
+
+    env.store._commit = recorded  # type: ignore[method-assign]
+    for method in ("put", "copy"):
+        inner = getattr(env.store, method)
+
+        def slow(*args: Any, inner: Any = inner, **kwargs: Any) -> Any:
+            with pauses_lock:
+                pause = pauses.uniform(0, 0.02)
+            time.sleep(pause)
+            return inner(*args, **kwargs)
+
+        setattr(env.store, method, slow)
+
+    files: dict[str, bytes] = {}
+    versions: dict[str, set[bytes]] = {}
+    where = "d"
+
+    def now_holds(name: str, data: bytes) -> None:
+        files[name] = data
+        versions.setdefault(name, set()).add(data)
+
+    async with env.mount(writeback_delay=rng.choice([0.0, 0.01, 0.05])) as fs:
+        await mkdir(fs, "d")
+        for number in range(200):
+            here = await ino_of(fs, where)
+            kind = rng.choice(["write", "write", "append", "rename", "rename_dir", "unlink"])
+            if kind == "write":
+                name = f"g{rng.randrange(4)}"
+                data = f"<{name}:{number}>".encode() * rng.randint(1, 100)
+                node = await fs.lookup(here, name)
+                if node is None:
+                    fh, node = await fs.create(here, name, 0o644, os.O_WRONLY, 1000, 1000)
+                else:
+                    fh, _ = await fs.open(node.ino, os.O_WRONLY)
+                    await fs.setattr(node.ino, size=0, fh=fh)
+                await fs.write(fh, 0, data)
+                fs.release(fh)
+                now_holds(f"{where}/{name}", data)
+            elif kind == "rename_dir":
+                other = "e" if where == "d" else "d"
+                await fs.rename(1, where, 1, other, 0)
+                for path in sorted(files):
+                    now_holds(other + path[1:], files.pop(path))
+                where = other
+            elif files:
+                path = rng.choice(sorted(files))
+                name = path.split("/")[1]
+                if kind == "append":
+                    node = await fs.lookup(here, name)
+                    assert node is not None
+                    fh, _ = await fs.open(node.ino, os.O_WRONLY)
+                    more = f"[{number}]".encode() * rng.randint(1, 50)
+                    await fs.write(fh, len(files[path]), more)
+                    fs.release(fh)
+                    now_holds(path, files[path] + more)
+                elif kind == "rename":
+                    target = f"g{rng.randrange(4)}"
+                    if target != name:
+                        await fs.rename(here, name, here, target, 0)
+                        now_holds(f"{where}/{target}", files.pop(path))
+                else:
+                    await fs.unlink(here, name)
+                    del files[path]
+            await trio.sleep(rng.uniform(0, 0.01))
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    files_stored = [(key, data) for key, data in stored if not key.endswith("/")]
+    never = [(key, len(data)) for key, data in files_stored if data not in versions.get(key, ())]
+    assert not never, "objects never a version of their name"
+    assert {key: data for key, data in env.objects().items() if not key.endswith("/")} == files
