@@ -83,6 +83,11 @@ class PartsChanged(ValueError):
     """A staged upload's part changed while it was sent: send it again (soon)."""
 
 
+class LandedLate(ValueError):
+    """An upload's condition failed on an earlier upload of this mount's that the store
+    took late: the file is now based on it; upload again (soon)."""
+
+
 class Conflict(Exception):
     """The store's object at a key is no longer the one our change was based on."""
 
@@ -313,30 +318,36 @@ class Flusher:
             if parent is not None and parent.is_dir:
                 parent.listed_at = float("-inf")
             fs.forget_listing(key)
-            self.landings.end(landing.token)
+            self.landings.not_there(landing.token)
             return
         assert info is not None
         node = fs.ns.node_at(key)
         with fs.journal.batch():
             if node is not None and landing.sent_by(node):
                 log.info("%s: an upload whose answer never came landed; the next replaces it", node.path())
-                old = node.remote_key
-                if old is not None and old != key:
-                    fs.ns.release_remote(node)
-                    fs.object_unneeded(old)
-                node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
-                node.overwrites = None
-                content = node.content
-                if content is not None and content.source is not None:
-                    # Its blocks never written here are the same in the landed object.
-                    content.source = (key, info.etag)
-                fs.ns.store_changed(node)
-                fs.record(node)
+                self._based_on_own(node, key, info)
             else:
                 log.info("%r: an upload whose answer never came did land; no file needs it now", key)
                 fs.object_unneeded(key)
             fs.forget_listing(key)
             self.landings.end(landing.token)
+
+    def _based_on_own(self, node: Node, key: str, info: ObjectInfo) -> None:
+        """`node`, to be uploaded to `key`, is based from now on on the object `info` there,
+        an upload of this mount's own: its next upload replaces it, conditioned on it."""
+        fs = self.fs
+        old = node.remote_key
+        if old is not None and old != key:
+            fs.ns.release_remote(node)
+            fs.object_unneeded(old)
+        node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
+        node.overwrites = None
+        content = node.content
+        if content is not None and content.source is not None:
+            # Its blocks never written here are the same in the landed object.
+            content.source = (key, info.etag)
+        fs.ns.store_changed(node)
+        fs.record(node)
 
     async def wait_uploaded(self, node: Node) -> None:
         """Yield until the store holds `node` as it is now or later (fsync=remote).
@@ -798,7 +809,7 @@ class Flusher:
             etag: str = await fs.calls.run(partial(put, key, **conditions))
             return etag
         except (NotFound, PreconditionFailed, AlreadyExists) as exc:
-            landed = await self._landed_etag(key, token)
+            landed = await self._landed_etag(key, token, node)
             if landed is not None:
                 return landed
             if not isinstance(exc, NotFound):
@@ -814,19 +825,33 @@ class Flusher:
                 etag = await fs.calls.run(partial(put, key, if_none_match=True))
                 return etag
             except AlreadyExists:
-                landed = await self._landed_etag(key, token)
+                landed = await self._landed_etag(key, token, node)
                 if landed is not None:
                     return landed
                 raise Conflict(key) from None
 
-    async def _landed_etag(self, key: str, token: str) -> str | None:
-        """The etag of the object at `key` if it is the upload carrying `token` (one HEAD)."""
+    async def _landed_etag(self, key: str, token: str, node: Node) -> str | None:
+        """The etag of the object at `key` if it is the upload carrying `token` (one HEAD).
+        LandedLate if it is an earlier upload of this mount's, taken by the store after
+        this mount found it missing (see `landings`): `node` is then based on it."""
+        fs = self.fs
         try:
-            info = await self.fs.calls.run(self.fs.store.head, key)
+            info = await fs.calls.run(fs.store.head, key)
         except NotFound:
             return None
         if (info.metadata or {}).get(TOKEN) != token:
-            return None
+            late = self.landings.late_at(key, info)
+            if late is None:
+                return None
+            log.info("%r: an earlier upload of this mount landed late; the next replaces it", key)
+            with fs.journal.batch():
+                if late.sent_by(node):
+                    self._based_on_own(node, key, info)
+                elif node.remote_key != key:
+                    node.overwrites = key  # another file's, which this mount let go of
+                    fs.record(node)
+                self.landings.end(late.token)
+            raise LandedLate(f"{key!r}: an earlier upload of this mount landed late")
         log.info("%r: the store took this upload although its answer was lost", key)
         return info.etag
 

@@ -18,7 +18,13 @@ until the flusher has asked the store (one HEAD) whether the object there carrie
 token. If it does, the write landed: a file still at that key is based on it from then on
 (its next upload replaces it, conditioned on it), and an object no file needs any more is
 deleted. If not, nothing of it landed, or another client wrote since; the usual rules
-apply. Plain bookkeeping here, synchronous, on the trio thread; the flusher does the HEAD.
+apply; but the upload is kept in mind as "late" all the same: a store can still be
+working on a request whose client died (its body all sent), and take it after that HEAD.
+Should a later upload of the key then find its condition failed on an object carrying a
+late token, that object is this mount's own write, not another client's: the file is
+based on it (as on one that landed in time) and the upload goes again, with no conflict
+copy. A late token ends once a newer upload of its key lands. Plain bookkeeping here,
+synchronous, on the trio thread; the flusher does the HEAD.
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ class Landings:
         #: tokens whose upload may have landed: the run that sent them ended, or their
         #: answer failed to come
         self.unsettled: set[str] = set()
+        #: tokens found not landed when asked, whose request the store may still take
+        self.late: set[str] = set()
         for token in self.pending:
             self.doubt(token)
 
@@ -110,15 +118,17 @@ class Landings:
         if landing is None:
             return
         self.journal.drop_landing(token)
+        self.late.discard(token)
         if token in self.unsettled:
             self.unsettled.discard(token)
             self.ns.hide(landing.key, -1)
 
     def landed(self, key: str, token: str) -> None:
         """The upload carrying `token` is recorded as the object at `key`: so are the
-        unsettled ones there before it (it replaced them)."""
+        unsettled and late ones there before it (it replaced them, or they can no longer
+        land: their condition fails on it)."""
         self.end(token)
-        for earlier in [t for t in self.unsettled if self.pending[t].key == key]:
+        for earlier in [t for t in self.unsettled | self.late if self.pending[t].key == key]:
             self.end(earlier)
 
     @contextlib.contextmanager
@@ -142,6 +152,23 @@ class Landings:
         if token in self.pending and token not in self.unsettled:
             self.unsettled.add(token)
             self.ns.hide(self.pending[token].key, +1)
+
+    def not_there(self, token: str) -> None:
+        """The store did not hold the upload when asked: settled, but kept as late (the
+        store may still take it)."""
+        if token in self.unsettled:
+            self.unsettled.discard(token)
+            self.ns.hide(self.pending[token].key, -1)
+        if token in self.pending:
+            self.late.add(token)
+
+    def late_at(self, key: str, info: ObjectInfo | None) -> Landing | None:
+        """The late upload of this mount's that the object `info` at `key` is, if any."""
+        for token in sorted(self.late):
+            landing = self.pending[token]
+            if landing.key == key and landing.carried_by(info):
+                return landing
+        return None
 
     def to_settle(self) -> list[Landing]:
         return [self.pending[token] for token in sorted(self.unsettled)]

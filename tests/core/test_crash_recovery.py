@@ -246,6 +246,76 @@ async def test_a_lost_answer_to_an_upload_makes_no_conflict_copy(env: Env, how: 
     assert set(env.metadata("new")) >= {TOKEN}, "each upload carries its token"
 
 
+class LandsLate(WrappedStore):
+    """`inner`, for a daemon killed while the store still works on its PUT: the cache is
+    copied at the PUT (the kill), and the PUT lands later, when `land` is called."""
+
+    def __init__(self, inner: Store, env: Env, into: Path) -> None:
+        super().__init__(inner)
+        self.env, self.into = env, into
+        self.killed = threading.Event()
+        self.late: tuple[str, bytes, Any, Any] | None = None
+
+    def put(self, key: str, body: Any, metadata: Mapping[str, str] | None = None, **conditions: Any) -> str:
+        if self.killed.is_set():
+            raise StoreUnavailable("test: the daemon is dead")
+        self.late = (key, bytes(body), metadata, conditions)
+        crash_copy(self.env, self.into)
+        self.killed.set()
+        raise StoreUnavailable("test: killed while the store works on the request")
+
+    def land(self) -> None:
+        assert self.late is not None
+        key, body, metadata, conditions = self.late
+        self.inner.put(key, body, metadata, **conditions)
+
+
+class HeadThen(WrappedStore):
+    """`inner`, calling `then` once, just after the first HEAD of `key` was answered
+    (found or not)."""
+
+    def __init__(self, inner: Store, key: str, then: Any) -> None:
+        super().__init__(inner)
+        self.key, self.then = key, then
+
+    def head(self, key: str) -> Any:
+        try:
+            return super().head(key)
+        finally:
+            if key == self.key and self.then is not None:
+                then, self.then = self.then, None
+                then()
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-file", "overwrite"])
+async def test_an_upload_landing_after_the_next_mount_asked_makes_no_conflict_copy(
+    env: Env, tmp_path: Path, existing: bool
+) -> None:
+    """The daemon is killed while the store still works on its PUT (its body all sent);
+    the store finishes it only after the next mount asked whether it landed (a HEAD that
+    finds the old object). That late object is this mount's own, not another client's:
+    the next upload replaces it, and no conflict copy is made."""
+    if existing:
+        env.put("f", b"the old version")
+    dying = LandsLate(env.store, env, tmp_path / "after-kill")
+    async with env.mount(store=dying, sync=False) as fs:
+        if existing:
+            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
+            await fs.write(fh, 0, b"the new version")  # as long as the old one
+            fs.release(fh)
+        else:
+            await write_file(fs, "f", b"the new version")
+        await until(dying.killed)
+    assert env.objects() == ({"f": b"the old version"} if existing else {})
+
+    async with env.mount(store=HeadThen(env.store, "f", dying.land)) as fs:
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+        assert sorted(await listdir(fs)) == ["f"]
+        assert await read_path(fs, "f") == b"the new version"
+    assert env.objects() == {"f": b"the new version"}
+
+
 # -- item: multipart uploads cut by a kill are found by id --------------------------------------
 
 BIG = 65 * MiB  # above the multipart threshold
