@@ -94,9 +94,11 @@ class Landings:
         #: answer failed to come
         self.unsettled: set[str] = set()
         #: tokens found not landed when asked, whose request the store may still take
-        self.late: set[str] = set()
+        #: (journaled so: a restart does not ask again, nor hide their keys meanwhile)
+        self.late: set[str] = {token for token, record in journaled.items() if record.get("late")}
         for token in self.pending:
-            self.doubt(token)
+            if token not in self.late:
+                self.doubt(token)
 
     def begin(self, key: str, node: Node, copy_of: str | None = None) -> str:
         """An upload (`copy_of`: a copy of the object with that etag) of `node` to `key`
@@ -156,11 +158,19 @@ class Landings:
     def not_there(self, token: str) -> None:
         """The store did not hold the upload when asked: settled, but kept as late (the
         store may still take it)."""
+        landing = self.pending.get(token)
+        if landing is None:
+            return
+        record = {"key": landing.key, "jid": landing.jid, "copy_of": landing.copy_of, "late": True}
+        try:
+            self.journal.add_landing(token, record)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise  # on a full disk a restart asks again: only a HEAD more
+        self.late.add(token)
         if token in self.unsettled:
             self.unsettled.discard(token)
-            self.ns.hide(self.pending[token].key, -1)
-        if token in self.pending:
-            self.late.add(token)
+            self.ns.hide(landing.key, -1)
 
     def late_at(self, key: str, info: ObjectInfo | None) -> Landing | None:
         """The late upload of this mount's that the object `info` at `key` is, if any."""

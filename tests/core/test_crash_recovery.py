@@ -316,6 +316,35 @@ async def test_an_upload_landing_after_the_next_mount_asked_makes_no_conflict_co
     assert env.objects() == {"f": b"the new version"}
 
 
+async def test_an_upload_kept_in_mind_as_late_hides_nothing_from_later_mounts(
+    env: Env, tmp_path: Path
+) -> None:
+    """An upload found missing after a kill is kept in mind (the store may still take
+    it) also when its file is removed and nothing replaces it, but later mounts neither
+    ask about it again nor hide its key: the directory lists as usual from the start."""
+    env.put("d/a", b"a")
+    dying = LandsLate(env.store, env, tmp_path / "after-kill")
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "d/b", b"b")
+        await until(dying.killed)
+
+    async with env.mount(flusher=False) as fs:
+        await fs.unlink(await ino_of(fs, "d"), "b")
+        async with env.flushing(fs):
+            pass
+        assert len(fs.flusher.landings.late) == 1
+    env.calls.clear()
+
+    async with env.mount(flusher=False) as fs:
+        assert not fs.ns.hidden_keys
+        assert sorted(await listdir(fs)) == ["d"]
+        assert sorted(await listdir(fs, "d")) == ["a"]
+        async with env.flushing(fs):
+            pass
+    assert env.called("head") == [], "nothing asked again"
+    assert env.objects() == {"d/a": b"a"}
+
+
 # -- item: multipart uploads cut by a kill are found by id --------------------------------------
 
 BIG = 65 * MiB  # above the multipart threshold
