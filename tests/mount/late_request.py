@@ -1,0 +1,127 @@
+"""A link to an S3 server that holds one PUT back until the next daemon has asked about it.
+
+A TCP relay on 127.0.0.1. The first PUT of `key` it sees is kept in the relay (the daemon
+has sent it all and waits for the answer); it goes on to the server, whatever became of
+the daemon, once the server has answered the next HEAD of `key`; and the next PUT of
+`key` after that waits until the server has answered the held one. So a daemon killed
+with that PUT on its way is followed by a store that takes it after the next daemon
+found it missing, and before that daemon's own upload of the key: a server still
+working on a dead client's request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from urllib.parse import urlsplit
+
+
+class LateRequest:
+    """Relays `endpoint_url` to the server at `target`, holding back the first PUT of
+    `/bucket/key` as the module docstring says. A context manager: every socket is
+    closed on exit. `held` counts the bytes held; `late_status` is the server's status
+    line for the held PUT, once answered."""
+
+    def __init__(self, target: str, bucket: str, key: str) -> None:
+        parts = urlsplit(target)
+        assert parts.hostname == "127.0.0.1" and parts.port, target
+        self.target = (parts.hostname, parts.port)
+        self.put = f"PUT /{bucket}/{key} ".encode()
+        self.head = f"HEAD /{bucket}/{key} ".encode()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self.held = 0
+        self._buffer: list[bytes] = []
+        self._held_upstream: socket.socket | None = None
+        self.caught = threading.Event()  # the PUT is held
+        self.released = threading.Event()  # a HEAD of the key was answered since: sent on
+        self.answered = threading.Event()  # the server answered the held PUT
+        self.late_status = ""
+
+    def __enter__(self) -> LateRequest:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._closed = True
+            sockets = [self._listener, *self._sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(self.target, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                if self._closed:
+                    return
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            state = {"held": False, "head": False}
+            threading.Thread(target=self._requests, args=(client, upstream, state), daemon=True).start()
+            threading.Thread(target=self._answers, args=(upstream, client, state), daemon=True).start()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]) -> None:
+        try:
+            while data := client.recv(65536):
+                if state["held"]:
+                    self._buffer.append(data)
+                    self.held += len(data)
+                    continue
+                if data.startswith(self.put) and not self.caught.is_set():
+                    state["held"] = True
+                    self._held_upstream = upstream
+                    self._buffer.append(data)
+                    self.held += len(data)
+                    self.caught.set()
+                    continue
+                if data.startswith(self.put) and self.released.is_set():
+                    self.answered.wait(30)  # the late one first
+                if data.startswith(self.head) and self.caught.is_set() and not self.released.is_set():
+                    state["head"] = True
+                upstream.sendall(data)
+            if not state["held"]:
+                upstream.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _answers(self, upstream: socket.socket, client: socket.socket, state: dict[str, bool]) -> None:
+        try:
+            while data := upstream.recv(65536):
+                if state["held"] and not self.answered.is_set():
+                    # the final answer, past any "100 Continue"
+                    for part in data.split(b"\r\n\r\n"):
+                        if part.startswith(b"HTTP/1.") and part[9:10] != b"1":
+                            self.late_status = part.split(b"\r\n", 1)[0].decode(errors="replace")
+                            self.answered.set()
+                            break
+                with contextlib.suppress(OSError):
+                    client.sendall(data)
+                if state["head"]:
+                    state["head"] = False
+                    self._release()
+        except OSError:
+            pass
+
+    def _release(self) -> None:
+        """The held PUT goes on to the server (its client may be long dead)."""
+        if self.released.is_set():
+            return
+        self.released.set()
+        assert self._held_upstream is not None
+        with contextlib.suppress(OSError):
+            self._held_upstream.sendall(b"".join(self._buffer))
