@@ -213,11 +213,13 @@ class Namespace:
         return key.endswith("/") and self._shadowed_prefixes.get(key, 0) > 0
 
     def hide(self, key: str, step: int) -> None:
-        """Hide `key` from listings (step +1) until each hiding is undone (-1)."""
+        """Hide `key` from listings (step +1) until each hiding is undone (-1).
+
+        Only the key: the directories above it may hold other objects, and a listing that
+        left them out would report names that exist as absent (and be kept for the TTL)."""
         self.hidden_keys[key] += step
         if self.hidden_keys[key] <= 0:
             del self.hidden_keys[key]
-        self._shadow(key, step)
 
     def add_delete(self, key: str) -> None:
         """The store must lose `key` (the caller knows nothing local is to be written there)."""

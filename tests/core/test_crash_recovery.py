@@ -186,6 +186,36 @@ async def test_a_file_moved_or_removed_while_its_upload_landed_is_not_brought_ba
     assert env.objects() == expected
 
 
+async def test_a_directory_holding_an_unsettled_upload_still_lists_before_it_is_settled(
+    env: Env, tmp_path: Path
+) -> None:
+    """`d/x` goes up while it is renamed away, and the daemon is killed once the store took
+    it. Until the next mount has asked about that upload, `d/x` is hidden from listings,
+    but `d` itself (which holds other objects) must not be: no name that exists is ever
+    shown as absent, and the root's listing is kept for the TTL."""
+    env.put("d/a", b"a")
+    dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put")
+    dying.hold = threading.Event()
+    async with env.mount(store=dying, sync=False) as fs:
+        await write_file(fs, "d/x", b"contents of x")
+        await until(dying.waiting)  # the PUT of `d/x` is on its way
+        await fs.rename(await ino_of(fs, "d"), "x", 1, "x", 0)
+        await fs.persist()
+        dying.hold.set()
+        await until(dying.killed)
+    assert env.objects() == {"d/a": b"a", "d/x": b"contents of x"}
+
+    async with env.mount(flusher=False) as fs:
+        assert fs.flusher.landings.unsettled, "not settled yet: the flusher is not running"
+        assert sorted(await listdir(fs)) == ["d", "x"]
+        assert sorted(await listdir(fs, "d")) == ["a"]
+        async with env.flushing(fs):
+            pass
+        assert sorted(await listdir(fs)) == ["d", "x"]
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"d/a": b"a", "x": b"contents of x"}
+
+
 @pytest.mark.parametrize("metadata", ["known", "not-known"])
 async def test_a_name_renamed_again_while_its_copy_landed_is_not_brought_back(
     env: Env, tmp_path: Path, metadata: str
