@@ -14,26 +14,20 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from urllib.parse import urlsplit
+
+from .relay import Relay
 
 
-class LateRequest:
+class LateRequest(Relay):
     """Relays `endpoint_url` to the server at `target`, holding back the first PUT of
     `/bucket/key` as the module docstring says. A context manager: every socket is
     closed on exit. `held` counts the bytes held; `late_status` is the server's status
     line for the held PUT, once answered."""
 
     def __init__(self, target: str, bucket: str, key: str) -> None:
-        parts = urlsplit(target)
-        assert parts.hostname == "127.0.0.1" and parts.port, target
-        self.target = (parts.hostname, parts.port)
+        super().__init__(target)
         self.put = f"PUT /{bucket}/{key} ".encode()
         self.head = f"HEAD /{bucket}/{key} ".encode()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
         self.held = 0
         self._buffer: list[bytes] = []
         self._held_upstream: socket.socket | None = None
@@ -42,38 +36,10 @@ class LateRequest:
         self.answered = threading.Event()  # the server answered the held PUT
         self.late_status = ""
 
-    def __enter__(self) -> LateRequest:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._closed = True
-            sockets = [self._listener, *self._sockets]
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(self.target, timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                if self._closed:
-                    return
-                continue
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets += [client, upstream]
-            state = {"held": False, "head": False}
-            threading.Thread(target=self._requests, args=(client, upstream, state), daemon=True).start()
-            threading.Thread(target=self._answers, args=(upstream, client, state), daemon=True).start()
+    def connected(self, client: socket.socket, upstream: socket.socket) -> None:
+        state = {"held": False, "head": False}
+        threading.Thread(target=self._requests, args=(client, upstream, state), daemon=True).start()
+        threading.Thread(target=self._answers, args=(upstream, client, state), daemon=True).start()
 
     def _requests(self, client: socket.socket, upstream: socket.socket, state: dict[str, bool]) -> None:
         try:

@@ -11,57 +11,23 @@ import contextlib
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
+
+from .relay import Relay
 
 
-class SlowAnswers:
+class SlowAnswers(Relay):
     """Relays `http://127.0.0.1:PORT` (`endpoint_url`) to the server at `target`,
     delaying the first bytes of each answer by `delay` seconds. A context manager: every
     socket and thread is closed on exit."""
 
     def __init__(self, target: str, delay: float) -> None:
-        parts = urlsplit(target)
-        assert parts.hostname == "127.0.0.1" and parts.port, target
-        self.target = (parts.hostname, parts.port)
+        super().__init__(target)
         self.delay = delay
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.endpoint_url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
 
-    def __enter__(self) -> SlowAnswers:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._closed = True
-            sockets = [self._listener, *self._sockets]
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(self.target, timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                if self._closed:
-                    return
-                continue
-            with self._lock:
-                if self._closed:
-                    client.close()
-                    upstream.close()
-                    return
-                self._sockets += [client, upstream]
-            asked = threading.Event()
-            threading.Thread(target=self._pipe, args=(client, upstream, asked, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, asked, True), daemon=True).start()
+    def connected(self, client: socket.socket, upstream: socket.socket) -> None:
+        asked = threading.Event()
+        threading.Thread(target=self._pipe, args=(client, upstream, asked, False), daemon=True).start()
+        threading.Thread(target=self._pipe, args=(upstream, client, asked, True), daemon=True).start()
 
     def _pipe(
         self, source: socket.socket, sink: socket.socket, asked: threading.Event, answers: bool
