@@ -28,7 +28,7 @@ from fusestore.cli import main
 from fusestore.core import Filesystem
 from fusestore.mounts import is_mounted, lazy_unmount
 
-from .conftest import Env, ino_of, pattern, write_file
+from .conftest import Env, MiB, ino_of, pattern, write_file
 
 #: name -> size: each written in 64 KiB writes, then fsynced (as the kernel sends them)
 FILES = {f"f{i}": 150_000 + 70_001 * i for i in range(5)}
@@ -370,3 +370,29 @@ def test_recover_keeps_a_data_file_whose_size_disagrees_with_its_index_entry(
     assert recovered(env.cache_dir, tmp_path / "rescued") == Counter(
         data for key, data in whole.items() if key != "f3"
     )
+
+
+@pytest.mark.trio
+async def test_a_change_to_an_object_not_cached_whole_is_not_taken_for_damage(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A patch of the first bytes of a 3 MiB object that was never read whole: the cache
+    file holds the block it changed, the rest is the store's. A kill then is no damage:
+    the next mount uploads the change, and nothing goes to lost+found."""
+    from .test_journal_and_remount import crash_copy
+
+    original = pattern(3 * MiB, seed=8)
+    env.put("big", original)
+    async with env.mount(flusher=False) as fs:
+        fh, _ = await fs.open(await ino_of(fs, "big"), os.O_WRONLY)
+        await fs.write(fh, 0, b"patched")
+        await fs.fsync(fh)
+        fs.release(fh)
+        await fs.persist()
+        crash_copy(env, tmp_path / "after-kill")
+    with caplog.at_level(logging.WARNING):
+        async with env.mount():
+            pass
+    assert "lost+found" not in caplog.text, caplog.text
+    assert caches.lost_entries(env.cache_dir) == []
+    assert env.objects() == {"big": b"patched" + original[7:]}
