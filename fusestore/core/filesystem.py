@@ -1241,7 +1241,7 @@ class Filesystem:
         content = handle.content if isinstance(handle, FileHandle) and handle.content else None
         content = content or await self.content_for_write(node)
         if not content.dirty:
-            self.contents.make_dirty(content)
+            self._make_dirty(content)
             node.content = content
         boundary = content.boundary_block(min(size, content.size))
         if boundary is not None:
@@ -1302,8 +1302,21 @@ class Filesystem:
         if content is None:
             content = node.content = self._clean_content(node)
         if not content.dirty:
-            self.contents.make_dirty(content)
+            self._make_dirty(content)
         return content
+
+    def _make_dirty(self, content: Content) -> None:
+        """`content` is about to hold the node's changes. A cached copy leaves the index
+        now, but a record names it only once the change is journaled (after a fetch's
+        awaits, or up to 2 s later): meanwhile the journal notes that it holds no change
+        to keep, as for a file removed while open, so a restart after a kill deletes it
+        rather than take it for lost changes (a record naming it wins over the note)."""
+        if content.indexed:
+            try:
+                self.journal.add_unlinked(content.id)
+            except OSError as exc:  # a full disk: at worst a restart keeps it in lost+found
+                log.info("%s: not noted in the journal: %s", content.id, exc)
+        self.contents.make_dirty(content)
 
     def dirty_bytes(self) -> int:
         """Changed data not yet in the store (parts of staged uploads are)."""
@@ -1468,7 +1481,7 @@ class Filesystem:
             if not part:
                 break
             if not content.dirty:
-                self.contents.make_dirty(content)
+                self._make_dirty(content)
             try:
                 stored += content.write(offset + stored, part)
             except OSError as exc:

@@ -16,8 +16,10 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 from click.testing import CliRunner
 
 from fusestore import caches
@@ -396,3 +398,49 @@ async def test_a_change_to_an_object_not_cached_whole_is_not_taken_for_damage(
     assert "lost+found" not in caplog.text, caplog.text
     assert caches.lost_entries(env.cache_dir) == []
     assert env.objects() == {"big": b"patched" + original[7:]}
+
+
+@pytest.mark.trio
+async def test_a_copy_made_dirty_by_a_write_cut_by_a_kill_is_not_taken_for_lost_changes(
+    env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write into a file whose cached copy lacks the block it changes: the copy leaves
+    the index (it is the file's now), then the block is fetched, then the change is
+    journaled. A kill during the fetch leaves a data file that no record names, holding
+    the object's bytes and nothing written: it is no lost change, so it is deleted, not
+    set aside."""
+    from .test_journal_and_remount import crash_copy
+
+    original = pattern(3 * MiB, seed=9)
+    env.put("big", original)
+    async with env.mount(flusher=False) as fs:
+        fh, _ = await fs.open(await ino_of(fs, "big"), os.O_RDONLY)
+        assert await fs.read(fh, 2 * MiB, 10) == original[2 * MiB : 2 * MiB + 10]  # block 2 cached
+        fs.release(fh)
+        fetching = trio.Event()
+        held = trio.Event()
+        fetcher = fs.fetcher
+
+        real_ensure = fetcher.ensure
+
+        async def ensure(*args: Any, **kwargs: Any) -> Any:
+            fetching.set()
+            await held.wait()
+            return await real_ensure(*args, **kwargs)
+
+        fetcher.ensure = ensure  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+
+            async def write() -> None:
+                wfh, _ = await fs.open(await ino_of(fs, "big"), os.O_WRONLY)
+                await fs.write(wfh, 10, b"patched")
+
+            nursery.start_soon(write)
+            await fetching.wait()
+            crash_copy(env, tmp_path / "after-kill")
+            nursery.cancel_scope.cancel()
+    with caplog.at_level(logging.WARNING):
+        async with env.mount():
+            pass
+    assert caches.lost_entries(env.cache_dir) == [], caplog.text
+    assert env.objects() == {"big": original}
