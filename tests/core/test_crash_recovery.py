@@ -128,6 +128,19 @@ def conflict_copies(env: Env) -> list[str]:
     return [key for key in env.objects() if ".conflict-" in key]
 
 
+async def write_new_version_until_killed(env: Env, dying: Any, existing: bool) -> None:
+    """Write "the new version" of `f` (over the old one, as long, or as a new file) on a
+    mount through `dying`, until the daemon counts as killed."""
+    async with env.mount(store=dying, sync=False) as fs:
+        if existing:
+            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
+            await fs.write(fh, 0, b"the new version")
+            fs.release(fh)
+        else:
+            await write_file(fs, "f", b"the new version")
+        await until(dying.killed)
+
+
 # -- item: a write that landed just before the kill is not another client's ------------------
 
 
@@ -138,14 +151,7 @@ async def test_an_upload_that_landed_just_before_a_kill_makes_no_conflict_copy(
     if existing:
         env.put("f", b"the old version")
     dying = KilledAfter(env.store, env, tmp_path / "after-kill", "put")
-    async with env.mount(store=dying, sync=False) as fs:
-        if existing:
-            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
-            await fs.write(fh, 0, b"the new version")  # as long as the old one
-            fs.release(fh)
-        else:
-            await write_file(fs, "f", b"the new version")
-        await until(dying.killed)
+    await write_new_version_until_killed(env, dying, existing)
     assert env.objects() == {"f": b"the new version"}, "the write landed before the kill"
 
     async with env.mount() as fs:
@@ -328,14 +334,7 @@ async def test_an_upload_landing_after_the_next_mount_asked_makes_no_conflict_co
     if existing:
         env.put("f", b"the old version")
     dying = LandsLate(env.store, env, tmp_path / "after-kill")
-    async with env.mount(store=dying, sync=False) as fs:
-        if existing:
-            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY)
-            await fs.write(fh, 0, b"the new version")  # as long as the old one
-            fs.release(fh)
-        else:
-            await write_file(fs, "f", b"the new version")
-        await until(dying.killed)
+    await write_new_version_until_killed(env, dying, existing)
     assert env.objects() == ({"f": b"the old version"} if existing else {})
 
     async with env.mount(store=HeadThen(env.store, "f", dying.land)) as fs:
