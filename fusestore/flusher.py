@@ -639,6 +639,7 @@ class Flusher:
         mtime_lost = False
         kept_unknown_metadata = False
         body: bytes | None = None
+        moved_from: tuple[str, str] | None = None  # a copy's source object
         landed = token  # the token of what lands: a staged upload carries its own
         if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
             body = node.target.encode("utf-8", "surrogateescape")
@@ -708,6 +709,7 @@ class Flusher:
             metadata = node.posix_attrs().to_metadata(fs.ns.stored_metadata(node))
             copied_metadata = None if kept_unknown_metadata else {**metadata, TOKEN: token}
             seen = ObjectInfo(source, node.remote_size, node.etag or "", 0.0)
+            moved_from = (source, seen.etag)
             try:
                 try:
                     etag = await fs.calls.run(
@@ -721,6 +723,7 @@ class Flusher:
                     log.warning(
                         "%s: changed in the store by another client; moving its new version", node.path()
                     )
+                    moved_from = None  # other bytes than those the cache mirrors
                     etag = await fs.calls.run(fs.store.copy, source, key, copied_metadata)
             except NotFound:
                 if node.remote_key == source:
@@ -743,6 +746,10 @@ class Flusher:
             fs.ns.release_remote(node)
             fs.object_unneeded(old)
         node.remote_key, node.etag, node.remote_size = key, etag, size
+        if moved_from is not None and node.content is not None and node.content.source == moved_from:
+            # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
+            # from here on (a change made during the copy fetches what it lacks from `key`).
+            node.content.source = (key, etag)
         if node.linked:
             fs.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
         elif node.opens:

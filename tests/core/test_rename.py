@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from typing import Any
 
 import pytest
 import trio
@@ -357,3 +359,34 @@ async def test_this_mount_never_sees_its_directory_rename_half_done(env: Env) ->
         half_way = {copied for old_left, copied in store_states if old_left and 0 < copied < len(names)}
         assert half_way, f"the store was never caught half-way: {sorted(store_states)}"
     assert env.objects() == {f"dst/{name}": name.encode() for name in names}
+
+
+async def test_a_file_written_during_its_move_keeps_the_bytes_of_its_moved_object(env: Env) -> None:
+    """`a` (never read here) is open while it is renamed to `b`; during its move (the copy
+    to `b`) a few of its bytes change, and a new `a` is made. The new `a` goes up once the
+    move landed, before `b`'s change does: the bytes of `b` the cache never held must then
+    come from `b`'s own object, not from the `a` it was copied from (which holds the new
+    file by then). Nothing of `b` becomes zeros."""
+    original = pattern(3 * MiB, seed=7)
+    env.put("a", original)
+    copying, go_on = threading.Event(), threading.Event()
+    copy = env.store.copy
+
+    def slow_copy(*args: Any, **kwargs: Any) -> str:
+        copying.set()
+        go_on.wait(10)
+        return copy(*args, **kwargs)
+
+    env.store.copy = slow_copy  # type: ignore[method-assign]
+    async with env.mount(writeback_delay=0.3) as fs:
+        fh, _ = await fs.open(await ino_of(fs, "a"), os.O_RDWR)
+        await fs.rename(1, "a", 1, "b", 0)
+        await trio.to_thread.run_sync(copying.wait, 10)
+        await fs.write(fh, 2 * MiB, b"changed")
+        await write_file(fs, "a", b"a new file at the old name")
+        await trio.sleep(0.4)  # the new `a` is due, and waits for the move
+        go_on.set()
+        await fs.flusher.sync_all()
+        fs.release(fh)
+    expected = original[: 2 * MiB] + b"changed" + original[2 * MiB + 7 :]
+    assert env.objects() == {"a": b"a new file at the old name", "b": expected}
