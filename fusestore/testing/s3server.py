@@ -129,12 +129,12 @@ class S3ServerProcess:
 
 
 class LocalS3Server(S3ServerProcess):
-    """moto's S3 server (`python -m moto.server`)."""
+    """moto's S3 server, one of its races closed (see `motoserver`)."""
 
     name = "moto's S3 server"
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+        return [sys.executable, "-m", "fusestore.testing.motoserver", "-H", HOST, "-p", str(self.port)]
 
     def _answers(self) -> bool:
         try:
