@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,10 +40,13 @@ from typing import Any
 from .cache import Journal
 from .core.namespace import Namespace
 from .core.nodes import Node
+from .storecalls import UPLOAD_TOKEN
 from .stores import AccessDenied, AlreadyExists, InvalidKey, NotFound, ObjectInfo, PreconditionFailed
 
 #: The metadata name of the token (`x-amz-meta-fusestore-upload` on S3).
-TOKEN = "fusestore-upload"
+TOKEN = UPLOAD_TOKEN
+
+log = logging.getLogger(__name__)
 
 #: Failures after which the store holds nothing of the upload: it refused it, or the
 #: cache file changed while it was read (nothing was completed).
@@ -112,6 +116,7 @@ class Landings:
             if exc.errno != errno.ENOSPC:
                 raise
         self.pending[token] = Landing(token, key, node.jid, copy_of, node)
+        log.debug("landing %s: an upload of %r to %r begins", token, node.jid, key)
         return token
 
     def end(self, token: str) -> None:
@@ -119,6 +124,7 @@ class Landings:
         landing = self.pending.pop(token, None)
         if landing is None:
             return
+        log.debug("landing %s: ends", token)
         self.journal.drop_landing(token)
         self.late.discard(token)
         if token in self.unsettled:
@@ -152,6 +158,7 @@ class Landings:
     def doubt(self, token: str) -> None:
         """The upload may have landed, or not: it is settled before the next upload."""
         if token in self.pending and token not in self.unsettled:
+            log.debug("landing %s: unsettled (%r)", token, self.pending[token].key)
             self.unsettled.add(token)
             self.ns.hide(self.pending[token].key, +1)
 
@@ -161,6 +168,7 @@ class Landings:
         landing = self.pending.get(token)
         if landing is None:
             return
+        log.debug("landing %s: not in the store, kept as late", token)
         record = {"key": landing.key, "jid": landing.jid, "copy_of": landing.copy_of, "late": True}
         try:
             self.journal.add_landing(token, record)

@@ -7,16 +7,19 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import trio
 
-from .stores import Store, StoreUnavailable
+from .stores import ObjectInfo, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The metadata name of an upload's token (see `landings`), shown in the debug trace.
+UPLOAD_TOKEN = "fusestore-upload"
 
 #: Seconds between two probes of a store that stopped answering.
 PROBE_INTERVAL = 2.0
@@ -24,6 +27,37 @@ PROBE_INTERVAL = 2.0
 #: failures without a success for this many seconds.
 DOWN_AFTER_FAILURES = 5
 DOWN_AFTER_SECONDS = 1.0
+
+
+def describe_call(call: functools.partial[Any]) -> str:
+    """A store call as the debug log shows it: the method, its keys, its conditions and
+    the upload token it carries (never a body)."""
+    func: Any = call
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    while isinstance(func, functools.partial):
+        args[:0] = func.args
+        kwargs = {**func.keywords, **kwargs}
+        func = func.func
+    words = [getattr(func, "__name__", "call")]
+    words += [repr(a) for a in args if isinstance(a, str)]
+    for name, value in kwargs.items():
+        if isinstance(value, str | bool | int | float) or value is None:
+            words.append(f"{name}={value!r}")
+        elif isinstance(value, Mapping) and UPLOAD_TOKEN in value:
+            words.append(f"token={value[UPLOAD_TOKEN]!r}")
+        elif isinstance(value, ObjectInfo):
+            words.append(f"{name}={value.etag!r}")
+    return " ".join(words)
+
+
+def describe_result(result: Any) -> str:
+    if isinstance(result, ObjectInfo):
+        token = (result.metadata or {}).get(UPLOAD_TOKEN)
+        return f"etag {result.etag!r}" + (f" token {token!r}" if token else "")
+    if isinstance(result, str):
+        return repr(result)
+    return type(result).__name__
 
 
 class StoreTimeout(StoreUnavailable):
@@ -64,18 +98,25 @@ class StoreCalls:
     async def run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         name = getattr(method, "__name__", "call")
         self.counts[name] += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("store call: %s %s", name, " ".join(repr(a) for a in args if isinstance(a, str)))
         call = functools.partial(method, *args, **kwargs)
+        traced = describe_call(call) if log.isEnabledFor(logging.DEBUG) else None
+        if traced is not None:
+            log.debug("store call: %s", traced)
         try:
             result = await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
         except StoreUnavailable as exc:
             self._mark_down(exc)
+            if traced is not None:
+                log.debug("store call failed: %s: %s", traced, type(exc).__name__)
             raise
-        except Exception:
+        except Exception as exc:
             self._mark_up()  # it answered, if only to refuse
+            if traced is not None:
+                log.debug("store call failed: %s: %s", traced, type(exc).__name__)
             raise
         self._mark_up()
+        if traced is not None:
+            log.debug("store call done: %s -> %s", traced, describe_result(result))
         return result
 
     async def attempt(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -17,7 +17,11 @@ shows what the bucket holds when the next round starts. The figures are printed 
 The short form (3 rounds, small files and one multipart upload) runs with the suite; the
 long form runs when FUSESTORE_CRASH_ROUNDS is set (rounds per server, moto and SeaweedFS).
 FUSESTORE_CRASH_SEED replaces the seed (printed), FUSESTORE_CRASH_GRACE the seconds after
-which a returned operation must be reflected (5; a later one may or may not be).
+which a returned operation must be reflected (5; a later one may or may not be). To look
+into a failure: FUSESTORE_CRASH_LOG_LEVEL=debug traces every store call and upload token in
+the daemon's log, and FUSESTORE_CRASH_KEEP=DIR keeps, per round, the cache's journal and
+index as the kill left them and after the next unmount, a list of its data files and the
+path of the log.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +58,8 @@ from .test_crash_and_outage import kill_9
 SEED = int(os.environ.get("FUSESTORE_CRASH_SEED", "18"))
 GRACE = float(os.environ.get("FUSESTORE_CRASH_GRACE", "5"))
 LONG_ROUNDS = int(os.environ.get("FUSESTORE_CRASH_ROUNDS", "0"))
+LOG_LEVEL = os.environ.get("FUSESTORE_CRASH_LOG_LEVEL", "info")
+KEEP = os.environ.get("FUSESTORE_CRASH_KEEP")
 #: Seconds a round's workload, its kill and its thread may take at most.
 WORKLOAD_BOUND = 90.0
 #: When a round's daemon is killed: at a random moment, while the multipart upload of a
@@ -123,6 +131,22 @@ class CrashRounds:
 
     def __post_init__(self) -> None:
         self.options = list(self.mount.options)
+        self.mount.log_level = LOG_LEVEL
+
+    def keep(self, what: str) -> None:
+        """Keep the cache's journal and index, a list of its data files and the log's path (see
+        FUSESTORE_CRASH_KEEP)."""
+        if KEEP is None:
+            return
+        into = Path(KEEP) / f"round-{self.figures.rounds:02d}-{what}"
+        cache = self.mount.cache
+        for part in ("journal", "index"):
+            if (cache / part).is_dir():
+                shutil.copytree(cache / part, into / part)
+        into.mkdir(parents=True, exist_ok=True)
+        data = sorted((cache / "data").glob("*")) if (cache / "data").is_dir() else []
+        (into / "data.txt").write_text("".join(f"{p.name} {p.stat().st_size}\n" for p in data if p.exists()))
+        (into / "log.txt").write_text(f"{self.mount.log}\n")
 
     def fail(self, kind: str, message: str) -> None:
         setattr(self.figures, kind, getattr(self.figures, kind) + 1)
@@ -200,6 +224,7 @@ class CrashRounds:
                 kill = time.monotonic()
                 workload.kill_requested.set()
                 kill_9(self.mount)
+                self.keep("killed")
                 in_flight = self.uploads()
             finally:
                 workload.stop.set()
@@ -213,6 +238,7 @@ class CrashRounds:
 
         self.mount.start()  # the same cache: the pending work is picked up
         code = self.mount.umount()
+        self.keep("unmounted")
         if code != 0:
             self.fail("unclean_unmounts", f"exit {code}\n{self.mount.log_text()[-2000:]}")
             self.mount.kill()
