@@ -7,6 +7,7 @@ so only blocks below `base_size` can be missing.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,8 @@ class Content:
         self.absent = False
         #: the index may hold an entry for it (False only while it surely holds none)
         self.indexed = True
+        #: discarded or evicted: its cache file is gone and must not come back
+        self.removed = False
         self._fd: int | None = None
         #: byte ranges [start, end) below `size` and past the base that no write of the
         #: current burst has filled yet (a write past the end makes one; the kernel may
@@ -93,6 +96,8 @@ class Content:
     @property
     def fd(self) -> int:
         """The cache file, opened (and made, for a new content) on first use."""
+        if self._fd is None and self.removed:
+            raise FileNotFoundError(errno.ENOENT, "the cache file was removed", str(self.path))
         if self._fd is None and self.absent:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             self.absent = False
@@ -138,6 +143,10 @@ class Content:
                 self.open_files[0] -= 1
 
     def remove(self) -> None:
+        """Delete the cache file for good: a use after this (a fetch still under way for a
+        file removed or replaced meanwhile) fails with FileNotFoundError rather than
+        make the file again, which would leave a file nothing names after a crash."""
+        self.removed = True
         self.close()
         self.path.unlink(missing_ok=True)
 

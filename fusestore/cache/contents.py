@@ -294,7 +294,7 @@ class ContentStore:
 
     def save(self, content: Content, key: str, etag: str) -> None:
         """Persist the block map of a clean content (after fetches, before unmount)."""
-        if content.dirty:
+        if content.dirty or content.removed:
             return
         content.indexed = True
         self.index.set(

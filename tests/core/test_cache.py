@@ -408,3 +408,27 @@ def test_idle_cache_files_are_swept_once_per_batch_even_with_many_held_open(
     for content in list(contents._by_id.values()):
         content.close()
     index.close()
+
+
+@pytest.mark.parametrize("how", ["discarded", "evicted"])
+def test_a_removed_content_never_makes_its_file_again(tmp_path: Path, how: str) -> None:
+    """A fetch still under way when its content is dropped (its file removed, or evicted)
+    fills a block afterwards: that must fail, not make the cache file again. Such a file is
+    named by no record, and a restart after a kill would set it aside as lost changes."""
+    contents, index = content_store(tmp_path, limit=BLOCK_SIZE)
+    content = contents.clean_for("k", '"e1"', 3 * BLOCK_SIZE)
+    content.fill(0, memoryview(b"x" * 2 * BLOCK_SIZE))
+    content.close()
+    if how == "discarded":
+        contents.forget_object("k", '"e1"')
+    else:
+        assert contents.evict_candidates() == [content]
+        ContentStore.remove_files([content])
+        contents.forget([content])
+    assert not content.path.exists()
+    with pytest.raises(FileNotFoundError):
+        content.fill(2, memoryview(b"y" * BLOCK_SIZE))
+    assert not content.path.exists(), "the removed cache file came back"
+    contents.save(content, "k", '"e1"')
+    assert ("content", content.id) not in index
+    index.close()
