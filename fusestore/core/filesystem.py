@@ -942,12 +942,13 @@ class Filesystem:
         node = self.ns.new_node(Kind.DIR, name, parent, perm, uid, gid, now_ns())
         node.listed_at = time.monotonic()  # nothing below it yet: complete
         node.explicit = (perm, uid, gid) != (self.defaults.dir_perm, self.defaults.uid, self.defaults.gid)
-        self.ns.attach(parent, name, node)
-        self._placed(node)
-        node.lookups += 1
-        self.record(node)
-        self.flusher.schedule(node)
-        self.dir_changed(parent)
+        with self.journal.batch():  # the marker it takes over and its record, at once
+            self.ns.attach(parent, name, node)
+            self._placed(node)
+            node.lookups += 1
+            self.record(node)
+            self.flusher.schedule(node)
+            self.dir_changed(parent)
         return node
 
     async def create(
@@ -957,11 +958,14 @@ class Filesystem:
         node = self.ns.new_node(Kind.FILE, name, parent, stat.S_IMODE(mode), uid, gid, now_ns())
         node.content = self.contents.new()
         self.contents.make_dirty(node.content)
-        self.ns.attach(parent, name, node)
-        self._placed(node)
-        node.lookups += 1
-        self.changed(node, data=True)
-        self.dir_changed(parent)
+        # The delete of an older object at its key it drops and its record: one transaction,
+        # or a kill in between would bring the older object back.
+        with self.journal.batch():
+            self.ns.attach(parent, name, node)
+            self._placed(node)
+            node.lookups += 1
+            self.changed(node, data=True)
+            self.dir_changed(parent)
         return self._open_handle(node, flags), node
 
     async def symlink(self, parent_ino: int, name: str, target: str, uid: int, gid: int) -> Node:
@@ -969,11 +973,12 @@ class Filesystem:
         node = self.ns.new_node(Kind.SYMLINK, name, parent, 0o777, uid, gid, now_ns())
         node.target = target
         node.size = len(target.encode("utf-8", "surrogateescape"))
-        self.ns.attach(parent, name, node)
-        self._placed(node)
-        node.lookups += 1
-        self.changed(node, data=True)
-        self.dir_changed(parent)
+        with self.journal.batch():  # as for create
+            self.ns.attach(parent, name, node)
+            self._placed(node)
+            node.lookups += 1
+            self.changed(node, data=True)
+            self.dir_changed(parent)
         return node
 
     async def readlink(self, ino: int) -> str:
@@ -1107,6 +1112,15 @@ class Filesystem:
         if new_parent.children.get(new_name) is not target:
             raise fs_error(errno.EAGAIN, "the target changed during the rename")
 
+        # All of the change in one transaction: a kill leaves all of it or none (the records
+        # of the moved nodes, the deletes they leave and take, the target's removal).
+        with self.journal.batch():
+            self._rename_now(node, target, old_parent, new_parent, new_name)
+        self.flusher.wake()
+
+    def _rename_now(
+        self, node: Node, target: Node | None, old_parent: Node, new_parent: Node, new_name: str
+    ) -> None:
         if target is not None:
             if target.is_dir:
                 self._leave_key(target, target.prefix)
@@ -1142,7 +1156,6 @@ class Filesystem:
         node.ctime_ns = now_ns()
         self.dir_changed(old_parent)
         self.dir_changed(new_parent)
-        self.flusher.wake()
 
     async def _load_tree(self, directory: Node) -> None:
         """List everything below a directory (one recursive listing), so a rename moves it all."""

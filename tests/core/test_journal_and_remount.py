@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import diskcache
 import pytest
@@ -339,3 +340,40 @@ async def test_a_mount_reads_its_journal_once_and_aborts_the_uploads_it_names(
         while env.store.list_multipart():  # aborted in the background (bounded by the mount's 10 s)
             await trio.sleep(0.01)
     assert len(passes) == 1, passes
+
+
+@pytest.mark.parametrize("operation", ["create", "symlink", "rename"])
+async def test_a_kill_during_a_namespace_change_leaves_all_of_it_or_none(
+    env: Env, tmp_path: Path, operation: str
+) -> None:
+    """`rm a` (its delete journaled, not sent yet), then a new `a` (a file, a symlink, or
+    `b` renamed onto it): the new `a` takes the key, which drops the delete, and is
+    journaled. A kill between the two transactions would leave neither the delete nor
+    the new file: the old `a` would come back. Each such change is one transaction: a
+    kill leaves all of it or none. Here the kill comes as the new `a`'s record is
+    written: the old `a` still goes."""
+    env.put("a", b"the old a")
+    env.put("b", b"b")
+    async with env.mount(flusher=False) as fs:
+        await fs.lookup(1, "b")
+        await fs.unlink(1, "a")
+        assert "a" in fs.ns.deletes
+        real_save = fs.journal.save_node
+
+        def save_node(jid: str, record: dict[str, Any], **kwargs: Any) -> None:
+            if record["key"] == "a" and not (tmp_path / "after-kill").exists():
+                crash_copy(env, tmp_path / "after-kill")  # the kill, just before this record
+            real_save(jid, record, **kwargs)
+
+        fs.journal.save_node = save_node  # type: ignore[method-assign]
+        if operation == "create":
+            fh, _ = await fs.create(1, "a", 0o644, os.O_WRONLY, 0, 0)
+            fs.release(fh)
+        elif operation == "symlink":
+            await fs.symlink(1, "a", "target", 0, 0)
+        else:
+            await fs.rename(1, "b", 1, "a", 0)
+        assert (tmp_path / "after-kill").exists()
+    async with env.mount():
+        pass
+    assert "a" not in env.objects(), "the old `a` came back"
