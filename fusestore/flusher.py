@@ -809,6 +809,8 @@ class Flusher:
         then failed (a retry after its answer was lost): the upload succeeded."""
         fs = self.fs
         conditions = self._write_conditions(node, key)
+        if not conditions:
+            self.landings.unconditioned(token)  # see `Landings.landed`
         try:
             await self._check_conditions(key, conditions)
             if first is not None:
@@ -852,9 +854,12 @@ class Flusher:
                 return None
             log.info("%r: an earlier upload of this mount landed late; the next replaces it", key)
             with fs.journal.batch():
-                if late.sent_by(node):
+                if late.sent_by(node) or node.remote_key == key:
+                    # Its own, or one it replaced since (an unconditioned upload the store
+                    # finished after a newer one): the cache holds every byte this upload
+                    # sends (`fetch_base` ran), so its next try is based on what is there.
                     self._based_on_own(node, key, info)
-                elif node.remote_key != key:
+                else:
                     node.overwrites = key  # another file's, which this mount let go of
                     fs.record(node)
                 self.landings.end(late.token)

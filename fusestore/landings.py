@@ -65,6 +65,18 @@ class Landing:
     #: known here keeps that metadata, without a token; S3 gives it the source's etag)
     copy_of: str | None = None
     node: Node | None = None
+    #: sent with no condition on the object it replaces (a copy, or the upload of a file
+    #: onto a key this mount let go of): a newer upload landing first does not stop it
+    unconditioned: bool = False
+
+    def record(self, *, late: bool = False) -> dict[str, Any]:
+        """Its journal record."""
+        record: dict[str, Any] = {"key": self.key, "jid": self.jid, "copy_of": self.copy_of}
+        if self.unconditioned:
+            record["unconditioned"] = True
+        if late:
+            record["late"] = True
+        return record
 
     def sent_by(self, node: Node) -> bool:
         """Whether `node` is the file that sent it (after a restart: by its journal id)."""
@@ -91,7 +103,13 @@ class Landings:
         self.journal = journal
         self.ns = ns
         self.pending: dict[str, Landing] = {
-            token: Landing(token, str(record["key"]), record.get("jid"), record.get("copy_of"))
+            token: Landing(
+                token,
+                str(record["key"]),
+                record.get("jid"),
+                record.get("copy_of"),
+                unconditioned=bool(record.get("unconditioned")) or record.get("copy_of") is not None,
+            )
             for token, record in journaled.items()
         }
         #: tokens whose upload may have landed: the run that sent them ended, or their
@@ -108,14 +126,15 @@ class Landings:
         """An upload (`copy_of`: a copy of the object with that etag) of `node` to `key`
         is about to go out: the token it carries."""
         token = uuid.uuid4().hex
+        landing = Landing(token, key, node.jid, copy_of, node, unconditioned=copy_of is not None)
         try:
-            self.journal.add_landing(token, {"key": key, "jid": node.jid, "copy_of": copy_of})
+            self.journal.add_landing(token, landing.record())
         except OSError as exc:
             # A full cache disk must not stop the uploads that free it; only a crash
             # before this upload's answer would then go unrecognised.
             if exc.errno != errno.ENOSPC:
                 raise
-        self.pending[token] = Landing(token, key, node.jid, copy_of, node)
+        self.pending[token] = landing
         log.debug("landing %s: an upload of %r to %r begins", token, node.jid, key)
         return token
 
@@ -134,10 +153,26 @@ class Landings:
     def landed(self, key: str, token: str) -> None:
         """The upload carrying `token` is recorded as the object at `key`: so are the
         unsettled and late ones there before it (it replaced them, or they can no longer
-        land: their condition fails on it)."""
+        land: their condition fails on it), but for those sent with no condition, which
+        a store still working on them may yet finish: they are kept in mind as late."""
         self.end(token)
         for earlier in [t for t in self.unsettled | self.late if self.pending[t].key == key]:
-            self.end(earlier)
+            if self.pending[earlier].unconditioned:
+                self.not_there(earlier)
+            else:
+                self.end(earlier)
+
+    def unconditioned(self, token: str) -> None:
+        """The upload carrying `token` goes with no condition on what it replaces."""
+        landing = self.pending.get(token)
+        if landing is None or landing.unconditioned:
+            return
+        landing.unconditioned = True
+        try:
+            self.journal.add_landing(token, landing.record(late=token in self.late))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
 
     @contextlib.contextmanager
     def attempt(self, key: str, node: Node, copy_of: str | None = None) -> Iterator[str]:
@@ -169,9 +204,10 @@ class Landings:
         if landing is None:
             return
         log.debug("landing %s: not in the store, kept as late", token)
-        record = {"key": landing.key, "jid": landing.jid, "copy_of": landing.copy_of, "late": True}
+        if token in self.late:
+            return
         try:
-            self.journal.add_landing(token, record)
+            self.journal.add_landing(token, landing.record(late=True))
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise  # on a full disk a restart asks again: only a HEAD more

@@ -458,3 +458,35 @@ async def test_a_remount_with_nothing_else_to_do_aborts_the_orphans_before_its_s
         await fs.flusher.sync_all()
         assert env.store.list_multipart() == []
     assert env.objects() == {}
+
+
+async def test_an_unconditioned_upload_landing_after_a_newer_one_makes_no_conflict_copy(
+    env: Env, tmp_path: Path
+) -> None:
+    """`rm f` and a new `f`: its PUT replaces whatever the store holds at `f` (no
+    condition: the old object is one this mount let go of). The daemon is killed while
+    the store works on that PUT; the next mount changes `f` again and uploads it, and
+    only then does the store finish the dead daemon's PUT. No condition stops it, so the
+    store holds an older version of this mount's own: the next upload of `f` replaces it,
+    with no conflict copy."""
+    env.put("f", b"another file's old object")
+    dying = LandsLate(env.store, env, tmp_path / "after-kill")
+    async with env.mount(store=dying, sync=False) as fs:
+        await fs.unlink(1, "f")
+        await write_file(fs, "f", b"the new version")
+        await until(dying.killed)
+
+    async with env.mount() as fs:
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY | os.O_TRUNC)
+        await fs.write(fh, 0, b"a newer version")
+        fs.release(fh)
+        await fs.flusher.sync_all()
+        assert env.objects() == {"f": b"a newer version"}
+        await trio.to_thread.run_sync(dying.land)  # the dead daemon's PUT, at last
+        assert env.objects() == {"f": b"the new version"}
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY | os.O_TRUNC)
+        await fs.write(fh, 0, b"the newest version")
+        fs.release(fh)
+        await fs.flusher.sync_all()
+        assert fs.flusher.conflicts == 0
+    assert env.objects() == {"f": b"the newest version"}
