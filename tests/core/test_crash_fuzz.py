@@ -5,7 +5,7 @@ fsynced byte must reach the store, and every object must hold a value its name h
 conflict copy: there is no other writer). Kernel-free and fast, so that it can try many
 moments; the mount-level crash test (tests/mount) tries fewer, on real servers.
 
-FUSESTORE_CORE_CRASH_RUNS sets the number of runs (default 12), FUSESTORE_CORE_CRASH_SEED
+FUSESTORE_CORE_CRASH_RUNS sets the number of runs (default 30), FUSESTORE_CORE_CRASH_SEED
 the first seed.
 """
 
@@ -28,7 +28,7 @@ from .test_journal_and_remount import crash_copy
 
 pytestmark = pytest.mark.trio
 
-RUNS = int(os.environ.get("FUSESTORE_CORE_CRASH_RUNS", "12"))
+RUNS = int(os.environ.get("FUSESTORE_CORE_CRASH_RUNS", "30"))
 FIRST_SEED = int(os.environ.get("FUSESTORE_CORE_CRASH_SEED", "0"))
 NAMES = ["f0", "f1", "f2", "f3"]
 
