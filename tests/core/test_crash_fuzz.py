@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ import trio
 
 from fusestore import caches
 from fusestore.core import Filesystem
+from fusestore.stores import Store, StoreUnavailable
+from fusestore.stores.wrapper import WrappedStore
 
 from .conftest import Env, MiB, ino_of, pattern, read_path
 from .test_journal_and_remount import crash_copy
@@ -112,6 +115,18 @@ class Workload:
             fs.release(fh)
 
 
+class Mortal(WrappedStore):
+    """The store as a daemon sees it: once `dead`, no write of its reaches the store."""
+
+    def __init__(self, inner: Store) -> None:
+        super().__init__(inner)
+        self.dead = False
+
+    def check_write(self, keys: Iterable[str]) -> None:
+        if self.dead:
+            raise StoreUnavailable("test: the daemon is dead")
+
+
 def holders(fs: Filesystem) -> dict[str, str]:
     """What each content of the mount was, as a failure message says it."""
     found: dict[str, str] = {}
@@ -143,7 +158,8 @@ async def test_a_kill_at_any_moment_leaves_nothing_in_lost_and_found(
     for name in NAMES[:2]:
         env.put(name, pattern(rng.choice([3000, 3 * MiB + 5]), seed=seed))
     workload: Workload
-    async with env.mount(writeback_delay=rng.choice([0.0, 0.01, 0.05]), sync=False) as fs:
+    mortal = Mortal(env.store)
+    async with env.mount(store=mortal, writeback_delay=rng.choice([0.0, 0.01, 0.05]), sync=False) as fs:
         workload = Workload(fs, rng)
         for name in NAMES[:2]:
             workload.now(name, env.objects()[name])
@@ -152,11 +168,10 @@ async def test_a_kill_at_any_moment_leaves_nothing_in_lost_and_found(
             await trio.sleep(rng.uniform(0.0, 0.4))
             crash_copy(env, tmp_path / "after-kill")  # nothing of the trio loop runs meanwhile
             # The daemon is dead from here on: the requests it sent still land, but it
-            # sends no new one while its tasks are cancelled.
-            env.offline = True
+            # sends no new one while its tasks (and the threads they started) wind down.
+            mortal.dead = True
             at_kill = holders(fs)
             nursery.cancel_scope.cancel()
-    env.offline = False
     async with env.mount():
         pass
     lost = caches.lost_entries(env.cache_dir)
