@@ -9,7 +9,7 @@ through a directory private to the mount's user (see `private`), and believes on
 daemon run by that user or root (SO_PEERCRED of the server), so no other user can stand
 in for a daemon. One request per connection, one JSON object per line:
 
-- `{"cmd": "status"}` → one status object (see `MountStatus`).
+- `{"cmd": "status"}` → one status object (`Daemon.status`).
 - `{"cmd": "flush"}` → progress objects (`{"progress": {...}}`) every `interval` seconds
   until nothing is dirty, then `{"done": true, "status": {...}}`. The client may hang up
   at any time; uploads go on regardless.

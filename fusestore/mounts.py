@@ -224,10 +224,6 @@ def registered(mountpoint: str) -> dict[str, Any] | None:
     return None
 
 
-def unregister(mountpoint: str) -> None:
-    _entry_path(mountpoint).unlink(missing_ok=True)
-
-
 def fusestore_mounts() -> list[str]:
     """Mountpoints of every fusestore mount this process can see."""
     return [entry.mountpoint for entry in mount_table() if entry.fstype == "fuse.fusestore"]

@@ -67,7 +67,7 @@ class StoreTimeout(StoreUnavailable):
 class StoreCalls:
     """Runs a store's (blocking) methods in worker threads, at most `limit` at a time.
 
-    Two ways to call, both of which yield to trio while the thread works:
+    Three ways to call, each of which yields to trio while the thread works:
 
     - `run`: one attempt, as long as it takes (uploads of large files take long); the
       flusher retries on its own schedule.

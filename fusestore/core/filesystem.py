@@ -1797,6 +1797,3 @@ class Filesystem:
             free = stats.free_bytes if stats.free_bytes is not None else total
             cached = self._capacity = (time.monotonic(), total, free)
         return cached[1], cached[2]
-
-    def path_of(self, ino: int) -> Path:
-        return Path(self.node(ino).path())
