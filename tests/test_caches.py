@@ -503,9 +503,8 @@ def test_umounts_account_names_lost_found_files_twenty_at_most(
 ) -> None:
     """Nothing pending, but lost+found holds files (a rebuilt index can put thousands
     there): `fusestore umount`'s account exits 1 and names the first twenty."""
-    from fusestore import cli  # noqa: F401  # the commands' modules load through it
     from fusestore.cache.recovery import LostFound
-    from fusestore.cli_control import _left_behind
+    from fusestore.cli.control import left_behind
 
     async def nothing(fs: Filesystem) -> None:
         pass
@@ -517,7 +516,7 @@ def test_umounts_account_names_lost_found_files_twenty_at_most(
         data.write_bytes(b"x")
         lost_found.keep(data, key=f"d/f{number:02d}", reason="a test")
 
-    assert _left_behind("/mnt", None, str(bench.cache_dir), "fusestore: /mnt unmounted") == 1
+    assert left_behind("/mnt", None, str(bench.cache_dir), "fusestore: /mnt unmounted") == 1
     err = capsys.readouterr().err
     assert "holds every change" not in err, err
     assert "25 file(s)" in err and f"fusestore cache recover {bench.cache_dir}" in err, err

@@ -121,7 +121,7 @@ def test_shell_completion_is_offered() -> None:
 
 
 def test_the_mount_helper_translates_mount8_arguments() -> None:
-    from fusestore.fstab import translate
+    from fusestore.cli.fstab import translate
 
     assert translate(["s3://b/p", "/mnt/x", "-n", "-o", "rw,_netdev,cache_size=1G"]) == [
         "mount",

@@ -37,6 +37,6 @@ def translate(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .cli import main as cli
+    from .app import main as cli
 
     cli(translate(sys.argv[1:] if argv is None else argv), prog_name="fusestore")

@@ -1,7 +1,7 @@
 """Commands that talk to running daemons: `status`, `flush`, `umount`.
 
 They find a mount's daemon through its registry entry and reach it over the control
-socket (see `control`), which only the user who mounted and root may use.
+socket (see `fusestore.control`), which only the user who mounted and root may use.
 """
 
 from __future__ import annotations
@@ -18,105 +18,16 @@ from typing import Any
 
 import click
 
-from . import caches, mounts
-from .cache.layout import cache_name, default_cache_root
-from .cli import fail, main
-from .control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
-from .private import UnsafeDirectory
+from .. import caches, mounts
+from ..cache.layout import cache_name, default_cache_root
+from ..control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
+from .common import Progress, daemon_of, fail, mountpoint_from, registered, size_text
 
-MiB = 2**20
 #: files of lost+found named one by one (a rebuilt index can put thousands there)
 LOST_LISTED = 20
 
 
-def _mountpoint_from(mountpoint: str | None, config_file: str | None) -> str:
-    if mountpoint:
-        return os.path.realpath(mountpoint)
-    if config_file:
-        from . import config
-
-        try:
-            value = config.load_file(config_file).get("mountpoint")
-        except config.ConfigError as exc:
-            fail(str(exc))
-        if value:
-            return os.path.realpath(str(value))
-        fail(f"config file {config_file} names no mountpoint")
-    fail("which mount? give MOUNTPOINT (or --config FILE)")
-
-
-def _registered(mountpoint: str) -> dict[str, Any] | None:
-    """The registry entry of `mountpoint`; a one-line error (exit 2) when the runtime
-    directory holding it is not private to this user (another user could have written it)."""
-    try:
-        return mounts.registered(mountpoint)
-    except UnsafeDirectory as exc:
-        fail(str(exc))
-
-
-def _daemon_of(mountpoint: str) -> tuple[dict[str, Any], ControlClient]:
-    """The registry entry and a control client of the live daemon serving `mountpoint`."""
-    entry = _registered(mountpoint)
-    if mounts.mount_type(mountpoint) != "fuse.fusestore":
-        fail(f"{mountpoint} is not a fusestore mount")
-    if (
-        not entry
-        or not entry.get("pid")
-        or not mounts.process_alive(entry["pid"])
-        or not entry.get("control")
-    ):
-        fail(f"no daemon of yours serves {mountpoint} (mounted by another user, or its daemon died)")
-    return entry, ControlClient(entry["control"])
-
-
-def size_text(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-class Progress:
-    """One line on stderr, redrawn in place on a terminal (one line per few seconds
-    otherwise): items and bytes left, and the upload rate."""
-
-    def __init__(self, verb: str) -> None:
-        self.verb = verb
-        self.tty = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.first_uploaded: int | None = None
-        self.last_print = 0.0
-        self.width = 0
-
-    def line(self, progress: dict[str, Any]) -> str:
-        uploaded = progress.get("uploaded_bytes", 0)
-        if self.first_uploaded is None:
-            self.first_uploaded = uploaded
-        elapsed = max(time.monotonic() - self.started, 1e-3)
-        rate = (uploaded - self.first_uploaded) / elapsed
-        offline = "" if progress.get("store_online", True) else "  (the store does not answer; waiting)"
-        return (
-            f"{self.verb}: {progress['dirty_items']} item(s), {size_text(progress['dirty_bytes'])} left"
-            f"  {size_text(rate)}/s{offline}"
-        )
-
-    def update(self, progress: dict[str, Any]) -> None:
-        line = self.line(progress)
-        now = time.monotonic()
-        if self.tty:
-            click.echo("\r" + line.ljust(self.width), nl=False, err=True)
-            self.width = len(line)
-        elif now - self.last_print >= 2.0:
-            click.echo(line, err=True)
-            self.last_print = now
-
-    def done(self) -> None:
-        if self.tty and self.width:
-            click.echo(err=True)
-
-
-@main.command("status")
+@click.command("status")
 @click.argument("mountpoint", required=False, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mount, in a list.")
 def status_command(mountpoint: str | None, as_json: bool) -> None:
@@ -131,9 +42,9 @@ def status_command(mountpoint: str | None, as_json: bool) -> None:
     results: list[dict[str, Any]] = []
     for point in points:
         if mountpoint:
-            _entry, client = _daemon_of(point)
+            _entry, client = daemon_of(point)
         else:
-            entry = _registered(point)
+            entry = registered(point)
             if not entry or not entry.get("control"):
                 results.append({"mountpoint": point, "error": "no daemon of yours serves it"})
                 continue
@@ -183,7 +94,7 @@ def _render(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@main.command("flush")
+@click.command("flush")
 @click.argument("mountpoint", required=False, type=click.Path())
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="Take MOUNTPOINT from this file."
@@ -193,8 +104,8 @@ def _render(s: dict[str, Any]) -> str:
 )
 def flush_command(mountpoint: str | None, config_file: str | None, timeout: float | None) -> None:
     """Upload every change of a live mount now, showing progress; exit 0 once nothing is dirty."""
-    point = _mountpoint_from(mountpoint, config_file)
-    _entry, client = _daemon_of(point)
+    point = mountpoint_from(mountpoint, config_file)
+    _entry, client = daemon_of(point)
     client.timeout = timeout
     progress = Progress("flushing")
     try:
@@ -212,7 +123,7 @@ def flush_command(mountpoint: str | None, config_file: str | None, timeout: floa
     click.echo(f"fusestore: {point}: the store holds every change", err=True)
 
 
-@main.command("umount")
+@click.command("umount")
 @click.argument("mountpoint", required=False, type=click.Path())
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), help="Take MOUNTPOINT from this file."
@@ -232,8 +143,8 @@ def umount_command(
     mountpoint: str | None, config_file: str | None, no_wait: bool, timeout: float | None
 ) -> None:
     """Upload every change with a progress bar, then unmount MOUNTPOINT."""
-    point = _mountpoint_from(mountpoint, config_file)
-    entry = _registered(point)
+    point = mountpoint_from(mountpoint, config_file)
+    entry = registered(point)
     pid = entry.get("pid") if entry else None
     ours = mounts.mount_type(point) == "fuse.fusestore"  # never detach another file system
     if not ours and entry and entry.get("exit_code") == 0 and not mounts.is_mounted(point):
@@ -246,7 +157,7 @@ def umount_command(
             store_url = (entry or {}).get("store") or mounts.mount_source(point)
             mounts.lazy_unmount(point)
             head = f"fusestore: {point} unmounted; its daemon had died"
-            sys.exit(_left_behind(point, store_url, (entry or {}).get("cache"), head))
+            sys.exit(left_behind(point, store_url, (entry or {}).get("cache"), head))
         fail(f"{point} is not a fusestore mount")
     if no_wait:
         mounts.lazy_unmount(point)
@@ -276,14 +187,14 @@ def umount_command(
     left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
     if not mounts.wait_exit(pid, left):
         fail(f"still syncing after {timeout:g}s; the daemon (pid {pid}) carries on")
-    result = (_registered(point) or {}).get("exit_code")
+    result = (registered(point) or {}).get("exit_code")
     if result not in (0, None):
         head = f"fusestore: {point} unmounted, but not everything is in the store"
-        sys.exit(_left_behind(point, entry.get("store"), entry.get("cache"), head) or 1)
+        sys.exit(left_behind(point, entry.get("store"), entry.get("cache"), head) or 1)
     click.echo(f"fusestore: {point} unmounted; the store holds every change", err=True)
 
 
-def _left_behind(point: str, store_url: str | None, cache: str | None, head: str) -> int:
+def left_behind(point: str, store_url: str | None, cache: str | None, head: str) -> int:
     """After a mount ended without its daemon uploading everything (it died, or the store
     did not take it all): what its cache still has to upload, and the command that uploads
     it, and the files its lost+found holds. The exit code: 0 only when the cache says the

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from . import caches
-from .cache.layout import cache_name, default_cache_root
-from .cli import fail, main
-from .cli_control import size_text
+from .. import caches
+from ..cache.layout import cache_name, default_cache_root
+from .common import fail, size_text
 
 
 def _resolve(cache: str) -> Path:
@@ -36,7 +35,7 @@ def _pending_text(info: caches.CacheInfo) -> str:
     )
 
 
-@main.group("cache")
+@click.group("cache")
 def cache_group() -> None:
     """The caches on this machine: what they hold, what they still have to upload."""
 

@@ -9,11 +9,10 @@ from typing import Any
 
 import click
 
-from . import mounts
-from .cli import fail, main
-from .cli_control import Progress, _daemon_of, size_text
-from .control import ControlError
-from .core.pinning import key_of
+from .. import mounts
+from ..control import ControlError
+from ..core.pinning import key_of
+from .common import Progress, daemon_of, fail, size_text
 
 
 def _mount_of(path: str) -> tuple[str, str]:
@@ -46,7 +45,7 @@ class PinProgress(Progress):
         )
 
 
-@main.command("pin")
+@click.command("pin")
 @click.argument("path", type=click.Path(exists=True))
 def pin_command(path: str) -> None:
     """Fetch PATH (a file, or a folder and everything below it) into the cache and keep it
@@ -59,7 +58,7 @@ def pin_command(path: str) -> None:
       fusestore unpin /mnt/photos/2026
     """
     point, relative = _mount_of(path)
-    _entry, client = _daemon_of(point)
+    _entry, client = daemon_of(point)
     client.timeout = None
     progress = PinProgress("pinning")
     try:
@@ -83,12 +82,12 @@ def pin_command(path: str) -> None:
         fail(f"{len(result['errors'])} file(s) could not be fetched; run the pin again to retry them")
 
 
-@main.command("unpin")
+@click.command("unpin")
 @click.argument("path", type=click.Path())
 def unpin_command(path: str) -> None:
     """Let the data under PATH, pinned before, be evicted again (it stays cached until then)."""
     point, relative = _mount_of(path)
-    _entry, client = _daemon_of(point)
+    _entry, client = daemon_of(point)
     try:
         final = client.call("unpin", path=relative)
     except ControlError as exc:

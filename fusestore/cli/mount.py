@@ -1,124 +1,17 @@
-"""The `fusestore` command line."""
+"""`fusestore mount`: its options, `--config` and `-o`, checked here; the mount itself is
+`launch`'s."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from . import __version__
-from .conflicts import DEFAULT_TEMPLATE, ConflictNames
-from .stores import InvalidStoreURL, StoreError, available_schemes, open_store
-from .stores.links import parse_link
-from .stores.registry import load_driver
-
-LOG_LEVELS = ["debug", "info", "warning", "error"]
-
-
-def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit 2: the convention for every bad input."""
-    click.echo(f"fusestore: error: {message}", err=True)
-    sys.exit(2)
-
-
-def store_options(endpoint_url: str | None, region: str | None, profile: str | None) -> dict[str, Any]:
-    """The S3 command-line options that were given, as driver options."""
-    given = {"endpoint_url": endpoint_url, "region": region, "profile": profile}
-    return {name: value for name, value in given.items() if value is not None}
-
-
-s3_options = [
-    click.option("--endpoint-url", help="S3 endpoint of a non-AWS server (MinIO, Ceph, SeaweedFS)."),
-    click.option("--region", help="S3 region (default: from the AWS config, else us-east-1)."),
-    click.option("--profile", help="Profile in ~/.aws/config and ~/.aws/credentials."),
-]
-
-
-def with_s3_options(func: Any) -> Any:
-    for option in reversed(s3_options):
-        func = option(func)
-    return func
-
-
-class OneLineErrors(click.Group):
-    """click's usage errors as one line (`fusestore: error: …`, exit code 2), like every
-    other refusal of bad input, instead of a usage banner."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("standalone_mode", True) is False:
-            return super().main(*args, **kwargs)
-        kwargs["standalone_mode"] = False
-        try:
-            result = super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError as exc:
-            click.echo(exc.format_message())  # plain `fusestore`: the help, not an error
-            sys.exit(0)
-        except click.UsageError as exc:
-            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-            fail(f"{exc.format_message()}{where}")
-        except click.ClickException as exc:
-            fail(exc.format_message())
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
-        sys.exit(result if isinstance(result, int) else 0)
-
-
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="fusestore")
-@click.option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="warning",
-    envvar="FUSESTORE_LOG_LEVEL",
-    show_default=True,
-    help="How much to log (to stderr).",
-)
-def main(log_level: str) -> None:
-    """Mount an object store (S3, MinIO, Ceph, SeaweedFS, a directory) as a directory."""
-    from .logs import setup
-
-    # The level applies to fusestore's own loggers: botocore's debug output is a flood.
-    setup(log_level)
-
-
-@main.command("stores")
-def stores_command() -> None:
-    """List the store URL schemes this installation can open, with their options."""
-    for scheme, target in available_schemes().items():
-        try:
-            cls = load_driver(scheme, target)
-        except InvalidStoreURL as exc:
-            click.echo(f"{scheme}://  (unavailable: {exc})")
-            continue
-        summary = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
-        click.echo(summary if summary.startswith("`") else f"{scheme}://  {summary}")
-        for name, option in cls.options.items():
-            default = "" if option.default is None else f" [default: {option.render(option.default)}]"
-            click.echo(f"    {name}: {option.help}{default}")
-
-
-@main.command("check")
-@click.argument("url")
-@with_s3_options
-def check_command(url: str, endpoint_url: str | None, region: str | None, profile: str | None) -> None:
-    """Check that URL's store exists and answers with the credentials at hand.
-
-    \b
-    Examples:
-      fusestore check s3://my-bucket/photos
-      fusestore check s3://demo --endpoint-url http://127.0.0.1:9000
-      fusestore check file:///srv/objects
-    """
-    try:
-        store = open_store(url, **store_options(endpoint_url, region, profile))
-        store.probe()
-    except (InvalidStoreURL, StoreError) as exc:
-        fail(str(exc))
-    click.echo(f"ok: {store.to_url()} answers")
-    store.close()
+from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
+from ..stores.links import parse_link
+from .common import LOG_LEVELS, fail, with_s3_options
 
 
 class ByteSize(click.ParamType[int]):
@@ -159,7 +52,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     command line wins), each checked by its option's type now, with a one-line error."""
     if value is None or ctx.resilient_parsing:
         return value
-    from . import config
+    from .. import config
 
     sources = ctx.meta.setdefault("fusestore.sources", {})
     try:
@@ -205,7 +98,7 @@ def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str)
     return value
 
 
-@main.command("mount")
+@click.command("mount")
 @click.argument("url", required=False)
 @click.argument("mountpoint", required=False)
 @click.option(
@@ -376,7 +269,7 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
       fusestore mount s3://demo ./mnt --endpoint-url http://127.0.0.1:9000
       fusestore mount --config /etc/fusestore/photos.toml
     """
-    from .launch import MountRequest, start_mount
+    from ..launch import MountRequest, start_mount
 
     if not url:
         fail(
@@ -389,6 +282,3 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
     if log_level:
         logging.getLogger("fusestore").setLevel(log_level.upper())
     sys.exit(start_mount(MountRequest(url, mountpoint, options)))
-
-
-from . import cli_cache, cli_control, cli_pin  # noqa: E402,F401  (register status, flush, umount, cache, pin)
