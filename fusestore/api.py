@@ -21,13 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from . import mounts
 from .control import ControlClient, ControlError
+from .mountoptions import BY_NAME, driver_options
 
 
 class SyncMode(enum.Enum):
@@ -44,10 +45,21 @@ class MountError(RuntimeError):
     """The mount could not be made, or the daemon could not do what was asked."""
 
 
-def _arguments(options: dict[str, Any]) -> list[str]:
+def _arguments(url: str, options: dict[str, Any]) -> list[str]:
+    """The command-line arguments for `options`: a mount option as its flag, an option of
+    the store's driver (`path_style=True`) as `-o`."""
     args: list[str] = []
+    driver: Mapping[str, Any] | None = None
     for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
+        if name in BY_NAME:
+            flag = BY_NAME[name].flag
+        else:
+            driver = driver_options(url) if driver is None else driver
+            if driver and name in driver:
+                if value is not None:
+                    args += ["-o", f"{name}={str(value).lower() if isinstance(value, bool) else value}"]
+                continue
+            flag = "--" + name.replace("_", "-")  # no option: the command line says so
         if value is True:
             args.append(flag)
         elif isinstance(value, dict):  # link={"/datasets": "s3://…"}
@@ -74,7 +86,7 @@ class Mount:
 
     def _start(self, options: dict[str, Any]) -> Self:
         command = [sys.executable, "-m", "fusestore", "mount", "--background", self.url, str(self.path)]
-        command += _arguments(options)
+        command += _arguments(self.url, options)
         # The daemon keeps stderr: a log file, or a temporary one read only for the error.
         with tempfile.TemporaryFile() as scratch:
             log = open(self.log_file, "ab") if self.log_file else scratch  # noqa: SIM115
@@ -206,7 +218,8 @@ def mount(
     be: the message is the one-line reason the command line would print).
 
     `options` are `fusestore mount`'s long options with underscores (`endpoint_url=`,
-    `cache_dir=`, `writeback_delay=`, `read_only=True`, ...). The daemon's log goes to
+    `cache_dir=`, `writeback_delay=`, `read_only=True`, ...) and the options of the store's
+    driver (`path_style=True`, as in the URL's query). The daemon's log goes to
     `log_file` when given.
     """
     return Mount(url, os.fspath(mountpoint), sync_mode, log_file)._start(options)

@@ -1,7 +1,8 @@
 """Mount options from a TOML file and from mount(8)-style `-o opt,opt=value` strings.
 
 Both use the long option names of `fusestore mount` (`cache_size`, `endpoint_url`, ...;
-dashes and underscores are the same), plus `url` and `mountpoint`. The command line wins
+dashes and underscores are the same), plus `url` and `mountpoint`, and the options of the
+store's driver (`path_style`, ...; see `mountoptions`). The command line wins
 over `-o`, which wins over the file. Values are checked by the same click types as on the
 command line, so `cache_size = "10Q"` fails just like `--cache-size 10Q`.
 """

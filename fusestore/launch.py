@@ -13,10 +13,11 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .logs import detach_output
+from .mountoptions import DAEMON, SETTINGS, STORE, routed
 from .stores import InvalidStoreURL, Store, StoreError, open_store
 from .stores.links import LinkedStores, open_linked, parse_link
 
@@ -31,6 +32,8 @@ class MountRequest:
     url: str
     mountpoint: str
     options: dict[str, Any]  # the mount command's options, by parameter name
+    #: the store driver's own options given by `-o` or the config file (`path_style`, ...)
+    store_options: dict[str, Any] = field(default_factory=dict)
 
 
 def error(message: str) -> int:
@@ -100,26 +103,10 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
     from .daemon import Daemon, DaemonOptions, SetupError
 
     o = request.options
-    settings = MountSettings(
-        uid=os.getuid() if o["uid"] is None else o["uid"],
-        gid=os.getgid() if o["gid"] is None else o["gid"],
-        umask=o["umask"],
-        metadata_ttl=o["metadata_ttl"],
-        conflict_name=o["conflict_name"],
-        writeback_delay=o["writeback_delay"],
-        cache_size=o["cache_size"],
-        dirty_limit=o["dirty_limit"],
-        upload_at_close=o["upload_at_close"],
-        upload_workers=o["upload_workers"],
-        fsync=o["fsync"],
-        exact_attrs=o["exact_attrs"],
-        io_timeout=o["io_timeout"],
-    )
-    store_options = {
-        name: o[name] for name in ("endpoint_url", "region", "profile", "key_prefix") if o.get(name)
-    }
+    settings = MountSettings(**routed(o, SETTINGS))  # uid, gid unset: the user's own
+    store_options = {name: value for name, value in routed(o, STORE).items() if value}
     try:
-        store = open_store(request.url, **store_options)
+        store = open_store(request.url, **request.store_options, **store_options)
         if o.get("faults"):
             from .stores.faulty import FaultyStore
 
@@ -133,9 +120,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
             settings,
             o.get("cache_dir"),
             DaemonOptions(
-                unmount_timeout=o["unmount_timeout"],
-                allow_other=o["allow_other"],
-                read_only=o["read_only"],
+                **routed(o, DAEMON),
                 on_ready=on_ready,
                 link_defaults=link_defaults,
             ),

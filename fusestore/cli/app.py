@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..mountoptions import LOG_LEVELS
 from . import cache, control, mount, pin, stores
-from .common import LOG_LEVELS, fail
+from .common import fail
 
 
 class OneLineErrors(click.Group):

@@ -15,9 +15,8 @@ import click
 
 from .. import mounts
 from ..control import ControlClient
+from ..mountoptions import BY_NAME
 from ..private import UnsafeDirectory
-
-LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def fail(message: str) -> NoReturn:
@@ -32,11 +31,7 @@ def store_options(endpoint_url: str | None, region: str | None, profile: str | N
     return {name: value for name, value in given.items() if value is not None}
 
 
-s3_options = [
-    click.option("--endpoint-url", help="S3 endpoint of a non-AWS server (MinIO, Ceph, SeaweedFS)."),
-    click.option("--region", help="S3 region (default: from the AWS config, else us-east-1)."),
-    click.option("--profile", help="Profile in ~/.aws/config and ~/.aws/credentials."),
-]
+s3_options = [BY_NAME[name].click_option() for name in ("endpoint_url", "region", "profile")]
 
 
 def with_s3_options(func: Any) -> Any:

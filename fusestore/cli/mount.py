@@ -9,47 +9,41 @@ from typing import Any
 
 import click
 
-from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
-from ..stores.links import parse_link
-from .common import LOG_LEVELS, fail, with_s3_options
+from ..mountoptions import MOUNT_OPTIONS, MountOption, driver_options
+from .common import fail
 
 
-class ByteSize(click.ParamType[int]):
-    """`10G`, `512M`, `64k` or a plain number of bytes (binary units)."""
+class MountCommand(click.Command):
+    """`fusestore mount`, which learns the store URL before its eager options are
+    checked: `-o` and `--config` may hold options of that URL's driver."""
 
-    name = "size"
-    _units = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
-        unit = text[-1:] if text[-1:] in self._units and not text[-1:].isdigit() else ""
-        number = text[: len(text) - len(unit)]
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            size = int(float(number) * self._units[unit])
-        except ValueError:
-            self.fail(f"{value!r} is not a size (examples: 10G, 512M, 1048576)", param, ctx)
-        if size < 0:
-            self.fail(f"{value!r} is negative", param, ctx)
-        return size
+            opts, _, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:
+            opts = {}  # reported by the real parse below
+        url = opts.get("url")
+        ctx.meta["fusestore.url"] = url if isinstance(url, str) else _config_url(opts.get("config"))
+        return super().parse_args(ctx, args)
 
 
-class Octal(click.ParamType[int]):
-    name = "octal"
+def _config_url(path: Any) -> str | None:
+    from .. import config
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return int(str(value), 8)
-        except ValueError:
-            self.fail(f"{value!r} is not an octal mode like 022", param, ctx)
+    if not isinstance(path, str):
+        return None
+    try:
+        url = config.load_file(path).get("url")
+    except config.ConfigError:
+        return None  # reported when --config is checked
+    return url if isinstance(url, str) else None
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Eager: options from `--config FILE` and `-o` become the command's defaults (so the
-    command line wins), each checked by its option's type now, with a one-line error."""
+    command line wins), each checked by its option's type now, with a one-line error.
+    Options of the URL's store driver are set aside for the store, which checks them
+    when it is opened, as it checks the URL's query."""
     if value is None or ctx.resilient_parsing:
         return value
     from .. import config
@@ -63,42 +57,55 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     except config.ConfigError as exc:
         fail(str(exc))
     params = {p.name: p for p in ctx.command.params if p.name not in ("config", "mount_options")}
+    driver = driver_options(ctx.meta.get("fusestore.url")) or {}
     merged: dict[str, Any] = {}
+    store: dict[str, Any] = {}
     for source in ("config", "o"):
         if source not in sources:
             continue
         where, options = sources[source]
         try:
-            config.check_keys(options, {name for name in params if name}, where)
+            config.check_keys(options, {name for name in params if name} | set(driver), where)
         except config.ConfigError as exc:
             fail(str(exc))
         for key, raw in options.items():
+            if key not in params:  # the driver's own: checked when the store is opened
+                store[key] = raw
+                continue
+            if params[key].multiple and isinstance(raw, str):  # -o link=PATH=URL: one of them
+                raw = [raw]
             try:
                 merged[key] = params[key].type_cast_value(ctx, raw)
             except click.BadParameter as exc:
                 fail(f"{where}: {key} = {raw!r}: {exc.message}")
     ctx.default_map = {**(ctx.default_map or {}), **merged}
+    ctx.meta["fusestore.store_options"] = store
     return value
 
 
-def _check_links(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
-    for spec in value:
+def _checked(option: MountOption) -> Any:
+    """The click callback running `option.check` (a ValueError becomes a usage error)."""
+    check = option.check
+    if check is None:
+        return None
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         try:
-            parse_link(spec)
+            check(value)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from None
-    return value
+        return value
+
+    return callback
 
 
-def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    try:
-        ConflictNames(value, host="host")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
+def _mount_options(func: Any) -> Any:
+    for option in reversed(MOUNT_OPTIONS):
+        func = option.click_option(_checked(option))(func)
+    return func
 
 
-@click.command("mount")
+@click.command("mount", cls=MountCommand)
 @click.argument("url", required=False)
 @click.argument("mountpoint", required=False)
 @click.option(
@@ -121,142 +128,7 @@ def _check_conflict_name(ctx: click.Context, param: click.Parameter, value: str)
     help="Options in mount(8) style: -o endpoint_url=http://…,cache_size=10G,ro,allow_other "
     "(_netdev, noauto and other mount(8) options are ignored).",
 )
-@with_s3_options
-@click.option(
-    "--cache-dir",
-    type=click.Path(),
-    help="Cache directory [default: one per store under "
-    "$XDG_CACHE_HOME/fusestore, or /var/cache/fusestore for root].",
-)
-@click.option(
-    "--cache-size",
-    type=ByteSize(),
-    default="10G",
-    show_default=True,
-    help="Clean data kept in the cache before the least recently used is evicted.",
-)
-@click.option(
-    "--dirty-limit",
-    type=ByteSize(),
-    default="2G",
-    show_default=True,
-    help="Changed data not yet uploaded; writers wait when it is reached.",
-)
-@click.option(
-    "--writeback-delay",
-    type=click.FloatRange(min=0),
-    default=2.0,
-    show_default=True,
-    help="Seconds after a file's last write or close before it is uploaded.",
-)
-@click.option(
-    "--upload-at-close",
-    type=ByteSize(),
-    default="16M",
-    show_default=True,
-    help="A new file at least this big is uploaded as soon as it is closed, without the "
-    "write-back delay (0: never).",
-)
-@click.option(
-    "--metadata-ttl",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    help="Seconds what a listing (or HEAD) showed is trusted before the store is asked again: "
-    "other clients' changes show up after at most this long.",
-)
-@click.option(
-    "--key-prefix",
-    metavar="START",
-    help="A view: show (and let be made) only the names at the top of the store that begin with "
-    "START, e.g. logs- (the store option key_prefix).",
-)
-@click.option(
-    "--link",
-    "link",
-    multiple=True,
-    metavar="PATH=URL",
-    callback=_check_links,
-    help="Show another store read-only at PATH of the mount, e.g. /datasets=s3://public-bucket/prefix "
-    "(repeatable; in a config file, a [links] table). Its endpoint, region and profile default to the "
-    "mount's own.",
-)
-@click.option(
-    "--conflict-name",
-    default=DEFAULT_TEMPLATE,
-    show_default=True,
-    callback=_check_conflict_name,
-    help="How the copy of a change another client beat to the store is named, next to the file: "
-    "{stem} and {time} are required, {ext} and {host} optional.",
-)
-@click.option(
-    "--fsync",
-    type=click.Choice(["local", "remote"]),
-    default="local",
-    show_default=True,
-    help="What fsync waits for: the change safe on this machine's disk (local), or in the store (remote).",
-)
-@click.option(
-    "--exact-attrs",
-    is_flag=True,
-    help="Read each object's stored mode, owner, mtime and symlink flag on its first lookup "
-    "(one HEAD per object). Without it only objects of up to 4095 bytes (possible symlinks) "
-    "are read so; others show the listing's attributes until the file is changed.",
-)
-@click.option("--uid", type=int, help="Owner of objects that carry none [default: you].")
-@click.option("--gid", type=int, help="Group of objects that carry none [default: your group].")
-@click.option(
-    "--umask",
-    type=Octal(),
-    default="022",
-    show_default=True,
-    help="Mode bits cleared for objects and directories that carry no mode.",
-)
-@click.option(
-    "--allow-other",
-    is_flag=True,
-    help="Let other users than the one mounting use the mount (their access is still checked "
-    "against each file's mode).",
-)
-@click.option("--read-only", is_flag=True, help="Mount read-only: every change fails with EROFS.")
-@click.option(
-    "--background",
-    is_flag=True,
-    help="Detach once the mount is ready; the exit code says whether it is (what fstab wants).",
-)
-@click.option(
-    "--log-level",
-    "log_level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    help="How much the daemon logs [default: the global --log-level, warning].",
-)
-@click.option(
-    "--unmount-timeout",
-    type=click.FloatRange(min=0),
-    default=300.0,
-    show_default=True,
-    help="Seconds unmounting waits for the store before leaving the rest for the next mount.",
-)
-@click.option(
-    "--upload-workers",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Files uploaded at the same time.",
-)
-@click.option(
-    "--io-timeout",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds a read or lookup waits for an unreachable store before failing with EIO.",
-)
-@click.option(
-    "--faults",
-    metavar="SPEC",
-    help="For chaos testing: inject faults into every store call, e.g. '*:error=0.2;put*:latency=0.1' "
-    "(see docs/stores.md).",
-)
+@_mount_options
 def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> None:
     """Mount the store at URL on MOUNTPOINT, in the foreground until unmounted.
 
@@ -281,4 +153,5 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
     log_level = options.pop("log_level")
     if log_level:
         logging.getLogger("fusestore").setLevel(log_level.upper())
-    sys.exit(start_mount(MountRequest(url, mountpoint, options)))
+    store_options = click.get_current_context().meta.get("fusestore.store_options", {})
+    sys.exit(start_mount(MountRequest(url, mountpoint, options, store_options)))
