@@ -89,6 +89,9 @@ class Namespace:
         self.store_seq = 0
         #: keys deleted recently, by store_seq, while a listing that may predate it runs
         self.recent_deletes: dict[str, int] = {}
+        #: the prefixes above those keys, by the store_seq of the latest delete below each:
+        #: a listing that predates it may show a directory only for keys gone since
+        self.recent_deletes_below: dict[str, int] = {}
         self._listings = 0
         #: objects (key, etag) whose clean cached data is worthless now: another client
         #: replaced or deleted them (the filesystem drops the data and empties this)
@@ -109,6 +112,7 @@ class Namespace:
         self._listings -= 1
         if not self._listings:
             self.recent_deletes.clear()
+            self.recent_deletes_below.clear()
 
     def store_changed(self, node: Node | None = None, deleted: str | None = None) -> None:
         """The flusher wrote `node` or deleted `deleted`: listings begun before are stale there."""
@@ -117,6 +121,9 @@ class Namespace:
             node.synced_seq = self.store_seq
         if deleted is not None and self._listings:
             self.recent_deletes[deleted] = self.store_seq
+            parts = deleted.rstrip("/").split("/")
+            for depth in range(1, len(parts)):
+                self.recent_deletes_below["/".join(parts[:depth]) + "/"] = self.store_seq
 
     # -- nodes ----------------------------------------------------------------------
 
@@ -420,7 +427,14 @@ class Namespace:
                 self.warn_once(sub, reason)
                 hidden += 1
                 continue
-            if self.shadowed(sub) or sub in self.writing or self.recent_deletes.get(sub, -1) > since:
+            if (
+                self.shadowed(sub)
+                or sub in self.writing
+                or self.recent_deletes.get(sub, -1) > since
+                # The listing may show `sub` only for keys this mount deleted after it was
+                # asked for (a directory renamed or removed here): it tells nothing of `sub`.
+                or self.recent_deletes_below.get(sub, -1) > since
+            ):
                 shadowed.add(name)
                 continue
             if isinstance(listed.get(name), ObjectInfo):

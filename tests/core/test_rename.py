@@ -361,6 +361,52 @@ async def test_this_mount_never_sees_its_directory_rename_half_done(env: Env) ->
     assert env.objects() == {f"dst/{name}": name.encode() for name in names}
 
 
+@pytest.mark.parametrize("how", ["renamed", "removed"])
+async def test_a_listing_taken_before_a_directory_left_the_store_does_not_bring_it_back(
+    env: Env, how: str
+) -> None:
+    """The root is listed while the store still holds `src/...`; the listing's answer
+    arrives once the flusher has moved (or deleted) every object below `src/`. No key of
+    that listing is one the mount still shadows by then, so only the time of the listing
+    tells that its `src/` is older than the mount's own deletes: `src` must not come back."""
+    names = [f"f{i}" for i in range(3)]
+    for name in names:
+        env.put(f"src/{name}", name.encode())
+    listed, go_on = threading.Event(), threading.Event()
+    list_objects = env.store.list
+
+    def held_list(prefix: str, *args: Any, **kwargs: Any) -> Any:
+        page = list_objects(prefix, *args, **kwargs)
+        if prefix == "" and not go_on.is_set():
+            listed.set()
+            go_on.wait(10)
+        return page
+
+    async with env.mount(metadata_ttl=0, writeback_delay=30) as fs:
+        await listdir(fs, "src")
+        if how == "renamed":
+            await fs.rename(1, "src", 1, "dst", 0)
+        else:
+            src = await ino_of(fs, "src")
+            for name in names:
+                await fs.unlink(src, name)
+            await fs.rmdir(1, "src")
+        env.store.list = held_list  # type: ignore[method-assign]
+        root: dict[str, Any] = {}
+
+        async def list_root() -> None:
+            root.update(await listdir(fs))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(list_root)
+            await trio.to_thread.run_sync(listed.wait, 10)  # taken: it shows `src/`
+            await fs.flusher.sync_all()
+            assert not any(key.startswith("src/") for key in env.objects())
+            go_on.set()
+        assert sorted(root) == (["dst"] if how == "renamed" else [])
+        assert await fs.lookup(1, "src") is None
+
+
 async def test_a_file_written_during_its_move_keeps_the_bytes_of_its_moved_object(env: Env) -> None:
     """`a` (never read here) is open while it is renamed to `b`; during its move (the copy
     to `b`) a few of its bytes change, and a new `a` is made. The new `a` goes up once the
