@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.cache import CacheDir
 from fusestore.core import Filesystem, MountSettings, Node
@@ -167,6 +168,29 @@ def env(tmp_path: Path) -> Iterator[Env]:
     name = f"core-{uuid.uuid4().hex[:12]}"
     yield Env(name, tmp_path / "cache")
     MemoryStore.forget(name)
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> MockClock:
+    """Time that passes only while every task waits for it (trio's autojump clock), for
+    tests of what TTLs and delays do: a test that asks for this fixture runs on it.
+
+    Everything the core reads time from follows it: trio's clock (the flusher), and
+    `time.monotonic` and `time.time` (metadata TTLs; the expiry of remembered listings).
+    Blocking calls meant for worker threads (store calls) run inline instead, so the clock
+    cannot jump while one is under way. A slow machine then changes nothing the test sees;
+    a test that waits for a thread of its own must not use it."""
+    clock = MockClock(autojump_threshold=0)
+    start, wall, monotonic = clock.current_time(), time.time(), time.monotonic()
+    monkeypatch.setattr(time, "monotonic", lambda: monotonic + clock.current_time() - start)
+    monkeypatch.setattr(time, "time", lambda: wall + clock.current_time() - start)
+
+    async def run_inline(call: Callable[..., Any], *args: Any, **_options: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return call(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_inline)
+    return clock
 
 
 # -- file-system helpers ---------------------------------------------------------------------

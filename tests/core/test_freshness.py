@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import errno
 import os
-import time
+import threading
 from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.core import Filesystem
 from fusestore.stores import PreconditionFailed
@@ -32,7 +33,9 @@ async def open_and_read(fs: Filesystem, path: str, size: int) -> tuple[int, byte
     return fh, await fs.read(fh, 0, size)
 
 
-async def test_another_clients_version_is_a_new_inode_and_the_old_data_goes(env: Env) -> None:
+async def test_another_clients_version_is_a_new_inode_and_the_old_data_goes(
+    env: Env, virtual_clock: MockClock
+) -> None:
     first = env.put("shared", b"version one")
     async with env.mount(metadata_ttl=TTL) as fs:
         old = await resolve(fs, "shared")
@@ -50,7 +53,9 @@ async def test_another_clients_version_is_a_new_inode_and_the_old_data_goes(env:
     assert env.called("delete_many") == [] and env.called("put") == []
 
 
-async def test_a_handle_open_on_the_old_version_reads_it_or_estale_never_a_mix(env: Env) -> None:
+async def test_a_handle_open_on_the_old_version_reads_it_or_estale_never_a_mix(
+    env: Env, virtual_clock: MockClock
+) -> None:
     old_data, new_data = pattern(32 * MiB, seed=1), pattern(32 * MiB, seed=2)
     env.put("big", old_data)
     async with env.mount(metadata_ttl=TTL) as fs:
@@ -67,7 +72,7 @@ async def test_a_handle_open_on_the_old_version_reads_it_or_estale_never_a_mix(e
         assert cached_versions(fs, "big") == {env.store.head("big").etag}, "its data goes at the release"
 
 
-async def test_a_remote_delete_while_open_for_reading(env: Env) -> None:
+async def test_a_remote_delete_while_open_for_reading(env: Env, virtual_clock: MockClock) -> None:
     env.put("dir/gone", b"read before the delete")
     env.put("dir/stays", b"x")
     async with env.mount(metadata_ttl=TTL) as fs:
@@ -85,7 +90,9 @@ async def test_a_remote_delete_while_open_for_reading(env: Env) -> None:
     assert env.called("delete_many") == []
 
 
-async def test_a_directory_deleted_remotely_goes_with_a_file_open_below_it(env: Env) -> None:
+async def test_a_directory_deleted_remotely_goes_with_a_file_open_below_it(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("tree/sub/file", b"data")
     async with env.mount(metadata_ttl=TTL) as fs:
         fh, _ = await open_and_read(fs, "tree/sub/file", 10)
@@ -97,7 +104,9 @@ async def test_a_directory_deleted_remotely_goes_with_a_file_open_below_it(env: 
     assert env.objects() == {} and env.called("put") == []
 
 
-async def test_a_file_open_for_writing_keeps_its_version_and_its_change_conflicts(env: Env) -> None:
+async def test_a_file_open_for_writing_keeps_its_version_and_its_change_conflicts(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("notes", b"original")
     async with env.mount(metadata_ttl=TTL) as fs:
         node = await resolve(fs, "notes")
@@ -127,7 +136,7 @@ async def test_a_read_that_meets_a_changed_object_makes_the_next_open_see_it(env
         assert len(env.called("list")) == 2
 
 
-async def test_a_big_directory_revalidates_one_file_with_a_head(env: Env) -> None:
+async def test_a_big_directory_revalidates_one_file_with_a_head(env: Env, virtual_clock: MockClock) -> None:
     for i in range(1001):
         env.put(f"many/f{i:04}", b"v1")
 
@@ -150,7 +159,9 @@ async def test_a_big_directory_revalidates_one_file_with_a_head(env: Env) -> Non
         assert len(listings_of("many/")) > lists
 
 
-async def test_names_expire_in_the_kernel_with_what_confirmed_them(env: Env) -> None:
+async def test_names_expire_in_the_kernel_with_what_confirmed_them(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("theirs", b"x")
     async with env.mount(metadata_ttl=10, writeback_delay=30) as fs:
         theirs = await resolve(fs, "theirs")
@@ -188,27 +199,30 @@ async def test_a_change_whose_base_version_went_before_it_was_cached_keeps_every
 
 async def test_a_listing_taken_before_our_upload_does_not_bring_the_old_version_back(env: Env) -> None:
     env.put("c", b"old")
-    async with env.mount(metadata_ttl=0.1, writeback_delay=0) as fs:
+    async with env.mount(metadata_ttl=0, writeback_delay=0) as fs:
         ino = await ino_of(fs, "c")
         assert await read_path(fs, "c") == b"old"
         real_list = env.store.list
+        listed, go_on = threading.Event(), threading.Event()
 
-        def slow_list(*args: Any, **kwargs: Any) -> Any:
+        def held_list(*args: Any, **kwargs: Any) -> Any:
             page = real_list(*args, **kwargs)  # what the store held when asked ...
-            time.sleep(0.5)  # ... arrives after our upload
+            listed.set()
+            go_on.wait(10)  # ... arrives after our upload
             return page
 
-        env.store.list = slow_list  # type: ignore[method-assign]
-        await trio.sleep(TTL)
+        env.store.list = held_list  # type: ignore[method-assign]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(listdir, fs)
-            await trio.sleep(0.1)
+            await trio.to_thread.run_sync(listed.wait, 10)
+            env.store.list = real_list  # type: ignore[method-assign]
             fh, _ = await fs.open(ino, os.O_WRONLY)
             await fs.setattr(ino, size=0, fh=fh)
             await fs.write(fh, 0, b"new")
             fs.release(fh)
             await fs.flusher.sync_all()
-        env.store.list = real_list  # type: ignore[method-assign]
+            assert env.objects() == {"c": b"new"}
+            go_on.set()
         assert await read_path(fs, "c") == b"new", "the late listing's old version came back"
         fh, _ = await fs.open(await ino_of(fs, "c"), os.O_WRONLY)
         await fs.write(fh, 3, b" and newer")
