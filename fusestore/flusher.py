@@ -441,7 +441,9 @@ class Flusher:
             if when > now:
                 next_due = when
                 break
-            if held and when > now - BURST_MAX_HOLD and node not in self.failures:
+            # `now < when + hold`, not `when > now - hold`: the same sum as the wake time, or
+            # rounding could hold a node at the very time the loop wakes for it (a busy loop).
+            if held and now < when + BURST_MAX_HOLD and node not in self.failures:
                 next_due = min(self._burst.quiet_at(), when + BURST_MAX_HOLD)
                 break
             entry = heapq.heappop(queue)
@@ -1269,7 +1271,8 @@ class Burst:
         self._last = now
 
     def going(self, now: float) -> bool:
-        return now - self._last < BURST_WINDOW / 2 and self._count + self._before >= BURST_FILES
+        # The same sum as `quiet_at`: a burst going at its quiet time would wake no one.
+        return now < self.quiet_at() and self._count + self._before >= BURST_FILES
 
     def quiet_at(self) -> float:
         """When the burst counts as over if no new file comes."""

@@ -4,11 +4,11 @@ uploads wait while a burst of new files goes on, but not for longer than a limit
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore import flusher
 
@@ -29,7 +29,7 @@ async def test_a_file_written_many_times_keeps_one_queue_entry(env: Env) -> None
 
 
 async def test_a_burst_of_new_files_does_not_wake_the_flusher_per_change(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, monkeypatch: pytest.MonkeyPatch, virtual_clock: MockClock
 ) -> None:
     """Each new file is several changes (create, write, close); the flusher's loop, which
     scans its queue each time it runs, need not run for a change due after the time it
@@ -55,62 +55,62 @@ async def test_a_burst_of_new_files_does_not_wake_the_flusher_per_change(
 
 
 def timed_puts(env: Env) -> list[float]:
-    """Make every upload take 20 ms, as over a network; returns the list of their start
-    times (time.monotonic), filled as they happen."""
+    """The list of the times (trio's clock) at which uploads start, filled as they do."""
     started: list[float] = []
     put = env.store.put
 
-    def slow_put(*args: Any, **kwargs: Any) -> Any:
-        started.append(time.monotonic())
-        time.sleep(0.02)
+    def timed_put(*args: Any, **kwargs: Any) -> Any:
+        started.append(trio.current_time())
         return put(*args, **kwargs)
 
-    env.store.put = slow_put  # type: ignore[method-assign]
+    env.store.put = timed_put  # type: ignore[method-assign]
     return started
 
 
 async def make_files_for(fs: Any, seconds: float) -> int:
-    """New files, each due almost at once, for `seconds`; returns how many."""
+    """New files, each due almost at once, one every 3 ms for `seconds`; returns how many.
+    (On the virtual clock: a slow machine makes the burst no slower.)"""
     start = trio.current_time()
     count = 0
     while trio.current_time() < start + seconds:
         await write_file(fs, f"f{count:05}", b"x")
         count += 1
-        await trio.sleep(0.001)
+        await trio.sleep(0.003)
     return count
 
 
-async def test_uploads_wait_while_a_burst_of_new_files_goes_on(env: Env) -> None:
+async def test_uploads_wait_while_a_burst_of_new_files_goes_on(env: Env, virtual_clock: MockClock) -> None:
     started = timed_puts(env)
     async with env.mount(writeback_delay=0.01, upload_workers=4) as fs:
-        begin = time.monotonic()
+        begin = trio.current_time()
         count = await make_files_for(fs, 1.5)
-        end = time.monotonic()
+        end = trio.current_time()
         with trio.fail_after(30):
             while fs.flusher.due or fs.flusher.running:
                 await trio.sleep(0.05)
-    assert count > 100
+    assert count > 400
     # The burst is known once 40 files came within half a second; from then on, nothing.
-    during = [t for t in started if begin + 0.6 < t < end]
+    assert [t for t in started if t < begin + 0.15], "the first files went up before the burst"
+    during = [t for t in started if begin + 0.15 < t < end]
     assert not during, f"{len(during)} uploads started during the burst"
     assert len(env.objects()) == count, "all went up once it paused"
 
 
 async def test_a_long_burst_holds_no_upload_longer_than_the_limit(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, monkeypatch: pytest.MonkeyPatch, virtual_clock: MockClock
 ) -> None:
     monkeypatch.setattr(flusher, "BURST_MAX_HOLD", 0.3)
     started = timed_puts(env)
     async with env.mount(writeback_delay=0.01, upload_workers=4) as fs:
-        begin = time.monotonic()
+        begin = trio.current_time()
         count = await make_files_for(fs, 2.0)
-        end = time.monotonic()
+        end = trio.current_time()
     assert count > 100
     assert [t for t in started if begin + 1.0 < t < end], "the burst held uploads past the limit"
     assert len(env.objects()) == count
 
 
-async def test_new_files_cost_one_put_each_and_no_other_request(env: Env) -> None:
+async def test_new_files_cost_one_put_each_and_no_other_request(env: Env, virtual_clock: MockClock) -> None:
     """What the bench's create and untar workloads count (1000 and 2139 PutObject)."""
     async with env.mount(writeback_delay=0.01) as fs:
         await make_files_for(fs, 0.3)
