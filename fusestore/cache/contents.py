@@ -126,6 +126,12 @@ class ContentStore:
         content.room = self.room
         return content
 
+    def close_files(self) -> None:
+        """Close every cache file (the mount is closing; a content opens its file again if
+        used after all). Inline: a scan of the contents."""
+        for content in self._by_id.values():
+            content.close()
+
     def close_idle_files(self) -> None:
         """Once OPEN_FILES more cache files are open than the last sweep left (those of
         open handles), close the ones no handle uses. Inline: a scan of the contents, at

@@ -191,6 +191,7 @@ class Filesystem:
         """Persist what the next mount reuses. Call after the flusher stopped."""
         self.contents.drop_spares()
         self.contents.save_all()
+        self.contents.close_files()  # else a process that mounts again keeps them all
         for node in self.ns.nodes.values():
             if node.jid is not None:
                 self.record(node)

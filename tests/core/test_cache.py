@@ -364,6 +364,29 @@ async def test_cache_files_of_closed_files_are_not_all_kept_open(env: Env) -> No
         assert await read_path(fs, f"f{count - 1:04}") == pattern(10, seed=count - 1)
 
 
+@pytest.mark.trio
+async def test_no_cache_file_stays_open_once_the_mount_is_closed(env: Env) -> None:
+    """Closing a mount closes every cache file it opened (files written, files read), so
+    a process that mounts again and again does not run out of descriptors."""
+    data_dir = env.cache_dir / "data"
+    env.put("theirs", b"read from the store")
+
+    def open_cache_files() -> list[str]:
+        paths = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor
+                paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return [path for path in paths if os.path.dirname(path) == str(data_dir)]
+
+    for mount in range(2):
+        async with env.mount(writeback_delay=60) as fs:
+            for i in range(10):
+                await write_file(fs, f"m{mount}-f{i}", pattern(10, seed=i))
+            assert await read_path(fs, "theirs") == b"read from the store"
+            assert open_cache_files(), "files written and read are kept open while mounted"
+        assert open_cache_files() == []
+
+
 def test_the_daemon_raises_its_open_file_limit_to_the_hard_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= 512:
