@@ -4,9 +4,11 @@ the journal records left to it are written in one transaction."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +46,27 @@ async def test_persist_starts_the_write_out_of_all_then_syncs_each(
         assert last_start < first_sync, "every write-out starts before the first fdatasync"
 
 
-def test_starting_a_write_out_never_fails(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_starting_a_write_out_asks_the_kernel_about_that_file_and_never_fails(tmp_path: Path) -> None:
+    """The hint reaches the kernel for the descriptor given (its errno says so: the call
+    is not the do-nothing fallback), and where the kernel refuses it nothing raises."""
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.write(fd, b"x" * 10000)
+        ctypes.set_errno(0)
         writeout.start_writeout(fd)
+        assert ctypes.get_errno() == 0, "the write-out of a file's dirty pages starts"
     finally:
         os.close(fd)
-    writeout.start_writeout(fd)  # closed: the hint is lost, nothing raises
+    read_end, write_end = os.pipe()
+    try:
+        writeout.start_writeout(read_end)
+        assert ctypes.get_errno() == errno.ESPIPE, "sync_file_range was asked about this very fd"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    writeout.start_writeout(-1)
+    assert ctypes.get_errno() == errno.EBADF, "refused: the hint is lost, nothing raises"
 
 
 @pytest.mark.trio
