@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from fusestore.cache import BLOCK_SIZE, Content
 from fusestore.stores import StoreUnavailable
@@ -128,7 +129,10 @@ async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> Non
                 fh, _ = await fs.open(await ino_of(fs, f"f{i}"), os.O_RDONLY)
                 for offset in range(0, 2 * MiB, MiB):  # sequential: its stream runs ahead, then waits
                     await fs.read(fh, offset, MiB)
-            await trio.sleep(0.3)  # every stream has reached its readers' window and paused
+            with trio.fail_after(10):  # every stream reaches its readers' window and pauses
+                while any(s.position < min(s.limit, s.end) for s in fs.fetcher.streams.values()):
+                    await trio.sleep(0.01)
+            await wait_all_tasks_blocked()  # and each has let its buffers go
             assert fs.fetcher.streams, "the streams ended: the test proves nothing"
             held = sum(
                 stat.size

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.core import Filesystem
 from fusestore.stores import PosixAttrs
@@ -65,7 +66,9 @@ async def test_an_empty_new_file_becomes_an_empty_object(env: Env) -> None:
         assert_synced(fs)
 
 
-async def test_rewrites_before_the_upload_coalesce_into_the_last_version(env: Env) -> None:
+async def test_rewrites_before_the_upload_coalesce_into_the_last_version(
+    env: Env, virtual_clock: MockClock
+) -> None:
     async with env.mount(writeback_delay=0.3) as fs:
         fh, node = await fs.create(1, "f", 0o644, os.O_RDWR, 0, 0)
         for i in range(5):
