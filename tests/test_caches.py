@@ -1,4 +1,4 @@
-"""`fusestore.caches`: listing, showing and cleaning cache directories left by mounts.
+"""`fusestore.cache.inspector`: listing, showing and cleaning cache directories left by mounts.
 
 The caches are real: a `Filesystem` on a memory store, driven by trio without a kernel (as in
 tests/core), with the flusher off so that the changes stay in the journal for the next mount.
@@ -21,9 +21,18 @@ import pytest
 import trio
 from core.conftest import Env
 
-from fusestore import caches
+from fusestore.cache import inspector
+from fusestore.cache.inspector import (
+    CacheInfo,
+    CacheInUse,
+    NotACache,
+    clean,
+    describe,
+    find_caches,
+    pending_items,
+    survey,
+)
 from fusestore.cache.layout import cache_name
-from fusestore.caches import CacheInfo, CacheInUse, NotACache, clean, describe, find_caches, pending_items
 from fusestore.core import Filesystem
 from fusestore.stores.memory import MemoryStore
 
@@ -190,7 +199,7 @@ def test_list_shows_a_cache_with_pending_work_and_its_store_url(
         assert other.pending is False and other.dirty_bytes == 0 and other.pending_files == 0
         assert other.clean_bytes == other.data_bytes > 0
 
-        monkeypatch.setattr(caches, "default_cache_root", lambda: root)
+        monkeypatch.setattr(survey, "default_cache_root", lambda: root)
         assert [info.path for info in find_caches()] == [info.path for info in infos]
         assert find_caches(tmp_path / "missing") == []
     finally:
@@ -452,9 +461,9 @@ def test_an_unreadable_journal_is_reported_and_only_force_cleans_it(bench: Bench
     assert info.pending is None and info.pending_files is None and info.clean_bytes is None
     assert info.pending_error
     assert json.loads(json.dumps(info.to_json()))["pending"] is None
-    with pytest.raises(caches.CacheError, match="cannot read the journal"):
+    with pytest.raises(inspector.CacheError, match="cannot read the journal"):
         pending_items(bench.cache_dir)
-    with pytest.raises(caches.CacheError, match="nothing was removed") as refused:
+    with pytest.raises(inspector.CacheError, match="nothing was removed") as refused:
         clean(info)
     assert "\n" not in str(refused.value)
     assert (bench.cache_dir / "data").is_dir() and (bench.cache_dir / "index").is_dir()

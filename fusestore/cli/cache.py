@@ -1,4 +1,4 @@
-"""`fusestore cache list|show|clean`: the caches on this machine (see `caches`)."""
+"""`fusestore cache list|show|clean`: the caches on this machine (see `fusestore.cache.inspector`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import caches
+from ..cache import inspector
 from ..cache.layout import cache_name, default_cache_root
 from .common import fail, size_text
 
@@ -20,7 +20,7 @@ def _resolve(cache: str) -> Path:
     return Path(cache)
 
 
-def _pending_text(info: caches.CacheInfo) -> str:
+def _pending_text(info: inspector.CacheInfo) -> str:
     lost = f"; LOST+FOUND: {info.lost_files} file(s) not in the store" if info.lost_files else ""
     if info.pending is None:
         return f"pending: unknown ({info.pending_error}){lost}"
@@ -45,7 +45,7 @@ def cache_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per cache, in a list.")
 def cache_list(root: str | None, as_json: bool) -> None:
     """Every cache under the default root: store, size, in use or not, pending work."""
-    found = caches.find_caches(Path(root) if root else None)
+    found = inspector.find_caches(Path(root) if root else None)
     if as_json:
         click.echo(json.dumps([info.to_json() for info in found], indent=2))
         return
@@ -67,11 +67,11 @@ def cache_show(cache: str, as_json: bool) -> None:
     """What CACHE (a directory, or a store URL) still has to upload, item by item."""
     path = _resolve(cache)
     try:
-        info = caches.describe(path)
+        info = inspector.describe(path)
         # An unreadable journal is shown (with what to do), not an error.
-        items = caches.pending_items(path) if info.pending_error is None else []
-        lost = caches.lost_entries(path)
-    except caches.CacheError as exc:
+        items = inspector.pending_items(path) if info.pending_error is None else []
+        lost = inspector.lost_entries(path)
+    except inspector.CacheError as exc:
         fail(str(exc))
     unreadable = info.pending_error is not None
     if as_json:
@@ -116,9 +116,9 @@ def cache_recover(cache: str, target: str) -> None:
     every data file that is not a known copy of an object. Nothing is overwritten."""
     path = _resolve(cache)
     try:
-        info = caches.describe(path)
-        done = caches.recover(path, Path(target))
-    except caches.CacheError as exc:
+        info = inspector.describe(path)
+        done = inspector.recover(path, Path(target))
+    except inspector.CacheError as exc:
         fail(str(exc))
     for what, copy in done:
         click.echo(f"recovered {what} -> {copy}")
@@ -141,8 +141,8 @@ def cache_clean(cache: tuple[str, ...], every: bool, force: bool, yes: bool) -> 
     if not cache and not every:
         fail("which cache? give CACHE (a directory or a store URL), or --all")
     try:
-        targets = caches.find_caches() if every else [caches.describe(_resolve(c)) for c in cache]
-    except caches.CacheError as exc:
+        targets = inspector.find_caches() if every else [inspector.describe(_resolve(c)) for c in cache]
+    except inspector.CacheError as exc:
         fail(str(exc))
     failed = False
     for info in targets:
@@ -154,8 +154,8 @@ def cache_clean(cache: tuple[str, ...], every: bool, force: bool, yes: bool) -> 
                 f"{info.path}: {_pending_text(info)}. Remove it all, for good?", abort=True, err=True
             )
         try:
-            result = caches.clean(info, force=force)
-        except caches.CacheError as exc:
+            result = inspector.clean(info, force=force)
+        except inspector.CacheError as exc:
             click.echo(f"fusestore: error: {exc}", err=True)
             failed = True
             continue

@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from .. import caches, mounts
+from .. import mounts
+from ..cache import inspector
 from ..cache.layout import cache_name, default_cache_root
 from ..control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
 from .common import Progress, daemon_of, fail, mountpoint_from, registered, size_text
@@ -203,8 +204,8 @@ def left_behind(point: str, store_url: str | None, cache: str | None, head: str)
     if cache is None and store_url:
         cache = str(default_cache_root() / cache_name(store_url))  # the registry entry is gone
     try:
-        info = caches.describe(cache) if cache else None
-    except caches.CacheError as exc:
+        info = inspector.describe(cache) if cache else None
+    except inspector.CacheError as exc:
         click.echo(f"{head}, and its cache cannot be read ({exc})", err=True)
         info = None
     if info is not None and info.pending is False:
@@ -237,8 +238,8 @@ def left_behind(point: str, store_url: str | None, cache: str | None, head: str)
         err=True,
     )
     if info.not_uploadable:
-        with contextlib.suppress(caches.CacheError):
-            for item in caches.pending_items(info.path):
+        with contextlib.suppress(inspector.CacheError):
+            for item in inspector.pending_items(info.path):
                 if item.not_uploadable is not None:
                     click.echo(f"Not uploadable: {item.key!r}: {item.not_uploadable} (rename it)", err=True)
     if info.lost_files:
@@ -249,8 +250,8 @@ def left_behind(point: str, store_url: str | None, cache: str | None, head: str)
 def _lost_found(cache: Path) -> None:
     """Name the files the lost+found of `cache` holds (not in the store), and the command
     that copies them out."""
-    with contextlib.suppress(caches.CacheError):
-        entries = caches.lost_entries(cache)
+    with contextlib.suppress(inspector.CacheError):
+        entries = inspector.lost_entries(cache)
         click.echo(
             f"{len(entries)} file(s) that may hold changes are NOT in the store, kept in "
             f"{cache / 'lost+found'}; `fusestore cache recover {shlex.quote(str(cache))} DIR` "

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from fusestore import caches
+from fusestore.cache import inspector
 from fusestore.core import Filesystem
 from fusestore.stores import Store, StoreUnavailable
 from fusestore.stores.wrapper import WrappedStore
@@ -174,7 +174,7 @@ async def test_a_kill_at_any_moment_leaves_nothing_in_lost_and_found(
             nursery.cancel_scope.cancel()
     async with env.mount():
         pass
-    lost = caches.lost_entries(env.cache_dir)
+    lost = inspector.lost_entries(env.cache_dir)
     assert lost == [], caplog.text + "".join(f"\n{entry.name}: {at_kill.get(entry.name)}" for entry in lost)
     stored = env.objects()
     for name, data in workload.fsynced.items():

@@ -22,8 +22,7 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from fusestore import caches
-from fusestore.cache import CacheDir
+from fusestore.cache import CacheDir, inspector
 from fusestore.cache.diskfull import Index
 from fusestore.cache.recovery import JournalDamaged
 from fusestore.cli import main
@@ -126,7 +125,7 @@ async def assert_deleted_at_next_mount(env: Env, scratch: Path) -> None:
     async with env.mount():
         pass
     assert not scratch.exists()
-    assert caches.lost_entries(env.cache_dir) == []
+    assert inspector.lost_entries(env.cache_dir) == []
 
 
 @pytest.mark.trio
@@ -198,19 +197,19 @@ async def test_a_pending_file_shorter_than_its_record_is_set_aside_not_uploaded(
     assert env.objects() == {k: v for k, v in whole.items() if k != "f3"}, "f3 is not uploaded"
     assert "f3" in caplog.text and "lost+found" in caplog.text, caplog.text
 
-    info = caches.describe(env.cache_dir)
+    info = inspector.describe(env.cache_dir)
     assert info.lost_files == 1
-    [entry] = caches.lost_entries(env.cache_dir)
+    [entry] = inspector.lost_entries(env.cache_dir)
     assert entry.key == "f3" and entry.size == len(half) and entry.expected_size == len(whole["f3"])
     shown = CliRunner().invoke(main, ["cache", "show", str(env.cache_dir)])
     assert "lost+found" in shown.output and "f3" in shown.output, shown.output
 
-    caches.clean(caches.describe(env.cache_dir))
-    assert len(caches.lost_entries(env.cache_dir)) == 1, "a clean without --force keeps lost+found"
+    inspector.clean(inspector.describe(env.cache_dir))
+    assert len(inspector.lost_entries(env.cache_dir)) == 1, "a clean without --force keeps lost+found"
     target = tmp_path / "rescued"
     assert recovered(env.cache_dir, target) == Counter([half])
     assert (target / "f3").read_bytes() == half, "named by its key"
-    assert caches.lost_entries(env.cache_dir) == [], "recovered files leave lost+found"
+    assert inspector.lost_entries(env.cache_dir) == [], "recovered files leave lost+found"
 
 
 @pytest.mark.trio
@@ -229,7 +228,7 @@ async def test_a_data_file_no_record_names_is_set_aside_never_deleted(
             pass
     assert env.objects() == {k: v for k, v in whole.items() if k != "f1"}
     assert "lost+found" in caplog.text, caplog.text
-    [entry] = caches.lost_entries(env.cache_dir)
+    [entry] = inspector.lost_entries(env.cache_dir)
     assert entry.key is None and entry.size == len(whole["f1"])
     assert recovered(env.cache_dir, tmp_path / "rescued") == Counter([whole["f1"]])
 
@@ -308,7 +307,7 @@ async def test_an_empty_new_file_whose_cache_file_was_never_made_is_not_taken_fo
     async with env.mount():
         pass
     assert env.objects() == {"empty": b""}
-    assert caches.lost_entries(env.cache_dir) == []
+    assert inspector.lost_entries(env.cache_dir) == []
 
 
 @pytest.mark.trio
@@ -347,7 +346,7 @@ async def test_with_the_index_rebuilt_a_data_file_no_record_names_is_still_set_a
     async with env.mount():
         pass
     assert env.objects() == {k: v for k, v in whole.items() if k != "f1"}
-    [entry] = caches.lost_entries(env.cache_dir)
+    [entry] = inspector.lost_entries(env.cache_dir)
     assert entry.size == len(whole["f1"]) and "index" in entry.reason
     assert recovered(env.cache_dir, tmp_path / "rescued") == Counter([whole["f1"]])
 
@@ -398,7 +397,7 @@ async def test_a_change_to_an_object_not_cached_whole_is_not_taken_for_damage(
         async with env.mount():
             pass
     assert "lost+found" not in caplog.text, caplog.text
-    assert caches.lost_entries(env.cache_dir) == []
+    assert inspector.lost_entries(env.cache_dir) == []
     assert env.objects() == {"big": b"patched" + original[7:]}
 
 
@@ -447,5 +446,5 @@ async def test_a_copy_made_dirty_by_a_write_cut_by_a_kill_is_not_taken_for_lost_
     with caplog.at_level(logging.WARNING):
         async with env.mount():
             pass
-    assert caches.lost_entries(env.cache_dir) == [], caplog.text
+    assert inspector.lost_entries(env.cache_dir) == [], caplog.text
     assert env.objects() == {"big": original}

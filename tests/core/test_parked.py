@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore import caches
+from fusestore.cache import inspector
 from fusestore.stores import InvalidKey
 
 from .conftest import Env, read_all, resolve, write_file
@@ -58,12 +58,12 @@ async def test_a_key_the_store_refuses_is_parked_and_sync_finishes(env: Env) -> 
         assert repr("/" + NAME) in line and "does not accept" in line and "\n" not in line
         assert fs.flusher.progress()["not_uploadable"] == 1
 
-    items = caches.pending_items(env.cache_dir)
+    items = inspector.pending_items(env.cache_dir)
     [item] = [item for item in items if item.key == NAME]
     assert item.kind == "file" and item.data
     assert item.not_uploadable is not None and "does not accept" in item.not_uploadable
     assert item.summary().startswith("NOT UPLOADABLE")
-    info = caches.describe(env.cache_dir)
+    info = inspector.describe(env.cache_dir)
     assert info.not_uploadable == 1 and info.pending_files == 1
 
 
@@ -92,7 +92,7 @@ async def test_a_parked_file_goes_up_once_renamed_or_changed(env: Env) -> None:
             await fs.flusher.sync_all()
         assert not fs.flusher.parked.lines()
     assert env.objects() == {"renamed.txt": b"FIRST"}
-    assert caches.describe(env.cache_dir).pending is False
+    assert inspector.describe(env.cache_dir).pending is False
 
 
 async def test_a_parked_rename_does_not_hold_up_a_new_file_at_its_old_name(env: Env) -> None:
