@@ -7,9 +7,10 @@ socket 0600, and every connection is checked with SO_PEERCRED: only the user who
 and root may talk to the daemon. The client checks the other way round: it connects only
 through a directory private to the mount's user (see `private`), and believes only a
 daemon run by that user or root (SO_PEERCRED of the server), so no other user can stand
-in for a daemon. One request per connection, one JSON object per line:
+in for a daemon. One request per connection, one JSON object per line. The daemon answers
+through `control_commands`, whose `COMMANDS` table has one handler per command:
 
-- `{"cmd": "status"}` → one status object (`Daemon.status`).
+- `{"cmd": "status"}` → one status object (`control_commands.MountStatus`, as JSON).
 - `{"cmd": "flush"}` → progress objects (`{"progress": {...}}`) every `interval` seconds
   until nothing is dirty, then `{"done": true, "status": {...}}`. The client may hang up
   at any time; uploads go on regardless.

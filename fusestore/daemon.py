@@ -8,9 +8,7 @@ the cache's lost+found, 2 for a bad setup (see `SetupError`), a damaged journal 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import resource
 import signal
@@ -23,13 +21,13 @@ from typing import Any
 import pyfuse3
 import trio
 
-from . import mounts, sdnotify
+from . import control_commands, mounts, sdnotify
 from .cache import CacheDir, CacheLocked
 from .cache.recovery import JournalDamaged
 from .control import ControlServer
-from .core import Filesystem, MountSettings, pinning
+from .control_commands import LinkedStoreStatus, MountStatus
+from .core import Filesystem, MountSettings
 from .fuse_ops import FuseOperations
-from .pins import PinProgress
 from .private import UnsafeDirectory
 from .stores import ListPage, Store, StoreError, StoreUnavailable
 from .stores.links import Link, open_linked
@@ -308,129 +306,57 @@ class Daemon:
 
     # -- the control channel ---------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def live_fs(self) -> Filesystem:
+        assert self.fs is not None
+        return self.fs
+
+    def status(self) -> MountStatus:
         """The mount's state for `fusestore status` (no I/O: safe to call often)."""
-        fs = self.fs
-        assert fs is not None
+        fs = self.live_fs()
         requests = self.store.request_counts() or dict(fs.calls.counts)
-        return {
-            "mountpoint": self.mountpoint,
-            "store": self.store.to_url(),
-            "pid": os.getpid(),
-            "state": "unmounting" if self._syncing else "mounted",
-            "store_online": fs.calls.online,
-            "read_only": self.options.read_only,
-            **fs.flusher.progress(),
-            "dirty_limit": self.settings.dirty_limit,
-            "cache_dir": str(self.cache.path),
-            "cache_used": fs.contents.used,
-            "cache_limit": self.settings.cache_size,
-            "links": [{"path": "/" + link.path, "store": link.store.to_url()} for link in self._links()],
-            "pinned": ["/" + key for key in fs.pins],
-            "pinned_bytes": fs.contents.kept_bytes,
-            "requests": dict(sorted(requests.items())),
-        }
+        return MountStatus(
+            mountpoint=self.mountpoint,
+            store=self.store.to_url(),
+            pid=os.getpid(),
+            state="unmounting" if self._syncing else "mounted",
+            store_online=fs.calls.online,
+            read_only=self.options.read_only,
+            upload=fs.flusher.progress(),
+            dirty_limit=self.settings.dirty_limit,
+            cache_dir=str(self.cache.path),
+            cache_used=fs.contents.used,
+            cache_limit=self.settings.cache_size,
+            links=[LinkedStoreStatus("/" + link.path, link.store.to_url()) for link in self._links()],
+            pinned=["/" + key for key in fs.pins],
+            pinned_bytes=fs.contents.kept_bytes,
+            requests=requests,
+        )
+
+    def open_link(self, url: str) -> Store:
+        fs = self.live_fs()
+        main = fs.links.main if fs.links is not None else self.store
+        return open_linked(url, self.options.link_defaults, main.scheme)
+
+    def request_unmount(self, *, sync: bool) -> None:
+        assert self._stop is not None
+        if not sync:
+            log.warning("unmount without waiting for the store was asked for")
+            self._skip_sync = True
+            self._stop.set()
+            if self._sync_scope is not None:
+                self._sync_scope.cancel()
+        elif not self._stop.is_set():
+            log.warning("unmount asked for: syncing, then unmounting")
+            self._stop.set()
 
     async def _control(
         self, request: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]]
     ) -> None:
-        fs = self.fs
-        assert fs is not None and self._stop is not None
-        command = request["cmd"]
-        interval = float(request.get("interval", 0.5))
-        if command == "status":
-            await send(self.status())
-        elif command == "flush":
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_progress, send, interval)
-                await fs.flusher.sync_all()
-                nursery.cancel_scope.cancel()
-            await send({"done": True, "status": self.status()})
-        elif command == "link":
-            await self._link(str(request.get("path", "")), str(request.get("url", "")), send)
-        elif command == "unlink_store":
-            try:
-                store = await fs.unlink_store(str(request.get("path", "")))
-            except ValueError as exc:
-                await send({"error": str(exc)})
-                return
-            await trio.to_thread.run_sync(store.close)
-            await send({"done": True, "status": self.status()})
-        elif command == "pin":
-            await self._pin(str(request.get("path", "")), send, interval)
-        elif command == "unpin":
-            try:
-                pinning.unpin(fs, str(request.get("path", "")))
-            except OSError as exc:
-                await send({"error": exc.strerror or str(exc)})
-                return
-            await send({"done": True, "status": self.status()})
-        elif command == "unmount":
-            if not request.get("sync", True):
-                log.warning("unmount without waiting for the store was asked for")
-                self._skip_sync = True
-                self._stop.set()
-                if self._sync_scope is not None:
-                    self._sync_scope.cancel()
-                return
-            if not self._stop.is_set():
-                log.warning("unmount asked for: syncing, then unmounting")
-                self._stop.set()
-            await self._send_progress(send, interval)  # until the daemon exits
-        else:
-            await send({"error": f"unknown request {command!r}"})
+        await control_commands.dispatch(self, request, send)
 
     def _links(self) -> list[Link]:
         fs = self.fs
         return [] if fs is None or fs.links is None else list(fs.links.links.values())
-
-    async def _link(self, path: str, url: str, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        """Link the store at `url` at `path` of the live mount, once it answered one request."""
-        fs = self.fs
-        assert fs is not None
-        try:
-            main = fs.links.main if fs.links is not None else self.store
-            store = open_linked(url, self.options.link_defaults, main.scheme)
-            await trio.to_thread.run_sync(store.probe)
-            await fs.link_store(path, store)
-        except (ValueError, StoreError) as exc:
-            await send({"error": f"cannot link {url} at {path}: {exc}"})
-            return
-        log.info("linked %s at /%s", url, path.strip("/"))
-        await send({"done": True, "status": self.status()})
-
-    async def _pin(
-        self, path: str, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float
-    ) -> None:
-        """`fusestore pin`: progress at most every `interval` seconds, then the result."""
-        fs = self.fs
-        assert fs is not None
-        last_sent = -math.inf
-
-        async def report(progress: PinProgress) -> None:
-            nonlocal last_sent
-            done = progress.files_done == progress.files_total
-            if done or trio.current_time() - last_sent >= interval:
-                last_sent = trio.current_time()
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await send({"progress": progress.as_dict()})  # a client gone: the pin goes on
-
-        try:
-            result = await pinning.pin(fs, path, report)
-        except (OSError, StoreError) as exc:
-            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            await send({"error": message})
-            return
-        await send({"done": True, "pin": result.as_dict(), "status": self.status()})
-
-    async def _send_progress(
-        self, send: Callable[[dict[str, Any]], Awaitable[None]], interval: float
-    ) -> None:
-        fs = self.fs
-        assert fs is not None
-        while True:
-            await send({"progress": {**fs.flusher.progress(), "store_online": fs.calls.online}})
-            await trio.sleep(interval)
 
     async def _watch_signals(self, stop_requested: trio.Event) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
