@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -191,6 +192,29 @@ def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> MockClock:
 
     monkeypatch.setattr(trio.to_thread, "run_sync", run_inline)
     return clock
+
+
+class GatedPut:
+    """The store's first `put` (or first call of `method`) waits, once it is called, until
+    the test lets it go on."""
+
+    def __init__(self, env: Env, method: str = "put") -> None:
+        self.started = threading.Event()
+        self.proceed = threading.Event()
+        inner = getattr(env.store, method)
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            if not self.started.is_set():
+                self.started.set()
+                assert self.proceed.wait(5), "the test never let the upload go on"
+            return inner(*args, **kwargs)
+
+        setattr(env.store, method, gated)
+
+    async def wait_until_started(self) -> None:
+        with trio.fail_after(5):
+            while not self.started.is_set():
+                await trio.sleep(0.005)
 
 
 # -- file-system helpers ---------------------------------------------------------------------

@@ -15,32 +15,18 @@ import trio.testing
 from fusestore.cache.content import BLOCK_SIZE
 from fusestore.core import Filesystem, Node
 
-from .conftest import Env, ino_of, listdir, mkdir, resolve, write_file
+from .conftest import Env, GatedPut, ino_of, listdir, mkdir, resolve, write_file
 
 pytestmark = pytest.mark.trio
 
 
-class GatedPut:
-    """The store's first `put` (or first call of `method`) waits, once it is called, until
-    the test lets it go on."""
-
-    def __init__(self, env: Env, method: str = "put") -> None:
-        self.started = threading.Event()
-        self.proceed = threading.Event()
-        inner = getattr(env.store, method)
-
-        def gated(*args: Any, **kwargs: Any) -> Any:
-            if not self.started.is_set():
-                self.started.set()
-                assert self.proceed.wait(5), "the test never let the upload go on"
-            return inner(*args, **kwargs)
-
-        setattr(env.store, method, gated)
-
-    async def wait_until_started(self) -> None:
-        with trio.fail_after(5):
-            while not self.started.is_set():
-                await trio.sleep(0.005)
+async def moving_a_to_b(env: Env, fs: Filesystem) -> GatedPut:
+    """`mv a b`, its copy a -> b held at the store until the test lets it go on."""
+    gate = GatedPut(env, "copy")
+    await resolve(fs, "a")
+    await fs.rename(1, "a", 1, "b", 0)
+    await gate.wait_until_started()
+    return gate
 
 
 async def make(fs: Filesystem, kind: str, name: str) -> None:
@@ -207,11 +193,8 @@ async def test_a_new_file_waits_for_a_copy_landing_at_its_key_to_move_on(env: En
     (a new file's upload that only checked before waiting for the key met the copy's
     object there as another client's, and the copy to c lost its source)."""
     env.put("a", b"a0")
-    gate = GatedPut(env, "copy")
     async with env.mount(writeback_delay=0) as fs:
-        await resolve(fs, "a")
-        await fs.rename(1, "a", 1, "b", 0)
-        await gate.wait_until_started()
+        gate = await moving_a_to_b(env, fs)
         await fs.rename(1, "b", 1, "c", 0)
         await waiting_for_its_key(fs, await write_file(fs, "b", b"b1"))
         gate.proceed.set()
@@ -246,11 +229,8 @@ async def test_a_file_removed_during_its_copy_copies_nothing_more(env: Env) -> N
     doing, not another client's: nothing is copied to b again (the new a's bytes there
     would be an object b never held)."""
     env.put("a", b"a0")
-    gate = GatedPut(env, "copy")
     async with env.mount(writeback_delay=0) as fs:
-        await resolve(fs, "a")
-        await fs.rename(1, "a", 1, "b", 0)
-        await gate.wait_until_started()
+        gate = await moving_a_to_b(env, fs)
         await fs.unlink(1, "b")
         await fs.flusher.wait_uploaded(await write_file(fs, "a", b"a1"))
         gate.proceed.set()

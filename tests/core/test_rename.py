@@ -12,7 +12,7 @@ import trio
 
 from fusestore.stores.faulty import FaultyStore
 
-from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, read_path, resolve, write_file
+from .conftest import Env, GatedPut, MiB, ino_of, listdir, mkdir, pattern, read_path, resolve, write_file
 
 pytestmark = pytest.mark.trio
 
@@ -415,23 +415,15 @@ async def test_a_file_written_during_its_move_keeps_the_bytes_of_its_moved_objec
     file by then). Nothing of `b` becomes zeros."""
     original = pattern(3 * MiB, seed=7)
     env.put("a", original)
-    copying, go_on = threading.Event(), threading.Event()
-    copy = env.store.copy
-
-    def slow_copy(*args: Any, **kwargs: Any) -> str:
-        copying.set()
-        go_on.wait(10)
-        return copy(*args, **kwargs)
-
-    env.store.copy = slow_copy  # type: ignore[method-assign]
+    gate = GatedPut(env, "copy")
     async with env.mount(writeback_delay=0.3) as fs:
         fh, _ = await fs.open(await ino_of(fs, "a"), os.O_RDWR)
         await fs.rename(1, "a", 1, "b", 0)
-        await trio.to_thread.run_sync(copying.wait, 10)
+        await gate.wait_until_started()
         await fs.write(fh, 2 * MiB, b"changed")
         await write_file(fs, "a", b"a new file at the old name")
         await trio.sleep(0.4)  # the new `a` is due, and waits for the move
-        go_on.set()
+        gate.proceed.set()
         await fs.flusher.sync_all()
         fs.release(fh)
     expected = original[: 2 * MiB] + b"changed" + original[2 * MiB + 7 :]
