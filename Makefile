@@ -33,7 +33,7 @@ lint: install
 	$(VENV)/bin/mypy
 
 run: install
-	$(PY) -m fusestore.demo
+	$(PY) -m fusestore.service.demo
 
 # fusestore against s3fs-fuse and rclone mount on a local S3 server (BACKEND=moto or
 # seaweedfs); results under bench/results/. Not part of `make test`.

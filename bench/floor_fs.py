@@ -29,8 +29,8 @@ from typing import Any
 import pyfuse3
 import trio
 
-from fusestore.daemon import READ_AHEAD_KIB
-from fusestore.mounts import set_read_ahead
+from fusestore.service.daemon import READ_AHEAD_KIB
+from fusestore.service.mounts import set_read_ahead
 
 TTL = 60.0
 

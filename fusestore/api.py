@@ -26,9 +26,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from . import mounts
-from .control import ControlClient, ControlError
 from .mountoptions import BY_NAME, driver_options
+from .service import mounts
+from .service.control import ControlClient, ControlError
 
 
 class SyncMode(enum.Enum):

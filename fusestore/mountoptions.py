@@ -24,8 +24,8 @@ from typing import Any
 
 import click
 
-from .conflicts import DEFAULT_TEMPLATE, ConflictNames
 from .stores.links import parse_link
+from .writeback.conflicts import DEFAULT_TEMPLATE, ConflictNames
 
 #: Where a value goes (see `MountOption.goes_to`).
 SETTINGS = "settings"  # a field of core.MountSettings of the same name

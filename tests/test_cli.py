@@ -136,10 +136,15 @@ def test_the_mount_helper_translates_mount8_arguments() -> None:
 def test_journald_gets_priorities_and_a_terminal_gets_level_names() -> None:
     import logging
 
-    from fusestore.logs import JournalFormatter
+    from fusestore.service.logs import JournalFormatter
 
-    record = logging.LogRecord("fusestore.flusher", logging.WARNING, __file__, 1, "upload failed", None, None)
-    assert JournalFormatter("%(name)s: %(message)s").format(record) == "<4>fusestore.flusher: upload failed"
+    record = logging.LogRecord(
+        "fusestore.writeback.flusher", logging.WARNING, __file__, 1, "upload failed", None, None
+    )
+    assert (
+        JournalFormatter("%(name)s: %(message)s").format(record)
+        == "<4>fusestore.writeback.flusher: upload failed"
+    )
 
 
 @pytest.mark.timeout(60)

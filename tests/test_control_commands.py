@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fusestore.cli.control import _render
-from fusestore.control_commands import COMMANDS, LinkedStoreStatus, MountStatus, dispatch
+from fusestore.service.control_commands import COMMANDS, LinkedStoreStatus, MountStatus, dispatch
 
 UPLOAD = {
     "dirty_items": 2,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from fusestore import launch
 from fusestore.api import _arguments
 from fusestore.cli import main
 from fusestore.mountoptions import DAEMON, MOUNT_OPTIONS, SETTINGS
+from fusestore.service import launch
 from fusestore.stores import InvalidStoreURL, open_store
 
 
@@ -84,7 +84,7 @@ def test_the_python_api_passes_driver_options_as_o() -> None:
 
 def test_the_declared_defaults_are_the_daemons_own() -> None:
     from fusestore.core import MountSettings
-    from fusestore.daemon import DaemonOptions
+    from fusestore.service.daemon import DaemonOptions
 
     params = {param.name: param for param in main.commands["mount"].params}
     for goes_to, target in ((SETTINGS, MountSettings), (DAEMON, DaemonOptions)):

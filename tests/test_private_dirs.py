@@ -13,7 +13,7 @@ import pytest
 
 from fusestore.cache import CacheDir
 from fusestore.cache.layout import CacheUnusable
-from fusestore.control import ControlClient, ControlUntrusted
+from fusestore.service.control import ControlClient, ControlUntrusted
 
 OTHER_UID = 40123
 

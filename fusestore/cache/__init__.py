@@ -2,7 +2,7 @@
 
 from . import room
 from .content import BLOCK_SIZE, Content
-from .contents import ContentStore
+from .contentstore import ContentStore
 from .journal import Journal
 from .layout import CacheDir, CacheLocked, default_cache_root
 from .snapshot import Snapshot, SourceChanged

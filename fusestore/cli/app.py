@@ -53,7 +53,7 @@ class OneLineErrors(click.Group):
 )
 def main(log_level: str) -> None:
     """Mount an object store (S3, MinIO, Ceph, SeaweedFS, a directory) as a directory."""
-    from ..logs import setup
+    from ..service.logs import setup
 
     # The level applies to fusestore's own loggers: botocore's debug output is a flood.
     setup(log_level)

@@ -13,10 +13,10 @@ from typing import Any, NoReturn
 
 import click
 
-from .. import mounts
-from ..control import ControlClient
 from ..mountoptions import BY_NAME
 from ..private import UnsafeDirectory
+from ..service import mounts
+from ..service.control import ControlClient
 
 
 def fail(message: str) -> NoReturn:

@@ -1,7 +1,7 @@
 """Commands that talk to running daemons: `status`, `flush`, `umount`.
 
 They find a mount's daemon through its registry entry and reach it over the control
-socket (see `fusestore.control`), which only the user who mounted and root may use.
+socket (see `fusestore.service.control`), which only the user who mounted and root may use.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import click
 
-from .. import mounts
 from ..cache import inspector
 from ..cache.layout import cache_name, default_cache_root
-from ..control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
+from ..service import mounts
+from ..service.control import ControlClient, ControlError, ControlTimeout, ControlUntrusted
 from .common import Progress, daemon_of, fail, mountpoint_from, registered, size_text
 
 #: files of lost+found named one by one (a rebuilt index can put thousands there)

@@ -141,7 +141,7 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
       fusestore mount s3://demo ./mnt --endpoint-url http://127.0.0.1:9000
       fusestore mount --config /etc/fusestore/photos.toml
     """
-    from ..launch import MountRequest, start_mount
+    from ..service.launch import MountRequest, start_mount
 
     if not url:
         fail(

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from .. import mounts
-from ..control import ControlError
 from ..core.pinning import key_of
+from ..service import mounts
+from ..service.control import ControlError
 from .common import Progress, daemon_of, fail, size_text
 
 

@@ -27,16 +27,16 @@ import trio
 
 from ..cache import BLOCK_SIZE, CacheDir, Content, ContentStore, Journal, room
 from ..cache.journal import Records
+from ..cache.pins import Pins
 from ..cache.recovery import LOST_FOUND, LostFound, open_index
 from ..cache.writeout import start_writeout
-from ..conflicts import DEFAULT_TEMPLATE, ConflictNames
-from ..pins import Pins
-from ..staging import PART_SIZE
-from ..storecalls import StoreCalls
 from ..stores import NotFound, ObjectInfo, PreconditionFailed, Store, StoreError, StoreUnavailable
 from ..stores.base import MiB
 from ..stores.links import LinkedStores, link_path
 from ..stores.posix import SYMLINK_MAX
+from ..writeback.conflicts import DEFAULT_TEMPLATE, ConflictNames
+from ..writeback.staging import PART_SIZE
+from ..writeback.storecalls import StoreCalls
 from . import lostwrites
 from .fetcher import Fetcher
 from .namespace import NAME_MAX, Defaults, Namespace
@@ -133,7 +133,7 @@ class Filesystem:
     """The mounted tree. See the module docstring for the calling rules."""
 
     def __init__(self, store: Store, cache: CacheDir, settings: MountSettings) -> None:
-        from ..flusher import Flusher  # the flusher drives this class; import late to avoid a cycle
+        from ..writeback.flusher import Flusher  # the flusher drives this class; import late to avoid a cycle
 
         self.store = store
         #: the stores linked into the tree (read-only), when the mount's store carries them
@@ -222,7 +222,7 @@ class Filesystem:
         record does hold the size, so that a restart can tell a cache file cut short (a
         file shorter than its record is set aside, never uploaded); a change of the size
         alone is written without making the journal's next sync wait for it."""
-        if not node.linked or not self._has_work(node):
+        if not node.attached or not self._has_work(node):
             if node.jid is not None:
                 self.journal.drop_node(node.jid)
                 node.jid = None
@@ -294,7 +294,7 @@ class Filesystem:
     def marker_wanted(self, node: Node) -> bool | None:
         """Whether the store should hold a `dir/` marker for a directory; None: unknown yet.
         An explicit directory keeps one (see `Node.explicit`), any other while it is empty."""
-        if node is self.ns.root or not node.linked:
+        if node is self.ns.root or not node.attached:
             return False
         if node.explicit:
             return True  # the only place its mode and owner can be kept
@@ -581,7 +581,7 @@ class Filesystem:
                         listing_run.failure = exc
                         raise
                 self._remember_listing(prefix, listing, since)
-            if directory.linked and directory.prefix == prefix:
+            if directory.attached and directory.prefix == prefix:
                 objects, prefixes = listing
                 self.ns.merge_listing(directory, objects, prefixes, since=since)
                 if taken is not None:
@@ -648,7 +648,7 @@ class Filesystem:
         its directory at the next lookup, and have the kernel look the name up again, so
         that opening the file again shows what the store holds now."""
         parent = node.parent
-        if not node.linked or node.pending or parent is None:
+        if not node.attached or node.pending or parent is None:
             return
         parent.listed_at = float("-inf")
         node.checked_at = float("-inf")
@@ -702,7 +702,7 @@ class Filesystem:
         except StoreUnavailable as exc:
             log.info("%s: not revalidated: %s", node.path(), exc)
             return node
-        if node.linked and node.remote_key == key and node.etag == etag and not node.pending:
+        if node.attached and node.remote_key == key and node.etag == etag and not node.pending:
             self._take_head(node, info)
         return children.get(name)
 
@@ -751,7 +751,7 @@ class Filesystem:
             node = await self._checked_child(parent, name)
         if node is not None and self._head_due(node):
             await self.head_attrs(node)
-            if not node.linked:  # the HEAD found another client's version, or a symlink
+            if not node.attached:  # the HEAD found another client's version, or a symlink
                 node = (parent.children or {}).get(name)
         if node is None:
             return None
@@ -773,7 +773,7 @@ class Filesystem:
         """ESTALE for a request on `node` once a HEAD found its object to be of another
         type (a symlink listed as a file): the kernel then looks the name up again and
         finds the new node (open, stat, exec and chmod do; see `_take_head`)."""
-        if not node.linked and node.parent is not None and node.parent.children is not None:
+        if not node.attached and node.parent is not None and node.parent.children is not None:
             fresh = node.parent.children.get(node.name)
             if fresh is not None and fresh.kind is not node.kind:
                 raise fs_error(errno.ESTALE, f"{fresh.path()} is a {fresh.kind.value}")
@@ -813,7 +813,7 @@ class Filesystem:
         except NotFound:
             node.attrs_guessed = False
             return
-        if node.remote_key == key and node.etag == etag and not node.pending and node.linked:
+        if node.remote_key == key and node.etag == etag and not node.pending and node.attached:
             self._take_head(node, info, may_replace)
         node.attrs_guessed = False
 
@@ -834,7 +834,7 @@ class Filesystem:
     def _maybe_free(self, node: Node) -> None:
         if self.ns.maybe_free(node):
             content = node.content
-            if content is not None and not node.linked:
+            if content is not None and not node.attached:
                 if content.dirty:
                     self._discard_unlinked(content)
                 else:  # a clean copy: it stays cached, and is no longer the removed file's
@@ -1242,7 +1242,7 @@ class Filesystem:
                 self.drop_listing(node.prefix)
                 self.record(node)
                 self.flusher.schedule(node)
-            elif node.linked:
+            elif node.attached:
                 # The kernel sends a new mtime with every write it flushes; for a file
                 # journaled already, the record waits for its close, fsync or the next
                 # persist (within 2 s) rather than costing a transaction each time.
@@ -1265,7 +1265,7 @@ class Filesystem:
         self.flusher.written(content, size, math.inf)
         node.size = size
         node.mtime_ns = now_ns()
-        if node.linked:
+        if node.attached:
             self.changed(node, data=True)
 
     # -- open files ---------------------------------------------------------------------
@@ -1460,7 +1460,7 @@ class Filesystem:
             self.flusher.written(content, offset, offset + written)
             node.size = content.size
             node.mtime_ns = now_ns()
-            if node.linked:
+            if node.attached:
                 # The journal learns at once of blocks written over the store's (a crash
                 # must not refetch over them); a restart finds the rest in the cache file.
                 fetch_changed = first_present != content.present & base
@@ -1518,14 +1518,14 @@ class Filesystem:
         if loss.cut:
             self._unsynced.add(content)
             self.flusher.written(content, node.size, math.inf)
-            if node.linked:
+            if node.attached:
                 # Recorded at once: a record of the longer file (a persist's, fsync's size)
                 # would otherwise stand, and a crash now would leave a cache file shorter
                 # than its record, which a restart sets aside as damaged.
                 self.changed(node, data=True, journal=False)
                 self.record_if_room(node)
         parent = node.parent
-        if not (loss.new_inode and node.linked and parent is not None and self.kernel_forget_name):
+        if not (loss.new_inode and node.attached and parent is not None and self.kernel_forget_name):
             return
         if self.nursery is not None:  # None: not serving, no kernel to tell
             forgotten = trio.Event()
@@ -1569,7 +1569,7 @@ class Filesystem:
     def _unlinked_data_open(self) -> bool:
         return any(
             isinstance(handle, FileHandle)
-            and not handle.node.linked
+            and not handle.node.attached
             and handle.node.content is not None
             and handle.node.content.dirty
             for handle in self._handles.values()
@@ -1593,7 +1593,7 @@ class Filesystem:
     def flush(self, fh: int) -> None:
         handle = self.file_handle(fh)
         self._writes_settled(handle.node)
-        if handle.node.linked and handle.node.pending:
+        if handle.node.attached and handle.node.pending:
             self.flusher.schedule(handle.node)
             self.record_if_room(handle.node, timestamps_later=True)
 
@@ -1602,7 +1602,7 @@ class Filesystem:
         or are in the store (`--fsync=remote`)."""
         node = self.file_handle(fh).node
         self._writes_settled(node)
-        if node.linked:
+        if node.attached:
             self.record(node, timestamps_later=True, size_now=True)
         await self.persist(essential_only=True)
         if self.settings.fsync == "remote":
@@ -1769,7 +1769,7 @@ class Filesystem:
         node.writers -= handle.writable
         if handle.content is not None:
             handle.content.pins -= 1
-        if node.linked:
+        if node.attached:
             if node.pending:
                 self.flusher.schedule(node, delay=0 if self._written_whole(node) else None)
                 self.record_if_room(node, timestamps_later=True)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cache import Journal
-from ..conditions import PROBE_PREFIX
-from ..conflicts import ConflictNames
 from ..stores import ObjectInfo, PosixAttrs
+from ..writeback.conditions import PROBE_PREFIX
+from ..writeback.conflicts import ConflictNames
 from .nodes import Kind, Node, now_ns
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class Namespace:
 
     def attach(self, parent: Node, name: str, node: Node) -> None:
         assert parent.children is not None
-        node.parent, node.name, node.linked = parent, name, True
+        node.parent, node.name, node.attached = parent, name, True
         node.checked_at = time.monotonic()
         parent.children[name] = node
 
@@ -148,7 +148,7 @@ class Namespace:
         parent = node.parent
         if parent is not None and parent.children is not None and parent.children.get(node.name) is node:
             del parent.children[node.name]
-        node.linked = False
+        node.attached = False
 
     def node_at(self, key: str) -> Node | None:
         """The loaded, linked node whose key is `key` (no trailing slash), if any."""
@@ -173,7 +173,7 @@ class Namespace:
         if node.lookups and parent is not None:
             self.stale_names.append((parent.ino, node.name))
         for sub in node.walk():
-            sub.linked = False
+            sub.attached = False
             if sub.is_dir:
                 self.conflict_copies.pop(sub.prefix, None)
             if sub.remote_key is not None and sub.etag is not None:
@@ -198,7 +198,7 @@ class Namespace:
 
     def maybe_free(self, node: Node) -> bool:
         """Drop an unlinked node the kernel and every handle have let go of."""
-        if node.linked or node.lookups > 0 or node.opens > 0 or node.ino == 1:
+        if node.attached or node.lookups > 0 or node.opens > 0 or node.ino == 1:
             return False
         self.nodes.pop(node.ino, None)
         return True
@@ -251,7 +251,7 @@ class Namespace:
         key = node.source_key
         if key is None:
             return
-        needed = (node.linked and node.object_key != key) or (not node.linked and node.opens > 0)
+        needed = (node.attached and node.object_key != key) or (not node.attached and node.opens > 0)
         owner = self.moving_from.get(key)
         if needed and owner is not node:
             if owner is None:

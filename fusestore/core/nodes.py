@@ -51,7 +51,8 @@ class Node:
     #: open file handles, and how many of them may write
     opens: int = 0
     writers: int = 0
-    linked: bool = True
+    #: still in the tree: False once unlinked or replaced (an open file lives on detached)
+    attached: bool = True
     #: when (monotonic) the store last confirmed this node (a HEAD, or its creation
     #: here); its parent's listing confirms it too (see `Filesystem.entry_timeout`)
     checked_at: float = float("-inf")
@@ -140,7 +141,7 @@ class Node:
     @property
     def pending(self) -> bool:
         """Whether the store does not yet hold what this file or symlink is."""
-        if self.is_dir or not self.linked:
+        if self.is_dir or not self.attached:
             return False
         return self.data_dirty or self.meta_dirty or self.remote_key != self.key or self.remote_key is None
 

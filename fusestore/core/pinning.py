@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..cache import BLOCK_SIZE
-from ..pins import PinProgress, PinTooBig
+from ..cache.pins import PinProgress, PinTooBig
 from ..stores import StoreError
 from .nodes import Kind, Node
 

@@ -25,9 +25,9 @@ from trio.testing import MockClock
 
 from fusestore.cache import CacheDir
 from fusestore.core import Filesystem, MountSettings, Node
-from fusestore.landings import TOKEN
 from fusestore.stores import Store, StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
+from fusestore.writeback.landings import TOKEN
 
 MiB = 2**20
 

@@ -13,10 +13,10 @@ import pytest
 import trio
 
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
-from fusestore.cache import contents as contents_module
-from fusestore.cache.contents import OPEN_FILES, SPARES, SPARES_LOW
+from fusestore.cache import contentstore as contents_module
+from fusestore.cache.contentstore import OPEN_FILES, SPARES, SPARES_LOW
 from fusestore.cache.recovery import LostFound
-from fusestore.daemon import raise_open_file_limit
+from fusestore.service.daemon import raise_open_file_limit
 
 from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, resolve, write_file
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from fusestore.conditions import PROBE_PREFIX
 from fusestore.stores import Store, StoreUnavailable
 from fusestore.stores.base import Body
 from fusestore.stores.wrapper import WrappedStore
+from fusestore.writeback.conditions import PROBE_PREFIX
 
 from .conftest import Env, write_file
 from .test_journal_and_remount import crash_copy

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.conditions import PROBE_PREFIX
-from fusestore.conflicts import ConflictNames
 from fusestore.core import Filesystem
 from fusestore.stores import ObjectInfo, ObjectReader, Store
 from fusestore.stores.faulty import FaultyStore
 from fusestore.stores.wrapper import WrappedStore
+from fusestore.writeback.conditions import PROBE_PREFIX
+from fusestore.writeback.conflicts import ConflictNames
 
 from .conftest import Env, ino_of, listdir, read_path, write_file
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.landings import TOKEN
 from fusestore.stores import PendingUpload, Store, StoreUnavailable
 from fusestore.stores.wrapper import WrappedStore
+from fusestore.writeback.landings import TOKEN
 
 from .conftest import Env, MiB, ino_of, listdir, pattern, read_path, write_file
 from .test_journal_and_remount import crash_copy

@@ -27,7 +27,7 @@ from fusestore.cache.diskfull import Index
 from fusestore.cache.recovery import JournalDamaged
 from fusestore.cli import main
 from fusestore.core import Filesystem
-from fusestore.mounts import is_mounted, lazy_unmount
+from fusestore.service.mounts import is_mounted, lazy_unmount
 
 from .conftest import Env, MiB, ino_of, pattern, write_file
 

@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore import flusher
+from fusestore.writeback import flusher
 
 from .conftest import Env, write_file
 

@@ -46,7 +46,7 @@ async def test_another_clients_version_is_a_new_inode_and_the_old_data_goes(
         await trio.sleep(TTL + 0.05)
         new = await resolve(fs, "shared")
         assert new.ino != old.ino, "a new inode: the kernel's size and pages of the old one go with it"
-        assert not old.linked and new.size == len(b"version two, longer")
+        assert not old.attached and new.size == len(b"version two, longer")
         assert cached_versions(fs, "shared") == set(), "the old version's clean data is dropped"
         assert await read_path(fs, "shared") == b"version two, longer"
         assert cached_versions(fs, "shared") == {second}

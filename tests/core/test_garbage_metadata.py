@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fusestore.core import Filesystem, Kind, Node
-from fusestore.fuse_ops import FuseOperations
-from fusestore.landings import TOKEN
+from fusestore.service.fuse_ops import FuseOperations
 from fusestore.stores import PosixAttrs
 from fusestore.stores.memory import MemoryStore, _etag, _Object
+from fusestore.writeback.landings import TOKEN
 
 from .conftest import Env, listdir, read_path, resolve
 

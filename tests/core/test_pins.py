@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import trio
 
+from fusestore.cache.pins import PinProgress, PinTooBig
 from fusestore.core import Filesystem, pinning
-from fusestore.pins import PinProgress, PinTooBig
 from fusestore.stores import StoreUnavailable
 
 from .conftest import READS, Env, MiB, pattern, read_path

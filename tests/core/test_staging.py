@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from fusestore.core.filesystem import STAGE_CHUNK
-from fusestore.staging import PART_SIZE
+from fusestore.writeback.staging import PART_SIZE
 
 from .conftest import READS, WRITES, Env, MiB, ino_of, pattern, read_path
 
@@ -114,7 +114,7 @@ async def test_a_big_new_file_goes_up_in_parts_of_8_mib_and_no_other_request(env
 async def test_a_part_written_again_while_the_upload_completes_keeps_the_upload_staged(env: Env) -> None:
     """The writer goes on while its file is being completed (the write-back delay came
     during a pause): the part it changes meanwhile is sent again, the upload is kept."""
-    from fusestore.flusher import PartsChanged
+    from fusestore.writeback.flusher import PartsChanged
 
     data = bytearray(pattern(40 * MiB + 5, seed=4))
     async with env.mount(dirty_limit=LIMIT, writeback_delay=30) as fs:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from fusestore.mounts import is_mounted, lazy_unmount
+from fusestore.service.mounts import is_mounted, lazy_unmount
 from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:

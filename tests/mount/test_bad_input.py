@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from fusestore.mounts import lazy_unmount
+from fusestore.service.mounts import lazy_unmount
 from fusestore.testing.s3server import CREDENTIALS, LocalS3Server, free_port
 
 from .conftest import Mount

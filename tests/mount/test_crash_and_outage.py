@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from fusestore import mounts
-from fusestore.mounts import is_mounted
+from fusestore.service import mounts
+from fusestore.service.mounts import is_mounted
 from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, fusestore_cli, sh

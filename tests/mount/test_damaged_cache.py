@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fusestore.mounts import is_mounted, lazy_unmount
+from fusestore.service.mounts import is_mounted, lazy_unmount
 
 from .conftest import Mount, fusestore_cli
 from .test_crash_and_outage import kill_9, make_data, wait_until, write_synced

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fusestore.mounts import is_mounted
+from fusestore.service.mounts import is_mounted
 from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, sh
@@ -222,7 +222,7 @@ def test_maildir_hand_off_never_shows_a_partial_file(mounted: Mount) -> None:
 def test_make_run_mounts_and_unmounts_cleanly(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fusestore.demo"],
+        [sys.executable, "-m", "fusestore.service.demo"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

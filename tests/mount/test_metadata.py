@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from fusestore.landings import TOKEN
+from fusestore.writeback.landings import TOKEN
 
 from .conftest import Mount, sh
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fusestore import mounts
+from fusestore.service import mounts
 from fusestore.testing.s3server import S3ServerProcess
 
 from .conftest import Mount, sh

@@ -18,7 +18,7 @@ import pytest
 
 import fusestore
 from fusestore import SyncMode
-from fusestore.mounts import is_mounted, lazy_unmount, registered
+from fusestore.service.mounts import is_mounted, lazy_unmount, registered
 from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, fusestore_cli, status_of

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fusestore.landings import TOKEN
+from fusestore.writeback.landings import TOKEN
 
 from .conftest import SERVERS, Mount, sh
 

@@ -22,15 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from .cache import Content, Snapshot, SourceChanged
-from .conditions import probe_conditions, probe_key
-from .core.nodes import Kind, Node
-from .landings import NOT_LANDED, TOKEN, Landing, Landings
-from .markers import marker_source, write_marker
-from .parked import Parked
-from .staging import StagedUpload, upload_part_size
-from .storecalls import StoreTimeout
-from .stores import (
+from ..cache import Content, Snapshot, SourceChanged
+from ..core.nodes import Kind, Node
+from ..stores import (
     AlreadyExists,
     CompletedPart,
     InvalidKey,
@@ -40,10 +34,16 @@ from .stores import (
     StoreError,
     StoreUnavailable,
 )
+from .conditions import probe_conditions, probe_key
+from .landings import NOT_LANDED, TOKEN, Landing, Landings
+from .markers import marker_source, write_marker
+from .parked import Parked
+from .staging import StagedUpload, upload_part_size
+from .storecalls import StoreTimeout
 from .unfinished import JournaledUploads
 
 if TYPE_CHECKING:
-    from .core.filesystem import Filesystem
+    from ..core.filesystem import Filesystem
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ class Flusher:
         change stays in the journal and goes up when the store is back.
         """
         calls = self.fs.calls
-        while node.linked and node.pending:
+        while node.attached and node.pending:
             reason = self.parked.reason(node)
             if reason is not None:
                 raise InvalidKey(f"{node.path()!r}: {reason}", key=node.key)
@@ -500,7 +500,7 @@ class Flusher:
         try:
             await self._reconcile(node)
         except InvalidKey as exc:
-            if node.linked and node.version == version and node.key == key:
+            if node.attached and node.version == version and node.key == key:
                 self.failures.pop(node, None)
                 self.parked.park(node, key, version, str(exc))
                 self.fs.record_if_room(node)  # the reason goes in its journal record
@@ -532,7 +532,7 @@ class Flusher:
             log.debug("upload of %s waits for the store: %s", node.path(), exc)
         else:
             log.warning("upload of %s failed (attempt %d, next in %.1fs): %s", node.path(), count, delay, exc)
-        if node.linked:
+        if node.attached:
             self._set_due(node, _now() + delay)
 
     # -- one node ---------------------------------------------------------------------------
@@ -543,7 +543,7 @@ class Flusher:
         self._busy_keys.add(key)
 
     async def _reconcile(self, node: Node) -> None:
-        if not node.linked:
+        if not node.attached:
             return
         if node.is_dir:
             await self._reconcile_dir(node)
@@ -573,7 +573,7 @@ class Flusher:
         and yields before it sends (waiting for the key, fetching): a node renamed or
         removed meanwhile must not be written there (its bytes would land at a name it no
         longer has, conditioned as if it never had an object there, or after its delete)."""
-        return node.linked and node.object_key == key
+        return node.attached and node.object_key == key
 
     async def _clear_way(self, node: Node, key: str) -> bool:
         """Make sure no other node still needs the object at `key` as its source.
@@ -587,8 +587,8 @@ class Flusher:
         if blocker is None or blocker is node:
             return True
         moving_on = self.fs.ns.moving_from.get(blocker.object_key)
-        waits_itself = blocker.linked and moving_on not in (None, blocker)
-        if blocker.linked and not waits_itself and not self.parked.held(blocker):
+        waits_itself = blocker.attached and moving_on not in (None, blocker)
+        if blocker.attached and not waits_itself and not self.parked.held(blocker):
             self.schedule(blocker, delay=0)
             self.schedule(node, delay=0.05)
             return False
@@ -619,7 +619,7 @@ class Flusher:
         self.fs.ns.release_remote(blocker)  # no delete: `node` is about to overwrite the key
         node.overwrites = key  # the object there is one this mount let go of: no condition
         self.fs.record_if_room(node)
-        if blocker.linked:
+        if blocker.attached:
             self.fs.record(blocker)
             self.schedule(blocker, delay=0)
         return True
@@ -718,7 +718,7 @@ class Flusher:
                         partial(fs.store.copy, source, key, copied_metadata, expect=seen)
                     )
                 except PreconditionFailed:
-                    if not node.linked:
+                    if not node.attached:
                         # Removed during the copy: its source was let go then, and this
                         # mount may have written a new file there since. Nothing is kept.
                         return
@@ -752,7 +752,7 @@ class Flusher:
             # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
             # from here on (a change made during the copy fetches what it lacks from `key`).
             node.content.source = (key, etag)
-        if node.linked:
+        if node.attached:
             fs.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
         elif node.opens:
             fs.ns.track_move(node)  # removed meanwhile, still open: deleted at its last close
@@ -760,7 +760,7 @@ class Flusher:
             fs._release_object(node)  # removed meanwhile: what was just written must go
         if content is not None and content.source is None:
             content.source = (key, etag)
-        in_place = node.linked and node.key == key
+        in_place = node.attached and node.key == key
         if in_place and node.version == version:
             node.data_dirty = node.meta_dirty = False
             if content is None and node.content is not None and not node.content.dirty:
@@ -951,7 +951,7 @@ class Flusher:
             info = await fs.calls.run(fs.store.head, key)
         except NotFound:
             info = None  # gone again meanwhile: our version goes back to the key as well
-        if info is None or node.data_version != data_version or not node.linked or node.key != key:
+        if info is None or node.data_version != data_version or not node.attached or node.key != key:
             # Written, moved or removed meanwhile: the next upload decides again (a change
             # made since is based on the same old version, and is kept as a copy of its own),
             # after the write-back delay as any change: not at once, or it would catch a file
@@ -959,7 +959,7 @@ class Flusher:
             fs.forget_listing(copy_key)
             if info is None:
                 fs.ns.release_remote(node)
-            if node.linked:
+            if node.attached:
                 self.schedule(node)
             return
         content = node.content
@@ -1171,7 +1171,7 @@ class Flusher:
                 fs.index.set(("meta", key), (etag, written))
             fs.ns.store_changed(node)
             fs.forget_listing(key)
-            if node.linked and node.prefix == key:
+            if node.attached and node.prefix == key:
                 moved_from = fs.ns.release_remote(node)
                 if moved_from is not None and moved_from != key:
                     fs.ns.add_delete(moved_from)  # copied: the old marker goes, as a file's source

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..mountoptions import DAEMON, SETTINGS, STORE, routed
+from ..stores import InvalidStoreURL, Store, StoreError, open_store
+from ..stores.links import LinkedStores, open_linked, parse_link
 from .logs import detach_output
-from .mountoptions import DAEMON, SETTINGS, STORE, routed
-from .stores import InvalidStoreURL, Store, StoreError, open_store
-from .stores.links import LinkedStores, open_linked, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def link_stores(store: Store, specs: Iterable[str], defaults: dict[str, Any]) ->
 
 def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None = None) -> int:
     """Open the store, build the daemon, serve until unmounted (blocks)."""
-    from .core import MountSettings
+    from ..core import MountSettings
     from .daemon import Daemon, DaemonOptions, SetupError
 
     o = request.options
@@ -108,7 +108,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
     try:
         store = open_store(request.url, **request.store_options, **store_options)
         if o.get("faults"):
-            from .stores.faulty import FaultyStore
+            from ..stores.faulty import FaultyStore
 
             store = FaultyStore(store, o["faults"])
             log.warning("injecting faults into every store call: %s", o["faults"])

@@ -13,7 +13,7 @@ _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERRO
 
 
 class JournalFormatter(logging.Formatter):
-    """`<4>fusestore.flusher: message`: journald takes the priority from the prefix and
+    """`<4>fusestore.writeback.flusher: message`: journald takes the priority from the prefix and
     adds its own timestamps."""
 
     def format(self, record: logging.LogRecord) -> str:

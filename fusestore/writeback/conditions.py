@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 
-from .stores import AlreadyExists, PreconditionFailed, Store
+from ..stores import AlreadyExists, PreconditionFailed, Store
 
 #: Names of the probe objects, at the top of the store; listings never show them.
 PROBE_PREFIX = ".fusestore-probe-"

@@ -14,8 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .stores import CompletedPart, Store
-from .stores.base import MiB
+from ..stores import CompletedPart, Store
+from ..stores.base import MiB
 
 #: The smallest part of every upload the flusher makes, whole or staged: boto3's own
 #: default. Fewer requests than S3's 5 MiB minimum (256 MiB to moto: parts 1.7 → 1.4 s),

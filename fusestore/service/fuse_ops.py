@@ -17,8 +17,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from .core import Filesystem, Node
-from .stores import StoreError, StoreUnavailable, errno_for
+from ..core import Filesystem, Node
+from ..stores import StoreError, StoreUnavailable, errno_for
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from .cache import Journal
+from ..cache import Journal
+from ..stores import Store, StoreError, StoreUnavailable
 from .storecalls import StoreCalls
-from .stores import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

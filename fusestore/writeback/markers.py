@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from .core.nodes import Node
-from .stores import NotFound, Store
+from ..core.nodes import Node
+from ..stores import NotFound, Store
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from .core import MountSettings
+from ..core import MountSettings
+from ..stores import open_store
+from ..testing.s3server import CREDENTIALS, LocalS3Server, isolated_aws_environment
 from .daemon import Daemon, SetupError
-from .stores import open_store
-from .testing.s3server import CREDENTIALS, LocalS3Server, isolated_aws_environment
 
 
 def main(bucket: str = "demo", mountpoint: str = "mnt", cache_dir: str = ".cache") -> int:

@@ -37,11 +37,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .cache import Journal
-from .core.namespace import Namespace
-from .core.nodes import Node
+from ..cache import Journal
+from ..core.namespace import Namespace
+from ..core.nodes import Node
+from ..stores import AccessDenied, AlreadyExists, InvalidKey, NotFound, ObjectInfo, PreconditionFailed
 from .storecalls import UPLOAD_TOKEN
-from .stores import AccessDenied, AlreadyExists, InvalidKey, NotFound, ObjectInfo, PreconditionFailed
 
 #: The metadata name of the token (`x-amz-meta-fusestore-upload` on S3).
 TOKEN = UPLOAD_TOKEN

@@ -34,7 +34,7 @@ from typing import Any
 
 import trio
 
-from .private import UnsafeDirectory, private_dir
+from ..private import UnsafeDirectory, private_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .stores import ObjectInfo, Store, StoreUnavailable
+from ..stores import ObjectInfo, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .core.nodes import Node
+from ..core.nodes import Node
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Parked:
         parking = self._nodes.get(node)
         if parking is None:
             return False
-        if node.linked and node.version == parking.version and node.key == parking.key:
+        if node.attached and node.version == parking.version and node.key == parking.key:
             return True
         del self._nodes[node]
         return False

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from .core import pinning
-from .stores import StoreError
+from ..core import pinning
+from ..stores import StoreError
 
 if TYPE_CHECKING:
-    from .core import Filesystem
-    from .pins import PinProgress
-    from .stores import Store
+    from ..cache.pins import PinProgress
+    from ..core import Filesystem
+    from ..stores import Store
 
 log = logging.getLogger(__name__)
 

@@ -21,16 +21,16 @@ from typing import Any
 import pyfuse3
 import trio
 
+from ..cache import CacheDir, CacheLocked
+from ..cache.recovery import JournalDamaged
+from ..core import Filesystem, MountSettings
+from ..private import UnsafeDirectory
+from ..stores import ListPage, Store, StoreError, StoreUnavailable
+from ..stores.links import Link, open_linked
 from . import control_commands, mounts, sdnotify
-from .cache import CacheDir, CacheLocked
-from .cache.recovery import JournalDamaged
 from .control import ControlServer
 from .control_commands import LinkedStoreStatus, MountStatus
-from .core import Filesystem, MountSettings
 from .fuse_ops import FuseOperations
-from .private import UnsafeDirectory
-from .stores import ListPage, Store, StoreError, StoreUnavailable
-from .stores.links import Link, open_linked
 
 log = logging.getLogger(__name__)
 

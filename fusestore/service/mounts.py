@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .private import UnsafeDirectory, private_dir
+from ..private import UnsafeDirectory, private_dir
 
 
 class MountpointError(ValueError):
