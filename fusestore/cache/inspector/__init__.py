@@ -39,7 +39,7 @@ Safety rules every function keeps:
 
 Nothing in the daemon imports this package; the modules import downward only
 (`errors` ← `cachedir` ← `journalread` ← `survey` ← `clean`, and `lostfound`), and from
-the rest of `fusestore.cache` only `journal`, `layout` and `recovery`.
+the rest of `fusestore.cache` only `dbread`, `journal`, `layout` and `recovery`.
 """
 
 from ..recovery import LostEntry

@@ -19,15 +19,13 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..dbread import DIR_FLAGS, FILE_FLAGS, lstat
 from ..journal import ID_FILE
 from ..recovery import LOST_FOUND
 from .errors import CacheError, NotACache
 
 #: The entries of a cache directory that belong to fusestore (and only those are removed).
 CACHE_ENTRIES = ("data", "index", "journal", ID_FILE, LOST_FOUND, "lock", "store.json")
-#: How every entry below the cache directory is opened: never through a symlink.
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 @contextlib.contextmanager
@@ -78,13 +76,6 @@ def data_files(dir_fd: int) -> dict[str, int]:
         return {name: walk(data_fd, name)[1] for name in names(data_fd)}
     finally:
         os.close(data_fd)
-
-
-def lstat(name: str, dir_fd: int) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def names(dir_fd: int) -> list[str]:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..dbread import DIR_FLAGS, Unreadable, lstat
 from ..journal import ID_FILE
 from ..recovery import LOST_FOUND
-from .cachedir import CACHE_ENTRIES, DIR_FLAGS, lstat, names, opened, walk
+from .cachedir import CACHE_ENTRIES, names, opened, walk
 from .errors import CacheError, CacheInUse
-from .journalread import JournalContents, JournalUnreadable, read_journal
+from .journalread import Pending, read_pending
 from .survey import CacheInfo
 
 #: The order `clean` removes them in when it removes them all.
@@ -111,8 +112,8 @@ def clean(info: CacheInfo, force: bool = False) -> CleanResult:
 def _clean_locked(path: Path, dir_fd: int, force: bool) -> CleanResult:
     result = CleanResult(path=path)
     try:
-        journal: JournalContents | None = read_journal(path, dir_fd, in_use=False)
-    except JournalUnreadable as exc:
+        journal: Pending | None = read_pending(path, dir_fd, in_use=False)
+    except Unreadable as exc:
         if not force:
             raise CacheError(
                 f"cannot read the journal of {path} ({exc}); nothing was removed; "
@@ -151,7 +152,7 @@ def _clean_locked(path: Path, dir_fd: int, force: bool) -> CleanResult:
     return result
 
 
-def _clean_keeping_pending(dir_fd: int, journal: JournalContents, result: CleanResult) -> None:
+def _clean_keeping_pending(dir_fd: int, journal: Pending, result: CleanResult) -> None:
     dirty_ids = journal.content_ids()
     kept_files = kept_bytes = 0
     st = lstat("data", dir_fd)

@@ -2,19 +2,21 @@
 
 Reading never changes the cache; `recover` removes from lost+found only what it has
 copied, and leaves data files in place. The journal and the index are read as
-`journalread` does (read-only, plain data only). Blocks on local disk only.
+`fusestore.cache.dbread` says (read-only, plain data only). Blocks on local disk only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from ..dbread import Unreadable, read_rows
 from ..recovery import LOST_FOUND, LostEntry
 from ..recovery import lost_entries as _lost_entries
 from ..recovery import recover as _recover
 from .cachedir import data_files, in_use_by_daemon, opened
 from .errors import CacheError
-from .journalread import JournalUnreadable, read_journal, read_records
+from .journalread import read_pending
 
 
 def lost_entries(path: Path | str) -> list[LostEntry]:
@@ -34,11 +36,11 @@ def recover(path: Path | str, target: Path | str) -> list[tuple[str, Path]]:
     with opened(path) as dir_fd:
         loose: list[Path] = []
         try:
-            read_journal(path, dir_fd, in_use=in_use_by_daemon(dir_fd))
-        except JournalUnreadable:
+            read_pending(path, dir_fd, in_use=in_use_by_daemon(dir_fd))
+        except Unreadable:
             try:
-                clean_sizes = read_records(path, dir_fd, in_use=False, name="index").clean_sizes
-            except JournalUnreadable:
+                clean_sizes = _clean_sizes(read_rows(path, dir_fd, "index", _is_content, in_use=False) or [])
+            except Unreadable:
                 clean_sizes = {}  # no index either: every data file may matter
             loose = [
                 path / "data" / name
@@ -50,6 +52,20 @@ def recover(path: Path | str, target: Path | str) -> list[tuple[str, Path]]:
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             raise CacheError(f"recovering into {target} stopped: {exc.strerror}{where}") from None
+
+
+def _is_content(key: Any) -> bool:
+    """Whether an index key is a clean content's (("content", id), see `ContentStore.save`)."""
+    return type(key) is tuple and len(key) == 2 and key[0] == "content" and isinstance(key[1], str)
+
+
+def _clean_sizes(rows: list[tuple[Any, Any]]) -> dict[str, int | None]:
+    """Content id -> the size its index entry states (None: it states none)."""
+    sizes: dict[str, int | None] = {}
+    for (_, content_id), value in rows:
+        size = value.get("size") if isinstance(value, dict) else None
+        sizes[content_id] = size if isinstance(size, int) else None
+    return sizes
 
 
 def _vouched_for(data: Path, indexed_size: int | None) -> bool:

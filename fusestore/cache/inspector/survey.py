@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dbread import FILE_FLAGS, Unreadable, lstat
 from ..layout import default_cache_root
 from ..recovery import LOST_FOUND
 from ..recovery import lost_entries as _lost_entries
-from .cachedir import FILE_FLAGS, data_files, in_use_by_daemon, lstat, opened, walk
+from .cachedir import data_files, in_use_by_daemon, opened, walk
 from .errors import CacheError, NotACache
-from .journalread import JOURNAL_DB, JournalContents, JournalUnreadable, read_journal
+from .journalread import JOURNAL_DB, Pending, read_pending
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,10 @@ def describe(path: Path | str) -> CacheInfo:
             raise CacheError(f"cannot read the cache {path}: {exc.strerror}") from None
         data_bytes = sum(size for size in data.values())
         pending_error: str | None = None
-        journal: JournalContents | None = None
+        journal: Pending | None = None
         try:
-            journal = read_journal(path, dir_fd, in_use=in_use)
-        except JournalUnreadable as exc:
+            journal = read_pending(path, dir_fd, in_use=in_use)
+        except Unreadable as exc:
             pending_error = str(exc)
     clean_bytes: int | None = None
     pending_files: int | None = None
