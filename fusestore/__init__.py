@@ -4,8 +4,7 @@ From Python: `fusestore.mount(url, mountpoint, sync_mode=SyncMode.SYNC_ALL, **op
 (see `fusestore.api`).
 """
 
-__version__ = "0.1.0"
-
 from .api import Mount, MountError, SyncMode, mount
+from .version import __version__
 
 __all__ = ["Mount", "MountError", "SyncMode", "__version__", "mount"]

@@ -32,7 +32,7 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 
-from .. import __version__
+from ..version import __version__
 from .base import (
     Body,
     CompletedPart,
