@@ -45,7 +45,7 @@ class ContentStore:
     free space falls below its floor (see `room`). Every method runs
     inline (index look-ups and small writes); `evict_candidates`, `remove_files` and
     `forget` split an eviction so that the file removals can run in a worker thread
-    (the core's `Filesystem.evict` runs the three).
+    (the core's eviction runs the three in turn).
     """
 
     def __init__(
