@@ -1,6 +1,20 @@
 """The FUSE-free filesystem: inodes, the key⇄path namespace, open files and POSIX rules."""
 
-from .filesystem import Filesystem, MountSettings
+from typing import TYPE_CHECKING, Any
+
 from .nodes import Kind, Node
 
+if TYPE_CHECKING:
+    from .filesystem import Filesystem, MountSettings
+
 __all__ = ["Filesystem", "Kind", "MountSettings", "Node"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: writeback imports the Node record from this package, and
+    # must not load the file system (which builds writeback) on the way.
+    if name in ("Filesystem", "MountSettings"):
+        from . import filesystem
+
+        return getattr(filesystem, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

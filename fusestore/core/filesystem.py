@@ -18,7 +18,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from ..stores.base import MiB
 from ..stores.links import LinkedStores, link_path
 from ..stores.posix import SYMLINK_MAX
 from ..writeback.conflicts import DEFAULT_TEMPLATE, ConflictNames
+from ..writeback.flusher import Flusher
+from ..writeback.host import Uploaded
 from ..writeback.staging import PART_SIZE
 from ..writeback.storecalls import StoreCalls
 from . import lostwrites
@@ -133,8 +135,6 @@ class Filesystem:
     """The mounted tree. See the module docstring for the calling rules."""
 
     def __init__(self, store: Store, cache: CacheDir, settings: MountSettings) -> None:
-        from ..writeback.flusher import Flusher  # the flusher drives this class; import late to avoid a cycle
-
         self.store = store
         #: the stores linked into the tree (read-only), when the mount's store carries them
         self.links = store if isinstance(store, LinkedStores) else None
@@ -161,7 +161,17 @@ class Filesystem:
         self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
         self.ns = Namespace(self.defaults, self.journal, self.index)
         self.ns.conflict_names = ConflictNames(settings.conflict_name)
-        self.flusher = Flusher(self)
+        self.flusher = Flusher(
+            self,  # the `WritebackHost`: what writeback may ask of the core
+            store=store,
+            calls=self.calls,
+            journal=self.journal,
+            opened=self.journaled_at_open,
+            contents=self.contents,
+            ns=self.ns,
+            index=self.index,
+            settings=settings,
+        )
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
         self._refreshing: dict[Node, _ListingRun] = {}
@@ -1743,6 +1753,126 @@ class Filesystem:
         self.forget_listing(copy_key)
         if self.kernel_forget_name is not None:
             await trio.to_thread.run_sync(self.kernel_forget_name, parent.ino, name)
+
+    # -- what writeback asks of the core (the `WritebackHost` protocol) --------------------
+
+    def clean_content(self, node: Node) -> Content:
+        return self._clean_content(node)
+
+    async def read_attrs(self, node: Node) -> None:
+        await self._head_attrs(node, may_replace=False)
+
+    def uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
+        """`content` is what the store now holds at `key`: clean, cached under its etag."""
+        content.now_stored()
+        self.contents.register_clean(content, key, etag)
+        if not content.pins:
+            node.content = None
+
+    def upload_landed(self, uploaded: Uploaded) -> None:
+        """The store took an upload of `node` to `key`: the object it replaced goes, a move
+        is tracked (or the object released, for a node removed meanwhile), and the node is
+        clean where it did not change meanwhile. The caller journals the node."""
+        node, key, etag, size = uploaded.node, uploaded.key, uploaded.etag, uploaded.size
+        version, data_version, content = uploaded.version, uploaded.data_version, uploaded.content
+        metadata, moved_from, mtime_lost = uploaded.metadata, uploaded.moved_from, uploaded.mtime_lost
+        if metadata is not None:  # else the object's own, unknown here, was kept
+            self.index.set(("meta", key), (etag, metadata))
+        self.ns.store_changed(node)
+        self.forget_listing(key)
+        old = node.remote_key
+        if old is not None and old != key:
+            self.ns.release_remote(node)
+            self.object_unneeded(old)
+        node.remote_key, node.etag, node.remote_size = key, etag, size
+        if moved_from is not None and node.content is not None and node.content.source == moved_from:
+            # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
+            # from here on (a change made during the copy fetches what it lacks from `key`).
+            node.content.source = (key, etag)
+        if node.attached:
+            self.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
+        elif node.opens:
+            self.ns.track_move(node)  # removed meanwhile, still open: deleted at its last close
+        else:
+            self._release_object(node)  # removed meanwhile: what was just written must go
+        if content is not None and content.source is None:
+            content.source = (key, etag)
+        in_place = node.attached and node.key == key
+        if in_place and node.version == version:
+            node.data_dirty = node.meta_dirty = False
+            if content is None and node.content is not None and not node.content.dirty:
+                content = node.content
+            if content is not None:
+                self.uploaded_clean(node, content, key, etag)
+            node.meta_dirty = mtime_lost
+        elif in_place and content is not None and node.data_version == data_version:
+            # Only attributes changed during the upload (the kernel's mtime at a close, a
+            # chmod): the data is in the store, and the attributes follow with a copy of
+            # the object onto itself, not a new upload of all of it.
+            node.data_dirty = False
+            self.uploaded_clean(node, content, key, etag)
+            node.meta_dirty = True
+
+    def based_on_own_upload(self, node: Node, key: str, info: ObjectInfo) -> None:
+        """`node`, to be uploaded to `key`, is based from now on on the object `info` there,
+        an upload of this mount's own: its next upload replaces it, conditioned on it."""
+        old = node.remote_key
+        if old is not None and old != key:
+            self.ns.release_remote(node)
+            self.object_unneeded(old)
+        node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
+        node.overwrites = None
+        content = node.content
+        if content is not None and content.source is not None:
+            # Its blocks never written here are the same in the landed object.
+            content.source = (key, info.etag)
+        self.ns.store_changed(node)
+        self.record(node)
+
+    def marker_landed(
+        self, node: Node, key: str, etag: str, written: Mapping[str, str] | None, version: int
+    ) -> Node | None:
+        """The marker of directory `node` (at `version`) is written at `key` (with metadata
+        `written`; None: its source's). Returns the directory whose marker is to be written
+        again at once: `node` changed meanwhile, or the directory that now has its name."""
+        if written is not None:
+            self.index.set(("meta", key), (etag, written))
+        self.ns.store_changed(node)
+        self.forget_listing(key)
+        if node.attached and node.prefix == key:
+            moved_from = self.ns.release_remote(node)
+            if moved_from is not None and moved_from != key:
+                self.ns.add_delete(moved_from)  # copied: the old marker goes, as a file's source
+            node.marker_key, node.overwrites = key, None
+            if node.version == version:
+                node.meta_dirty = False
+                return None
+            return node  # changed while the marker was written: write it again
+        # Removed or moved while the marker was written: it belongs to whichever
+        # directory now has that name, or goes.
+        other = self.ns.node_at(key[:-1])
+        self.ns.add_delete(key)
+        if other is not None and other.is_dir:
+            self.reclaim_marker(other)
+            self.record(other)
+            return other
+        return None
+
+    def marker_unwanted(self, node: Node) -> None:
+        """Directory `node` needs no marker of its own any more: it goes."""
+        self._leave_key(node, node.prefix)
+        marker = self.ns.release_remote(node)
+        assert marker is not None
+        self.ns.add_delete(marker)
+
+    def keys_deleted(self, keys: Sequence[str]) -> None:
+        """The store deleted `keys` (one batch)."""
+        with self.journal.batch(), self.index.transact():
+            for key in keys:
+                self.ns.store_changed(deleted=key)
+                self.forget_listing(key)
+                self.ns.drop_delete(key)
+                self.index.delete(("meta", key))  # a remembered marker must not outlive it
 
     def _written_whole(self, node: Node) -> bool:
         """A big file written anew and closed by its last opener: the write-back delay,

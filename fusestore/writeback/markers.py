@@ -9,15 +9,25 @@ metadata where this mount never read it, so a rename (during an outage too) neve
 replaces attributes it did not know with the mount's defaults. Any other marker — one
 this mount makes, one whose attributes were set here, one whose source vanished — is
 written (PUT) with the attributes the mount shows.
+
+`MarkerWriter.reconcile` is a directory's upload job: its marker written, moved or deleted
+(the delete is left to the batched deletes).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 
+from ..cache.diskfull import Index
+from ..core.namespace import Namespace
 from ..core.nodes import Node
 from ..stores import NotFound, Store
+from .host import WritebackHost
+from .moves import MoveSources
+from .queue import UploadQueue
+from .storecalls import StoreCalls
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +58,61 @@ def write_marker(
                 key,
             )
     return store.put(key, b"", metadata), metadata
+
+
+class MarkerWriter:
+    """A directory's job: its marker put (or moved) to its prefix, or given up."""
+
+    def __init__(
+        self,
+        queue: UploadQueue,
+        host: WritebackHost,
+        ns: Namespace,
+        index: Index,
+        store: Store,
+        calls: StoreCalls,
+        moves: MoveSources,
+    ) -> None:
+        self.queue = queue
+        self.host = host
+        self.ns = ns
+        self.index = index
+        self.store = store
+        self.calls = calls
+        self.moves = moves
+
+    async def reconcile(self, node: Node) -> None:
+        """Bring directory `node`'s marker to what it needs.
+
+        Worker thread: the marker's PUT or copy, in one StoreCalls slot."""
+        host, queue = self.host, self.queue
+        work = host.marker_work(node)
+        if work == "put":
+            key = node.prefix
+            if not await self.moves.clear_way(node, key):
+                return
+            source = marker_source(node)
+            stored = self.index.get(("meta", source)) if source is not None else None
+            metadata = node.posix_attrs().to_metadata(stored[1] if stored else None)
+            write = partial(write_marker, self.store, key, metadata, source, node.attrs_guessed)
+            version = node.version
+            await queue.claim(key)
+            try:
+                self.ns.drop_delete(key)
+                etag, written = await self.calls.run(write)
+            finally:
+                queue.busy_keys.discard(key)
+            again = host.marker_landed(node, key, etag, written, version)
+            if again is not None:
+                queue.schedule(again, delay=0)
+        elif work == "delete":
+            # Only once something below holds the prefix in the store, or the directory
+            # would vanish for other clients meanwhile.
+            if any(
+                sub is not node and (sub.pending or (sub.is_dir and host.marker_work(sub) == "put"))
+                for sub in node.walk()
+            ):
+                queue.schedule(node, delay=0.2)
+                return
+            host.marker_unwanted(node)
+        host.record(node)

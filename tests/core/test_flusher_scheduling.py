@@ -10,8 +10,6 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.writeback import flusher
-
 from .conftest import Env, write_file
 
 pytestmark = pytest.mark.trio
@@ -24,32 +22,24 @@ async def test_a_file_written_many_times_keeps_one_queue_entry(env: Env) -> None
             await fs.write(fh, i * 10, b"0123456789")
         fs.release(fh)
         assert node in fs.flusher.due
-        assert len(fs.flusher._queue) <= 2, "postponing a file pushes nothing"
+        assert fs.flusher.entries <= 2, "postponing a file pushes nothing"
     assert env.objects() == {"log": b"0123456789" * 5000}
 
 
 async def test_a_burst_of_new_files_does_not_wake_the_flusher_per_change(
-    env: Env, monkeypatch: pytest.MonkeyPatch, virtual_clock: MockClock
+    env: Env, virtual_clock: MockClock
 ) -> None:
     """Each new file is several changes (create, write, close); the flusher's loop, which
     scans its queue each time it runs, need not run for a change due after the time it
     wakes at anyway. Here it ran 196 times before, once now; in a mounted daemon creating
     1000 files, 6313 times before and 1332 now (that is, with the uploads)."""
-    rounds = [0]
-    start_due_jobs = flusher.Flusher._start_due_jobs
-
-    def counted(self: flusher.Flusher, *args: Any) -> float:
-        rounds[0] += 1
-        return start_due_jobs(self, *args)
-
-    monkeypatch.setattr(flusher.Flusher, "_start_due_jobs", counted)
     async with env.mount(writeback_delay=2.0) as fs:
         await trio.sleep(0.1)
-        rounds[0] = 0
+        before = fs.flusher.rounds
         for i in range(300):
             await write_file(fs, f"f{i:03}", b"x" * 4096)
             await trio.sleep(0)  # the flusher's turn, if it was woken
-        made = rounds[0]
+        made = fs.flusher.rounds - before
     assert made <= 30, f"the flusher ran {made} times for 300 new files"
     assert len(env.objects()) == 300
 
@@ -96,12 +86,10 @@ async def test_uploads_wait_while_a_burst_of_new_files_goes_on(env: Env, virtual
     assert len(env.objects()) == count, "all went up once it paused"
 
 
-async def test_a_long_burst_holds_no_upload_longer_than_the_limit(
-    env: Env, monkeypatch: pytest.MonkeyPatch, virtual_clock: MockClock
-) -> None:
-    monkeypatch.setattr(flusher, "BURST_MAX_HOLD", 0.3)
+async def test_a_long_burst_holds_no_upload_longer_than_the_limit(env: Env, virtual_clock: MockClock) -> None:
     started = timed_puts(env)
     async with env.mount(writeback_delay=0.01, upload_workers=4) as fs:
+        fs.flusher.burst_max_hold = 0.3
         begin = trio.current_time()
         count = await make_files_for(fs, 2.0)
         end = trio.current_time()
