@@ -1732,7 +1732,9 @@ class Filesystem:
         trusts its own size of a cached inode over ours: only a new inode shows the other
         version's size. Descriptors open on `node` go on with it, now the conflict copy:
         they read what they read, and what they write goes up to the copy. The kernel is
-        told to drop the old name (in a worker thread: it may block)."""
+        told to drop the old name (in a worker thread: it may block).
+
+        Worker thread: the kernel's forgetting of the old name."""
         parent, name = node.parent, node.name
         assert parent is not None and parent.children is not None
         self.flusher.forget(node)
@@ -1757,9 +1759,14 @@ class Filesystem:
     # -- what writeback asks of the core (the `WritebackHost` protocol) --------------------
 
     def clean_content(self, node: Node) -> Content:
+        """A content for `node`'s object: its cached copy, or a new one to fetch into."""
         return self._clean_content(node)
 
     async def read_attrs(self, node: Node) -> None:
+        """Read the attributes a listing did not carry; raises while the store does not
+        answer, and never replaces `node`.
+
+        Worker thread: the HEAD, in one StoreCalls slot."""
         await self._head_attrs(node, may_replace=False)
 
     def uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:

@@ -343,6 +343,9 @@ class Flusher(UploadQueue):
         return next_due
 
     async def _job(self, node: Node) -> None:
+        """One node's upload, and what its failure means (backoff, or parked).
+
+        Worker thread: the node's store calls (see `_reconcile`)."""
         version, key = node.version, node.key
         try:
             await self._reconcile(node)

@@ -41,6 +41,9 @@ class MoveSources:
         rescheduled); a blocker that cannot move soon (deleted while open, itself
         waiting, or parked: the store refuses its new key) is given its own local copy
         of the data instead.
+
+        Worker thread: the blocker's missing blocks (GETs) or attributes (a HEAD), in
+        StoreCalls slots.
         """
         ns, host, queue = self.ns, self.host, self.queue
         blocker = ns.moving_from.get(key)

@@ -111,6 +111,7 @@ class Uploader:
             self.queue.busy_keys.discard(key)
 
     async def _settle_claimed(self, landing: Landing) -> None:
+        """Worker thread: the HEAD, in one StoreCalls slot."""
         key = landing.key
         try:
             info: ObjectInfo | None = await self.calls.run(self.store.head, key)
@@ -155,7 +156,9 @@ class Uploader:
             await self._upload_as(node, key, token)
 
     async def _upload_as(self, node: Node, key: str, token: str) -> None:
-        """Upload `node` to `key`, carrying `token` (see `landings`)."""
+        """Upload `node` to `key`, carrying `token` (see `landings`).
+
+        Worker thread: the PUT, copy or multipart upload, in StoreCalls slots."""
         version, data_version = node.version, node.data_version
         metadata = node.posix_attrs().to_metadata()
         self.ns.drop_delete(key)
