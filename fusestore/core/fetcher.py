@@ -6,6 +6,10 @@ after it (the read-ahead). Sequential readers so cost few, long requests — wha
 servers serve fastest (moto even slices the whole object for every ranged GET) — and
 reading overlaps the download. Streams run in the file system's background nursery once
 `serve` runs (before that, and in tests without it, inline).
+
+A `Fetcher` is given what it uses, the store calls, the store and the content store;
+it never sees the file system. It runs on the trio thread; the GETs and the reads of
+their bodies go to worker threads through `StoreCalls`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..cache import BLOCK_SIZE, Content
-from ..stores import PreconditionFailed, StoreError, StoreUnavailable
+from ..cache import BLOCK_SIZE, Content, ContentStore
+from ..stores import PreconditionFailed, Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ..stores import ObjectReader
-    from .filesystem import Filesystem
+    from ..writeback.storecalls import StoreCalls
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,10 @@ class Fetcher:
     """Streams of object data into contents. `ensure` yields until blocks are present
     (or raises the store's error); everything else is synchronous and cheap."""
 
-    def __init__(self, fs: Filesystem) -> None:
-        self.fs = fs
+    def __init__(self, calls: StoreCalls, store: Store, contents: ContentStore) -> None:
+        self.calls = calls
+        self.store = store
+        self.contents = contents
         self.streams: dict[tuple[str, int], Stream] = {}
         self.nursery: trio.Nursery | None = None
 
@@ -112,6 +118,13 @@ class Fetcher:
                         f"{content.source[0] if content.source else '?'}: the object ended before "
                         "the cache expected (changed in the store meanwhile)"
                     )
+
+    async def fetch_all(self, content: Content) -> None:
+        """Return once every block of `content` is present (brought from the store).
+
+        Worker thread: the GETs, through StoreCalls."""
+        for first, count in list(content.missing_runs(0, content.size)):
+            await self.ensure(content, first, count)
 
     def prefetch(self, content: Content, first: int, count: int) -> None:
         """A sequential reader will want blocks [first, first+count) next: let the stream
@@ -177,7 +190,6 @@ class Fetcher:
     async def _run(self, content: Content, stream: Stream) -> None:
         """Fill the stream's blocks in order; a failure mid-way re-opens from the next
         block until the store has been failing for the I/O timeout."""
-        fs = self.fs
         assert content.source is not None
         key, etag = content.source
         block = stream.first
@@ -187,7 +199,7 @@ class Fetcher:
                 start, length = content.fetch_span(block, stream.end - block)
                 if length <= 0:
                     break
-                reader = await fs.calls.ask(fs.store.open_range, key, start, length, etag)
+                reader = await self.calls.ask(self.store.open_range, key, start, length, etag)
                 failure: BaseException | None = None
                 try:
                     # The next chunk is read (worker thread) while this one is written
@@ -222,7 +234,7 @@ class Fetcher:
                 if failure is None:
                     return  # the stream's end, its idle stop, or a short object (waiters see the gap)
                 retry = isinstance(failure, StoreUnavailable | OSError)
-                if not retry or fs.calls.down_for() > fs.calls.io_timeout:
+                if not retry or self.calls.down_for() > self.calls.io_timeout:
                     raise failure
                 log.debug("%s: the stream broke at block %d, reopening: %s", key, block, failure)
         except (StoreError, OSError) as exc:
@@ -232,7 +244,7 @@ class Fetcher:
             stream.error = StoreError(f"{key}: {exc}")
         finally:
             if filled and not content.dirty:
-                fs.contents.save(content, key, etag)
+                self.contents.save(content, key, etag)
             for rest in list(stream.events):
                 self._done(content, stream, rest)
 
@@ -275,7 +287,7 @@ class Fetcher:
                     want = min(count * BLOCK_SIZE, stop - block * BLOCK_SIZE)
                     if not buffers:
                         buffers = [memoryview(bytearray(size)) for _ in range(2)]
-                    got = await self.fs.calls.attempt(_read_into, reader, buffers[turn][:want])
+                    got = await self.calls.attempt(_read_into, reader, buffers[turn][:want])
                     if not got:
                         return
                     await send.send(buffers[turn][:got])

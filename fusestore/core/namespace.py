@@ -8,6 +8,7 @@ Everything here is synchronous and runs on the trio thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import stat
 import time
@@ -20,6 +21,7 @@ from ..cache import Journal
 from ..stores import ObjectInfo, PosixAttrs
 from ..writeback.conditions import PROBE_PREFIX
 from ..writeback.conflicts import ConflictNames
+from .errors import fs_error
 from .nodes import Kind, Node, now_ns
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,14 @@ class Defaults:
     @property
     def dir_perm(self) -> int:
         return 0o777 & ~self.umask
+
+
+def check_name(name: str) -> None:
+    """ENAMETOOLONG or EINVAL for a name a new entry may not take."""
+    if len(name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise fs_error(errno.ENAMETOOLONG)
+    if "/" in name or name in ("", ".", ".."):
+        raise fs_error(errno.EINVAL)
 
 
 def bad_name_reason(name: str) -> str | None:

@@ -1,6 +1,9 @@
 """`fusestore pin` and `unpin` on a mounted tree (see `pins` for what a pin is).
 
-Both run on the trio thread; `pin` yields while it lists and fetches.
+They get what they use of the mount (`PinnedTree`: its namespace, contents, pins and
+fetcher, a lookup and a recursive listing), never the file system itself. Both run on
+the trio thread; `pin` yields while it lists and fetches (worker threads, through the
+store calls).
 """
 
 from __future__ import annotations
@@ -8,17 +11,16 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-from ..cache import BLOCK_SIZE
-from ..cache.pins import PinProgress, PinTooBig
+from ..cache import BLOCK_SIZE, ContentStore
+from ..cache.pins import PinProgress, Pins, PinTooBig
 from ..stores import StoreError
+from .fetcher import Fetcher
+from .namespace import Namespace
 from .nodes import Kind, Node
-
-if TYPE_CHECKING:
-    from .filesystem import Filesystem
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +28,40 @@ log = logging.getLogger(__name__)
 PIN_FETCHES = 8
 
 
+class _CacheSize(Protocol):
+    @property
+    def cache_size(self) -> int: ...
+
+
+class PinnedTree(Protocol):
+    """What pinning uses of a mounted tree (the `Filesystem` is one)."""
+
+    @property
+    def ns(self) -> Namespace: ...
+    @property
+    def contents(self) -> ContentStore: ...
+    @property
+    def pins(self) -> Pins: ...
+    @property
+    def fetcher(self) -> Fetcher: ...
+    @property
+    def settings(self) -> _CacheSize: ...
+
+    async def child(self, parent: Node, name: str) -> Node | None:
+        """The entry `name` of directory `parent` (listed when not fresh), or None."""
+        ...
+
+    async def load_tree(self, directory: Node) -> None:
+        """Everything below `directory` listed (one recursive listing)."""
+        ...
+
+
 def key_of(path: str) -> str:
     """The key a path relative to the mount root names (`a/b` for `/a/b/`, `` for `/`)."""
     return "/".join(part for part in path.split("/") if part not in ("", "."))
 
 
-async def node_at_path(fs: Filesystem, path: str) -> Node:
+async def node_at_path(fs: PinnedTree, path: str) -> Node:
     """The node at `path` (relative to the mount root), listing what is not listed yet."""
     node = fs.ns.root
     for name in key_of(path).split("/") if key_of(path) else []:
@@ -45,7 +75,7 @@ async def node_at_path(fs: Filesystem, path: str) -> Node:
 
 
 async def pin(
-    fs: Filesystem, path: str, report: Callable[[PinProgress], Awaitable[None]] | None = None
+    fs: PinnedTree, path: str, report: Callable[[PinProgress], Awaitable[None]] | None = None
 ) -> PinProgress:
     """Pin `path` (a file, or a directory and everything below it): keep its files' data
     from eviction, and fetch whatever the cache lacks. Refused with PinTooBig before
@@ -55,7 +85,7 @@ async def pin(
     node = await node_at_path(fs, path)
     key = node.key
     if node.is_dir:
-        await fs._load_tree(node)
+        await fs.load_tree(node)
     files = [sub for sub in node.walk() if sub.kind is Kind.FILE]
     progress = PinProgress("/" + key, len(files), sum(sub.size for sub in files))
     elsewhere = fs.contents.kept_bytes_except(
@@ -76,7 +106,7 @@ async def pin(
     async def fetch(sub: Node) -> None:
         async with limiter:
             try:
-                fetched = await fetch_whole(fs, sub)
+                fetched = await fetch_whole(fs.fetcher, sub)
             except (StoreError, OSError) as exc:
                 progress.errors.append(f"{sub.path()}: {exc}")
                 log.warning("pin: %s not fetched: %s", sub.path(), exc)
@@ -100,25 +130,27 @@ async def pin(
     return progress
 
 
-async def fetch_whole(fs: Filesystem, node: Node) -> int:
-    """Bring every byte of `node`'s data into the cache; how many had to be fetched."""
+async def fetch_whole(fetcher: Fetcher, node: Node) -> int:
+    """Bring every byte of `node`'s data into the cache; how many had to be fetched.
+
+    Worker thread: the GETs, through the fetcher's store calls."""
     content = node.content
     if content is None:
         if node.remote_key is None or node.etag is None:
             return 0  # made here and not uploaded yet: its data is all local
-        content = fs.contents.clean_for(node.remote_key, node.etag, node.remote_size)
+        content = fetcher.contents.clean_for(node.remote_key, node.etag, node.remote_size)
     missing = sum(count for _first, count in content.missing_runs(0, content.size))
     content.pins += 1  # not evicted half-way (a content kept for a pin is not anyway)
     try:
-        await fs.fetch_all(content)
+        await fetcher.fetch_all(content)
     finally:
         content.pins -= 1
     if not content.dirty and content.source is not None:
-        fs.contents.save(content, *content.source)
+        fetcher.contents.save(content, *content.source)
     return min(content.size, missing * BLOCK_SIZE)
 
 
-def unpin(fs: Filesystem, path: str) -> None:
+def unpin(fs: PinnedTree, path: str) -> None:
     """Let the data under a pinned path be evicted again (it stays cached until then)."""
     key = key_of(path)
     if not fs.pins.remove(key):

@@ -143,7 +143,7 @@ class Daemon:
             log.warning("resuming %d item(s) of work left by the previous mount", pending)
         page = self._root_page
         if page is not None and page.next_token is None:
-            fs.seed_listing(fs.ns.root, page.objects, page.prefixes)
+            fs.listings.seed_listing(fs.ns.root, page.objects, page.prefixes)
         fs.account_for_files()
         self._warn_lost(fs, "")
         return fs, mountpoint
@@ -212,7 +212,7 @@ class Daemon:
     async def _serve(self, fs: Filesystem, mountpoint: str) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(fs.serve)
-            nursery.start_soon(self._evict_loop, fs)
+            nursery.start_soon(fs.persister.evict_loop, self.options.eviction_interval)
             stop = self._stop = trio.Event()
             kernel_done = trio.Event()
             nursery.start_soon(self._watch_signals, stop)
@@ -333,8 +333,8 @@ class Daemon:
         )
 
     def open_link(self, url: str) -> Store:
-        fs = self.live_fs()
-        main = fs.links.main if fs.links is not None else self.store
+        linked = self.live_fs().linked.stores
+        main = linked.main if linked is not None else self.store
         return open_linked(url, self.options.link_defaults, main.scheme)
 
     def request_unmount(self, *, sync: bool) -> None:
@@ -356,7 +356,8 @@ class Daemon:
 
     def _links(self) -> list[Link]:
         fs = self.fs
-        return [] if fs is None or fs.links is None else list(fs.links.links.values())
+        linked = None if fs is None else fs.linked.stores
+        return [] if linked is None else list(linked.links.values())
 
     async def _watch_signals(self, stop_requested: trio.Event) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -369,9 +370,3 @@ class Daemon:
                         "%s again: unmounting without waiting for the store", signal.Signals(signum).name
                     )
                     self._sync_scope.cancel()
-
-    async def _evict_loop(self, fs: Filesystem) -> None:
-        """The eviction pass, which also measures the cache disk's free space anew."""
-        while True:
-            await trio.sleep(self.options.eviction_interval)
-            await fs.evict()

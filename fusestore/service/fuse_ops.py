@@ -74,7 +74,7 @@ class FuseOperations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem) -> None:
         super().__init__()
         self.fs = fs
-        fs.kernel_forget_name = forget_kernel_name
+        fs.kernel.forget = forget_kernel_name
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
@@ -82,10 +82,10 @@ class FuseOperations(pyfuse3.Operations):
         attrs.generation = node.generation
         # An inode's attributes never change behind our back (another client's version
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
-        attrs.entry_timeout = self.fs.entry_timeout(node)
-        attrs.attr_timeout = self.fs.attr_timeout(node)
+        attrs.entry_timeout = self.fs.listings.entry_timeout(node)
+        attrs.attr_timeout = self.fs.listings.attr_timeout(node)
         mode = node.mode
-        if self.fs.in_link(node):
+        if self.fs.linked.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried
         attrs.st_mode = pyfuse3.ModeT(mode)
         attrs.st_nlink = 2 if node.is_dir else 1
@@ -110,7 +110,7 @@ class FuseOperations(pyfuse3.Operations):
         if node is None:
             negative = pyfuse3.EntryAttributes()
             negative.st_ino = pyfuse3.InodeT(0)
-            negative.entry_timeout = self.fs.absence_timeout(self.fs.directory(parent_inode))
+            negative.entry_timeout = self.fs.listings.absence_timeout(self.fs.directory(parent_inode))
             return negative
         return self.attributes(node)
 

@@ -38,7 +38,7 @@ async def test_a_jump_far_ahead_gets_its_own_get_and_skips_the_middle(env: Env) 
             assert await fs.read(fh, offset, MiB) == data[offset : offset + MiB]
         far = 48 * MiB
         assert await fs.read(fh, far, 4096) == data[far : far + 4096]
-        content = fs.file_handle(fh).content
+        content = fs.handles.file(fh).content
         assert content is not None
         starts = [start for _, start, *_ in env.called("open_range")]
         assert starts == [0, far], "the far read did not wait for the first stream to get there"

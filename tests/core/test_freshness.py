@@ -165,19 +165,19 @@ async def test_names_expire_in_the_kernel_with_what_confirmed_them(
     env.put("theirs", b"x")
     async with env.mount(metadata_ttl=10, writeback_delay=30) as fs:
         theirs = await resolve(fs, "theirs")
-        assert 9 < fs.entry_timeout(theirs) <= 10
+        assert 9 < fs.listings.entry_timeout(theirs) <= 10
         fs.node(1).listed_at -= 4
         theirs.checked_at -= 4
-        assert 5 < fs.entry_timeout(theirs) <= 6, "confirmed by the listing 4 s ago"
-        assert 5 < fs.absence_timeout(fs.node(1)) <= 6
+        assert 5 < fs.listings.entry_timeout(theirs) <= 6, "confirmed by the listing 4 s ago"
+        assert 5 < fs.listings.absence_timeout(fs.node(1)) <= 6
         fs.node(1).listed_at += 3
-        assert 8 < fs.entry_timeout(theirs) <= 9, "confirmed again by a later listing"
+        assert 8 < fs.listings.entry_timeout(theirs) <= 9, "confirmed again by a later listing"
         fh, mine = await fs.create(1, "mine", 0o644, os.O_WRONLY, 0, 0)
         fs.release(fh)
-        assert fs.entry_timeout(mine) == 10, "a name with local changes is this mount's"
+        assert fs.listings.entry_timeout(mine) == 10, "a name with local changes is this mount's"
         fs.node(1).listed_at -= 20
         theirs.checked_at -= 20
-        assert fs.entry_timeout(theirs) == 0
+        assert fs.listings.entry_timeout(theirs) == 0
 
 
 async def test_a_change_whose_base_version_went_before_it_was_cached_keeps_every_written_byte(

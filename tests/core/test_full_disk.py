@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from fusestore.cache import Content
-from fusestore.core import Filesystem, filesystem
+from fusestore.core import Filesystem
 
 from .conftest import Env, MiB, pattern, read_path, resolve
 from .test_journal_and_remount import crash_copy
@@ -125,7 +125,7 @@ async def test_the_eviction_loop_keeps_a_floor_of_free_space_on_the_cache_disk(
         on(disk, fs)
         await read_objects(fs, keys)
         assert disk.free() < 8 * MiB + 32 * MiB // 20  # 32 MiB disk, 24 MiB of clean data
-        await fs.evict()
+        await fs.budgets.evict()
         kept = {content.source for content in fs.contents._by_id.values()}
         assert kept == {(key, etag) for key, etag in zip(keys, etags, strict=True)} - {(keys[0], etags[0])}
         assert disk.free() >= 8 * MiB + 32 * MiB // 20
@@ -291,7 +291,6 @@ async def test_a_write_waiting_for_room_does_not_land_past_what_a_concurrent_fai
     room an unlinked file will give back; meanwhile the first (at 1 MiB) fails, and the
     file keeps 1 MiB. Once room comes, the waiting write may not land at 2 MiB, past the
     lost MiB (which would read and go up as zeros)."""
-    monkeypatch.setattr(filesystem, "ROOM_WAIT", 60.0)  # the wait is ended by the release
     data = pattern(4 * MiB, seed=7)
     real_write = Content.write
 
@@ -302,6 +301,7 @@ async def test_a_write_waiting_for_room_does_not_land_past_what_a_concurrent_fai
 
     async with env.mount(writeback_delay=60) as fs:
         on(disk, fs)
+        fs.budgets.room_wait = 60.0  # the wait is ended by the release
         fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
         assert await fs.write(fh, 0, data[:MiB]) == MiB
         gone_fh, _ = await fs.create(1, "gone", 0o644, os.O_WRONLY, 0, 0)

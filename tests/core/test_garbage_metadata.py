@@ -54,7 +54,7 @@ def plant(env: Env, key: str, data: bytes, metadata: dict[str, Any]) -> str:
 def attributes_of(fs: Filesystem, node: Node) -> Any:
     """What the kernel is told about `node` (the conversion that raised OverflowError)."""
     ops = FuseOperations(fs)
-    fs.kernel_forget_name = None  # no kernel here
+    fs.kernel.forget = None  # no kernel here
     return ops.attributes(node)
 
 

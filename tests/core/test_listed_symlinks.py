@@ -66,10 +66,10 @@ async def test_a_symlink_listed_as_a_file_becomes_one_when_opened(
         # What the kernel gets with each entry of the listing: with exact_attrs, attributes
         # it must not keep (its next use looks the name up: a HEAD).
         expected = 0.0 if exact_attrs else fs.settings.metadata_ttl
-        assert fs.attr_timeout(listed["link"]) == expected
-        assert (fs.entry_timeout(listed["link"]) == 0.0) == exact_attrs
-        assert fs.attr_timeout(listed["f"]) == expected
-        assert fs.attr_timeout(listed["big"]) == expected
+        assert fs.listings.attr_timeout(listed["link"]) == expected
+        assert (fs.listings.entry_timeout(listed["link"]) == 0.0) == exact_attrs
+        assert fs.listings.attr_timeout(listed["f"]) == expected
+        assert fs.listings.attr_timeout(listed["big"]) == expected
 
         # The kernel opens (or stats, for exec's permission check) what it was told is a
         # file: ESTALE makes it look the name up again, and find the symlink.

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from fusestore.cache import writeout
-from fusestore.core import filesystem
 
 from .conftest import Env, write_file
 
@@ -31,7 +30,7 @@ async def test_persist_starts_the_write_out_of_all_then_syncs_each(
         calls.append(("sync", os.fstat(fd).st_ino))
         real_fdatasync(fd)
 
-    monkeypatch.setattr(filesystem, "start_writeout", lambda fd: calls.append(("start", os.fstat(fd).st_ino)))
+    monkeypatch.setattr(writeout, "start_writeout", lambda fd: calls.append(("start", os.fstat(fd).st_ino)))
     monkeypatch.setattr(os, "fdatasync", fdatasync)
     async with env.mount(writeback_delay=60) as fs:
         nodes = [await write_file(fs, f"f{i}", b"data %d" % i) for i in range(3)]

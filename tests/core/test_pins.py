@@ -118,7 +118,7 @@ async def test_a_pinned_file_another_client_replaced_is_fetched_again(env: Env) 
         await pinning.pin(fs, "docs")
         env.put("docs/a", b"version two")
         await trio.sleep(0.15)
-        assert sorted(await fs.children(await pinning.node_at_path(fs, "docs"))) == ["a"]
+        assert sorted(await fs.listings.children(await pinning.node_at_path(fs, "docs"))) == ["a"]
         with trio.fail_after(10):  # its new version is fetched in the background
             while True:
                 if kept(fs) == {"docs/a"} and fs.ns.node_at("docs/a") is not None:

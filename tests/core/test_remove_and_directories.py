@@ -254,7 +254,7 @@ async def test_a_file_deleted_while_open_does_not_hide_its_live_directory(env: E
         await fs.flusher.sync_all()
         fh, _ = await fs.open(node.ino, os.O_RDONLY)
         await fs.unlink(await ino_of(fs, "b"), "c")  # still open: its object is still needed
-        await fs.refresh(fs.ns.root)  # a listing shows `b/`, below a key still in use
+        await fs.listings.refresh(fs.ns.root)  # a listing shows `b/`, below a key still in use
         assert (await resolve(fs, "b")).is_dir
         assert await fs.read(fh, 0, 100) == b"open while deleted"
         fs.release(fh)
@@ -324,14 +324,15 @@ async def test_a_write_on_a_full_disk_waits_for_an_unlinked_file_being_released(
     """The kernel sends a close's RELEASE after close() returned, so `rm big` after ENOSPC
     can come first: the next write waits for the release instead of failing."""
     async with env.mount(writeback_delay=60) as fs:
-        fh_big, _ = await fs.create(1, "big", 0o644, os.O_WRONLY, 0, 0)
+        fh_big, big = await fs.create(1, "big", 0o644, os.O_WRONLY, 0, 0)
         await fs.write(fh_big, 0, pattern(MiB, seed=2))
         await fs.unlink(1, "big")  # still open: its data stays until the release
         fh, _ = await fs.create(1, "after", 0o644, os.O_WRONLY, 0, 0)
-        monkeypatch.setattr(fs, "_disk_has_room", lambda size: not fs._unlinked_data_open())
+        # The disk is full until the unlinked file's data goes.
+        monkeypatch.setattr(fs.contents.room, "has_room", lambda size: big.content is None)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fs.write, fh, 0, b"room again")
-            await trio.sleep(0.2)
+            await trio.testing.wait_all_tasks_blocked()  # the write waits for room
             assert fs.node((await resolve(fs, "after")).ino).size == 0, "wrote on a full disk"
             fs.release(fh_big)
         assert fs.node((await resolve(fs, "after")).ino).size == len(b"room again")
@@ -343,7 +344,7 @@ async def test_a_write_on_a_full_disk_fails_at_once_when_nothing_will_free_room(
 ) -> None:
     async with env.mount(writeback_delay=60) as fs:
         fh, _ = await fs.create(1, "after", 0o644, os.O_WRONLY, 0, 0)
-        monkeypatch.setattr(fs, "_disk_has_room", lambda size: False)
+        monkeypatch.setattr(fs.contents.room, "has_room", lambda size: False)
         started = trio.current_time()
         with pytest.raises(OSError) as exc:
             await fs.write(fh, 0, b"no room")

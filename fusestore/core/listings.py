@@ -1,0 +1,403 @@
+"""`Listings`: what the mount knows of the store's tree, and for how long.
+
+A directory is listed (one paged LIST, in a worker thread) when first needed and again
+once its listing is older than `--metadata-ttl`; a lookup of one known file in a big
+directory is revalidated with a HEAD instead. Listings are remembered in the index for
+the TTL (the next mount may use them), unless the flusher changed the store while one
+was taken. What other clients changed (versions replaced or deleted) is taken here:
+their cached data goes, and the kernel forgets the names that lead elsewhere now. See
+docs/architecture.md, "Namespace and listings" and "Freshness".
+
+Everything runs on the trio thread; the LISTs and HEADs go to worker threads through
+`StoreCalls` (methods that do say so with `Worker thread:`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import diskcache
+import trio
+
+from ..cache import ContentStore
+from ..cache.pins import Pins
+from ..stores import NotFound, ObjectInfo, Store, StoreError, StoreUnavailable
+from ..stores.posix import SYMLINK_MAX
+from .errors import fs_error
+from .fetcher import Fetcher
+from .journaling import Journaling
+from .kernelnames import KernelNames
+from .linkview import LinkView
+from .namespace import Namespace
+from .nodes import Kind, Node
+from .pinning import fetch_whole
+from .settings import MountSettings
+from .uploadqueue import UploadQueue
+
+if TYPE_CHECKING:
+    from ..writeback.storecalls import StoreCalls
+
+log = logging.getLogger(__name__)
+
+#: Entries one LIST request returns: up to this many, re-listing a directory whose listing
+#: expired costs one request for all its names; beyond it, a lookup of one known file
+#: revalidates that file alone with a HEAD.
+LIST_PAGE = 1000
+
+
+@dataclass
+class _ListingRun:
+    """One listing of a directory in flight, and how it ended (for those waiting on it)."""
+
+    done: trio.Event = field(default_factory=trio.Event)
+    failure: StoreUnavailable | None = None
+
+
+class Listings:
+    """Listings and freshness of the tree. Owns the listings in flight (one per
+    directory: later callers share its outcome) and the set of remembered listings this
+    mount dropped from the index. `children`, `refresh`, `child`, `checked_child` and
+    `load_tree` yield; the rest is synchronous and cheap."""
+
+    def __init__(
+        self,
+        settings: MountSettings,
+        ns: Namespace,
+        index: diskcache.Cache,
+        calls: StoreCalls,
+        store: Store,
+        contents: ContentStore,
+        pins: Pins,
+        fetcher: Fetcher,
+        kernel: KernelNames,
+        journaling: Journaling,
+        flusher: UploadQueue,
+        linked: LinkView,
+    ) -> None:
+        self.settings = settings
+        self.ns = ns
+        self.index = index
+        self.calls = calls
+        self.store = store
+        self.contents = contents
+        self.pins = pins
+        self.fetcher = fetcher
+        self.kernel = kernel
+        self.journaling = journaling
+        self.flusher = flusher
+        self.linked = linked
+        self._refreshing: dict[Node, _ListingRun] = {}
+        #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
+        self._listings_dropped: set[str] = set()
+        #: where a pinned file's new version is fetched (set while the mount serves)
+        self.nursery: trio.Nursery | None = None
+
+    # -- freshness ----------------------------------------------------------------------
+
+    def fresh(self, directory: Node) -> bool:
+        return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
+
+    def entry_timeout(self, node: Node) -> float:
+        """How long the kernel may keep `node`'s name without asking again: until the
+        listing or HEAD that last confirmed it is older than the TTL, so that no name the
+        kernel caches outlives what we know. Names with local changes are ours: the TTL."""
+        ttl = self.settings.metadata_ttl
+        parent = node.parent
+        if parent is None or node.pending:
+            return ttl
+        if node.attrs_guessed and self.settings.exact_attrs:
+            return 0.0  # listed without its metadata: the next use looks it up (a HEAD)
+        confirmed = max(node.checked_at, parent.listed_at)
+        return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
+
+    def absence_timeout(self, parent: Node) -> float:
+        """How long the kernel may remember that a name is absent from `parent`."""
+        ttl = self.settings.metadata_ttl
+        return min(ttl, max(0.0, parent.listed_at + ttl - time.monotonic()))
+
+    def attr_timeout(self, node: Node) -> float:
+        """How long the kernel may keep `node`'s attributes: with `exact_attrs`, not at
+        all while they are guessed (a directory listing hands the kernel each entry with
+        its attributes, without the HEAD its lookup sends)."""
+        return 0.0 if node.attrs_guessed and self.settings.exact_attrs else self.settings.metadata_ttl
+
+    def head_due(self, node: Node) -> bool:
+        """Whether a lookup or getattr of `node` reads its metadata first (one HEAD): with
+        `exact_attrs` whenever a listing did not carry it, and always for an object small
+        enough to be a symlink, so that a path through one resolves (see docs/semantics.md)."""
+        if not node.attrs_guessed:
+            return False
+        return self.settings.exact_attrs or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
+
+    # -- listing ------------------------------------------------------------------------
+
+    async def children(self, directory: Node) -> dict[str, Node]:
+        """The entries of a directory, listed from the store when older than the TTL.
+        Worker thread: the LIST, when one is due (see `refresh`)."""
+        if not self.fresh(directory):
+            await self.refresh(directory)
+        assert directory.children is not None
+        return directory.children
+
+    async def refresh(self, directory: Node) -> None:
+        """List `directory` again (one listing at a time per directory: later callers
+        share its outcome). Raises StoreUnavailable when a directory never listed cannot
+        be listed: its names are unknown, and none may be reported absent for that.
+        Worker thread: the LIST pages, in one StoreCalls slot."""
+        while (running := self._refreshing.get(directory)) is not None:
+            await running.done.wait()
+            if running.failure is not None:
+                # A new exception each: one raised in many tasks would gather all their tracebacks.
+                raise StoreUnavailable(str(running.failure)) from running.failure
+            if directory.listed_at > float("-inf"):
+                return
+            # That listing was cancelled with its request: this caller lists instead.
+        listed_before = directory.listed_at > float("-inf")
+        if listed_before and not self.calls.online:
+            # The store is down: what was listed before beats a wait and EIO.
+            return
+        listing_run = self._refreshing[directory] = _ListingRun()
+        since = self.ns.listing_started()
+        try:
+            prefix = directory.prefix
+            # A listing remembered from earlier in the TTL (by this mount or the last one)
+            # is as old as when it was taken, not as when it is used.
+            listing, expires = self.index.get(("listing", prefix), expire_time=True)
+            taken = None if expires is None else expires - self.settings.metadata_ttl
+            if listing is None:
+                if listed_before:
+                    try:
+                        listing = await self.calls.attempt(self._list_all, prefix)
+                    except StoreUnavailable as exc:
+                        log.info("%s: keeping the older listing: %s", directory.path(), exc)
+                        return
+                else:
+                    try:
+                        listing = await self.calls.ask(self._list_all, prefix)
+                    except StoreUnavailable as exc:
+                        listing_run.failure = exc
+                        raise
+                self.remember_listing(prefix, listing, since)
+            if directory.attached and directory.prefix == prefix:
+                objects, prefixes = listing
+                self.ns.merge_listing(directory, objects, prefixes, since=since)
+                if taken is not None:
+                    directory.listed_at -= max(0.0, time.time() - taken)
+                self.take_remote_changes()
+                if self.journaling.marker_work(directory) is not None:
+                    self.journaling.record(directory)
+                    self.flusher.schedule(directory)
+        finally:
+            self.ns.listing_ended()
+            del self._refreshing[directory]
+            listing_run.done.set()
+
+    def seed_listing(self, directory: Node, objects: list[ObjectInfo], prefixes: list[str]) -> None:
+        """Take a complete listing of `directory` made before the mount started (the
+        store's probe), as if it had just been listed."""
+        since = self.ns.listing_started()
+        try:
+            self.ns.merge_listing(directory, objects, prefixes, since=since)
+            self.take_remote_changes()
+            self.remember_listing(directory.prefix, (objects, prefixes), since)
+        finally:
+            self.ns.listing_ended()
+
+    def _list_all(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        """Every entry directly below `prefix`. Worker thread: runs there whole (blocking)."""
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        token: str | None = None
+        while True:
+            page = self.store.list(prefix, "/", token)
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+            if page.next_token is None:
+                return objects, prefixes
+            token = page.next_token
+
+    async def load_tree(self, directory: Node) -> None:
+        """List everything below a directory (one recursive listing), so a rename moves it
+        all, or a pin fetches it all. Worker thread: the listing, in one StoreCalls slot."""
+        prefix = directory.prefix
+        since = self.ns.listing_started()
+        try:
+            objects: list[ObjectInfo] = await self.calls.ask(lambda: list(self.store.iter_objects(prefix)))
+        finally:
+            self.ns.listing_ended()
+        if directory.prefix != prefix:
+            raise fs_error(errno.EAGAIN, "the directory moved during the rename")
+        # Group by the directory each key sits in, then merge top-down.
+        by_dir: dict[str, tuple[list[ObjectInfo], set[str]]] = {prefix: ([], set())}
+        for info in objects:
+            rel = info.key[len(prefix) :]
+            parts = rel.split("/")
+            for depth in range(len(parts)):
+                here = prefix + "".join(p + "/" for p in parts[:depth])
+                entry = by_dir.setdefault(here, ([], set()))
+                if depth == len(parts) - 1:
+                    entry[0].append(info)
+                else:
+                    entry[1].add(here + parts[depth] + "/")
+        for here in sorted(by_dir, key=lambda p: p.count("/")):
+            node = self.ns.node_at(here.rstrip("/"))
+            if node is None or not node.is_dir or not directory.is_ancestor_of(node):
+                continue
+            objs, subs = by_dir[here]
+            self.ns.merge_listing(node, objs, sorted(subs), since=since)
+            self.remember_listing(here, (objs, sorted(subs)), since)
+        self.take_remote_changes()
+
+    # -- remembered listings --------------------------------------------------------------
+
+    def remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
+        """Keep a listing for the TTL (the next mount too may use it), unless the flusher
+        changed the store while it was taken: it may predate that change. Listings of a
+        linked store are not kept: the next mount may link another store there, or none."""
+        if self.ns.store_seq == since and not self.linked.in_link(prefix.rstrip("/")):
+            self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
+            self._listings_dropped.discard(prefix)
+
+    def forget_listing(self, key: str) -> None:
+        """The store changed at `key`: remembered listings of every directory above it are
+        stale (a put or delete deep down can make a prefix appear or vanish at each level)."""
+        parts = key.rstrip("/").split("/")
+        for depth in range(len(parts)):
+            self.drop_listing("".join(part + "/" for part in parts[:depth]))
+
+    def drop_listing(self, prefix: str) -> None:
+        """Forget the remembered listing of `prefix` (an index delete, skipped when this
+        mount already dropped it and remembered none since: `rm` of 1000 files is 1000
+        changes to one directory)."""
+        if prefix not in self._listings_dropped:
+            self.index.delete(("listing", prefix))
+            self._listings_dropped.add(prefix)
+
+    # -- other clients' changes -----------------------------------------------------------
+
+    def take_remote_changes(self) -> None:
+        """After the namespace took other clients' changes: drop the cached data of the
+        versions they replaced or deleted (unless a handle still reads it: then at its
+        release), and have the kernel forget the names that lead elsewhere now (in the
+        background: the kernel may wait for the very request that found the change)."""
+        stale, self.ns.stale_objects = self.ns.stale_objects, []
+        for key, etag in stale:
+            self.contents.forget_object(key, etag)
+            if self.pins.covers(key) and self.nursery is not None:
+                self.nursery.start_soon(self._fetch_pinned, key)
+        names, self.ns.stale_names = self.ns.stale_names, []
+        self.kernel.forget_soon(names)
+
+    async def _fetch_pinned(self, key: str) -> None:
+        """A pinned file changed in the store: bring its new version (best effort: the
+        next `fusestore pin` of it tries again). Worker thread: the GETs (StoreCalls)."""
+        node = self.ns.node_at(key)
+        if node is None or node.kind is not Kind.FILE or node.pending:
+            return
+        try:
+            await fetch_whole(self.fetcher, node)
+        except (StoreError, OSError) as exc:
+            log.info("%s: the new version of this pinned file was not fetched: %s", node.path(), exc)
+
+    def object_changed(self, node: Node) -> None:
+        """A read found `node`'s object changed or gone before its listing expired: list
+        its directory at the next lookup, and have the kernel look the name up again, so
+        that opening the file again shows what the store holds now."""
+        parent = node.parent
+        if not node.attached or node.pending or parent is None:
+            return
+        parent.listed_at = float("-inf")
+        node.checked_at = float("-inf")
+        self.drop_listing(parent.prefix)
+        self.ns.stale_names.append((parent.ino, node.name))
+        self.take_remote_changes()
+
+    async def relinked(self, key: str) -> None:
+        """What is at `key` now comes from another store (a store linked or unlinked
+        there): forget the tree there and every listing that showed it or not, and make
+        the kernel look the name up again. Worker thread: the kernel is told there."""
+        node = self.ns.node_at(key)
+        if node is not None:
+            for sub in node.walk():
+                if sub.is_dir:
+                    self.drop_listing(sub.prefix)
+            self.ns.let_go(node)
+        self.forget_listing(key)
+        # Every directory on the way lists again, and the kernel forgets each name on the
+        # way (it may hold one as absent).
+        above: Node | None = self.ns.root
+        for name in key.split("/"):
+            if above is None or above.children is None:
+                break
+            above.listed_at = float("-inf")
+            self.ns.stale_names.append((above.ino, name))
+            above = above.children.get(name)
+        # Told before the caller hears back: its next path walk must find the new tree.
+        names, self.ns.stale_names = self.ns.stale_names, []
+        self.take_remote_changes()
+        if self.kernel.forget is not None:
+            await self.kernel.forget_now(names)
+
+    # -- lookups of one name -------------------------------------------------------------
+
+    async def child(self, parent: Node, name: str) -> Node | None:
+        """The entry `name` of `parent`, or None. Worker thread: the LIST, when one is due."""
+        children = await self.children(parent)
+        return children.get(name)
+
+    async def checked_child(self, parent: Node, name: str) -> Node | None:
+        """`child`, revalidated the cheaper way once the TTL has passed: a directory of
+        more than one listing page is not listed again for a lookup of a file it is known
+        to hold; that file alone is revalidated with a HEAD. Worker thread: the LIST or
+        HEAD, when one is due."""
+        children = parent.children
+        if children is None or self.fresh(parent) or len(children) <= LIST_PAGE:
+            return await self.child(parent, name)
+        node = children.get(name)
+        if node is None or node.is_dir or node.pending or not self.calls.online:
+            return await self.child(parent, name)
+        if time.monotonic() - node.checked_at < self.settings.metadata_ttl:
+            return node
+        key, etag = node.remote_key, node.etag
+        assert key is not None
+        try:
+            info = await self.calls.attempt(self.store.head, key)
+        except NotFound:
+            return await self.child(parent, name)  # gone, or a directory now: the listing says
+        except StoreUnavailable as exc:
+            log.info("%s: not revalidated: %s", node.path(), exc)
+            return node
+        if node.attached and node.remote_key == key and node.etag == etag and not node.pending:
+            self.take_head(node, info)
+        return children.get(name)
+
+    def check_kind(self, node: Node) -> None:
+        """ESTALE for a request on `node` once a HEAD found its object to be of another
+        type (a symlink listed as a file): the kernel then looks the name up again and
+        finds the new node (open, stat, exec and chmod do; see `take_head`)."""
+        if not node.attached and node.parent is not None and node.parent.children is not None:
+            fresh = node.parent.children.get(node.name)
+            if fresh is not None and fresh.kind is not node.kind:
+                raise fs_error(errno.ESTALE, f"{fresh.path()} is a {fresh.kind.value}")
+
+    def take_head(self, node: Node, info: ObjectInfo, may_replace: bool = True) -> None:
+        """What a HEAD of clean `node`'s object found: its attributes; or that it is of
+        another type than listed (a symlink shown as a small file), or another client's
+        version: then a new node shows it (unless a handle here may still write to this
+        one), and `node` is unlinked."""
+        if info.etag == node.etag and self.ns.kind_of(info) is node.kind:
+            self.ns.apply_object(node, info)
+            node.checked_at = time.monotonic()
+        elif (may_replace or info.etag == node.etag) and not node.writers:
+            # A new inode: the kernel cannot change the type of one it knows, nor drop
+            # the size and pages it cached of another version.
+            if info.etag == node.etag:
+                found, listed = self.ns.kind_of(info).value, node.kind.value
+                log.info("%s is a %s, not a %s as listed: a new inode shows it", node.path(), found, listed)
+            fresh = self.ns.replace_with_object(node, info)
+            fresh.checked_at = time.monotonic()
+            self.take_remote_changes()
