@@ -11,6 +11,7 @@ from pathlib import Path
 import diskcache
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.cache import BLOCK_SIZE, CacheDir, CacheLocked, Content, ContentStore, Journal
 from fusestore.cache import contentstore as contents_module
@@ -87,7 +88,7 @@ async def test_dirty_data_is_never_evicted_even_over_the_limit(env: Env) -> None
 
 
 @pytest.mark.trio
-async def test_a_writer_waits_while_dirty_data_is_over_the_limit(env: Env) -> None:
+async def test_a_writer_waits_while_dirty_data_is_over_the_limit(env: Env, virtual_clock: MockClock) -> None:
     async with env.mount(flusher=False, dirty_limit=MiB) as fs:
         await write_file(fs, "first", pattern(2 * MiB, seed=1))  # its own bytes never hold it back
         fh, _ = await fs.create(1, "second", 0o644, os.O_WRONLY, 0, 0)

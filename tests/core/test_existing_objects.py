@@ -7,6 +7,7 @@ import stat
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.cache import BLOCK_SIZE
 
@@ -136,7 +137,9 @@ async def test_a_write_that_starts_past_the_end_keeps_the_old_tail(env: Env) -> 
     assert env.objects() == {"f": original + bytes(100) + b"after a gap"}
 
 
-async def test_an_object_replaced_by_another_client_is_read_anew_after_the_ttl(env: Env) -> None:
+async def test_an_object_replaced_by_another_client_is_read_anew_after_the_ttl(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("shared", b"version one")
     async with env.mount(metadata_ttl=0.2) as fs:
         assert await read_path(fs, "shared") == b"version one"

@@ -11,6 +11,7 @@ from typing import Any
 import diskcache
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.core import Filesystem, Kind
 from fusestore.stores import PosixAttrs
@@ -117,7 +118,9 @@ async def test_after_a_replay_the_next_mount_has_nothing_to_do_and_sees_the_uplo
     assert [name for name, _ in env.calls if name in ("put", "copy", "delete_many")] == []
 
 
-async def test_work_left_by_a_mount_whose_store_failed_is_replayed(env: Env) -> None:
+async def test_work_left_by_a_mount_whose_store_failed_is_replayed(
+    env: Env, virtual_clock: MockClock
+) -> None:
     populate(env)
     before = env.objects()
     env.offline = True

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.core import Filesystem
 
@@ -62,7 +63,9 @@ async def test_a_mount_that_only_lists_and_reads_writes_nothing(
 
 
 @pytest.mark.parametrize("listings", ["with metadata", "bare"])
-async def test_a_remount_on_the_same_cache_that_only_lists_writes_nothing(env: Env, listings: str) -> None:
+async def test_a_remount_on_the_same_cache_that_only_lists_writes_nothing(
+    env: Env, listings: str, virtual_clock: MockClock
+) -> None:
     """The cache remembers the marker's attributes from the mount that wrote them."""
     env.bare_listings = listings == "bare"
     async with env.mount() as fs:
@@ -84,7 +87,9 @@ async def test_a_remount_on_the_same_cache_that_only_lists_writes_nothing(env: E
         assert env.metadata("d/")["mtime"] == str(MTIME)
 
 
-async def test_a_marker_another_tool_made_stays_when_its_directory_is_used(env: Env) -> None:
+async def test_a_marker_another_tool_made_stays_when_its_directory_is_used(
+    env: Env, virtual_clock: MockClock
+) -> None:
     """No metadata at all, files in it, listed again and again, read, and a new file made
     in it: the marker is not this mount's to delete."""
     env.put("d/", b"")
@@ -105,7 +110,9 @@ async def test_a_marker_another_tool_made_stays_when_its_directory_is_used(env: 
     assert [args[0] for args in env.called("put")] == ["d/new"]
 
 
-async def test_a_marker_this_mount_made_for_an_empty_directory_still_goes(env: Env) -> None:
+async def test_a_marker_this_mount_made_for_an_empty_directory_still_goes(
+    env: Env, virtual_clock: MockClock
+) -> None:
     """Seen again in a later listing, it is still this mount's own: once the directory has
     an entry, it goes."""
     async with env.mount(metadata_ttl=0.05) as fs:

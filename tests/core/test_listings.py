@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.core import Filesystem, Node
 from fusestore.stores import StoreError, errno_for
@@ -238,7 +239,9 @@ async def test_an_entry_deleted_while_a_listing_is_in_flight_stays_deleted(env: 
     assert env.objects() == {}
 
 
-async def test_an_entry_deleted_by_another_client_goes_after_the_ttl(env: Env) -> None:
+async def test_an_entry_deleted_by_another_client_goes_after_the_ttl(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("theirs", b"x")
     env.put("dir/theirs", b"x")
     async with env.mount(metadata_ttl=0.1, writeback_delay=30) as fs:

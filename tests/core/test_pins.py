@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from fusestore.cache.pins import PinProgress, PinTooBig
 from fusestore.core import Filesystem, pinning
@@ -112,7 +113,9 @@ async def test_pins_outlast_a_remount_and_a_missing_path_is_named(env: Env) -> N
         assert await read_path(fs, "p/sub1/f001") == files["p/sub1/f001"]
 
 
-async def test_a_pinned_file_another_client_replaced_is_fetched_again(env: Env) -> None:
+async def test_a_pinned_file_another_client_replaced_is_fetched_again(
+    env: Env, virtual_clock: MockClock
+) -> None:
     env.put("docs/a", b"version one")
     async with env.mount(metadata_ttl=0.1) as fs:
         await pinning.pin(fs, "docs")
