@@ -39,8 +39,10 @@ three ways only:
   logs, spare cache files;
 - telling the kernel to forget a name, one call at a time (`KernelNames`).
 Cache-file pread/pwrite, index look-ups, journal records and the statvfs before a write
-stay inline. A method whose work (some or all) runs in a worker thread says so in its
-docstring, in a sentence beginning `Worker thread:`.
+stay inline. A part's method whose work (some or all) runs in a worker thread says so in
+its docstring, in a sentence beginning `Worker thread:`. Every `async` operation here may
+wait for the store that way (a LIST or HEAD through `Listings`, a GET through the
+`Fetcher`); those that call the store themselves say so too.
 """
 
 from __future__ import annotations
@@ -279,7 +281,7 @@ class Filesystem:
         Best effort: while the store does not answer, the guessed attributes stay (and
         are asked for again later); no getattr fails or waits long for them. Another
         client's version found meanwhile replaces `node` (see `_take_head`) where
-        `may_replace`."""
+        `may_replace`. Worker thread: the HEAD (StoreCalls)."""
         if not self.calls.online:
             return
         try:
@@ -443,6 +445,7 @@ class Filesystem:
         return node
 
     async def readlink(self, ino: int) -> str:
+        """Worker thread: the GET of a target not read yet (StoreCalls)."""
         node = self.node(ino)
         if node.kind is not Kind.SYMLINK:
             raise fs_error(errno.EINVAL)
@@ -923,7 +926,8 @@ class Filesystem:
     # -- the file system as a whole --------------------------------------------------------
 
     async def capacity(self) -> tuple[int, int]:
-        """Total and free bytes of the store, where it knows them (remembered for a minute)."""
+        """Total and free bytes of the store, where it knows them (remembered for a minute).
+        Worker thread: the store's statistics (StoreCalls)."""
         cached = self._capacity
         if cached is None or time.monotonic() - cached[0] > 60:
             stats = await self.calls.ask(self.store.stat_store)

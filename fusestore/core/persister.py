@@ -114,7 +114,7 @@ class Persister:
                 os.close(fd)
 
     async def persist_loop(self) -> None:
-        """Persist every `PERSIST_INTERVAL` (long-lived)."""
+        """Persist every `PERSIST_INTERVAL` (long-lived). Worker thread: see `persist`."""
         while True:
             await trio.sleep(PERSIST_INTERVAL)
             try:
