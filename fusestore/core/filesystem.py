@@ -11,7 +11,7 @@ release) and builds the parts that own the rest of a mount's state, one module e
   journaling.Journaling    journal records of pending work: written, deferred, replayed
   listings.Listings        listings and freshness: TTLs, LIST and HEAD, remembered
                            listings, other clients' changes
-  linkview.LinkView        where linked stores show, read-only
+  linkview.LinkView        linked stores: read-only where they show; linked at run time
   handles.Handles          the open files and directories
   budgets.Budgets          dirty data under --dirty-limit, room on the cache disk
   persister.Persister      periodic fsyncs, spare cache files, the eviction pass
@@ -73,7 +73,7 @@ from .filedata import FileData, writes_settled
 from .handles import DirHandle, FileHandle, Handles
 from .journaling import Journaling
 from .kernelnames import KernelNames
-from .linkview import LinkView
+from .linkview import LinkView, linked_stores
 from .listings import Listings
 from .namespace import NAME_MAX, Defaults, Namespace, check_name
 from .nodes import Kind, Node, now_ns
@@ -129,10 +129,10 @@ class Filesystem:
         # The parts, each built after the parts it calls (see the module docstring).
         self.fetcher = Fetcher(self.calls, store, self.contents)
         self.kernel = KernelNames()
-        self.linked = LinkView(store, self.ns)
+        links = linked_stores(store)
         self.handles = Handles()
         self.journaling = Journaling(
-            self.journal, self.ns, self.flusher, self.linked, self.contents, self.lost_found
+            self.journal, self.ns, self.flusher, links, self.contents, self.lost_found
         )
         self.listings = Listings(
             settings,
@@ -146,8 +146,9 @@ class Filesystem:
             self.kernel,
             self.journaling,
             self.flusher,
-            self.linked,
+            links,
         )
+        self.linked = LinkView(links, self.ns, self.listings.relinked)
         disk_work = trio.CapacityLimiter(1)  # slow disk work, one job at a time
         self.budgets = Budgets(settings, self.contents, self.journal, self.flusher, disk_work, self.handles)
         self.persister = Persister(self.contents, self.journal, self.journaling, self.budgets, disk_work)
@@ -188,6 +189,8 @@ class Filesystem:
         self.fsync = self.files.fsync
         self.readdir = self.handles.readdir
         self.releasedir = self.handles.pop
+        self.link_store = self.linked.link_store
+        self.unlink_store = self.linked.unlink_store
 
     @property
     def space_wanted(self) -> int:
@@ -227,22 +230,6 @@ class Filesystem:
         if not node.is_dir:
             raise fs_error(errno.ENOTDIR)
         return node
-
-    async def link_store(self, path: str, store: Store) -> str:
-        """Show `store` read-only at `path` from now on; returns the link's key. Refused
-        (ValueError) where local changes not uploaded yet or open files would be hidden.
-        Worker thread: the kernel is told to forget the names on the way."""
-        key = self.linked.add(path, store)
-        await self.listings.relinked(key)
-        return key
-
-    async def unlink_store(self, path: str) -> Store:
-        """Stop showing the store linked at `path` (what the mount's own store holds there
-        shows again); returns that store, for the caller to close. Worker thread: as
-        `link_store`."""
-        link = self.linked.remove(path)
-        await self.listings.relinked(link.path)
-        return link.store
 
     async def lookup(self, parent_ino: int, name: str) -> Node | None:
         """The entry `name` (its lookup count raised), or None: it does not exist."""

@@ -17,7 +17,8 @@ from typing import Any
 from ..cache import ContentStore, Journal
 from ..cache.journal import Records
 from ..cache.recovery import LostFound
-from .linkview import LinkView
+from ..stores.links import LinkedStores
+from .linkview import in_link
 from .namespace import Namespace
 from .nodes import Kind, Node, now_ns
 from .uploadqueue import UploadQueue
@@ -36,14 +37,14 @@ class Journaling:
         journal: Journal,
         ns: Namespace,
         flusher: UploadQueue,
-        linked: LinkView,
+        links: LinkedStores | None,
         contents: ContentStore,
         lost_found: LostFound,
     ) -> None:
         self.journal = journal
         self.ns = ns
         self.flusher = flusher
-        self.linked = linked
+        self.links = links
         self.contents = contents
         self.lost_found = lost_found
         self._unjournaled: set[Node] = set()  # records not written yet (deferred, or the disk was full)
@@ -153,7 +154,7 @@ class Journaling:
 
     def marker_work(self, node: Node) -> str | None:
         """ "put" or "delete" when the directory's marker must change, else None."""
-        if self.linked.in_link(node):
+        if in_link(self.links, node):
             return None  # nothing is written to a linked store
         wanted = self.marker_wanted(node)
         if wanted is None:

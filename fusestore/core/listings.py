@@ -26,12 +26,13 @@ import trio
 from ..cache import ContentStore
 from ..cache.pins import Pins
 from ..stores import NotFound, ObjectInfo, Store, StoreError, StoreUnavailable
+from ..stores.links import LinkedStores
 from ..stores.posix import SYMLINK_MAX
 from .errors import fs_error
 from .fetcher import Fetcher
 from .journaling import Journaling
 from .kernelnames import KernelNames
-from .linkview import LinkView
+from .linkview import in_link
 from .namespace import Namespace
 from .nodes import Kind, Node
 from .pinning import fetch_whole
@@ -76,7 +77,7 @@ class Listings:
         kernel: KernelNames,
         journaling: Journaling,
         flusher: UploadQueue,
-        linked: LinkView,
+        links: LinkedStores | None,
     ) -> None:
         self.settings = settings
         self.ns = ns
@@ -89,7 +90,7 @@ class Listings:
         self.kernel = kernel
         self.journaling = journaling
         self.flusher = flusher
-        self.linked = linked
+        self.links = links
         self._refreshing: dict[Node, _ListingRun] = {}
         #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
         self._listings_dropped: set[str] = set()
@@ -258,7 +259,7 @@ class Listings:
         """Keep a listing for the TTL (the next mount too may use it), unless the flusher
         changed the store while it was taken: it may predate that change. Listings of a
         linked store are not kept: the next mount may link another store there, or none."""
-        if self.ns.store_seq == since and not self.linked.in_link(prefix.rstrip("/")):
+        if self.ns.store_seq == since and not in_link(self.links, prefix.rstrip("/")):
             self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
             self._listings_dropped.discard(prefix)
 
