@@ -17,15 +17,17 @@ release) and builds the parts that own the rest of a mount's state, one module e
   persister.Persister      periodic fsyncs, spare cache files, the eviction pass
   filedata.FileData        data of open files: read, write, truncate, flush, fsync
   kernelnames.KernelNames  names the kernel must forget
+  ownership.KeyOwnership   keys taken, left and released; objects no node needs any more
+  landed.Landed            what the write-back reports back (uploads, markers, deletes landed)
   fetcher.Fetcher          object data into the cache (core/pinning.py: pins)
 
 Calls go one way: service → core → writeback, cache → stores. Inside the core the
 `Filesystem` calls its parts, and a part calls only parts built before it (the order of
 `__init__`), never the `Filesystem`; each gets what it uses, not the whole. What calls
 back up, and how:
-- the write-back (the flusher) calls the `Filesystem` methods its contract names
-  (`record`, `object_unneeded`, `adopt_remote_version`, …); the parts see the flusher
-  only as `uploadqueue.UploadQueue`;
+- the write-back (the flusher) calls the `Filesystem` methods its `WritebackHost`
+  protocol names (`record`, `upload_landed`, `keys_deleted`, …: most are bound to a
+  part, `Landed` above all); the parts see the flusher only as `uploadqueue.UploadQueue`;
 - `FileData` is handed `Filesystem._clean_content` (which content a node reads);
 - the FUSE layer sets `kernel.forget` (the kernel's `invalidate_entry`).
 
@@ -52,7 +54,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
 import trio
 
@@ -60,10 +62,9 @@ from ..cache import CacheDir, Content, ContentStore, Journal
 from ..cache.journal import Records
 from ..cache.pins import Pins
 from ..cache.recovery import LOST_FOUND, LostFound, open_index
-from ..stores import NotFound, ObjectInfo, Store, StoreUnavailable
+from ..stores import Store
 from ..writeback.conflicts import ConflictNames
 from ..writeback.flusher import Flusher
-from ..writeback.host import Uploaded
 from ..writeback.storecalls import StoreCalls
 from .budgets import STAGE_CHUNK as STAGE_CHUNK  # where the write-back's tests look
 from .budgets import Budgets
@@ -73,10 +74,12 @@ from .filedata import FileData, writes_settled
 from .handles import DirHandle, FileHandle, Handles
 from .journaling import Journaling
 from .kernelnames import KernelNames
+from .landed import Landed
 from .linkview import LinkView, linked_stores
 from .listings import Listings
 from .namespace import NAME_MAX, Defaults, Namespace, check_name
 from .nodes import Kind, Node, now_ns
+from .ownership import KeyOwnership
 from .persister import Persister
 from .settings import MountSettings
 
@@ -166,6 +169,19 @@ class Filesystem:
             self.kernel,
             self._clean_content,
         )
+        self.keys = KeyOwnership(self.ns, self.flusher, self.journaling.record_if_room)
+        self.landed = Landed(
+            self.ns,
+            self.index,
+            self.journal,
+            self.contents,
+            self.flusher,
+            self.keys,
+            self.kernel,
+            self.journaling.record,
+            self.listings.forget_listing,
+            self._clean_content,
+        )
         # The parts' operations under the names the FUSE layer, the flusher, pinning and
         # tests call (bound here: no extra call on a hot path).
         self.record = self.journaling.record
@@ -176,7 +192,8 @@ class Filesystem:
         self.child = self.listings.child
         self.load_tree = self.listings.load_tree
         self.forget_listing = self.listings.forget_listing
-        self._take_head = self.listings.take_head
+        self.head_attrs = self.listings.head_attrs
+        self.read_attrs = self.listings.read_attrs
         self.dirty_bytes = self.budgets.dirty_bytes
         self.dirty_space_freed = self.budgets.dirty_space_freed
         self.persist = self.persister.persist
@@ -191,6 +208,16 @@ class Filesystem:
         self.releasedir = self.handles.pop
         self.link_store = self.linked.link_store
         self.unlink_store = self.linked.unlink_store
+        self.reclaim_marker = self.keys.reclaim_marker
+        self.object_unneeded = self.keys.object_unneeded
+        self.clean_content = self.landed.clean_content
+        self.uploaded_clean = self.landed.uploaded_clean
+        self.upload_landed = self.landed.upload_landed
+        self.based_on_own_upload = self.landed.based_on_own_upload
+        self.marker_landed = self.landed.marker_landed
+        self.marker_unwanted = self.landed.marker_unwanted
+        self.keys_deleted = self.landed.keys_deleted
+        self.adopt_remote_version = self.landed.adopt_remote_version
 
     @property
     def space_wanted(self) -> int:
@@ -262,45 +289,6 @@ class Filesystem:
             node.attrs_guessed = False
             self.listings.check_kind(node)
 
-    async def head_attrs(self, node: Node, *, may_replace: bool = True) -> None:
-        """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
-
-        Best effort: while the store does not answer, the guessed attributes stay (and
-        are asked for again later); no getattr fails or waits long for them. Another
-        client's version found meanwhile replaces `node` (see `_take_head`) where
-        `may_replace`. Worker thread: the HEAD (StoreCalls)."""
-        if not self.calls.online:
-            return
-        try:
-            await self._head_attrs(node, may_replace)
-        except StoreUnavailable as exc:
-            log.info("%s: attributes not read: %s", node.path(), exc)
-
-    async def _head_attrs(self, node: Node, may_replace: bool) -> None:
-        if node.is_dir:
-            marker = node.source_key or node.prefix  # a marker still to be moved: its source
-            try:
-                info = await self.calls.attempt(self.store.head, marker)
-            except NotFound:
-                pass
-            else:
-                if (node.source_key or node.prefix) == marker and not node.meta_dirty:
-                    self.ns.apply_marker(node, info)
-            node.attrs_guessed = False
-            return
-        key, etag = node.remote_key, node.etag
-        if key is None or node.pending:
-            node.attrs_guessed = False
-            return
-        try:
-            info = await self.calls.attempt(self.store.head, key)
-        except NotFound:
-            node.attrs_guessed = False
-            return
-        if node.remote_key == key and node.etag == etag and not node.pending and node.attached:
-            self._take_head(node, info, may_replace)
-        node.attrs_guessed = False
-
     async def getattr(self, ino: int) -> Node:
         node = self.node(ino)
         if self.listings.head_due(node):
@@ -343,41 +331,6 @@ class Filesystem:
             raise fs_error(errno.EEXIST)
         return parent
 
-    def _placed(self, node: Node) -> None:
-        """A new node now names its key: nothing pending may delete that key any more."""
-        if node.is_dir:
-            # A file deleted at the same name must still go: only its marker is reclaimed.
-            self.reclaim_marker(node)
-        else:
-            self._take_key(node)
-
-    def _take_key(self, node: Node) -> None:
-        """A file (or a marker to move) now names its key: a delete pending there becomes
-        the overwrite of its upload."""
-        key = node.object_key
-        node.overwrites = key if self.ns.drop_delete(key) else None
-
-    def _leave_key(self, node: Node, key: str) -> None:
-        """A file (or a marker to move) leaves `key` before its upload replaced the older
-        object there: delete that."""
-        if node.overwrites == key and node.source_key != key:
-            self.ns.add_delete(key)
-            self.flusher.wake()
-        node.overwrites = None
-
-    def reclaim_marker(self, directory: Node) -> None:
-        """A marker still to delete at `directory`'s prefix now belongs to `directory`.
-
-        The store still holds it (with an older directory's attributes), so the directory
-        owns it: rewritten while wanted, deleted once not.
-        """
-        prefix = directory.prefix
-        if prefix in self.ns.deletes:
-            self.ns.drop_delete(prefix)
-            directory.marker_key = prefix
-            directory.meta_dirty = True
-            directory.version += 1
-
     def dir_changed(self, directory: Node) -> None:
         """Entries of `directory` changed: its marker may have to come or go."""
         self.listings.drop_listing(directory.prefix)
@@ -394,7 +347,7 @@ class Filesystem:
         node.explicit = (perm, uid, gid) != (self.defaults.dir_perm, self.defaults.uid, self.defaults.gid)
         with self.journal.batch():  # the marker it takes over and its record, at once
             self.ns.attach(parent, name, node)
-            self._placed(node)
+            self.keys.placed(node)
             node.lookups += 1
             self.record(node)
             self.flusher.schedule(node)
@@ -412,7 +365,7 @@ class Filesystem:
         # or a kill in between would bring the older object back.
         with self.journal.batch():
             self.ns.attach(parent, name, node)
-            self._placed(node)
+            self.keys.placed(node)
             node.lookups += 1
             self.changed(node, data=True)
             self.dir_changed(parent)
@@ -425,7 +378,7 @@ class Filesystem:
         node.size = len(target.encode("utf-8", "surrogateescape"))
         with self.journal.batch():  # as for create
             self.ns.attach(parent, name, node)
-            self._placed(node)
+            self.keys.placed(node)
             node.lookups += 1
             self.changed(node, data=True)
             self.dir_changed(parent)
@@ -458,7 +411,7 @@ class Filesystem:
             self._remove_now(node)
 
     def _remove_now(self, node: Node) -> None:
-        self._leave_key(node, node.key)
+        self.keys.leave_key(node, node.key)
         self.ns.detach(node)
         self.record(node)  # drops its journal record: nothing of it is to be uploaded
         self.flusher.forget(node)
@@ -469,7 +422,7 @@ class Filesystem:
                 # its descriptors: the journal says it holds no lost change.
                 self.journal.add_unlinked(node.content.id)
         else:
-            self._release_object(node)
+            self.keys.release_object(node)
             content = node.content
             if content is not None and content.dirty:
                 # Nothing can read it any more (no handle, no name): its space comes back
@@ -478,24 +431,6 @@ class Filesystem:
                 node.content = None
                 node.size = 0
         self._maybe_free(node)
-
-    def _release_object(self, node: Node) -> None:
-        """`node` no longer needs its object: delete it unless something else will be written there."""
-        key = self.ns.release_remote(node)
-        if key is not None:
-            self.object_unneeded(key)
-
-    def object_unneeded(self, key: str) -> None:
-        """No node needs the object at `key` any more. It is deleted, unless a file named
-        `key` is still to be uploaded: then that upload replaces it, and should the file
-        leave the key first, the file's leaving deletes it (`_leave_key`)."""
-        other = self.ns.node_at(key)
-        if other is None or other.is_dir:
-            self.ns.add_delete(key)
-            self.flusher.wake()
-        elif other.remote_key != key:
-            other.overwrites = key
-            self.record_if_room(other)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         parent = self.directory(parent_ino)
@@ -506,20 +441,13 @@ class Filesystem:
             raise fs_error(errno.ENOTDIR)
         self.linked.writable(node)
         await self._check_empty(node)
-        self._leave_key(node, node.prefix)
+        self.keys.leave_key(node, node.prefix)
         self.ns.detach(node)
-        self._drop_marker(node)
+        self.keys.drop_marker(node)
         self.record(node)
         self.flusher.forget(node)
         self._maybe_free(node)
         self.dir_changed(parent)
-
-    def _drop_marker(self, directory: Node) -> None:
-        """A removed directory's marker goes (also one it was still to be moved from)."""
-        marker = self.ns.release_remote(directory)
-        if marker is not None:
-            self.ns.add_delete(marker)
-            self.flusher.wake()
 
     async def _check_empty(self, directory: Node) -> None:
         """ENOTEMPTY unless the directory holds nothing, in the store included."""
@@ -574,9 +502,9 @@ class Filesystem:
     ) -> None:
         if target is not None:
             if target.is_dir:
-                self._leave_key(target, target.prefix)
+                self.keys.leave_key(target, target.prefix)
                 self.ns.detach(target)
-                self._drop_marker(target)
+                self.keys.drop_marker(target)
                 self.record(target)
                 self.flusher.forget(target)
                 self._maybe_free(target)
@@ -587,17 +515,17 @@ class Filesystem:
         self.ns.detach(node)
         self.ns.attach(new_parent, new_name, node)
         for moved in node.walk():
-            self._leave_key(moved, old_keys[moved.ino])
+            self.keys.leave_key(moved, old_keys[moved.ino])
             if moved.is_dir and (moved.marker_key is None or moved.meta_dirty):
                 # No marker to move, or one to write anew with the attributes set here.
                 if moved.marker_key != moved.prefix:
-                    self._drop_marker(moved)
-                self.reclaim_marker(moved)
+                    self.keys.drop_marker(moved)
+                self.keys.reclaim_marker(moved)
             else:
                 # A file's object, and a kept marker, move by a copy with their own
                 # metadata (see `Flusher._reconcile_dir`): no attribute is read first, and
                 # none this mount never read is replaced by its defaults.
-                self._take_key(moved)
+                self.keys.take_key(moved)
             self.ns.track_move(moved)
             if moved.is_dir:
                 self.record(moved)
@@ -707,166 +635,6 @@ class Filesystem:
             finally:
                 self.fetcher.nursery = self.listings.nursery = self.kernel.nursery = None
 
-    async def adopt_remote_version(
-        self, node: Node, info: ObjectInfo, copy_key: str, copy_etag: str, copy_size: int
-    ) -> None:
-        """After a conflict: `node`, whose data is now the object `copy_key` (its content
-        already registered clean as that object's), moves to that name (the conflict
-        copy), and its old name shows the store's version `info` as a new node.
-
-        A new node (a new inode number), because with the writeback cache the kernel
-        trusts its own size of a cached inode over ours: only a new inode shows the other
-        version's size. Descriptors open on `node` go on with it, now the conflict copy:
-        they read what they read, and what they write goes up to the copy. The kernel is
-        told to drop the old name (in a worker thread: it may block).
-
-        Worker thread: the kernel's forgetting of the old name."""
-        parent, name = node.parent, node.name
-        assert parent is not None and parent.children is not None
-        self.flusher.forget(node)
-        self.ns.release_remote(node)  # the object at the key is theirs now, not ours to delete
-        self.ns.detach(node)
-        copy_name = copy_key.rpartition("/")[2]
-        self.ns.attach(parent, copy_name, node)
-        self.ns.conflict_copies.setdefault(parent.prefix, set()).add(copy_name)
-        node.remote_key, node.etag, node.remote_size = copy_key, copy_etag, copy_size
-        node.data_dirty = node.meta_dirty = False
-        node.overwrites = None
-        node.version += 1
-        self.record(node)  # drops its journal record: its data is in the store
-        fresh = self.ns.node_from_object(parent, name, info)
-        self.ns.attach(parent, name, fresh)
-        self.ns.store_changed(fresh)
-        self.forget_listing(info.key)
-        self.forget_listing(copy_key)
-        if self.kernel_forget_name is not None:
-            await trio.to_thread.run_sync(self.kernel_forget_name, parent.ino, name)
-
-    # -- what writeback asks of the core (the `WritebackHost` protocol) --------------------
-
-    def clean_content(self, node: Node) -> Content:
-        """A content for `node`'s object: its cached copy, or a new one to fetch into."""
-        return self._clean_content(node)
-
-    async def read_attrs(self, node: Node) -> None:
-        """Read the attributes a listing did not carry; raises while the store does not
-        answer, and never replaces `node`.
-
-        Worker thread: the HEAD, in one StoreCalls slot."""
-        await self._head_attrs(node, may_replace=False)
-
-    def uploaded_clean(self, node: Node, content: Content, key: str, etag: str) -> None:
-        """`content` is what the store now holds at `key`: clean, cached under its etag."""
-        content.now_stored()
-        self.contents.register_clean(content, key, etag)
-        if not content.pins:
-            node.content = None
-
-    def upload_landed(self, uploaded: Uploaded) -> None:
-        """The store took an upload of `node` to `key`: the object it replaced goes, a move
-        is tracked (or the object released, for a node removed meanwhile), and the node is
-        clean where it did not change meanwhile. The caller journals the node."""
-        node, key, etag, size = uploaded.node, uploaded.key, uploaded.etag, uploaded.size
-        version, data_version, content = uploaded.version, uploaded.data_version, uploaded.content
-        metadata, moved_from, mtime_lost = uploaded.metadata, uploaded.moved_from, uploaded.mtime_lost
-        if metadata is not None:  # else the object's own, unknown here, was kept
-            self.index.set(("meta", key), (etag, metadata))
-        self.ns.store_changed(node)
-        self.forget_listing(key)
-        old = node.remote_key
-        if old is not None and old != key:
-            self.ns.release_remote(node)
-            self.object_unneeded(old)
-        node.remote_key, node.etag, node.remote_size = key, etag, size
-        if moved_from is not None and node.content is not None and node.content.source == moved_from:
-            # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
-            # from here on (a change made during the copy fetches what it lacks from `key`).
-            node.content.source = (key, etag)
-        if node.attached:
-            self.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
-        elif node.opens:
-            self.ns.track_move(node)  # removed meanwhile, still open: deleted at its last close
-        else:
-            self._release_object(node)  # removed meanwhile: what was just written must go
-        if content is not None and content.source is None:
-            content.source = (key, etag)
-        in_place = node.attached and node.key == key
-        if in_place and node.version == version:
-            node.data_dirty = node.meta_dirty = False
-            if content is None and node.content is not None and not node.content.dirty:
-                content = node.content
-            if content is not None:
-                self.uploaded_clean(node, content, key, etag)
-            node.meta_dirty = mtime_lost
-        elif in_place and content is not None and node.data_version == data_version:
-            # Only attributes changed during the upload (the kernel's mtime at a close, a
-            # chmod): the data is in the store, and the attributes follow with a copy of
-            # the object onto itself, not a new upload of all of it.
-            node.data_dirty = False
-            self.uploaded_clean(node, content, key, etag)
-            node.meta_dirty = True
-
-    def based_on_own_upload(self, node: Node, key: str, info: ObjectInfo) -> None:
-        """`node`, to be uploaded to `key`, is based from now on on the object `info` there,
-        an upload of this mount's own: its next upload replaces it, conditioned on it."""
-        old = node.remote_key
-        if old is not None and old != key:
-            self.ns.release_remote(node)
-            self.object_unneeded(old)
-        node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
-        node.overwrites = None
-        content = node.content
-        if content is not None and content.source is not None:
-            # Its blocks never written here are the same in the landed object.
-            content.source = (key, info.etag)
-        self.ns.store_changed(node)
-        self.record(node)
-
-    def marker_landed(
-        self, node: Node, key: str, etag: str, written: Mapping[str, str] | None, version: int
-    ) -> Node | None:
-        """The marker of directory `node` (at `version`) is written at `key` (with metadata
-        `written`; None: its source's). Returns the directory whose marker is to be written
-        again at once: `node` changed meanwhile, or the directory that now has its name."""
-        if written is not None:
-            self.index.set(("meta", key), (etag, written))
-        self.ns.store_changed(node)
-        self.forget_listing(key)
-        if node.attached and node.prefix == key:
-            moved_from = self.ns.release_remote(node)
-            if moved_from is not None and moved_from != key:
-                self.ns.add_delete(moved_from)  # copied: the old marker goes, as a file's source
-            node.marker_key, node.overwrites = key, None
-            if node.version == version:
-                node.meta_dirty = False
-                return None
-            return node  # changed while the marker was written: write it again
-        # Removed or moved while the marker was written: it belongs to whichever
-        # directory now has that name, or goes.
-        other = self.ns.node_at(key[:-1])
-        self.ns.add_delete(key)
-        if other is not None and other.is_dir:
-            self.reclaim_marker(other)
-            self.record(other)
-            return other
-        return None
-
-    def marker_unwanted(self, node: Node) -> None:
-        """Directory `node` needs no marker of its own any more: it goes."""
-        self._leave_key(node, node.prefix)
-        marker = self.ns.release_remote(node)
-        assert marker is not None
-        self.ns.add_delete(marker)
-
-    def keys_deleted(self, keys: Sequence[str]) -> None:
-        """The store deleted `keys` (one batch)."""
-        with self.journal.batch(), self.index.transact():
-            for key in keys:
-                self.ns.store_changed(deleted=key)
-                self.forget_listing(key)
-                self.ns.drop_delete(key)
-                self.index.delete(("meta", key))  # a remembered marker must not outlive it
-
     def _written_whole(self, node: Node) -> bool:
         """A big file written anew and closed by its last opener: the write-back delay,
         which lets programs that rewrite small files in bursts coalesce, would only hold
@@ -906,7 +674,7 @@ class Filesystem:
                 # Removed here or changed by another client: nobody reads that version again.
                 self.contents.forget_object(*content.source)
             node.content = None
-            self._release_object(node)
+            self.keys.release_object(node)
         self._maybe_free(node)
         self.contents.close_idle_files()
 

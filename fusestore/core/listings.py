@@ -402,3 +402,49 @@ class Listings:
             fresh = self.ns.replace_with_object(node, info)
             fresh.checked_at = time.monotonic()
             self.take_remote_changes()
+
+    async def head_attrs(self, node: Node, *, may_replace: bool = True) -> None:
+        """Read the POSIX attributes a listing did not carry (one HEAD, remembered).
+
+        Best effort: while the store does not answer, the guessed attributes stay (and
+        are asked for again later); no getattr fails or waits long for them. Another
+        client's version found meanwhile replaces `node` (see `take_head`) where
+        `may_replace`. Worker thread: the HEAD (StoreCalls)."""
+        if not self.calls.online:
+            return
+        try:
+            await self.head(node, may_replace)
+        except StoreUnavailable as exc:
+            log.info("%s: attributes not read: %s", node.path(), exc)
+
+    async def head(self, node: Node, may_replace: bool) -> None:
+        if node.is_dir:
+            marker = node.source_key or node.prefix  # a marker still to be moved: its source
+            try:
+                info = await self.calls.attempt(self.store.head, marker)
+            except NotFound:
+                pass
+            else:
+                if (node.source_key or node.prefix) == marker and not node.meta_dirty:
+                    self.ns.apply_marker(node, info)
+            node.attrs_guessed = False
+            return
+        key, etag = node.remote_key, node.etag
+        if key is None or node.pending:
+            node.attrs_guessed = False
+            return
+        try:
+            info = await self.calls.attempt(self.store.head, key)
+        except NotFound:
+            node.attrs_guessed = False
+            return
+        if node.remote_key == key and node.etag == etag and not node.pending and node.attached:
+            self.take_head(node, info, may_replace)
+        node.attrs_guessed = False
+
+    async def read_attrs(self, node: Node) -> None:
+        """Read the attributes a listing did not carry; raises while the store does not
+        answer, and never replaces `node`.
+
+        Worker thread: the HEAD, in one StoreCalls slot."""
+        await self.head(node, may_replace=False)
