@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import diskcache
-import trio
 
 from ..cache import Content, ContentStore, Journal
 from ..stores import ObjectInfo
@@ -85,9 +84,8 @@ class Landed:
         self.ns.store_changed(fresh)
         self.forget_listing(info.key)
         self.forget_listing(copy_key)
-        forget = self.kernel.forget
-        if forget is not None:
-            await trio.to_thread.run_sync(forget, parent.ino, name)
+        if self.kernel.forget is not None:
+            await self.kernel.forget_now([(parent.ino, name)])
 
     def clean_content(self, node: Node) -> Content:
         """A content for `node`'s object: its cached copy, or a new one to fetch into."""

@@ -13,7 +13,7 @@ import math
 from ..core.namespace import Namespace
 from ..stores import Store, StoreError
 from .host import WritebackHost
-from .queue import UploadQueue, now
+from .queue import JobQueue, now
 from .storecalls import StoreCalls
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class DeleteBatches:
     loop sets `sending` before it starts one)."""
 
     def __init__(
-        self, queue: UploadQueue, host: WritebackHost, ns: Namespace, store: Store, calls: StoreCalls
+        self, queue: JobQueue, host: WritebackHost, ns: Namespace, store: Store, calls: StoreCalls
     ) -> None:
         self.queue = queue
         self.host = host

@@ -7,7 +7,7 @@ when large). Keys to delete go in batches. Failures are retried with exponential
 forever: nothing is dropped; but a key the store refuses for good (InvalidKey) is parked
 (see `parked`) until the node changes. `sync_all` returns once nothing else is pending.
 
-The `Flusher` is the queue (`UploadQueue`) and the loop that starts its jobs; each job
+The `Flusher` is the queue (`JobQueue`) and the loop that starts its jobs; each job
 is one node's: `uploads` (a file or symlink), `staging` (a big file's parts sent ahead),
 `markers` (a directory); `deletes` sends the keys to delete in batches.
 """
@@ -35,7 +35,7 @@ from .host import WritebackHost, WritebackSettings
 from .landings import Landings
 from .markers import MarkerWriter
 from .moves import MoveSources, still_at
-from .queue import UploadQueue
+from .queue import JobQueue
 from .queue import now as _now
 from .staging import StagedUpload, Stager
 from .storecalls import StoreCalls, StoreTimeout
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 60.0
 
 
-class Flusher(UploadQueue):
+class Flusher(JobQueue):
     """The upload queue and its workers.
 
     `schedule`, `forget`, `wake` and `hurry` are synchronous and cheap (called from file

@@ -26,7 +26,7 @@ from ..core.nodes import Node
 from ..stores import NotFound, Store
 from .host import WritebackHost
 from .moves import MoveSources
-from .queue import UploadQueue
+from .queue import JobQueue
 from .storecalls import StoreCalls
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class MarkerWriter:
 
     def __init__(
         self,
-        queue: UploadQueue,
+        queue: JobQueue,
         host: WritebackHost,
         ns: Namespace,
         index: Index,

@@ -12,7 +12,7 @@ from ..cache import ContentStore
 from ..core.namespace import Namespace
 from ..core.nodes import Node
 from .host import WritebackHost
-from .queue import UploadQueue
+from .queue import JobQueue
 
 
 def still_at(node: Node, key: str) -> bool:
@@ -26,9 +26,7 @@ def still_at(node: Node, key: str) -> bool:
 class MoveSources:
     """Clears the way for an upload to a key that is another node's move source."""
 
-    def __init__(
-        self, queue: UploadQueue, host: WritebackHost, ns: Namespace, contents: ContentStore
-    ) -> None:
+    def __init__(self, queue: JobQueue, host: WritebackHost, ns: Namespace, contents: ContentStore) -> None:
         self.queue = queue
         self.host = host
         self.ns = ns

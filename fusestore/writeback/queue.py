@@ -35,7 +35,7 @@ def now() -> float:
         return -math.inf  # scheduled before trio runs (the journal's replay): due at once
 
 
-class UploadQueue:
+class JobQueue:
     """Due times, running jobs, failures, and the keys being written.
 
     `schedule`, `forget`, `wake` and `hurry` are synchronous and cheap (called from file

@@ -29,7 +29,7 @@ from ..stores import CompletedPart, Store, StoreError
 from ..stores.base import MiB
 from .host import WritebackHost
 from .landings import NOT_LANDED, TOKEN, Landings
-from .queue import UploadQueue
+from .queue import JobQueue
 from .storecalls import StoreCalls
 from .unfinished import JournaledUploads
 
@@ -141,7 +141,7 @@ class Stager:
 
     def __init__(
         self,
-        queue: UploadQueue,
+        queue: JobQueue,
         host: WritebackHost,
         store: Store,
         calls: StoreCalls,

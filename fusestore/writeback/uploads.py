@@ -35,7 +35,7 @@ from .conflicts import ConflictNames
 from .host import Uploaded, WritebackHost
 from .landings import TOKEN, Landing, Landings
 from .moves import still_at
-from .queue import UploadQueue, now
+from .queue import JobQueue, now
 from .staging import Stager, staged_metadata, upload_part_size
 from .storecalls import StoreCalls
 from .unfinished import JournaledUploads
@@ -63,11 +63,11 @@ class Conflict(Exception):
 
 class Uploader:
     """Uploads one node at a time per call (`upload`), and settles uploads whose answer
-    never came (`settle`). The caller holds the key (`UploadQueue.claim`)."""
+    never came (`settle`). The caller holds the key (`JobQueue.claim`)."""
 
     def __init__(
         self,
-        queue: UploadQueue,
+        queue: JobQueue,
         host: WritebackHost,
         ns: Namespace,
         store: Store,
