@@ -33,7 +33,7 @@ from fusestore.cache.inspector import (
     survey,
 )
 from fusestore.cache.layout import cache_name
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores.memory import MemoryStore
 
 MiB = 2**20

@@ -24,7 +24,7 @@ from ..stores import StoreError
 
 if TYPE_CHECKING:
     from ..cache.pins import PinProgress
-    from ..core import Filesystem
+    from ..core.filesystem import Filesystem
     from ..stores import Store
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ import trio
 
 from ..cache import CacheDir, CacheLocked
 from ..cache.recovery import JournalDamaged
-from ..core import Filesystem, MountSettings
+from ..core import MountSettings
+from ..core.filesystem import Filesystem
 from ..private import UnsafeDirectory
 from ..stores import ListPage, Store, StoreError, StoreUnavailable
 from ..stores.links import Link, open_linked

@@ -17,7 +17,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from ..core import Filesystem, Node
+from ..core import Node
+from ..core.filesystem import Filesystem
 from ..stores import StoreError, StoreUnavailable, errno_for
 
 log = logging.getLogger(__name__)

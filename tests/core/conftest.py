@@ -24,7 +24,8 @@ import trio
 from trio.testing import MockClock
 
 from fusestore.cache import CacheDir
-from fusestore.core import Filesystem, MountSettings, Node
+from fusestore.core import MountSettings, Node
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import Store, StoreUnavailable, open_store
 from fusestore.stores.memory import MemoryStore, _etag, _Object
 from fusestore.writeback.landings import TOKEN

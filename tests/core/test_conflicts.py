@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import ObjectInfo, ObjectReader, Store
 from fusestore.stores.faulty import FaultyStore
 from fusestore.stores.wrapper import WrappedStore

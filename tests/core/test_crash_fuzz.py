@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from fusestore.cache import inspector
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import Store, StoreUnavailable
 from fusestore.stores.wrapper import WrappedStore
 

@@ -26,7 +26,7 @@ from fusestore.cache import CacheDir, inspector
 from fusestore.cache.diskfull import Index
 from fusestore.cache.recovery import JournalDamaged
 from fusestore.cli import main
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.service.mounts import is_mounted, lazy_unmount
 
 from .conftest import Env, MiB, ino_of, pattern, write_file
@@ -38,7 +38,8 @@ CRASH = """
 import os, random, sys, trio
 from fusestore.cache import CacheDir
 from fusestore.cache.diskfull import Index
-from fusestore.core import Filesystem, MountSettings
+from fusestore.core.filesystem import Filesystem
+from fusestore.core import MountSettings
 from fusestore.stores import open_store
 
 url, cache_dir, *specs = sys.argv[1:]

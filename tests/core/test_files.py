@@ -12,7 +12,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import PosixAttrs
 
 from .conftest import Env, MiB, ino_of, mkdir, pattern, read_all, read_path, resolve, write_file

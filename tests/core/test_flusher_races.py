@@ -13,7 +13,8 @@ import trio
 import trio.testing
 
 from fusestore.cache.content import BLOCK_SIZE
-from fusestore.core import Filesystem, Node
+from fusestore.core import Node
+from fusestore.core.filesystem import Filesystem
 
 from .conftest import Env, GatedPut, ino_of, listdir, mkdir, resolve, write_file
 

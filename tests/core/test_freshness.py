@@ -13,7 +13,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import PreconditionFailed
 
 from .conftest import Env, MiB, ino_of, listdir, pattern, read_path, resolve

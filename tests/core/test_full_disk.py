@@ -18,7 +18,7 @@ import trio
 import trio.testing
 
 from fusestore.cache import Content
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 
 from .conftest import Env, MiB, pattern, read_path, resolve
 from .test_journal_and_remount import crash_copy

@@ -18,7 +18,8 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fusestore.core import Filesystem, Kind, Node
+from fusestore.core import Kind, Node
+from fusestore.core.filesystem import Filesystem
 from fusestore.service.fuse_ops import FuseOperations
 from fusestore.stores import PosixAttrs
 from fusestore.stores.memory import MemoryStore, _etag, _Object

@@ -13,7 +13,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Filesystem, Kind
+from fusestore.core import Kind
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import PosixAttrs
 
 from .conftest import Env, MiB, ino_of, listdir, mkdir, pattern, read_all, read_path, resolve, write_file

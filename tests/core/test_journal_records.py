@@ -29,7 +29,7 @@ from fusestore.cache.journal import (
     problems,
     read_journal,
 )
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.writeback.landings import Landing
 from fusestore.writeback.unfinished import JournaledUploads
 

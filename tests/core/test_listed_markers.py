@@ -10,7 +10,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 
 from .conftest import WRITES, Env, listdir, mkdir, read_path, resolve, write_file
 

@@ -13,7 +13,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Filesystem, Node
+from fusestore.core import Node
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import StoreError, errno_for
 
 from .conftest import Env, ino_of, listdir, mkdir, read_path, resolve, write_file

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from fusestore.core import Filesystem
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import StoreUnavailable
 
 from .conftest import Env, listdir, read_path

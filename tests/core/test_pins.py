@@ -11,7 +11,8 @@ import trio
 from trio.testing import MockClock
 
 from fusestore.cache.pins import PinProgress, PinTooBig
-from fusestore.core import Filesystem, pinning
+from fusestore.core import pinning
+from fusestore.core.filesystem import Filesystem
 from fusestore.stores import StoreUnavailable
 
 from .conftest import READS, Env, MiB, pattern, read_path
