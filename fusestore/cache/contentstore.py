@@ -84,6 +84,14 @@ class ContentStore:
         self.keeps: Callable[[str], bool] = lambda key: False
         self._load(owned)
 
+    def all(self) -> list[Content]:
+        """Every content this store knows of (clean, dirty, kept), in no order."""
+        return list(self._by_id.values())
+
+    def cached_objects(self) -> dict[tuple[str, str], Content]:
+        """The clean contents by the object they mirror: (key, etag) → content."""
+        return {obj: self._by_id[content_id] for obj, content_id in self._by_object.items()}
+
     def _map(self, content_id: str, key: str, etag: str) -> None:
         self._unmap(content_id)
         self._by_object[(key, etag)] = content_id

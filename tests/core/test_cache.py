@@ -39,7 +39,7 @@ async def test_eviction_spares_dirty_and_open_contents_and_goes_least_recently_u
         dirty = await write_file(fs, "dirty", pattern(MiB, seed=9))
         assert fs.contents.used == 9 * MiB
 
-        by_id = {c.id: c for c in fs.contents._by_id.values()}
+        by_id = {c.id: c for c in fs.contents.all()}
         pinned = {c.id for c in by_id.values() if c.pins}
         dirty_ids = {c.id for c in by_id.values() if c.dirty}
         assert pinned and dirty_ids

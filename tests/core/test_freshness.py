@@ -25,7 +25,7 @@ TTL = 0.2
 
 def cached_versions(fs: Filesystem, key: str) -> set[str]:
     """The etags of `key` whose clean data the cache holds."""
-    return {etag for (k, etag) in fs.contents._by_object if k == key}
+    return {etag for (k, etag) in fs.contents.cached_objects() if k == key}
 
 
 async def open_and_read(fs: Filesystem, path: str, size: int) -> tuple[int, bytes]:

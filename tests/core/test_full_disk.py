@@ -126,7 +126,7 @@ async def test_the_eviction_loop_keeps_a_floor_of_free_space_on_the_cache_disk(
         await read_objects(fs, keys)
         assert disk.free() < 8 * MiB + 32 * MiB // 20  # 32 MiB disk, 24 MiB of clean data
         await fs.budgets.evict()
-        kept = {content.source for content in fs.contents._by_id.values()}
+        kept = {content.source for content in fs.contents.all()}
         assert kept == {(key, etag) for key, etag in zip(keys, etags, strict=True)} - {(keys[0], etags[0])}
         assert disk.free() >= 8 * MiB + 32 * MiB // 20
         assert fs.contents.evict_candidates() == []
@@ -338,11 +338,11 @@ async def test_clean_data_evicted_for_a_write_leaves_no_index_entry(env: Env, di
     async with env.mount(writeback_delay=60) as fs:
         on(disk, fs)
         await read_objects(fs, keys)
-        ids = {content.id for content in fs.contents._by_id.values()}
+        ids = {content.id for content in fs.contents.all()}
         fh, _ = await fs.create(1, "new", 0o644, os.O_WRONLY, 0, 0)
         for start in range(0, 14 * MiB, MiB):
             assert await fs.write(fh, start, pattern(MiB, seed=start)) == MiB
-        evicted = ids - set(fs.contents._by_id)
+        evicted = ids - {content.id for content in fs.contents.all()}
         assert evicted, "nothing was evicted"
         assert [i for i in evicted if ("content", i) in fs.index] == []
         fs.release(fh)

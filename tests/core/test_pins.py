@@ -38,7 +38,7 @@ def store_down(env: Env) -> None:
 
 
 def kept(fs: Filesystem) -> set[str]:
-    return {key for (key, _etag), cid in fs.contents._by_object.items() if fs.contents._by_id[cid].kept}
+    return {key for (key, _etag), content in fs.contents.cached_objects().items() if content.kept}
 
 
 async def test_a_pinned_folder_is_fetched_whole_and_reads_while_the_store_is_down(env: Env) -> None:
