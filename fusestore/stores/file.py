@@ -61,13 +61,12 @@ from .errors import (
     StoreNotFound,
     from_os_error,
 )
+from .file_listing import RESERVED, FileLister
 from .keys import check_metadata, check_url_path
-from .listing import Item, paginate, roll_up
 from .options import Option, options_query, parse_options
 
 log = logging.getLogger(__name__)
 
-RESERVED = ".fusestore"
 XATTR = "user.fusestore"
 NAME_MAX = 255
 _STALE_TEMP_SECONDS = 3600
@@ -135,6 +134,8 @@ class FileStore(Store):
         self._real_root = os.path.realpath(self.root)
         self._internal = os.path.join(self.root, RESERVED)
         self._swept = False
+        # Listings read each directory once, not once per page (see file_listing).
+        self._lister = FileLister(self._lookup, self._read_attr)
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
@@ -274,72 +275,13 @@ class FileStore(Store):
         token: str | None = None,
         max_keys: int = 1000,
     ) -> ListPage:
-        dir_key, _, name_start = prefix.rpartition("/")
+        dir_key = prefix.rpartition("/")[0]
         try:
             dir_path = self._path(dir_key + "/")[0] if dir_key else self.root
         except InvalidKey:
             return ListPage([], [], None)  # no stored key can start with this prefix
         with _os_errors(prefix):
-            if delimiter == "/":
-                items = self._list_dir(dir_key, dir_path, name_start)
-            else:
-                objects = sorted(self._walk(dir_key, dir_path, name_start), key=lambda o: o.key)
-                items = roll_up(objects, prefix, delimiter)
-        return paginate(items, token, max_keys)
-
-    def _entries(self, dir_path: str, name_start: str) -> Iterator[os.DirEntry[str]]:
-        """Entries of one directory whose names start with `name_start`, minus the
-        reserved folder, symbolic links and names that are not UTF-8."""
-        try:
-            scan = os.scandir(dir_path)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        with scan:
-            for entry in scan:
-                if not entry.name.startswith(name_start) or entry.is_symlink():
-                    continue
-                if entry.name == RESERVED:
-                    continue  # ours, or that of a file store opened on a subdirectory
-                try:
-                    entry.name.encode("utf-8")
-                except UnicodeEncodeError:
-                    log.warning("skipping a name that is not UTF-8 in %s: %r", dir_path, entry.name)
-                    continue
-                yield entry
-
-    def _own_marker(self, dir_key: str, dir_path: str, name_start: str) -> builtins.list[ObjectInfo]:
-        """The marker object `dir_key/` when a listing of `dir_key/` should show it."""
-        if not dir_key or name_start:
-            return []
-        attr = self._read_attr(dir_path)
-        if attr is None or not os.path.isdir(dir_path):
-            return []
-        return [self._info(dir_key + "/", os.stat(dir_path), attr)]
-
-    def _list_dir(self, dir_key: str, dir_path: str, name_start: str) -> builtins.list[Item]:
-        base = f"{dir_key}/" if dir_key else ""
-        items: list[Item] = [*self._own_marker(dir_key, dir_path, name_start)]
-        for entry in self._entries(dir_path, name_start):
-            if entry.is_dir(follow_symlinks=False):
-                # Like S3, a prefix exists only while an object is below it: empty
-                # directories that other programs leave are not listed.
-                if any(self._walk(base + entry.name, entry.path, "")):
-                    items.append(f"{base}{entry.name}/")
-            elif entry.is_file(follow_symlinks=False):
-                items.append(self._info(base + entry.name, entry.stat(), self._read_attr(entry.path)))
-        items.sort(key=lambda item: item if isinstance(item, str) else item.key)
-        return items
-
-    def _walk(self, dir_key: str, dir_path: str, name_start: str) -> Iterator[ObjectInfo]:
-        """Every object below `dir_path` whose first name starts with `name_start`."""
-        base = f"{dir_key}/" if dir_key else ""
-        yield from self._own_marker(dir_key, dir_path, name_start)
-        for entry in self._entries(dir_path, name_start):
-            key = base + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(key, entry.path, "")
-            elif entry.is_file(follow_symlinks=False):
-                yield self._info(key, entry.stat(), self._read_attr(entry.path))
+            return self._lister.page(dir_key, dir_path, prefix, delimiter, token, max_keys)
 
     def probe(self) -> None:
         if not os.path.isdir(self.root):

@@ -7,7 +7,7 @@ same behaviour, so the conformance suite holds them all to one rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from .base import ListPage, ObjectInfo
 
@@ -58,3 +58,74 @@ def paginate(items: Iterable[Item], token: str | None, max_keys: int) -> ListPag
             objects.append(item)
         last = name
     return ListPage(objects, prefixes, last if more else None)
+
+
+#: A key from a sorted source, with what makes it an object for the page: the object's
+#: info, or None when it turned out not to be one (removed meanwhile). Keys rolled up
+#: into a common prefix are never materialized.
+Candidate = tuple[str, Callable[[], ObjectInfo | None]]
+
+
+def _successor(common: str) -> str | None:
+    """The least key that sorts after every key starting with `common`."""
+    last = ord(common[-1])
+    return None if last >= 0x10FFFF else common[:-1] + chr(last + 1)
+
+
+def _first_key(prefix: str, delimiter: str | None, token: str | None) -> str:
+    """The least key a listing may return after `token` (the last name it returned)."""
+    if token is None:
+        return prefix
+    if delimiter and token.startswith(prefix):
+        cut = token.find(delimiter, len(prefix))
+        after = _successor(token[: cut + len(delimiter)]) if cut >= 0 else None
+        if after is not None:
+            return max(prefix, after)  # skip the whole common prefix at once
+    return max(prefix, token + "\x00")  # the least string after the token
+
+
+def page_from(
+    seek: Callable[[str], Iterator[Candidate]],
+    prefix: str,
+    delimiter: str | None,
+    token: str | None,
+    max_keys: int,
+) -> ListPage:
+    """The page that follows `token`, from a source that yields its keys in byte order.
+
+    `seek(key)` yields every candidate whose key is at least `key`, in order, lazily: the
+    page pulls only the entries it returns plus one look-ahead, and seeks past a common
+    prefix instead of reading the keys below it, so a page costs O(page size) when the
+    source seeks in O(1) or O(log n).
+    """
+    limit = max(1, max_keys)
+    objects: list[ObjectInfo] = []
+    prefixes: list[str] = []
+    last: str | None = token
+    start: str | None = _first_key(prefix, delimiter, token)
+    while start is not None:
+        after, start = start, None
+        for key, materialize in seek(after):
+            if not key.startswith(prefix):
+                break  # sorted, and at least `prefix`: past every key under it
+            cut = key.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                common = key[: cut + len(delimiter or "")]
+                if last is not None and common <= last:
+                    continue  # the rest of a common prefix already returned
+                if len(objects) + len(prefixes) >= limit:
+                    return ListPage(objects, prefixes, last)
+                prefixes.append(common)
+                last = common
+                start = _successor(common)
+                if start is not None:
+                    break  # seek past the keys under it
+                continue
+            info = materialize()
+            if info is None:
+                continue
+            if len(objects) + len(prefixes) >= limit:
+                return ListPage(objects, prefixes, last)
+            objects.append(info)
+            last = key
+    return ListPage(objects, prefixes, None)
