@@ -6,12 +6,14 @@ can "remount" and find its objects again; `memory://` with no name is a fresh, p
 
 from __future__ import annotations
 
+import bisect
 import builtins
+import functools
 import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult
@@ -38,7 +40,7 @@ from .errors import (
     StoreError,
 )
 from .keys import KeySpace, check_metadata
-from .listing import paginate, roll_up
+from .listing import Candidate, page_from
 from .options import Option, options_query, parse_options
 
 
@@ -61,12 +63,48 @@ class _Upload:
     parts: dict[int, tuple[str, bytes]] = field(default_factory=dict)
 
 
+class _Objects(dict[str, _Object]):
+    """The objects by key, which also knows its keys in byte order. The order is brought
+    up to date when asked: a listing sorts only the keys added since the last one (merged
+    with the sorted rest in linear time), not the whole store on every page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sorted: list[str] = []
+        self._added: list[str] = []
+        self._removed = False
+
+    def __setitem__(self, key: str, value: _Object) -> None:
+        if key not in self:
+            self._added.append(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._removed = True
+
+    def pop(self, key: str, *default: Any) -> Any:
+        self._removed = True
+        return super().pop(key, *default)
+
+    def sorted_keys(self) -> list[str]:
+        """Every key, in order (a list shared until the next change: do not modify)."""
+        if self._added or self._removed:
+            kept = [key for key in self._sorted if key in self] if self._removed else list(self._sorted)
+            kept += {key: None for key in self._added if key in self}  # once each, in the store
+            kept.sort()  # two sorted runs: timsort merges them in linear time
+            if self._removed:
+                kept = [key for i, key in enumerate(kept) if not i or kept[i - 1] != key]
+            self._sorted, self._added, self._removed = kept, [], False
+        return self._sorted
+
+
 class _Backend:
     """The shared state behind every store opened with one name; guarded by `lock`."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.objects: dict[str, _Object] = {}
+        self.objects = _Objects()
         self.uploads: dict[str, _Upload] = {}
 
     def used(self) -> int:
@@ -178,10 +216,20 @@ class MemoryStore(Store):
         max_keys: int = 1000,
     ) -> ListPage:
         full_prefix = self.keys.full_prefix(prefix)
-        with self._backend.lock:
-            snapshot = sorted((k, o) for k, o in self._backend.objects.items() if k.startswith(full_prefix))
-        objects = (o.info(self.keys.relative(k)) for k, o in snapshot)
-        return paginate(roll_up(objects, prefix, delimiter), token, max_keys)
+        objects = self._backend.objects
+
+        def seek(first: str) -> Iterator[Candidate]:
+            keys = objects.sorted_keys()
+            index = bisect.bisect_left(keys, max(self.keys.prefix + first, full_prefix))
+            for i in range(index, len(keys)):
+                full = keys[i]
+                if not full.startswith(full_prefix):
+                    return
+                key = self.keys.relative(full)
+                yield key, functools.partial(objects[full].info, key)
+
+        with self._backend.lock:  # the page is built at once: a consistent view, and quick
+            return page_from(seek, prefix, delimiter, token, max_keys)
 
     def open_range(
         self, key: str, start: int = 0, length: int | None = None, etag: str | None = None

@@ -19,6 +19,7 @@ from fusestore.stores import (
     StoreNotFound,
     StoreUnavailable,
     errno_for,
+    memory,
     open_store,
 )
 from fusestore.stores.memory import MemoryStore
@@ -118,3 +119,55 @@ def test_a_key_prefix_view_narrows_a_store_to_the_names_that_begin_with_it() -> 
             open_store(f"memory://{name}?key_prefix=a/b")
     finally:
         MemoryStore.forget(name)
+
+
+def test_a_memory_listing_in_small_pages_does_work_linear_in_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each page builds the infos of its own objects only, and seeks past common
+    prefixes: never the whole store per page."""
+    built = [0]
+    info = memory._Object.info
+
+    def counting_info(self: memory._Object, key: str) -> object:
+        built[0] += 1
+        return info(self, key)
+
+    monkeypatch.setattr(memory._Object, "info", counting_info)
+    cost = {}
+    for size in (200, 400):
+        store = MemoryStore()
+        for i in range(size):
+            store.put(f"d/f{i:05d}", b"")
+            store.put(f"d/sub{i % 7}/x{i}", b"")
+            store.put(f"other/{i}", b"")
+        built[0] = 0
+        keys: list[str] = []
+        prefixes: list[str] = []
+        token = None
+        while True:
+            page = store.list("d/", "/", token, 10)
+            keys += [o.key for o in page.objects]
+            prefixes += page.prefixes
+            if page.next_token is None:
+                break
+            token = page.next_token
+        assert keys == [f"d/f{i:05d}" for i in range(size)]
+        assert prefixes == [f"d/sub{i}/" for i in range(7)]
+        cost[size] = built[0]
+        assert built[0] <= 2 * size, built[0]  # its own objects, plus one look-ahead a page
+    assert cost[400] <= 2.5 * cost[200], cost
+
+
+def test_a_memory_listing_sees_keys_removed_and_put_back_once() -> None:
+    store = MemoryStore()
+    for key in ["a", "b", "c"]:
+        store.put(key, b"")
+    assert [o.key for o in store.list("", None).objects] == ["a", "b", "c"]
+    store.delete("b")
+    store.put("b", b"again")
+    store.put("0", b"")
+    store.delete("c")
+    assert [o.key for o in store.list("", None).objects] == ["0", "a", "b"]
+    store.delete("a")
+    assert [o.key for o in store.list("", None, "0", 1).objects] == ["b"]
