@@ -1,7 +1,7 @@
 """`Listings`: what the mount knows of the store's tree, and for how long.
 
-A directory is listed (one paged LIST, in a worker thread) when first needed and again
-once its listing is older than `--metadata-ttl`; a lookup of one known file in a big
+A directory is listed (one paged LIST, a worker thread call per page) when first needed
+and again once its listing is older than `--metadata-ttl`; a lookup of one known file in a big
 directory is revalidated with a HEAD instead. Listings are remembered in the index for
 the TTL (the next mount may use them), unless the flusher changed the store while one
 was taken. What other clients changed (versions replaced or deleted) is taken here:
@@ -148,7 +148,8 @@ class Listings:
         """List `directory` again (one listing at a time per directory: later callers
         share its outcome). Raises StoreUnavailable when a directory never listed cannot
         be listed: its names are unknown, and none may be reported absent for that.
-        Worker thread: the LIST pages, in one StoreCalls slot."""
+        Worker thread: each LIST page, its own call, bounded by the I/O timeout alone: a
+        listing that keeps making progress is never cut short."""
         while (running := self._refreshing.get(directory)) is not None:
             await running.done.wait()
             if running.failure is not None:
@@ -172,13 +173,13 @@ class Listings:
             if listing is None:
                 if listed_before:
                     try:
-                        listing = await self.calls.attempt(self._list_all, prefix)
+                        listing = await self.calls.list_all(prefix, patient=False)
                     except StoreUnavailable as exc:
                         log.info("%s: keeping the older listing: %s", directory.path(), exc)
                         return
                 else:
                     try:
-                        listing = await self.calls.ask(self._list_all, prefix)
+                        listing = await self.calls.list_all(prefix)
                     except StoreUnavailable as exc:
                         listing_run.failure = exc
                         raise
@@ -208,26 +209,14 @@ class Listings:
         finally:
             self.ns.listing_ended()
 
-    def _list_all(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
-        """Every entry directly below `prefix`. Worker thread: runs there whole (blocking)."""
-        objects: list[ObjectInfo] = []
-        prefixes: list[str] = []
-        token: str | None = None
-        while True:
-            page = self.store.list(prefix, "/", token)
-            objects.extend(page.objects)
-            prefixes.extend(page.prefixes)
-            if page.next_token is None:
-                return objects, prefixes
-            token = page.next_token
-
     async def load_tree(self, directory: Node) -> None:
         """List everything below a directory (one recursive listing), so a rename moves it
-        all, or a pin fetches it all. Worker thread: the listing, in one StoreCalls slot."""
+        all, or a pin fetches it all. Worker thread: each LIST page, its own call (the
+        I/O timeout bounds each page, not the listing)."""
         prefix = directory.prefix
         since = self.ns.listing_started()
         try:
-            objects: list[ObjectInfo] = await self.calls.ask(lambda: list(self.store.iter_objects(prefix)))
+            objects, _ = await self.calls.list_all(prefix, None)
         finally:
             self.ns.listing_ended()
         if directory.prefix != prefix:

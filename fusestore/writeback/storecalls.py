@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..stores import ObjectInfo, Store, StoreUnavailable
+from ..stores import ListPage, ObjectInfo, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ class StoreCalls:
       are retried with backoff, and once `io_timeout` seconds have passed the caller gets
       `StoreTimeout` even if the thread still hangs: it is abandoned, and the driver's own
       timeouts end it. So no file system operation waits on the store for longer.
+    - `list_all`: a whole listing, page after page, each page (one request) a call of its
+      own through `ask` or `attempt`. The timeout bounds each request, never the listing:
+      one that keeps making progress takes as long as it needs, while a page the store
+      does not answer within `io_timeout` (or a store down that long) ends it.
 
     Every call's outcome updates `online`: a transient failure marks the store down, any
     answer marks it up. While it is down, `watch` probes it every few seconds, and
@@ -149,6 +153,26 @@ class StoreCalls:
         name = getattr(method, "__name__", "call")
         reason = f": {last}" if last is not None else " (no answer)"
         raise StoreTimeout(f"the store did not answer {name} within {self.io_timeout:g}s{reason}")
+
+    async def list_all(
+        self, prefix: str, delimiter: str | None = "/", *, patient: bool = True
+    ) -> tuple[list[ObjectInfo], list[str]]:
+        """Every entry under `prefix` (the objects, then the common prefixes), one worker
+        thread call per page. `patient`: each page as `ask` (retried while the store is
+        failing, for a request that has no older answer); else as `attempt` (one try).
+        StoreTimeout when a page does not come within the I/O timeout."""
+        call = self.ask if patient else self.attempt
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        token: str | None = None
+        while True:
+            # A fresh timeout per page: an answer is progress, whatever the pages before took.
+            page: ListPage = await call(self.store.list, prefix, delimiter, token)
+            objects.extend(page.objects)
+            prefixes.extend(page.prefixes)
+            if page.next_token is None:
+                return objects, prefixes
+            token = page.next_token
 
     # -- availability -------------------------------------------------------------------
 
