@@ -189,11 +189,14 @@ class Fetcher:
 
     async def _run(self, content: Content, stream: Stream) -> None:
         """Fill the stream's blocks in order; a failure mid-way re-opens from the next
-        block until the store has been failing for the I/O timeout."""
+        block until the store has been failing, or the stream has brought nothing, for
+        the I/O timeout (each GET and each read is bounded by it too: progress, never
+        the whole stream)."""
         assert content.source is not None
         key, etag = content.source
         block = stream.first
         filled = False
+        progress_at = trio.current_time()
         try:
             while block < stream.end:
                 start, length = content.fetch_span(block, stream.end - block)
@@ -222,6 +225,7 @@ class Fetcher:
                                     nursery.cancel_scope.cancel()
                                     return
                                 filled = True
+                                progress_at = trio.current_time()
                                 got = -(-len(data) // BLOCK_SIZE)
                                 del data  # the producer's buffer: not held while it pauses
                                 for done in range(block, block + got):
@@ -234,7 +238,11 @@ class Fetcher:
                 if failure is None:
                     return  # the stream's end, its idle stop, or a short object (waiters see the gap)
                 retry = isinstance(failure, StoreUnavailable | OSError)
-                if not retry or self.calls.down_for() > self.calls.io_timeout:
+                # A store that answers GETs but sends no bytes is never marked down (a
+                # read that times out is abandoned, not failed): no block for the I/O
+                # timeout ends the stream too, or its readers would wait forever.
+                stalled = trio.current_time() - progress_at >= self.calls.io_timeout
+                if not retry or stalled or self.calls.down_for() > self.calls.io_timeout:
                     raise failure
                 log.debug("%s: the stream broke at block %d, reopening: %s", key, block, failure)
         except (StoreError, OSError) as exc:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import time
 import tracemalloc
 from typing import Any
 
 import pytest
 import trio
-from trio.testing import wait_all_tasks_blocked
+from trio.testing import MockClock, wait_all_tasks_blocked
 
 from fusestore.cache import BLOCK_SIZE, Content
+from fusestore.core.fetcher import BLOCKS_PER_READ
 from fusestore.stores import StoreUnavailable
 from fusestore.stores.base import ObjectReader
 
@@ -80,6 +83,59 @@ async def test_a_stream_broken_midway_is_reopened_where_it_stopped(env: Env) -> 
         assert await read_all(fs, await ino_of(fs, "f"), MiB) == data
     starts = [start for _, start, *_ in env.called("open_range")]
     assert starts == [0, 2 * BLOCK_SIZE], "reopened at the first block it could not finish"
+
+
+class StalledReader(ObjectReader):
+    """A GET the store answered but sends no bytes of: every read hangs until `release`."""
+
+    def __init__(self, inner: ObjectReader, release: threading.Event) -> None:
+        self.inner, self.release = inner, release
+
+    def read(self, size: int = -1) -> bytes:
+        self.release.wait(20)
+        raise StoreUnavailable("test: the connection died")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_a_stream_that_brings_nothing_fails_the_read_after_the_io_timeout(env: Env) -> None:
+    # The GET is answered, then no byte comes: the read fails (EIO) after about the I/O
+    # timeout instead of re-opening for ever (a read that times out is abandoned, so the
+    # store is never marked down).
+    env.put("f", pattern(4 * MiB, seed=5))
+    spied = env.store.open_range
+    release = threading.Event()
+    env.store.open_range = lambda *a, **k: StalledReader(spied(*a, **k), release)  # type: ignore[method-assign]
+    try:
+        async with env.mount(io_timeout=1.0) as fs:
+            fh, _ = await fs.open(await ino_of(fs, "f"), os.O_RDONLY)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await fs.read(fh, 0, MiB)
+            assert 0.99 <= time.monotonic() - started < 5
+            fs.release(fh)
+    finally:
+        release.set()
+
+
+async def test_a_stream_that_keeps_breaking_but_makes_progress_completes(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    # Each GET takes 0.4 of the I/O timeout and breaks after a trip's worth of blocks:
+    # together far longer than the timeout, but every GET brings something.
+    data = pattern(16 * MiB, seed=6)
+    env.put("f", data)
+    spied = env.store.open_range
+
+    def breaking(*args: Any, **kwargs: Any) -> ObjectReader:
+        virtual_clock.jump(0.4)
+        return BreakingReader(spied(*args, **kwargs), BLOCKS_PER_READ * BLOCK_SIZE + 1000)
+
+    env.store.open_range = breaking  # type: ignore[method-assign]
+    async with env.mount(io_timeout=1.0) as fs:
+        assert await read_all(fs, await ino_of(fs, "f"), MiB) == data
+    assert len(env.called("open_range")) >= 4
 
 
 async def test_small_writes_spread_over_an_object_take_few_gets(env: Env) -> None:
