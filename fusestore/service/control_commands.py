@@ -62,6 +62,8 @@ class MountStatus:
     pinned_bytes: int
     #: store requests made so far, by operation
     requests: dict[str, int]
+    #: the kernel's requests so far, by kind (counted only at debug log level)
+    kernel_requests: dict[str, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,11 @@ class MountStatus:
             "pinned": list(self.pinned),
             "pinned_bytes": self.pinned_bytes,
             "requests": dict(sorted(self.requests.items())),
+            **(
+                {"kernel_requests": dict(sorted(self.kernel_requests.items()))}
+                if self.kernel_requests is not None
+                else {}
+            ),
         }
 
 

@@ -91,6 +91,7 @@ class Daemon:
         self.cache = CacheDir.for_store(store.to_url(), cache_dir)
         self.options = options or DaemonOptions()
         self.fs: Filesystem | None = None
+        self.operations: FuseOperations | None = None
         self._kernel_unmounted = False
         self._sync_scope: trio.CancelScope | None = None
         self._stop: trio.Event | None = None
@@ -175,8 +176,9 @@ class Daemon:
             options.add("allow_other")
         if self.options.read_only:
             options.add("ro")  # the kernel refuses every change with EROFS
+        self.operations = FuseOperations(fs)
         try:
-            pyfuse3.init(FuseOperations(fs), mountpoint, options)
+            pyfuse3.init(self.operations, mountpoint, options)
         except RuntimeError as exc:
             fs.close()
             self.cache.close()
@@ -331,6 +333,9 @@ class Daemon:
             pinned=["/" + key for key in fs.pins],
             pinned_bytes=fs.contents.kept_bytes,
             requests=requests,
+            kernel_requests=dict(self.operations.requests)
+            if self.operations is not None and self.operations.requests is not None
+            else None,
         )
 
     def open_link(self, url: str) -> Store:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import logging
 import os
 import stat
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -28,6 +30,11 @@ T = TypeVar("T")
 
 #: Files look like they have this block size to programs choosing buffer sizes (cp, dd).
 PREFERRED_IO_SIZE = 128 * 1024
+
+#: Every kind of request the kernel may send (the handlers of pyfuse3's `Operations`).
+REQUEST_KINDS = tuple(
+    name for name, handler in vars(pyfuse3.Operations).items() if inspect.iscoroutinefunction(handler)
+)
 
 
 def fuse_errors(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
@@ -66,8 +73,24 @@ def forget_kernel_name(parent_ino: int, name: str) -> None:
             log.warning("could not drop the kernel's entry %r of inode %d: %s", name, parent_ino, exc)
 
 
+def _counted(
+    handler: Callable[P, Coroutine[Any, Any, T]], kind: str, counts: Counter[str]
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        counts[kind] += 1
+        return await handler(*args, **kwargs)
+
+    return wrapper
+
+
 class FuseOperations(pyfuse3.Operations):
-    """Kernel calls onto one `Filesystem`."""
+    """Kernel calls onto one `Filesystem`.
+
+    At debug log level, `requests` counts the kernel's requests by kind (shown by
+    `fusestore status --json` as `kernel_requests`); otherwise it is None and no handler
+    pays for counting.
+    """
 
     enable_writeback_cache = True
     supports_dot_lookup = True
@@ -76,6 +99,12 @@ class FuseOperations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
         fs.kernel.forget = forget_kernel_name
+        self.requests: Counter[str] | None = None
+        if log.isEnabledFor(logging.DEBUG):
+            self.requests = Counter()
+            # Instance attributes: pyfuse3 looks each handler up on the object per request.
+            for kind in REQUEST_KINDS:
+                setattr(self, kind, _counted(getattr(self, kind), kind, self.requests))
 
     def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         attrs = pyfuse3.EntryAttributes()
@@ -254,6 +283,23 @@ class FuseOperations(pyfuse3.Operations):
     @fuse_errors
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
         return None  # directory changes are journaled as they happen
+
+    # -- extended attributes ------------------------------------------------------------------
+    # None are kept. ENOSYS, unlike ENODATA or ENOTSUP, makes the kernel stop asking for the
+    # rest of the mount (programs then get EOPNOTSUPP at once): otherwise `ls -l` would send
+    # two getxattr requests per entry (security and ACL names).
+
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
+        raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     # -- the file system ---------------------------------------------------------------------
 
