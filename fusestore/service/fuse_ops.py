@@ -36,6 +36,9 @@ REQUEST_KINDS = tuple(
     name for name, handler in vars(pyfuse3.Operations).items() if inspect.iscoroutinefunction(handler)
 )
 
+#: Directory listings start with `.` and `..` (readdir cookies 0 and 1).
+DOTS = 2
+
 
 def fuse_errors(handler: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn every exception of a handler into a FUSEError with the right errno."""
@@ -271,8 +274,18 @@ class FuseOperations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        for name, node, next_id in self.fs.readdir(fh, start_id):
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(node), next_id):
+        # Cookies 1 and 2 follow `.` and `..`; the handle's entry i is followed by i + 3, so
+        # a kernel resuming from any cookie it was given gets neither a name twice nor a gap.
+        if start_id < DOTS:
+            directory = self.fs.handles.directory(fh).node
+            dots = ((b".", directory), (b"..", directory.parent or directory))
+            for cookie in range(start_id, DOTS):
+                dot, node = dots[cookie]
+                # The kernel takes no reference on `.` and `..` (no lookup count to add).
+                if not pyfuse3.readdir_reply(token, dot, self.attributes(node), cookie + 1):
+                    return
+        for name, node, next_id in self.fs.readdir(fh, max(start_id - DOTS, 0)):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(node), next_id + DOTS):
                 break
             node.lookups += 1
 

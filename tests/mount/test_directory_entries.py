@@ -1,5 +1,6 @@
-"""Directory entries as the kernel asks for them: what `ls -l` of a big directory costs in
-kernel requests (counted by the daemon at debug log level)."""
+"""Directory entries as the kernel asks for them: `.` and `..`, every name exactly once
+across the several readdir requests a big directory takes, and what `ls -l` of a big
+directory costs in kernel requests (counted by the daemon at debug log level)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,40 @@ def fill(mount: Mount, prefix: str = "d/") -> None:
 
 def kernel_requests(mount: Mount) -> Counter[str]:
     return Counter(status_of(mount)["kernel_requests"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_readdir_lists_dot_and_dotdot_and_every_name_once(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory(run=False)
+    mount.log_level = "debug"  # count the kernel's readdir requests
+    fill(mount)
+    mount.start()
+    path = mount.path
+
+    before = kernel_requests(mount)
+    listed = sh("ls -fa d", cwd=path).splitlines()
+    readdirs = kernel_requests(mount)["readdir"] - before["readdir"]
+    assert readdirs > 3, f"the listing took {readdirs} readdir requests: too few to test resuming"
+    counts = Counter(listed)
+    assert [name for name, n in counts.items() if n > 1] == [], "names listed twice"
+    assert sorted(counts) == sorted([".", "..", *NAMES]), "names missing or extra"
+    assert listed[:2] == [".", ".."]
+
+    # `.` is the directory itself, `..` its parent. (At the root, `ls` shows the `..` of
+    # the mountpoint, outside the mount, whatever the daemon says.)
+    inodes = dict(reversed(line.split()) for line in sh("ls -fai d", cwd=path).splitlines())
+    assert inodes["."] == str(os.stat(path / "d").st_ino)
+    assert inodes[".."] == str(os.stat(path).st_ino)
+    root = dict(reversed(line.split()) for line in sh("ls -fai", cwd=path).splitlines())
+    assert root.keys() == {".", "..", "d"}
+    assert root["."] == str(os.stat(path).st_ino)
+
+    # Python's directory readers (no dots there) see every name once, warm as cold.
+    assert sorted(os.listdir(path / "d")) == NAMES
+    with os.scandir(path / "d") as entries:
+        assert sorted(entry.name for entry in entries) == NAMES
+    assert mount.umount() == 0, mount.log_text()
 
 
 @pytest.mark.slow

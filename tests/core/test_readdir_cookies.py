@@ -1,0 +1,66 @@
+"""The adapter's readdir cookies: `.` and `..` first, then every entry once, whatever
+number of entries the kernel's buffer takes per request (no kernel: `readdir_reply` is
+replaced by a buffer of a given size)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fusestore.service import fuse_ops
+from fusestore.service.fuse_ops import FuseOperations
+
+from .conftest import Env, listdir, mkdir, write_file
+
+pytestmark = pytest.mark.trio
+
+NAMES = [f"f{i:02}" for i in range(7)]
+
+
+class Buffer:
+    """One readdir request's reply: room for `room` entries."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.entries: list[tuple[bytes, int, int]] = []
+
+
+def reply(token: Buffer, name: bytes, attrs: Any, next_id: int) -> bool:
+    if len(token.entries) == token.room:
+        return False
+    token.entries.append((name, attrs.st_ino, next_id))
+    return True
+
+
+async def test_every_entry_once_at_any_buffer_size(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fuse_ops.pyfuse3, "readdir_reply", reply)
+    async with env.mount() as fs:
+        d = await mkdir(fs, "d")
+        for name in NAMES:
+            await write_file(fs, f"d/{name}", b"x")
+        nodes = await listdir(fs, "d")
+        ops = FuseOperations(fs)
+        fs.kernel.forget = None  # no kernel here
+        for room in range(1, len(NAMES) + 4):
+            fh = await ops.opendir(d.ino, None)  # type: ignore[arg-type]
+            lookups = {name: nodes[name].lookups for name in NAMES}
+            dots = (d.lookups, fs.directory(1).lookups)
+            listed: list[tuple[bytes, int]] = []
+            cookie = 0
+            while True:
+                buffer = Buffer(room)
+                await ops.readdir(fh, cookie, buffer)  # type: ignore[arg-type]
+                if not buffer.entries:
+                    break
+                listed += [(name, ino) for name, ino, _ in buffer.entries]
+                cookie = buffer.entries[-1][2]  # the kernel resumes after the last it took
+            await ops.releasedir(fh)
+            assert listed == [(b".", d.ino), (b"..", 1)] + [
+                (name.encode(), nodes[name].ino) for name in NAMES
+            ], room
+            # The kernel holds one more reference on each listed entry, none on the dots.
+            assert {name: nodes[name].lookups for name in NAMES} == {
+                name: n + 1 for name, n in lookups.items()
+            }
+            assert (d.lookups, fs.directory(1).lookups) == dots, room
