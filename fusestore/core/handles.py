@@ -83,12 +83,14 @@ class Handles:
             raise fs_error(errno.EBADF)
         return handle
 
-    def readdir(self, fh: int, start: int) -> list[tuple[str, Node, int]]:
+    def readdir(self, fh: int, start: int) -> Iterator[tuple[str, Node, int]]:
         """Entries of directory handle `fh` from position `start`; each comes with the
-        cookie of the next one."""
-        return [
-            (name, node, i + 1) for i, (name, node) in enumerate(self.directory(fh).entries) if i >= start
-        ]
+        cookie of the next one. Lazy: a request that stops when the kernel's buffer is full
+        costs what it took, so a listing in many requests stays linear in its size."""
+        entries = self.directory(fh).entries
+        for i in range(start, len(entries)):
+            name, node = entries[i]
+            yield name, node, i + 1
 
     def files(self) -> Iterator[FileHandle]:
         for handle in self._handles.values():
