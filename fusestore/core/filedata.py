@@ -178,6 +178,7 @@ class FileData:
         boundary = content.boundary_block(min(size, content.size))
         if boundary is not None:
             await self.fetcher.ensure(content, *boundary)
+        self.journaling.before_cut(node, content, size)  # nothing yields from here to the record
         content.truncate(size)
         self.persister.written(content)
         self.flusher.written(content, size, math.inf)
@@ -268,7 +269,15 @@ class FileData:
         waiting for this very request). Yields. Worker thread: the kernel is told there."""
         node = handle.node
         handles = [h for h in self.handles.files() if h.node is node]
-        loss = lostwrites.settle(handle, handles, content, start, end, error)
+        loss = lostwrites.settle(
+            handle,
+            handles,
+            content,
+            start,
+            end,
+            error,
+            lambda size: self.journaling.before_cut(node, content, size),
+        )
         if loss.cut:
             self.persister.written(content)
             self.flusher.written(content, node.size, math.inf)

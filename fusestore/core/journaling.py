@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any
 
-from ..cache import ContentStore, Journal
+from ..cache import BLOCK_SIZE, Content, ContentStore, Journal
 from ..cache.journal import Records
 from ..cache.recovery import LostFound
 from ..stores.links import LinkedStores
@@ -81,30 +81,7 @@ class Journaling:
         if node.jid is None:
             node.jid = uuid.uuid4().hex
         content = node.content if node.data_dirty else None
-        record = {
-            "kind": node.kind.value,
-            "key": node.key,
-            "perm": node.perm,
-            "uid": node.uid,
-            "gid": node.gid,
-            "mtime_ns": node.mtime_ns,
-            "size": node.size,
-            "remote_key": node.remote_key,
-            "etag": node.etag,
-            "remote_size": node.remote_size,
-            "data_dirty": node.data_dirty,
-            "meta_dirty": node.meta_dirty,
-            "content": content.id if content else None,
-            "base_size": content.base_size if content else 0,
-            "present": f"{content.present:x}" if content else "0",
-            "target": node.target,
-            "explicit": node.explicit,
-            "marker_key": node.marker_key,
-            "overwrites": node.overwrites,
-            # A move copies an object whose attributes were never read with its own metadata.
-            "attrs_guessed": node.attrs_guessed,
-            "parked": self.flusher.parked.reason(node),  # the store refuses its key: why
-        }
+        record = self._record_of(node)
         last = node.journaled
         if record == last:
             self._unjournaled.discard(node)
@@ -134,6 +111,63 @@ class Journaling:
         self.journal.save_node(node.jid, record)
         node.journaled = record
         self._unjournaled.discard(node)
+
+    def _record_of(self, node: Node) -> dict[str, Any]:
+        """The journal record of `node` as it is now."""
+        content = node.content if node.data_dirty else None
+        return {
+            "kind": node.kind.value,
+            "key": node.key,
+            "perm": node.perm,
+            "uid": node.uid,
+            "gid": node.gid,
+            "mtime_ns": node.mtime_ns,
+            "size": node.size,
+            "remote_key": node.remote_key,
+            "etag": node.etag,
+            "remote_size": node.remote_size,
+            "data_dirty": node.data_dirty,
+            "meta_dirty": node.meta_dirty,
+            "content": content.id if content else None,
+            "base_size": content.base_size if content else 0,
+            "present": f"{content.present:x}" if content else "0",
+            "target": node.target,
+            "explicit": node.explicit,
+            "marker_key": node.marker_key,
+            "overwrites": node.overwrites,
+            # A move copies an object whose attributes were never read with its own metadata.
+            "attrs_guessed": node.attrs_guessed,
+            "parked": self.flusher.parked.reason(node),  # the store refuses its key: why
+        }
+
+    def before_cut(self, node: Node, content: Content, size: int) -> None:
+        """`node`'s data `content` is about to be cut to `size` bytes (a truncation, a write
+        the disk could not store). A record never states more than its cache file holds (a
+        restart sets a file shorter than its record aside as damaged, `keep_if_cut_short`),
+        and a kill can fall between the cut and the record that follows it: so a record
+        naming `content` with a larger size is replaced first, in a transaction of its
+        own, by the file as it is now but for the new size. A restart takes the size
+        from the cache file: it finds the file as it was (its base and blocks are those
+        of this record) or as cut (the base is cut at the file's end, see `_replay_node`).
+        On a full disk the cut goes ahead all the same (a restart then keeps the file in
+        lost+found)."""
+        last = node.journaled
+        if not node.attached or node.jid is None or last is None:
+            return
+        if last["content"] != content.id or last["size"] <= size or node.content is not content:
+            return
+        record = self._record_of(node)
+        if record["content"] != content.id:
+            return
+        record["size"] = size
+        try:
+            self.journal.save_node(node.jid, record)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.warning("%s: cut before its record: %s", node.path(), exc.strerror)
+            return
+        node.journaled = record
 
     def _has_work(self, node: Node) -> bool:
         if node.is_dir:
@@ -270,7 +304,13 @@ class Journaling:
         if rec["content"]:
             path = self.contents.data_dir / rec["content"]
             size = path.stat().st_size if path.exists() else 0
-            content = self.contents.adopt(rec["content"], size, rec["base_size"], int(rec["present"], 16))
+            base_size, present = rec["base_size"], int(rec["present"], 16)
+            if base_size > size:
+                # Cut since its record was written (`before_cut`): the bytes past the end
+                # are gone for good, as `Content.truncate` has it.
+                base_size = size
+                present &= (1 << -(-size // BLOCK_SIZE)) - 1
+            content = self.contents.adopt(rec["content"], size, base_size, present)
             if node.remote_key and node.etag:
                 content.source = (node.remote_key, node.etag)
             node.content = content

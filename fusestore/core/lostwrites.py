@@ -14,7 +14,7 @@ file keeps. Everything here is inline.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -55,14 +55,22 @@ def writable_part(handle: Descriptor, offset: int, data: Buffer) -> Buffer:
 
 
 def settle(
-    handle: Descriptor, handles: Iterable[Descriptor], content: Content, start: int, end: int, error: OSError
+    handle: Descriptor,
+    handles: Iterable[Descriptor],
+    content: Content,
+    start: int,
+    end: int,
+    error: OSError,
+    before_cut: Callable[[int], None] = lambda size: None,
 ) -> Loss:
     """Bytes [start, end) written through `handle` into `content` were not stored.
-    `handles`: every descriptor open on the same node. Logs one warning per kernel inode."""
+    `handles`: every descriptor open on the same node; `before_cut(size)` is called
+    before the cache file is cut to `size` bytes. Logs one warning per kernel inode."""
     node = handle.node
     size, limit = content.lost_write(start, end)
     cut = size < content.size
     if cut:
+        before_cut(size)
         content.truncate(size)
         node.size = size
     for other in handles:

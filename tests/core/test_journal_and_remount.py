@@ -13,6 +13,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from fusestore.cache import Content
 from fusestore.core import Kind
 from fusestore.core.filesystem import Filesystem
 from fusestore.stores import PosixAttrs
@@ -381,3 +382,65 @@ async def test_a_kill_during_a_namespace_change_leaves_all_of_it_or_none(
     async with env.mount():
         pass
     assert "a" not in env.objects(), "the old `a` came back"
+
+
+@pytest.mark.parametrize("kill", ["before the cut", "after the cut"])
+@pytest.mark.parametrize("how", ["a new file opened with O_TRUNC", "an object's changed copy cut short"])
+async def test_a_kill_during_a_truncation_keeps_the_file_as_it_was_or_as_cut(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kill: str, how: str
+) -> None:
+    """A truncation cuts the cache file and writes the record of the shorter file in one
+    step, yet a kill -9 can fall between the two (the cut of a big file takes a while). A
+    restart sets aside a cache file shorter than its record as damaged, and the file would
+    come back as the store's older version (or not at all): so the record goes first. A
+    kill just before or just after the cut leaves the file as it was or as cut, and
+    nothing in lost+found."""
+    old = pattern(3 * MiB + 5, seed=6)
+    if how == "a new file opened with O_TRUNC":
+        cut_to = 0
+    else:
+        env.put("f", pattern(3 * MiB + 5, seed=7))
+        old = pattern(MiB, seed=8) + pattern(3 * MiB + 5, seed=7)[MiB:]
+        cut_to = MiB + 100
+    real_truncate = Content.truncate
+
+    def truncate(content: Content, size: int) -> None:
+        killed = tmp_path / "killed"
+        if killed.exists():
+            real_truncate(content, size)
+        elif kill == "before the cut":
+            crash_copy(env, killed)
+            real_truncate(content, size)
+        else:
+            real_truncate(content, size)
+            crash_copy(env, killed)
+
+    async with env.mount(flusher=False) as fs:
+        if how == "a new file opened with O_TRUNC":
+            fh, node = await fs.create(1, "f", 0o644, os.O_WRONLY, 0, 0)
+            await fs.write(fh, 0, old)
+        else:
+            node = await resolve(fs, "f")
+            fh, _ = await fs.open(node.ino, os.O_RDWR)
+            await fs.write(fh, 0, old[:MiB])  # a whole block: the others are never fetched
+            assert node.content is not None and node.content.present == 1
+        await fs.fsync(fh)
+        fs.release(fh)
+        assert node.journaled is not None and node.journaled["size"] == len(old)
+        monkeypatch.setattr(Content, "truncate", truncate)
+        if how == "a new file opened with O_TRUNC":
+            fh, _ = await fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        else:
+            fh, _ = await fs.open(node.ino, os.O_RDWR)
+            await fs.setattr(node.ino, size=cut_to, fh=fh)
+        fs.release(fh)
+        assert (tmp_path / "killed").exists()
+    async with env.mount() as fs:
+        assert fs.lost_found.entries() == [], "a kill alone set a cache file aside"
+        kept = await read_path(fs, "f")
+        assert kept in (old, old[:cut_to])
+        if kept != old:  # the bytes cut off are gone for good: growing again shows zeros
+            await fs.setattr(await ino_of(fs, "f"), size=len(old))
+            kept = old[:cut_to] + bytes(len(old) - cut_to)
+            assert await read_path(fs, "f") == kept
+    assert env.objects()["f"] == kept
