@@ -32,9 +32,10 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
-    """One inode. Identity is the object itself (`ino` is unique for the daemon's life)."""
+    """One inode. Identity is the object itself (`ino` is unique for the daemon's life).
+    Slots, not a per-node dict: a mount holds one per entry the kernel or a listing knows."""
 
     ino: int
     kind: Kind
