@@ -17,6 +17,7 @@ import pytest
 
 from fusestore.stores import Store, open_store
 from fusestore.stores.faulty import FaultyStore
+from fusestore.stores.file import FileStore
 from fusestore.stores.memory import MemoryStore
 from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
@@ -147,3 +148,18 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
         yield open_store(f"s3://{bucket}", endpoint_url=weed.endpoint_url, profile="stranger")
+
+
+# -- the file driver on its own (test_file, test_file_listing) ------------------------------
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def fs(root: Path) -> FileStore:
+    store = open_store(f"file://{root}")
+    assert isinstance(store, FileStore)
+    return store

@@ -17,20 +17,6 @@ from fusestore.stores import AlreadyExists, InvalidKey, KeyTooLong, NotFound, St
 from fusestore.stores.file import XATTR, FileStore
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def fs(root: Path) -> FileStore:
-    store = open_store(f"file://{root}")
-    assert isinstance(store, FileStore)
-    return store
-
-
 def test_objects_are_plain_files_with_metadata_in_an_xattr(fs: FileStore, root: Path) -> None:
     fs.put("docs/readme.txt", b"hello", {"mode": "33188"})
     assert (root / "docs" / "readme.txt").read_bytes() == b"hello"

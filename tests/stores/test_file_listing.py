@@ -11,23 +11,8 @@ from typing import Any
 
 import pytest
 
-from fusestore.stores import open_store
 from fusestore.stores.file import FileStore
 from fusestore.stores.file_listing import DirSnapshots
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "store"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def fs(root: Path) -> FileStore:
-    store = open_store(f"file://{root}")
-    assert isinstance(store, FileStore)
-    return store
 
 
 class _Counts:
