@@ -361,3 +361,16 @@ def test_the_checker_finds_a_cycle_an_upward_import_a_big_module_and_a_name(tmp_
         "pkg.stores.low (line 2) imports pkg.core.high (stores must not import core)",
     ]
     assert len(upward(edges, layers)) == 3, "without the allow-list, writeback -> core.nodes counts"
+
+
+def test_every_module_is_in_the_architecture_module_map() -> None:
+    """docs/architecture.md's module map (its first code block) names every module by its
+    file name, under its folder's heading."""
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    module_map = doc.split("```")[1]
+    missing = sorted(
+        str(path.relative_to(ROOT.parent))
+        for path in ROOT.rglob("*.py")
+        if "__pycache__" not in path.parts and path.name not in module_map
+    )
+    assert not missing, report("modules missing from docs/architecture.md's module map", missing)
