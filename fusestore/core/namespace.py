@@ -19,6 +19,7 @@ from typing import Any
 
 from ..cache import Journal
 from ..stores import ObjectInfo, PosixAttrs
+from ..stores.posix import carries_other_names
 from ..writeback.conditions import PROBE_PREFIX
 from ..writeback.conflicts import ConflictNames
 from .errors import fs_error
@@ -191,7 +192,7 @@ class Namespace:
             self.release_remote(sub)
             self.maybe_free(sub)
 
-    def replace_with_object(self, node: Node, info: ObjectInfo) -> Node:
+    def replace_with_object(self, node: Node, info: ObjectInfo, *, listed: bool = False) -> Node:
         """Another client changed the object behind clean `node`: a new node shows it.
 
         A new node, with a new inode number, because with the writeback cache the kernel
@@ -202,7 +203,7 @@ class Namespace:
         parent, name = node.parent, node.name
         assert parent is not None
         self.let_go(node)
-        fresh = self.node_from_object(parent, name, info)
+        fresh = self.node_from_object(parent, name, info, listed=listed)
         self.attach(parent, name, fresh)
         return fresh
 
@@ -294,7 +295,7 @@ class Namespace:
             self._warned.add(key)
             log.warning("skipping object %r: %s (it stays in the store, untouched)", key, reason)
 
-    def node_from_object(self, parent: Node, name: str, info: ObjectInfo) -> Node:
+    def node_from_object(self, parent: Node, name: str, info: ObjectInfo, *, listed: bool = False) -> Node:
         """A clean file or symlink node for a listed or HEADed object."""
         node = self.new_node(
             Kind.FILE,
@@ -305,7 +306,7 @@ class Namespace:
             self.defaults.gid,
             int(info.mtime * 1e9),
         )
-        self.apply_object(node, info)
+        self.apply_object(node, info, listed=listed)
         return node
 
     def stored_metadata(self, node: Node) -> dict[str, Any] | None:
@@ -320,14 +321,19 @@ class Namespace:
         attrs = PosixAttrs.from_metadata(info.metadata, size=info.size)
         return Kind.SYMLINK if attrs.is_symlink else Kind.FILE
 
-    def apply_object(self, node: Node, info: ObjectInfo) -> None:
-        """Take size, etag and (where known) POSIX attributes from the store's view."""
+    def apply_object(self, node: Node, info: ObjectInfo, *, listed: bool = False) -> None:
+        """Take size, etag and (where known) POSIX attributes from the store's view
+        (`listed`: a listing's, rather than a HEAD's or an upload's)."""
         metadata = info.metadata
         if metadata is None:
             cached = self.meta_index.get(("meta", info.key))
             if cached is not None and cached[0] == info.etag:
                 metadata = cached[1]
-        else:
+        elif not listed or carries_other_names(metadata):
+            # A HEAD's metadata spares the next HEAD (S3 listings carry none). A listing
+            # that carries metadata brings fusestore's own names again next time: only
+            # another tool's, which a chmod or rename copies (`stored_metadata`), are kept.
+            # A write per listed object cost more than the rest of a cold walk.
             self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
         attrs = PosixAttrs.from_metadata(metadata, size=info.size)
         if attrs.is_symlink:
@@ -492,7 +498,7 @@ class Namespace:
                     )
                     self._guess_dir_attrs(node, entry)
                 else:
-                    node = self.node_from_object(directory, name, entry)
+                    node = self.node_from_object(directory, name, entry, listed=True)
                 self.attach(directory, name, node)
             elif (
                 isinstance(entry, ObjectInfo)
@@ -502,7 +508,7 @@ class Namespace:
                 and not existing.writers
                 and existing.synced_seq <= since  # else the flusher wrote ours after the listing
             ):
-                self.replace_with_object(existing, entry)
+                self.replace_with_object(existing, entry, listed=True)
         directory.listed_at = time.monotonic()
 
     @staticmethod

@@ -42,6 +42,9 @@ MODE_MAX = 0o177777
 MTIME_NS_MAX = 2**63 - 1
 #: The metadata names of the attributes; any other name is another tool's.
 NAMES = ("mode", "uid", "gid", "mtime")
+#: The name of the token every upload of fusestore's carries (see the write-back's
+#: landings): each upload writes its own, so one is never carried over.
+UPLOAD_TOKEN = "fusestore-upload"
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
 _SECONDS = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,64}))?")
@@ -92,6 +95,11 @@ class PosixAttrs:
             seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
             meta["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
         return meta
+
+
+def carries_other_names(metadata: Mapping[str, Any]) -> bool:
+    """Whether `metadata` holds a name `to_metadata` would write back: another tool's."""
+    return any(name not in NAMES and name != UPLOAD_TOKEN for name in metadata)
 
 
 def _writable(name: Any, value: Any) -> bool:

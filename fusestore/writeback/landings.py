@@ -41,7 +41,7 @@ from ..cache import Journal
 from ..core.namespace import Namespace
 from ..core.nodes import Node
 from ..stores import AccessDenied, AlreadyExists, InvalidKey, NotFound, ObjectInfo, PreconditionFailed
-from .storecalls import UPLOAD_TOKEN
+from ..stores.posix import UPLOAD_TOKEN
 
 #: The metadata name of the token (`x-amz-meta-fusestore-upload` on S3).
 TOKEN = UPLOAD_TOKEN

@@ -13,13 +13,11 @@ from typing import Any, TypeVar
 import trio
 
 from ..stores import ListPage, ObjectInfo, Store, StoreUnavailable
+from ..stores.posix import UPLOAD_TOKEN
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: The metadata name of an upload's token (see `landings`), shown in the debug trace.
-UPLOAD_TOKEN = "fusestore-upload"
 
 #: Seconds between two probes of a store that stopped answering.
 PROBE_INTERVAL = 2.0

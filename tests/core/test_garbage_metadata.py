@@ -278,3 +278,20 @@ async def test_another_tools_metadata_is_kept_with_the_same_bytes(env: Env, exac
         assert metadata["uid"] == str(fs.settings.uid), "an ignored attribute is the default shown"
         assert "note" not in metadata, "not ASCII: no store takes it back"
     assert set(env.metadata("d/appended", without_token=True)) == {"mode", "uid", "gid", "mtime"}
+
+
+@pytest.mark.trio
+async def test_a_listing_remembers_only_metadata_fusestore_would_write_back(env: Env) -> None:
+    """A listing that carries metadata (file://) is read again next time anyway: the index
+    keeps an object's metadata only for the names a chmod or rename must carry over. A
+    write per listed object cost more than the rest of a cold `find` together."""
+    for i in range(50):
+        env.put(f"d/plain{i}", b"x", {"mode": "33188", "uid": "0", "gid": "0", "mtime": "1"})
+    plant(env, "d/theirs", b"x", {"color": "blue"})
+    env.put("d/ours", b"x", {"mode": "33188", TOKEN: "abc"})
+    async with env.mount() as fs:
+        assert len(await listdir(fs, "d")) == 52
+        index = fs.ns.meta_index
+        assert [k for k in (f"d/plain{i}" for i in range(50)) if ("meta", k) in index] == []
+        assert ("meta", "d/ours") not in index, "the upload token is never carried over"
+        assert index[("meta", "d/theirs")][1] == {"color": "blue"}
