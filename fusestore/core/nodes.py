@@ -25,7 +25,10 @@ class Kind(enum.Enum):
 
     @property
     def type_bits(self) -> int:
-        return {Kind.FILE: stat.S_IFREG, Kind.DIR: stat.S_IFDIR, Kind.SYMLINK: stat.S_IFLNK}[self]
+        return _TYPE_BITS[self._value_]  # asked once per entry the kernel is told of
+
+
+_TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
 
 
 def now_ns() -> int:

@@ -69,6 +69,8 @@ class PosixAttrs:
     ) -> PosixAttrs:
         """The valid attributes of an object of `size` bytes (`directory`: a `dir/`
         marker) in its user metadata; never raises, whatever the values are."""
+        if metadata is None or (type(metadata) is dict and not metadata):
+            return NO_ATTRS  # most listed objects: made by another program, no metadata
         meta = metadata if isinstance(metadata, Mapping) else {}
         return cls(
             mode=_mode(_text(meta, "mode"), directory, size),
@@ -95,6 +97,10 @@ class PosixAttrs:
             seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
             meta["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
         return meta
+
+
+#: Attributes of metadata that holds none (frozen: one instance serves every object).
+NO_ATTRS = PosixAttrs()
 
 
 def carries_other_names(metadata: Mapping[str, Any]) -> bool:
