@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .room import DiskRoom
@@ -39,6 +39,11 @@ class Content:
         self.evictable_changes: list[int] | None = None
         #: the free space of the cache disk, told of every byte written (set by its store)
         self.room: DiskRoom | None = None
+        #: a clean copy of a version the store no longer holds (a newer one of its key
+        #: landed, or the key was deleted), kept only for the handles still reading it:
+        #: `drop` (set by its store) removes it at its last unpin, unless dirty by then
+        self.superseded = False
+        self.drop: Callable[[Content], None] | None = None
         self._size = size
         self.base_size = base_size
         self.present = present
@@ -77,9 +82,12 @@ class Content:
 
     @pins.setter
     def pins(self, value: int) -> None:
-        if value == 0 and self._pins and self.evictable_changes is not None:
+        released = value == 0 and self._pins > 0
+        if released and self.evictable_changes is not None:
             self.evictable_changes[0] += 1
         self._pins = value
+        if released and self.superseded and not self.dirty and self.drop is not None:
+            self.drop(self)
 
     @property
     def size(self) -> int:

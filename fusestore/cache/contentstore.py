@@ -2,10 +2,14 @@
 
 The index (diskcache) remembers every clean content by id with the object key and etag it
 mirrors, so a remount reuses data whose etag still matches. Dirty contents are owned by the
-journal instead and are never evicted. A clean data file is removed before its index
-entry, never after: a crash between leaves an entry without a file (dropped at the next
-mount), never a file no record names, which the next mount could not tell from changes
-whose journal record was lost (see `account_for_files`).
+journal instead and are never evicted. A clean copy of a version the store no longer
+holds (a newer version of its key landed, the key was deleted) is dropped at once, or at
+the last release of a handle still reading it: nothing could ask for it again, and
+waiting for `--cache-size` to evict it let the cache grow to many times the live data.
+A clean data file is removed before its index entry, never after: a crash between leaves
+an entry without a file (dropped at the next mount), never a file no record names, which
+the next mount could not tell from changes whose journal record was lost (see
+`account_for_files`).
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ OPEN_FILES = 256
 class ContentStore:
     """Creates, finds and evicts contents.
 
-    Guarantees: a dirty or pinned (open) content is never evicted; clean contents are
-    evicted least-recently-used first once `used` exceeds `limit`, or the cache disk's
-    free space falls below its floor (see `room`). Every method runs
+    Guarantees: a dirty or pinned (open) content is never evicted or dropped; clean
+    contents are evicted least-recently-used first once `used` exceeds `limit`, or the
+    cache disk's free space falls below its floor (see `room`); at most one clean content
+    per key is kept past the release of its handles: the newest version registered (or
+    moved there), and none once the store deleted the key. Every method runs
     inline (index look-ups and small writes); `evict_candidates`, `remove_files` and
     `forget` split an eviction so that the file removals can run in a worker thread
     (the core's eviction runs the three in turn).
@@ -58,6 +64,8 @@ class ContentStore:
         self._by_id: dict[str, Content] = {}
         self._by_object: dict[tuple[str, str], str] = {}
         self._object_of: dict[str, tuple[str, str]] = {}
+        #: key → the content of the newest version of it registered (older ones superseded)
+        self._by_key: dict[str, str] = {}
         self._dirty: dict[str, Content] = {}
         #: the sum of the dirty contents' sizes (kept up to date by them: `Content.tally`)
         self._dirty_total = [0]
@@ -96,11 +104,40 @@ class ContentStore:
         self._unmap(content_id)
         self._by_object[(key, etag)] = content_id
         self._object_of[content_id] = (key, etag)
+        self._by_key.setdefault(key, content_id)
+
+    def _map_newest(self, content: Content, key: str, etag: str) -> None:
+        """Map `content` as the newest version of `key` in the store: any other version of
+        it cached goes (see `_supersede`)."""
+        self._map(content.id, key, etag)
+        older = self._by_key.get(key)
+        self._by_key[key] = content.id
+        if older is not None and older != content.id:
+            self._supersede(older)
 
     def _unmap(self, content_id: str) -> None:
         obj = self._object_of.pop(content_id, None)
         if obj is not None and self._by_object.get(obj) == content_id:
             del self._by_object[obj]
+        if obj is not None and self._by_key.get(obj[0]) == content_id:
+            del self._by_key[obj[0]]
+
+    def _supersede(self, content_id: str) -> None:
+        """The store no longer holds the version content `content_id` mirrors: its data
+        goes now, or at the last release of the handles reading it. Never a dirty one."""
+        content = self._by_id.get(content_id)
+        if content is None or content.dirty:
+            return
+        if content.pins:
+            content.superseded = True
+            content.drop = self._drop_superseded
+        else:
+            self.discard(content)
+
+    def _drop_superseded(self, content: Content) -> None:
+        """A superseded content's last handle let go of it (called by the content)."""
+        if self._by_id.get(content.id) is content and not content.dirty and not content.pins:
+            self.discard(content)
 
     def _load(self, owned: frozenset[str]) -> None:
         """Clean contents left by the previous mount, checked against the files on disk.
@@ -285,9 +322,28 @@ class ContentStore:
         old = self._by_object.get((key, etag))
         if old is not None and old != content.id:
             self.discard(self._by_id[old])
-        self._map(content.id, key, etag)
+        self._map_newest(content, key, etag)
         self.save(content, key, etag)
         self._registered += 1
+
+    def object_moved(self, source: tuple[str, str], key: str, etag: str) -> None:
+        """The store copied object `source` (key, etag) to `key`, where it is `etag` now
+        (a rename, or new attributes copied onto the object itself): its clean cached copy
+        mirrors that copy from now on, and the older version of `key` cached goes."""
+        content_id = self._by_object.get(source)
+        if content_id is None:
+            return
+        content = self._by_id[content_id]
+        content.source = (key, etag)
+        self._map_newest(content, key, etag)
+        self.save(content, key, etag)
+        self._registered += 1
+
+    def key_deleted(self, key: str) -> None:
+        """The store deleted `key`: no version of it cached can be asked for again."""
+        content_id = self._by_key.get(key)
+        if content_id is not None:
+            self._supersede(content_id)
 
     def index_needs_sync(self) -> bool:
         return self._registered != self._registered_synced
@@ -333,6 +389,7 @@ class ContentStore:
     def make_dirty(self, content: Content) -> None:
         """`content` now holds local changes: no longer a mirror of any object."""
         content.dirty = True
+        content.superseded = False
         self._count_dirty(content)
         self._unmap(content.id)
         if content.indexed:
@@ -345,10 +402,11 @@ class ContentStore:
             self.discard(self._by_id[content_id])
 
     def forget_object(self, key: str, etag: str) -> None:
-        """The object changed or went away: its clean data is worthless unless it is open."""
+        """The object changed or went away: its clean data is worthless once no handle
+        reads it (dropped now, or at the last release)."""
         content_id = self._by_object.get((key, etag))
-        if content_id is not None and not self._by_id[content_id].pins:
-            self._drop_object(key, etag)
+        if content_id is not None:
+            self._supersede(content_id)
 
     def discard(self, content: Content) -> None:
         """Remove a content and its file now (small unlink, inline)."""

@@ -95,6 +95,10 @@ class Landed:
         """`content` is what the store now holds at `key`: clean, cached under its etag."""
         content.now_stored()
         self.contents.register_clean(content, key, etag)
+        # The index names it now: the journal's note that it holds no change to keep (a
+        # cached copy made dirty, see `FileData._make_dirty`) has served, and would stay
+        # for the mount's life (one per file rewritten) if not dropped.
+        self.journal.drop_unlinked(content.id)
         if not content.pins:
             node.content = None
 
@@ -114,10 +118,13 @@ class Landed:
             self.ns.release_remote(node)
             self.keys.object_unneeded(old)
         node.remote_key, node.etag, node.remote_size = key, etag, size
-        if moved_from is not None and node.content is not None and node.content.source == moved_from:
+        if moved_from is not None:
             # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
-            # from here on (a change made during the copy fetches what it lacks from `key`).
-            node.content.source = (key, etag)
+            # from here on (a change made during the copy fetches what it lacks from `key`),
+            # and a cached copy of them is the copy's (the version `key` held before goes).
+            self.contents.object_moved(moved_from, key, etag)
+            if node.content is not None and node.content.source == moved_from:
+                node.content.source = (key, etag)
         if node.attached:
             self.ns.track_move(node)  # renamed meanwhile: the object at `key` is its copy source
         elif node.opens:
@@ -202,3 +209,4 @@ class Landed:
                 self.forget_listing(key)
                 self.ns.drop_delete(key)
                 self.index.delete(("meta", key))  # a remembered marker must not outlive it
+                self.contents.key_deleted(key)  # a cached copy of it: nothing can ask for it

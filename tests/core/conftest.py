@@ -94,13 +94,15 @@ class Env:
         replay: bool = True,
         probe: bool = False,
         store: Store | None = None,
+        deadline: float = 10,
         **settings: Any,
     ) -> AsyncIterator[Filesystem]:
         """A mounted Filesystem; on a clean exit `sync_all` (when the flusher runs), then close.
 
         The memory store honours conditional writes; unless `probe`, the flusher is told so
         rather than finding out with requests of its own (tests count requests). `store`:
-        the env's store wrapped (faults), instead of the store itself."""
+        the env's store wrapped (faults), instead of the store itself. `deadline`: seconds
+        the body and the final sync may take (virtual ones on the virtual clock)."""
         cache = CacheDir.for_store(self.store.to_url(), str(self.cache_dir)).open()
         fs = Filesystem(store or self.store, cache, self.settings(**settings))
         if not probe:
@@ -112,7 +114,7 @@ class Env:
             async with trio.open_nursery() as nursery:
                 if flusher:
                     await nursery.start(fs.serve)
-                with trio.fail_after(10):
+                with trio.fail_after(deadline):
                     yield fs
                     if flusher and sync:
                         await fs.flusher.sync_all()
