@@ -10,6 +10,7 @@ Everything here runs on the trio thread, except where a docstring says `Worker t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import diskcache
@@ -22,6 +23,8 @@ from .namespace import Namespace
 from .nodes import Node
 from .ownership import KeyOwnership
 from .uploadqueue import UploadQueue
+
+log = logging.getLogger(__name__)
 
 
 class Landed:
@@ -97,8 +100,12 @@ class Landed:
         self.contents.register_clean(content, key, etag)
         # The index names it now: the journal's note that it holds no change to keep (a
         # cached copy made dirty, see `FileData._make_dirty`) has served, and would stay
-        # for the mount's life (one per file rewritten) if not dropped.
-        self.journal.drop_unlinked(content.id)
+        # for the mount's life (one per file rewritten) if not dropped. A note left (a
+        # full disk) is harmless: the next mount finds the file named by the index.
+        try:
+            self.journal.drop_unlinked(content.id)
+        except OSError as exc:
+            log.info("%s: its note in the journal stays: %s", content.id, exc)
         if not content.pins:
             node.content = None
 

@@ -172,3 +172,23 @@ async def test_a_kill_between_an_upload_and_the_drop_loses_nothing(
         calls = len(env.calls)
         assert await read_path(fs, "f") == new
         assert not env.called("get_range")[calls:] and not env.called("open_range")[calls:]
+
+
+@pytest.mark.trio
+async def test_a_rewritten_files_note_in_the_journal_goes_once_it_is_uploaded(env: Env) -> None:
+    """A cached copy made dirty is noted in the journal as holding no change to keep (until
+    a record names it); once uploaded, the index names it and the note goes (it stayed for
+    the mount's life: one per file rewritten)."""
+    async with env.mount() as fs:
+        await write_file(fs, "f", b"one")
+        await fs.flusher.sync_all()
+        fh, _ = await fs.open(await ino_of(fs, "f"), os.O_WRONLY | os.O_TRUNC)
+        await fs.write(fh, 0, b"two")
+        fs.release(fh)
+        assert fs.journal.read_all().unlinked, "noted while dirty"
+        await fs.flusher.sync_all()
+        assert not fs.journal.read_all().unlinked
+    async with env.mount() as fs:
+        calls = len(env.calls)
+        assert await read_path(fs, "f") == b"two"
+        assert not env.called("get_range")[calls:] and not env.called("open_range")[calls:]
