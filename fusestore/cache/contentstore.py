@@ -335,6 +335,7 @@ class ContentStore:
             return
         content = self._by_id[content_id]
         content.source = (key, etag)
+        content.superseded = False  # the bytes of a version the store holds (the copy)
         self._map_newest(content, key, etag)
         self.save(content, key, etag)
         self._registered += 1
