@@ -149,6 +149,7 @@ async def test_the_cache_holds_at_most_twice_the_live_data(env: Env, virtual_clo
     assert env.objects() == dict(sorted(expected.items()))
 
 
+@pytest.mark.slow  # about 10 s of CPU: 1,200 operations traced by tracemalloc
 @pytest.mark.trio
 async def test_no_structure_grows_with_the_number_of_operations(
     env: Env, virtual_clock: MockClock, monkeypatch: pytest.MonkeyPatch
