@@ -14,7 +14,7 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..cache import Journal
@@ -68,6 +68,26 @@ def bad_name_reason(name: str) -> str | None:
     except UnicodeEncodeError:
         return "name is not valid UTF-8"
     return None
+
+
+@dataclass(slots=True, eq=False)
+class ListingMerge:
+    """A listing of one directory merged page by page (`Namespace.merge_page`), then
+    finished (`Namespace.finish_merge`): what its pages showed so far.
+
+    `since` is the `store_seq` when the listing was asked for."""
+
+    directory: Node
+    prefix: str
+    since: int
+    #: every name the pages showed, merged or hidden by local work: none is absent
+    seen: set[str] = field(default_factory=set)
+    #: the names among them that local work hides (they say nothing of local children)
+    shadowed: set[str] = field(default_factory=set)
+    #: keys that cannot be shown (bad names, an object that is also a prefix)
+    hidden: int = 0
+    #: conflict copies listed
+    copies: set[str] = field(default_factory=set)
 
 
 class Namespace:
@@ -402,10 +422,20 @@ class Namespace:
         `since` is the `store_seq` when the listing was asked for: what the flusher wrote
         or deleted after that is newer than the listing and wins over it.
         """
-        if since < 0:
-            since = self.store_seq
-        assert directory.children is not None
-        prefix = directory.prefix
+        merge = ListingMerge(directory, directory.prefix, self.store_seq if since < 0 else since)
+        self.merge_page(merge, objects, prefixes)
+        self.finish_merge(merge)
+
+    def merge_page(
+        self, merge: ListingMerge, objects: Iterable[ObjectInfo], prefixes: Iterable[str]
+    ) -> list[str]:
+        """Merge one page of a listing, additively: its entries are added, or replace
+        clean nodes of another version or type; nothing absent from it goes (that waits
+        for `finish_merge`). Returns the names it showed that no earlier page did (local
+        work may hide some: they need not be children)."""
+        directory, prefix, since = merge.directory, merge.prefix, merge.since
+        children = directory.children
+        assert children is not None
         listed: dict[str, ObjectInfo | str] = {}
         #: names the listing shows but local work hides; they say nothing about local children
         shadowed: set[str] = set()
@@ -453,38 +483,32 @@ class Namespace:
             ):
                 shadowed.add(name)
                 continue
-            if isinstance(listed.get(name), ObjectInfo):
+            # An object sorts before a prefix of the same name ("a" < "a-1" < "a/"): an
+            # earlier page may have shown it.
+            if isinstance(listed.get(name), ObjectInfo) or (
+                name in merge.seen and name not in merge.shadowed
+            ):
                 # A key that is both an object and a prefix: the directory wins.
                 self.warn_once(prefix + name, "it is also a directory of other objects")
                 hidden += 1
             listed[name] = sub
-        self.hidden[prefix] = hidden
-        copies = {
+        merge.hidden += hidden
+        merge.copies.update(
             name
             for name, entry in listed.items()
             if not isinstance(entry, str) and self.conflict_names.is_copy(name)
-        }
-        if copies:
-            self.conflict_copies[prefix] = copies
-        else:
-            self.conflict_copies.pop(prefix, None)
+        )
 
-        for name, child in list(directory.children.items()):
-            entry = listed.get(name)
-            if entry is None:
-                if name in shadowed:
-                    continue  # e.g. a file still open after unlink below a live directory
-                if (
-                    self._came_from_store(child)
-                    and not self.has_local_work(child)
-                    and not any(sub.synced_seq > since for sub in child.walk())
-                ):
-                    self.let_go(child)
-            elif (isinstance(entry, str) != child.is_dir) and not self.has_local_work(child):
-                # Another client replaced a file by a directory, or the other way round.
-                self.let_go(child)
         for name, entry in listed.items():
-            existing = directory.children.get(name)
+            existing = children.get(name)
+            if (
+                existing is not None
+                and isinstance(entry, str) != existing.is_dir
+                and not self.has_local_work(existing)
+            ):
+                # Another client replaced a file by a directory, or the other way round.
+                self.let_go(existing)
+                existing = None
             if existing is None:
                 if isinstance(entry, str):
                     node = self.new_node(
@@ -509,6 +533,34 @@ class Namespace:
                 and existing.synced_seq <= since  # else the flusher wrote ours after the listing
             ):
                 self.replace_with_object(existing, entry, listed=True)
+        seen = merge.seen
+        new = [name for name in listed if name not in seen]
+        new += [name for name in shadowed if name not in seen and name not in listed]
+        seen.update(new)
+        merge.shadowed |= shadowed
+        return new
+
+    def finish_merge(self, merge: ListingMerge) -> None:
+        """The listing `merge` took every page: what it did not show, and the store once
+        held, is gone, unless local work keeps it (or the flusher wrote it after the
+        listing was asked for). The directory counts as listed from now."""
+        directory, prefix, since = merge.directory, merge.prefix, merge.since
+        assert directory.children is not None
+        self.hidden[prefix] = merge.hidden
+        if merge.copies:
+            self.conflict_copies[prefix] = merge.copies
+        else:
+            self.conflict_copies.pop(prefix, None)
+        seen = merge.seen
+        for name, child in list(directory.children.items()):
+            if name in seen:
+                continue  # listed, or hidden by local work (a file still open after unlink...)
+            if (
+                self._came_from_store(child)
+                and not self.has_local_work(child)
+                and not any(sub.synced_seq > since for sub in child.walk())
+            ):
+                self.let_go(child)
         directory.listed_at = time.monotonic()
 
     @staticmethod
