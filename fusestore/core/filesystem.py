@@ -71,7 +71,7 @@ from .budgets import Budgets
 from .errors import fs_error
 from .fetcher import Fetcher
 from .filedata import FileData, writes_settled
-from .handles import DirHandle, FileHandle, Handles
+from .handles import FileHandle, Handles
 from .journaling import Journaling
 from .kernelnames import KernelNames
 from .landed import Landed
@@ -314,9 +314,9 @@ class Filesystem:
             node.content = None
 
     async def opendir(self, ino: int) -> int:
+        """A handle on the directory; one due for listing streams its pages (`readdir`)."""
         directory = self.directory(ino)
-        children = await self.listings.children(directory)
-        return self.handles.add(DirHandle(directory, sorted(children.items())))
+        return self.handles.open_dir(directory, await self.listings.listing(directory))
 
     # -- creating and removing ----------------------------------------------------------
 

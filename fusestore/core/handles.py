@@ -1,6 +1,6 @@
 """Open files and directories: the handle numbers the kernel holds, and what each holds.
 
-Everything here is synchronous and runs on the trio thread.
+Everything here runs on the trio thread; only `readdir` yields (for a listing's next page).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..cache import Content
 from .errors import fs_error
+from .listingrun import ListingRun
 from .nodes import Node
 
 
@@ -29,10 +30,17 @@ class FileHandle:
     limit: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class DirHandle:
+    """An open directory: the names it gives, in order (entry i is followed by cookie
+    i + 1), each resolved when given, so a name removed meanwhile is skipped and never a
+    node no longer in the directory is handed out. While `listing` runs, `names` is its
+    growing list, shared with every handle opened during it; once it ended, this
+    handle's own copy with the directory's other entries appended."""
+
     node: Node
-    entries: list[tuple[str, Node]]
+    names: list[str]
+    listing: ListingRun | None = None
 
 
 class Handles:
@@ -83,14 +91,44 @@ class Handles:
             raise fs_error(errno.EBADF)
         return handle
 
-    def readdir(self, fh: int, start: int) -> Iterator[tuple[str, Node, int]]:
+    def open_dir(self, directory: Node, listing: ListingRun | None) -> int:
+        """A new handle on `directory`: its entries now (sorted), or those of `listing`
+        as its pages come."""
+        if listing is None:
+            assert directory.children is not None
+            return self.add(DirHandle(directory, sorted(directory.children)))
+        return self.add(DirHandle(directory, listing.names, listing))
+
+    async def readdir(self, fh: int, start: int) -> Iterator[tuple[str, Node, int]]:
         """Entries of directory handle `fh` from position `start`; each comes with the
-        cookie of the next one. Lazy: a request that stops when the kernel's buffer is full
-        costs what it took, so a listing in many requests stays linear in its size."""
-        entries = self.directory(fh).entries
-        for i in range(start, len(entries)):
-            name, node = entries[i]
-            yield name, node, i + 1
+        cookie of the next one. Waits only while there is nothing to give yet (the
+        listing's next page), and raises what ended the listing when that left nothing
+        to give (EIO: the store did not answer). The iterator is lazy and gives what is
+        there now: a request that stops when the kernel's buffer is full costs what it
+        took, so a listing in many requests stays linear in its size."""
+        handle = self.directory(fh)
+        children = handle.node.children
+        assert children is not None
+        while True:
+            names = handle.names
+            while start < len(names) and names[start] not in children:
+                start += 1  # removed since: skipped, the cookies after it unchanged
+            listing = handle.listing
+            if start < len(names) or listing is None:
+                return self._entries(names, children, start)
+            await listing.wait_past(start)
+            if listing.ended.is_set() and len(listing.names) <= start:
+                # No page will come: the rest is what the directory holds besides.
+                handle.names = listing.names + listing.rest()
+                handle.listing = None
+
+    @staticmethod
+    def _entries(names: list[str], children: dict[str, Node], start: int) -> Iterator[tuple[str, Node, int]]:
+        for i in range(start, len(names)):
+            name = names[i]
+            node = children.get(name)
+            if node is not None:
+                yield name, node, i + 1
 
     def files(self) -> Iterator[FileHandle]:
         for handle in self._handles.values():

@@ -2,11 +2,14 @@
 
 A directory is listed (one paged LIST, a worker thread call per page) when first needed
 and again once its listing is older than `--metadata-ttl`; a lookup of one known file in a big
-directory is revalidated with a HEAD instead. Listings are remembered in the index for
-the TTL (the next mount may use them), unless the flusher changed the store while one
-was taken. What other clients changed (versions replaced or deleted) is taken here:
-their cached data goes, and the kernel forgets the names that lead elsewhere now. See
-docs/architecture.md, "Namespace and listings" and "Freshness".
+directory is revalidated with a HEAD instead. While the mount serves, a listing runs in its
+background and is merged page by page as the pages come (`ListingRun`): directory handles
+read each page as it arrives, and what the listing did not show goes only once it is
+complete. Complete listings are remembered in the index for the TTL (the next mount may
+use them), unless the flusher changed the store while one was taken. What other clients
+changed (versions replaced or deleted) is taken here: their cached data goes, and the
+kernel forgets the names that lead elsewhere now. See docs/architecture.md, "Namespace
+and listings" and "Freshness".
 
 Everything runs on the trio thread; the LISTs and HEADs go to worker threads through
 `StoreCalls` (methods that do say so with `Worker thread:`).
@@ -17,7 +20,6 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import diskcache
@@ -33,7 +35,8 @@ from .fetcher import Fetcher
 from .journaling import Journaling
 from .kernelnames import KernelNames
 from .linkview import in_link
-from .namespace import Namespace
+from .listingrun import ListingRun
+from .namespace import ListingMerge, Namespace
 from .nodes import Kind, Node
 from .pinning import fetch_whole
 from .settings import MountSettings
@@ -48,14 +51,6 @@ log = logging.getLogger(__name__)
 #: expired costs one request for all its names; beyond it, a lookup of one known file
 #: revalidates that file alone with a HEAD.
 LIST_PAGE = 1000
-
-
-@dataclass
-class _ListingRun:
-    """One listing of a directory in flight, and how it ended (for those waiting on it)."""
-
-    done: trio.Event = field(default_factory=trio.Event)
-    failure: StoreUnavailable | None = None
 
 
 class Listings:
@@ -91,7 +86,7 @@ class Listings:
         self.journaling = journaling
         self.flusher = flusher
         self.links = links
-        self._refreshing: dict[Node, _ListingRun] = {}
+        self._refreshing: dict[Node, ListingRun] = {}
         #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
         self._listings_dropped: set[str] = set()
         #: where a pinned file's new version is fetched (set while the mount serves)
@@ -144,59 +139,131 @@ class Listings:
         assert directory.children is not None
         return directory.children
 
+    async def listing(self, directory: Node) -> ListingRun | None:
+        """For a directory handle: the listing in flight whose pages it reads as they
+        come (started here when due), or None when the directory's children are what there
+        is to read (listed within the TTL, a remembered listing, the store down after an
+        older listing; or, while the mount does not serve, listed now to the end).
+        Worker thread: the LISTs, when the listing runs in this request (see `refresh`)."""
+        if self.fresh(directory):
+            return None
+        if self.nursery is None:
+            await self.refresh(directory)
+            return None
+        return self._refreshing.get(directory) or self._start(directory)
+
     async def refresh(self, directory: Node) -> None:
-        """List `directory` again (one listing at a time per directory: later callers
-        share its outcome). Raises StoreUnavailable when a directory never listed cannot
+        """List `directory` again, to the end (one listing at a time per directory: later
+        callers share it). Raises StoreUnavailable when a directory never listed cannot
         be listed: its names are unknown, and none may be reported absent for that.
         Worker thread: each LIST page, its own call, bounded by the I/O timeout alone: a
-        listing that keeps making progress is never cut short."""
-        while (running := self._refreshing.get(directory)) is not None:
-            await running.done.wait()
-            if running.failure is not None:
-                # A new exception each: one raised in many tasks would gather all their tracebacks.
-                raise StoreUnavailable(str(running.failure)) from running.failure
-            if directory.listed_at > float("-inf"):
+        listing that keeps making progress is never cut short. The listing runs in the
+        mount's background while it serves (a request cancelled meanwhile leaves it
+        going), else in this request."""
+        while True:
+            run = self._refreshing.get(directory)
+            if run is None:
+                run = self._start(directory)
+                if run is None:
+                    return
+                if self.nursery is None:
+                    await self._list(run)
+            await run.ended.wait()
+            run.raise_failure()
+            if run.complete or directory.listed_at > float("-inf") or not directory.attached:
                 return
-            # That listing was cancelled with its request: this caller lists instead.
+            # Cancelled with the request that ran it, or the directory moved: list again.
+
+    def _start(self, directory: Node) -> ListingRun | None:
+        """A listing of `directory` begun (in the background while the mount serves), or
+        None when none is to be made: the store is down and an older listing stands, or
+        the index remembers a listing from within the TTL (merged here, at once)."""
+        if not directory.attached:
+            return None  # removed: its entries are what it holds
         listed_before = directory.listed_at > float("-inf")
         if listed_before and not self.calls.online:
-            # The store is down: what was listed before beats a wait and EIO.
-            return
-        listing_run = self._refreshing[directory] = _ListingRun()
-        since = self.ns.listing_started()
-        try:
-            prefix = directory.prefix
-            # A listing remembered from earlier in the TTL (by this mount or the last one)
-            # is as old as when it was taken, not as when it is used.
-            listing, expires = self.index.get(("listing", prefix), expire_time=True)
-            taken = None if expires is None else expires - self.settings.metadata_ttl
-            if listing is None:
-                if listed_before:
-                    try:
-                        listing = await self.calls.list_all(prefix, patient=False)
-                    except StoreUnavailable as exc:
-                        log.info("%s: keeping the older listing: %s", directory.path(), exc)
-                        return
-                else:
-                    try:
-                        listing = await self.calls.list_all(prefix)
-                    except StoreUnavailable as exc:
-                        listing_run.failure = exc
-                        raise
-                self.remember_listing(prefix, listing, since)
-            if directory.attached and directory.prefix == prefix:
+            return None  # the store is down: what was listed before beats a wait and EIO
+        prefix = directory.prefix
+        # A listing remembered from earlier in the TTL (by this mount or the last one)
+        # is as old as when it was taken, not as when it is used.
+        listing, expires = self.index.get(("listing", prefix), expire_time=True)
+        if listing is not None:
+            since = self.ns.listing_started()
+            try:
                 objects, prefixes = listing
                 self.ns.merge_listing(directory, objects, prefixes, since=since)
-                if taken is not None:
+                if expires is not None:
+                    taken = expires - self.settings.metadata_ttl
                     directory.listed_at -= max(0.0, time.time() - taken)
+                self._merged(directory)
+            finally:
+                self.ns.listing_ended()
+            return None
+        merge = ListingMerge(directory, prefix, self.ns.listing_started())
+        run = self._refreshing[directory] = ListingRun(merge, patient=not listed_before)
+        if self.nursery is not None:
+            self.nursery.start_soon(self._list, run)
+        return run
+
+    async def _list(self, run: ListingRun) -> None:
+        """Take `run`'s listing page by page, each merged as it comes (additively: nothing
+        goes before the last page), then the removals, and the listing remembered. A page
+        the store does not give ends the run: with a failure where the directory was never
+        listed, else quietly (the older listing stands). Worker thread: each LIST page."""
+        merge = run.merge
+        directory, prefix = merge.directory, merge.prefix
+        # Kept for the index only while the listing may be remembered (nothing changed).
+        kept: tuple[list[ObjectInfo], list[str]] | None = ([], [])
+        token: str | None = None
+        try:
+            while True:
+                try:
+                    page = await self.calls.list_page(prefix, "/", token, patient=run.patient)
+                except StoreUnavailable as exc:
+                    if run.patient:
+                        run.end(failure=exc)
+                    else:
+                        log.info("%s: keeping the older listing: %s", directory.path(), exc)
+                        run.end()
+                    return
+                except (StoreError, OSError) as exc:
+                    run.end(failure=exc)
+                    return
+                if not directory.attached or directory.prefix != prefix:
+                    run.end()  # moved or removed: the pages to come are another place's
+                    return
+                run.add(self.ns.merge_page(merge, page.objects, page.prefixes))
                 self.take_remote_changes()
-                if self.journaling.marker_work(directory) is not None:
-                    self.journaling.record(directory)
-                    self.flusher.schedule(directory)
+                if kept is not None and self._rememberable(prefix, merge.since):
+                    kept[0].extend(page.objects)
+                    kept[1].extend(page.prefixes)
+                else:
+                    kept = None
+                if page.next_token is None:
+                    break
+                token = page.next_token
+            self.ns.finish_merge(merge)
+            if kept is not None:
+                self.remember_listing(prefix, kept, merge.since)
+            self._merged(directory)
+            run.end(complete=True)
+        except Exception as exc:
+            # A bug: the readers get EIO, and the mount goes on.
+            log.exception("%s: the listing failed", directory.path())
+            run.end(failure=fs_error(errno.EIO, f"listing {directory.path()} failed: {exc}"))
         finally:
             self.ns.listing_ended()
-            del self._refreshing[directory]
-            listing_run.done.set()
+            if self._refreshing.get(directory) is run:
+                del self._refreshing[directory]
+            if not run.ended.is_set():
+                run.end()  # cancelled: the mount is stopping, or the request that ran it went
+
+    def _merged(self, directory: Node) -> None:
+        """After a complete listing of `directory` was merged."""
+        self.take_remote_changes()
+        if self.journaling.marker_work(directory) is not None:
+            self.journaling.record(directory)
+            self.flusher.schedule(directory)
 
     def seed_listing(self, directory: Node, objects: list[ObjectInfo], prefixes: list[str]) -> None:
         """Take a complete listing of `directory` made before the mount started (the
@@ -248,9 +315,12 @@ class Listings:
         """Keep a listing for the TTL (the next mount too may use it), unless the flusher
         changed the store while it was taken: it may predate that change. Listings of a
         linked store are not kept: the next mount may link another store there, or none."""
-        if self.ns.store_seq == since and not in_link(self.links, prefix.rstrip("/")):
+        if self._rememberable(prefix, since):
             self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
             self._listings_dropped.discard(prefix)
+
+    def _rememberable(self, prefix: str, since: int) -> bool:
+        return self.ns.store_seq == since and not in_link(self.links, prefix.rstrip("/"))
 
     def forget_listing(self, key: str) -> None:
         """The store changed at `key`: remembered listings of every directory above it are
@@ -335,7 +405,12 @@ class Listings:
     # -- lookups of one name -------------------------------------------------------------
 
     async def child(self, parent: Node, name: str) -> Node | None:
-        """The entry `name` of `parent`, or None. Worker thread: the LIST, when one is due."""
+        """The entry `name` of `parent`, or None. Worker thread: the LIST, when one is
+        due. A name a page of the listing in flight showed is answered at once; any other
+        waits for the listing's end (it may be in a page to come)."""
+        run = self._refreshing.get(parent)
+        if run is not None and name in run.merge.seen and parent.children is not None:
+            return parent.children.get(name)
         children = await self.children(parent)
         return children.get(name)
 

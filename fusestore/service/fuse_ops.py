@@ -276,6 +276,8 @@ class FuseOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         # Cookies 1 and 2 follow `.` and `..`; the handle's entry i is followed by i + 3, so
         # a kernel resuming from any cookie it was given gets neither a name twice nor a gap.
+        # Waits only while the handle has nothing to give (a listing's next page).
+        entries = await self.fs.readdir(fh, max(start_id - DOTS, 0))
         if start_id < DOTS:
             directory = self.fs.handles.directory(fh).node
             dots = ((b".", directory), (b"..", directory.parent or directory))
@@ -284,7 +286,7 @@ class FuseOperations(pyfuse3.Operations):
                 # The kernel takes no reference on `.` and `..` (no lookup count to add).
                 if not pyfuse3.readdir_reply(token, dot, self.attributes(node), cookie + 1):
                     return
-        for name, node, next_id in self.fs.readdir(fh, max(start_id - DOTS, 0)):
+        for name, node, next_id in entries:
             if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(node), next_id + DOTS):
                 break
             node.lookups += 1

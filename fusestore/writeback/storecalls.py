@@ -74,10 +74,11 @@ class StoreCalls:
       are retried with backoff, and once `io_timeout` seconds have passed the caller gets
       `StoreTimeout` even if the thread still hangs: it is abandoned, and the driver's own
       timeouts end it. So no file system operation waits on the store for longer.
-    - `list_all`: a whole listing, page after page, each page (one request) a call of its
-      own through `ask` or `attempt`. The timeout bounds each request, never the listing:
-      one that keeps making progress takes as long as it needs, while a page the store
-      does not answer within `io_timeout` (or a store down that long) ends it.
+    - `list_all`: a whole listing, page after page, each page (one request, `list_page`)
+      a call of its own through `ask` or `attempt`. The timeout bounds each request,
+      never the listing: one that keeps making progress takes as long as it needs, while
+      a page the store does not answer within `io_timeout` (or a store down that long)
+      ends it.
 
     Every call's outcome updates `online`: a transient failure marks the store down, any
     answer marks it up. While it is down, `watch` probes it every few seconds, and
@@ -159,18 +160,25 @@ class StoreCalls:
         thread call per page. `patient`: each page as `ask` (retried while the store is
         failing, for a request that has no older answer); else as `attempt` (one try).
         StoreTimeout when a page does not come within the I/O timeout."""
-        call = self.ask if patient else self.attempt
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
         token: str | None = None
         while True:
             # A fresh timeout per page: an answer is progress, whatever the pages before took.
-            page: ListPage = await call(self.store.list, prefix, delimiter, token)
+            page = await self.list_page(prefix, delimiter, token, patient=patient)
             objects.extend(page.objects)
             prefixes.extend(page.prefixes)
             if page.next_token is None:
                 return objects, prefixes
             token = page.next_token
+
+    async def list_page(
+        self, prefix: str, delimiter: str | None = "/", token: str | None = None, *, patient: bool = True
+    ) -> ListPage:
+        """One page of a listing (`token`: where the last one ended), as `ask` (`patient`)
+        or `attempt`: StoreTimeout when it does not come within the I/O timeout."""
+        call = self.ask if patient else self.attempt
+        return await call(self.store.list, prefix, delimiter, token)
 
     # -- availability -------------------------------------------------------------------
 

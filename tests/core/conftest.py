@@ -278,7 +278,13 @@ async def listdir(fs: Filesystem, path: str = "") -> dict[str, Node]:
     """The entries of a directory through opendir/readdir/releasedir."""
     fh = await fs.opendir(await ino_of(fs, path))
     try:
-        return {name: node for name, node, _ in fs.readdir(fh, 0)}
+        found: dict[str, Node] = {}
+        cookie = 0
+        # Request after request, as the kernel does: a listing under way gives its pages.
+        while batch := list(await fs.readdir(fh, cookie)):
+            found.update((name, node) for name, node, _ in batch)
+            cookie = batch[-1][2]
+        return found
     finally:
         fs.releasedir(fh)
 

@@ -51,9 +51,9 @@ async def test_objects_are_listed_with_their_sizes_and_attributes(env: Env) -> N
 
         # readdir cookies: resuming from an offset continues where the last call stopped
         fh = await fs.opendir(1)
-        first = list(fs.readdir(fh, 0))
+        first = list(await fs.readdir(fh, 0))
         assert [name for name, _, _ in first] == ["bare", "d", "marked", "top.txt"]
-        assert [name for name, _, _ in fs.readdir(fh, first[1][2])] == ["marked", "top.txt"]
+        assert [name for name, _, _ in await fs.readdir(fh, first[1][2])] == ["marked", "top.txt"]
         fs.releasedir(fh)
 
     # Listing and looking up changed nothing in the store.
