@@ -24,8 +24,8 @@ class ListingRun:
     it is a readdir cookie that stays valid for every handle sharing the run, whatever
     happens to the directory after. Once `ended`, the listing either `complete`d (every
     page merged, what it did not show removed), or failed (`failure`: those who need
-    more get it), or stopped short with nothing to report (the older listing stands, the
-    directory moved, or the mount is stopping). `wait_past` blocks; the rest does not.
+    more get it; also when it was `interrupted`), or stopped short with nothing to report
+    (the older listing stands, or the directory moved). `wait_past` blocks; the rest does not.
     """
 
     def __init__(self, merge: ListingMerge, *, patient: bool) -> None:
@@ -35,6 +35,9 @@ class ListingRun:
         self.names: list[str] = []
         self.complete = False
         self.failure: StoreError | OSError | None = None
+        #: cancelled (with the request that ran it, or the mount stopping): readers get
+        #: `failure`, while a request that needs the listing lists anew
+        self.interrupted = False
         self.ended = trio.Event()
         self._grew = trio.Event()
 
@@ -50,9 +53,16 @@ class ListingRun:
             self._grew.set()
             self._grew = trio.Event()
 
-    def end(self, *, complete: bool = False, failure: StoreError | OSError | None = None) -> None:
+    def end(
+        self,
+        *,
+        complete: bool = False,
+        failure: StoreError | OSError | None = None,
+        interrupted: bool = False,
+    ) -> None:
         self.complete = complete
         self.failure = failure
+        self.interrupted = interrupted
         self.ended.set()
         self._grew.set()
 

@@ -169,7 +169,8 @@ class Listings:
                 if self.nursery is None:
                     await self._list(run)
             await run.ended.wait()
-            run.raise_failure()
+            if not run.interrupted:
+                run.raise_failure()
             if run.complete or directory.listed_at > float("-inf") or not directory.attached:
                 return
             # Cancelled with the request that ran it, or the directory moved: list again.
@@ -256,7 +257,8 @@ class Listings:
             if self._refreshing.get(directory) is run:
                 del self._refreshing[directory]
             if not run.ended.is_set():
-                run.end()  # cancelled: the mount is stopping, or the request that ran it went
+                # Cancelled: the mount is stopping, or the request that ran it went.
+                run.end(failure=StoreUnavailable("the listing was interrupted"), interrupted=True)
 
     def _merged(self, directory: Node) -> None:
         """After a complete listing of `directory` was merged."""

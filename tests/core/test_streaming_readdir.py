@@ -422,3 +422,33 @@ async def test_unmounting_during_a_listing_ends_it(env: Env, monkeypatch: pytest
         assert not fs.listings._refreshing
     finally:
         pages.open()
+
+
+async def test_a_reader_waiting_when_the_mount_stops_serving_gets_eio(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill(env)
+    pages = Pages(env, allowed=1)
+    try:
+        async with env.mount(sync=False) as fs:
+            kernel = Kernel(fs, monkeypatch)
+            fh = await kernel.opendir(await ino_of(fs, "big"))
+            first = await kernel.read(fh, 0)
+            await pages.wait_asked(2)
+            failed: list[int] = []
+
+            async def reader() -> None:
+                with pytest.raises(pyfuse3.FUSEError) as raised:
+                    await kernel.read(fh, first[-1][2])
+                failed.append(raised.value.errno)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await trio.sleep(0.05)  # (before or after the stop: EIO either way)
+                assert fs.listings.nursery is not None
+                fs.listings.nursery.cancel_scope.cancel()  # the mount stops serving
+            assert failed == [errno.EIO], "the rest of the listing is unknown: not an end"
+            assert not fs.listings._refreshing and fs.ns._listings == 0
+            await kernel.releasedir(fh)
+    finally:
+        pages.open()
