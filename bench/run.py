@@ -2,6 +2,7 @@
 S3 server (moto by default, BACKEND=seaweedfs for SeaweedFS).
 
     python bench/run.py [--only a,b,...] [--peers fusestore,s3fs,rclone] [--scale 0.25]
+    python bench/run.py --suite scale [...]   (bench/scale.py: huge directories and buckets)
 
 Prints one table and writes it as JSON and Markdown under bench/results/. Every mount,
 process and bucket it makes is removed however it ends; it stops by itself within the
@@ -10,6 +11,7 @@ global timeout (each workload on each system has its own timeout too)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -30,6 +32,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 ALL_KEYS = "abcdefghijk"
 
+#: `--suite NAME` runs that module's main(the other arguments) instead of the workloads a-k.
+SUITES = {"scale": "scale"}
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -38,6 +43,12 @@ def log(message: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--suite",
+        default="default",
+        choices=["default", *SUITES],
+        help="default: the workloads a-k; scale: huge directories and buckets (--suite scale --help)",
     )
     p.add_argument(
         "--only", default=",".join(ALL_KEYS), help="workloads to run, e.g. a,b,e (default: all, a-k)"
@@ -81,6 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    suite_parser = argparse.ArgumentParser(add_help=False)
+    suite_parser.add_argument("--suite", default="default")
+    picked, rest = suite_parser.parse_known_args(argv)
+    if picked.suite in SUITES:
+        return int(importlib.import_module(SUITES[picked.suite]).main(rest))
     args = parse_args(argv)
     started = time.monotonic()
     stamp = datetime.now(UTC)

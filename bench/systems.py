@@ -44,6 +44,7 @@ class System:
         self.cache_dir = ""
         self.log_path = ""
         self._mounts = 0
+        self._keep_cache = False
 
     # --- to be provided by each system ---
     def command(self, bucket: str, mountpoint: str, cache_dir: str) -> list[str]:
@@ -64,13 +65,16 @@ class System:
         assert self.proc is not None
         return self.proc.pid
 
-    def mount(self, bucket: str) -> str:
+    def mount(self, bucket: str, cache_dir: str | None = None) -> str:
+        """Mount `bucket` on a fresh mount point, with a fresh cache directory, or with
+        `cache_dir` (kept when unmounting: a remount on the same cache)."""
         self._mounts += 1
         self.mountpoint = os.path.join(self.workdir, f"mnt{self._mounts}")
-        self.cache_dir = os.path.join(self.workdir, f"cache{self._mounts}")
+        self.cache_dir = cache_dir or os.path.join(self.workdir, f"cache{self._mounts}")
+        self._keep_cache = cache_dir is not None
         self.log_path = os.path.join(self.workdir, f"daemon{self._mounts}.log")
         os.makedirs(self.mountpoint)
-        os.makedirs(self.cache_dir)
+        os.makedirs(self.cache_dir, exist_ok=self._keep_cache)
         with open(self.log_path, "wb") as log:
             self.proc = spawn(
                 self.command(bucket, self.mountpoint, self.cache_dir),
@@ -118,7 +122,7 @@ class System:
         if self.mountpoint and not fs_type(self.mountpoint):
             with contextlib.suppress(OSError):
                 os.rmdir(self.mountpoint)
-        if self.cache_dir:
+        if self.cache_dir and not self._keep_cache:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 
     def wait_visible(self, watcher: Watcher, deadline: Deadline) -> float:
