@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -176,6 +177,9 @@ class Suite:
             value = fn()
         except Exception as exc:
             text = str(exc) or type(exc).__name__
+            late = re.match(r"timeout: .* after (\d+)s", text)
+            if late:
+                text = f"timed out after {late.group(1)} s"
             value = text if text.startswith(("skipped", "timed out")) else f"failed: {text}"
             value = value.replace(self.workdir, "$WORKDIR")[:200]
         return self.put(part, key, system, value)
