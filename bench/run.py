@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ALL_KEYS = "abcdefghijk"
 
 #: `--suite NAME` runs that module's main(the other arguments) instead of the workloads a-k.
-SUITES = {"scale": "scale"}
+SUITES = {"scale": "scale", "soak": "soak"}
 
 
 def log(message: str) -> None:
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--suite",
         default="default",
         choices=["default", *SUITES],
-        help="default: the workloads a-k; scale: huge directories and buckets (--suite scale --help)",
+        help="default: the workloads a-k; scale: huge directories and buckets;\n"
+        "soak: an hour of steady work (--suite NAME --help)",
     )
     p.add_argument(
         "--only", default=",".join(ALL_KEYS), help="workloads to run, e.g. a,b,e (default: all, a-k)"
