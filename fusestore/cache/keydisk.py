@@ -23,8 +23,10 @@ import diskcache
 #: Encodings kept, least recently used out: the keys a burst of work repeats (a file's
 #: record at create, close and fsync) within a few thousand others.
 KEYS_KEPT = 1024
-#: Kinds of keys used once: not kept (they would push out those that repeat).
-NOT_KEPT = frozenset({"landing"})
+#: Kinds of keys used once: not kept (they would push out those that repeat): a landing's
+#: token, and the metadata index's keys (one per object ever listed, each looked up once a
+#: listing: 65,536 of them took 24 MiB for nothing).
+NOT_KEPT = frozenset({"landing", "meta"})
 
 
 class KeyCachingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints

@@ -11,8 +11,7 @@ from __future__ import annotations
 import enum
 import stat
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ..cache import Content
 from ..stores import PosixAttrs
@@ -35,63 +34,227 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-@dataclass(eq=False, slots=True)
+#: how many distinct directory prefixes `_shared` keeps (bounded: sharing is a saving,
+#: never a promise)
+_SHARED_MAX = 4096
+_shared_strings: dict[str, str] = {}
+
+
+def shared(text: str) -> str:
+    """An equal string, the same object for every caller while it is remembered: the key
+    prefix of a directory's entries, an etag many objects have (that of empty objects)."""
+    kept = _shared_strings.get(text)
+    if kept is not None:
+        return kept
+    if len(_shared_strings) >= _SHARED_MAX:
+        _shared_strings.clear()
+    _shared_strings[text] = text
+    return text
+
+
+class _Rare:
+    """A node's fields that most nodes never set (clean listed files: none of them), in
+    one object made at the first write of one: open counts, pending work, the journal
+    record, a directory's entries, a symlink's target."""
+
+    __slots__ = (
+        "children",
+        "content",
+        "data_dirty",
+        "data_version",
+        "explicit",
+        "generation",
+        "jid",
+        "journaled",
+        "listed_at",
+        "marker_key",
+        "meta_dirty",
+        "opens",
+        "overwrites",
+        "synced_seq",
+        "target",
+        "version",
+        "writers",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, _RARE_DEFAULTS[name])
+
+
+_RARE_DEFAULTS: dict[str, Any] = {}
+
+T = TypeVar("T")
+
+
+class _RareField(Generic[T]):
+    """A `Node` attribute kept in its `_Rare` part: reads the default while there is none,
+    and a write of the default makes none."""
+
+    def __init__(self, default: T) -> None:
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        _RARE_DEFAULTS[name] = self.default
+        self.slot = _Rare.__dict__[name]
+
+    @overload
+    def __get__(self, node: None, owner: type | None = None) -> _RareField[T]: ...
+    @overload
+    def __get__(self, node: Node, owner: type | None = None) -> T: ...
+    def __get__(self, node: Node | None, owner: type | None = None) -> T | _RareField[T]:
+        if node is None:
+            return self
+        rare = node._rare
+        return self.default if rare is None else self.slot.__get__(rare)
+
+    def __set__(self, node: Node, value: T) -> None:
+        rare = node._rare
+        if rare is None:
+            if value is self.default or value == self.default:
+                return
+            rare = node._rare = _Rare()
+        self.slot.__set__(rare, value)
+
+
 class Node:
     """One inode. Identity is the object itself (`ino` is unique for the daemon's life).
-    Slots, not a per-node dict: a mount holds one per entry the kernel or a listing knows."""
 
-    ino: int
-    kind: Kind
-    name: str
-    parent: Node | None
-    perm: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    ctime_ns: int = field(default_factory=now_ns)
-    size: int = 0
-    #: kernel lookup count (lookup, create, mkdir, symlink, readdirplus entries)
-    lookups: int = 0
+    Slots, not a per-node dict, and the fields most nodes never set in a part made on
+    their first write (`_Rare`): a mount holds one node per entry the kernel or a listing
+    knows, a clean listed file costs 19 slots. `remote_key` is kept as its directory's
+    prefix (shared) and the node's name when it ends in the name, not as a string of its
+    own; it reads back exactly as set, whatever becomes of the node's name later. So does
+    `etag`, kept as a number when it is an MD5's."""
+
+    __slots__ = (
+        "_etag",
+        "_rare",
+        "_remote_dir",
+        "_remote_name",
+        "attached",
+        "attrs_guessed",
+        "checked_at",
+        "ctime_ns",
+        "gid",
+        "ino",
+        "kind",
+        "lookups",
+        "mtime_ns",
+        "name",
+        "parent",
+        "perm",
+        "remote_size",
+        "size",
+        "uid",
+    )
+
+    def __init__(
+        self,
+        ino: int,
+        kind: Kind,
+        name: str,
+        parent: Node | None,
+        perm: int,
+        uid: int,
+        gid: int,
+        mtime_ns: int,
+        ctime_ns: int | None = None,
+        size: int = 0,
+    ) -> None:
+        self.ino = ino
+        self.kind = kind
+        self.name = name
+        self.parent = parent
+        self.perm = perm
+        self.uid = uid
+        self.gid = gid
+        self.mtime_ns = mtime_ns
+        #: a new node's change time is its mtime (the same int: nothing more to keep)
+        self.ctime_ns = mtime_ns if ctime_ns is None else ctime_ns
+        self.size = size
+        #: kernel lookup count (lookup, create, mkdir, symlink, readdirplus entries)
+        self.lookups = 0
+        #: still in the tree: False once unlinked or replaced (an open file lives on detached)
+        self.attached = True
+        #: when (monotonic) the store last confirmed this node (a HEAD, or its creation
+        #: here); its parent's listing confirms it too (see `Filesystem.entry_timeout`)
+        self.checked_at = float("-inf")
+        self._remote_dir: str | None = None
+        self._remote_name: str | None = None
+        self._etag: str | int | None = None
+        self.remote_size = 0
+        #: attributes came from a listing without metadata (S3): mode/owner are defaults
+        self.attrs_guessed = False
+        self._rare: _Rare | None = None
+
+    def __repr__(self) -> str:
+        return f"Node({self.ino}, {self.kind.name}, {self.name!r})"
+
     #: open file handles, and how many of them may write
-    opens: int = 0
-    writers: int = 0
-    #: still in the tree: False once unlinked or replaced (an open file lives on detached)
-    attached: bool = True
-    #: when (monotonic) the store last confirmed this node (a HEAD, or its creation
-    #: here); its parent's listing confirms it too (see `Filesystem.entry_timeout`)
-    checked_at: float = float("-inf")
+    opens = _RareField(0)
+    writers = _RareField(0)
 
     # directories
-    children: dict[str, Node] | None = None  # None until listed
-    listed_at: float = float("-inf")
+    children: _RareField[dict[str, Node] | None] = _RareField(None)  # None until listed
+    listed_at = _RareField(float("-inf"))
     #: a `dir/` marker is kept for it: its attributes were set here, or the store held a
     #: marker this mount did not write (see `Namespace.apply_marker`)
-    explicit: bool = False
-    marker_key: str | None = None  # the `dir/` marker object the store holds for it
+    explicit = _RareField(False)
+    marker_key: _RareField[str | None] = _RareField(None)  # the `dir/` marker the store holds
 
     # files and symlinks
-    remote_key: str | None = None  # where the store holds the object this node is based on
-    etag: str | None = None
-    remote_size: int = 0
     #: a key whose older object this node's next upload replaces (its delete was dropped when
     #: the node took the name); deleted after all if the node leaves that key first
-    overwrites: str | None = None
-    content: Content | None = None
-    data_dirty: bool = False
-    target: str = ""  # symlink target
-    #: attributes came from a listing without metadata (S3): mode/owner are defaults
-    attrs_guessed: bool = False
+    overwrites: _RareField[str | None] = _RareField(None)
+    content: _RareField[Content | None] = _RareField(None)
+    data_dirty = _RareField(False)
+    target = _RareField("")  # symlink target
     #: told to the kernel with the inode number: a new one makes the kernel drop the
     #: inode it caches (its size and pages) at the next lookup (see `_lost_write`)
-    generation: int = 0
+    generation = _RareField(0)
 
     # pending work
-    meta_dirty: bool = False
-    version: int = 0  # bumped by every local change; uploads compare it
-    data_version: int = 0  # bumped by every local change of the data (within `version`)
-    jid: str | None = None  # journal record id while there is pending work
-    journaled: dict[str, Any] | None = field(default=None, repr=False)  # the record last written
-    synced_seq: int = 0  # the namespace's store_seq when the flusher last wrote it
+    meta_dirty = _RareField(False)
+    version = _RareField(0)  # bumped by every local change; uploads compare it
+    data_version = _RareField(0)  # bumped by every local change of the data (within `version`)
+    jid: _RareField[str | None] = _RareField(None)  # journal record id while there is pending work
+    #: the record last written
+    journaled: _RareField[dict[str, Any] | None] = _RareField(None)
+    synced_seq = _RareField(0)  # the namespace's store_seq when the flusher last wrote it
+
+    @property
+    def etag(self) -> str | None:
+        """The etag of the object this node is based on. An MD5's (`"<32 hex digits>"`,
+        as S3 and most stores give) is kept as a number: 44 bytes, not 83."""
+        etag = self._etag
+        return f'"{etag:032x}"' if type(etag) is int else etag  # type: ignore[return-value]
+
+    @etag.setter
+    def etag(self, etag: str | None) -> None:
+        if etag is not None and len(etag) == 34 and etag[0] == '"' == etag[-1]:
+            try:
+                number = int(etag[1:-1], 16)
+            except ValueError:
+                number = -1
+            if number >= 0 and f'"{number:032x}"' == etag:
+                self._etag = number
+                return
+        self._etag = etag
+
+    @property
+    def remote_key(self) -> str | None:
+        """Where the store holds the object this node is based on."""
+        name = self._remote_name
+        return self._remote_dir if name is None else f"{self._remote_dir}{name}"
+
+    @remote_key.setter
+    def remote_key(self, key: str | None) -> None:
+        name = self.name
+        if key is not None and name and key.endswith(name) and key[: -len(name)][-1:] in ("/", ""):
+            self._remote_dir, self._remote_name = shared(key[: -len(name)]), name
+        else:
+            self._remote_dir, self._remote_name = key, None
 
     @property
     def is_dir(self) -> bool:
