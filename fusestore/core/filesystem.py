@@ -68,6 +68,7 @@ from ..writeback.flusher import Flusher
 from ..writeback.storecalls import StoreCalls
 from .budgets import STAGE_CHUNK as STAGE_CHUNK  # where the write-back's tests look
 from .budgets import Budgets
+from .compaction import Compaction
 from .errors import fs_error
 from .fetcher import Fetcher
 from .filedata import FileData, writes_settled
@@ -152,6 +153,7 @@ class Filesystem:
             links,
         )
         self.linked = LinkView(links, self.ns, self.listings.relinked)
+        self.compaction = Compaction(self.ns, self.handles, self.pins, self.flusher)
         disk_work = trio.CapacityLimiter(1)  # slow disk work, one job at a time
         self.budgets = Budgets(settings, self.contents, self.journal, self.flusher, disk_work, self.handles)
         self.persister = Persister(self.contents, self.journal, self.journaling, self.budgets, disk_work)
@@ -272,7 +274,8 @@ class Filesystem:
         if node is not None and self.listings.head_due(node):
             await self.head_attrs(node)
             if not node.attached:  # the HEAD found another client's version, or a symlink
-                node = (parent.children or {}).get(name)
+                children = parent.children  # none: they were compacted meanwhile
+                node = children.get(name) if children else await self.listings.checked_child(parent, name)
         if node is None:
             return None
         node.lookups += 1
@@ -302,6 +305,7 @@ class Filesystem:
             return
         node.lookups = max(0, node.lookups - count)
         self._maybe_free(node)
+        self.compaction.forgotten(node)
 
     def _maybe_free(self, node: Node) -> None:
         if self.ns.maybe_free(node):
@@ -626,6 +630,7 @@ class Filesystem:
             await nursery.start(self.calls.watch)
             nursery.start_soon(self.persister.persist_loop)
             nursery.start_soon(self.persister.keep_spare_files)
+            nursery.start_soon(self.compaction.run)
             # object data streams, pinned files' new versions come, and the kernel hears
             # of remote changes, in the background
             self.fetcher.nursery = self.listings.nursery = self.kernel.nursery = nursery

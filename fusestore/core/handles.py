@@ -135,6 +135,12 @@ class Handles:
             if isinstance(handle, FileHandle):
                 yield handle
 
+    def directories(self) -> Iterator[Node]:
+        """The directories open handles list (their entries are held)."""
+        for handle in self._handles.values():
+            if isinstance(handle, DirHandle):
+                yield handle.node
+
     def unlinked_data_open(self) -> bool:
         """Whether a file removed while open still holds dirty data (its room comes back
         at its last release)."""

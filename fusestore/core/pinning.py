@@ -82,10 +82,14 @@ async def pin(
     anything is fetched when all pinned data would not fit in `--cache-size`. A file that
     cannot be fetched is named in the result's `errors` (the pin stays: running it again
     fetches the rest); `report` hears of the progress after each file."""
-    node = await node_at_path(fs, path)
+    for _ in range(3):
+        node = await node_at_path(fs, path)
+        if node.is_dir:
+            await fs.load_tree(node)
+        if node.attached:
+            break
+        # Compacted meanwhile (the kernel forgot its directory's entries): look it up again.
     key = node.key
-    if node.is_dir:
-        await fs.load_tree(node)
     files = [sub for sub in node.walk() if sub.kind is Kind.FILE]
     progress = PinProgress("/" + key, len(files), sum(sub.size for sub in files))
     elsewhere = fs.contents.kept_bytes_except(

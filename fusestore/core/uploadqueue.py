@@ -38,6 +38,9 @@ class UploadQueue(Protocol):
     def schedule(self, node: Node, delay: float | None = None) -> None:
         """Upload `node` after `delay` (default: the writeback delay) unless it changes again."""
 
+    def holds(self, node: Node) -> bool:
+        """Whether `node` has a job: due, running, failed or parked."""
+
     def forget(self, node: Node) -> None:
         """`node` has nothing to upload any more."""
 

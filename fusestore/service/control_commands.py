@@ -64,6 +64,9 @@ class MountStatus:
     requests: dict[str, int]
     #: the kernel's requests so far, by kind (counted only at debug log level)
     kernel_requests: dict[str, int] | None = None
+    #: inodes the mount holds now, and those dropped since it started (compaction)
+    nodes: int | None = None
+    nodes_dropped: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +90,8 @@ class MountStatus:
                 if self.kernel_requests is not None
                 else {}
             ),
+            **({"nodes": self.nodes} if self.nodes is not None else {}),
+            **({"nodes_dropped": self.nodes_dropped} if self.nodes_dropped is not None else {}),
         }
 
 

@@ -336,6 +336,8 @@ class Daemon:
             kernel_requests=dict(self.operations.requests)
             if self.operations is not None and self.operations.requests is not None
             else None,
+            nodes=len(fs.ns.nodes),
+            nodes_dropped=fs.compaction.dropped,
         )
 
     def open_link(self, url: str) -> Store:

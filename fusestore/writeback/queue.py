@@ -101,6 +101,16 @@ class JobQueue:
         if earlier:
             heapq.heappush(self._queue, (when, next(self._order), node))
 
+    def holds(self, node: Node) -> bool:
+        """Whether `node` has a job: due, running, failed or parked."""
+        return (
+            node in self.due
+            or node in self.running
+            or node in self.failures
+            or node in self.dirty_since
+            or self.parked.reason(node) is not None
+        )
+
     def forget(self, node: Node) -> None:
         self.due.pop(node, None)
         self.dirty_since.pop(node, None)

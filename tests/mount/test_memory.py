@@ -1,0 +1,58 @@
+"""Through the real daemon: the entries of a walk leave memory once the kernel forgets
+them (`echo 2 > /proc/sys/vm/drop_caches`), and come back without a LIST inside the TTL."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from fusestore.testing.s3server import S3ServerProcess
+
+from .conftest import sh, status_of
+from .test_slow_listings import FileMount
+
+DIRS, FILES = 20, 500
+DROP_CACHES = "/proc/sys/vm/drop_caches"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access(DROP_CACHES, os.W_OK), reason="needs root: drops the kernel's caches"
+)
+
+
+def drop_kernel_caches() -> None:
+    os.sync()
+    with open(DROP_CACHES, "w") as control:
+        control.write("2\n")
+
+
+@pytest.mark.timeout(180)
+def test_a_walk_leaves_memory_once_the_kernel_forgets_it(server: S3ServerProcess, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    for d in range(DIRS):
+        (root / f"d{d:02d}").mkdir(parents=True)
+        for f in range(FILES):
+            (root / f"d{d:02d}" / f"f{f:04d}").write_bytes(b"")
+    mount = FileMount(server, root, tmp_path / "mnt", tmp_path / "mnt-cache", ["--metadata-ttl", "600"])
+    try:
+        mount.start()
+        idle = status_of(mount)["nodes"]
+        total = DIRS * (FILES + 1)
+        for _ in range(2):  # again: nothing grows
+            assert sh("find . | wc -l", cwd=mount.path).strip() == str(total + 1)
+            walked = status_of(mount)
+            assert walked["nodes"] >= DIRS * FILES
+            lists = walked["requests"].get("list", 0)
+            drop_kernel_caches()
+            deadline = time.monotonic() + 60
+            while (nodes := status_of(mount)["nodes"]) > idle + DIRS and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert nodes <= idle + DIRS, mount.log_text()[-3000:]
+            # read again from the remembered listings: no LIST, the same entries
+            assert sh("ls -lR . | grep -c ^-", cwd=mount.path).strip() == str(DIRS * FILES)
+            assert status_of(mount)["requests"].get("list", 0) == lists
+        assert status_of(mount)["nodes_dropped"] >= 2 * total
+    finally:
+        mount.kill()
