@@ -24,9 +24,10 @@ import diskcache
 #: record at create, close and fsync) within a few thousand others.
 KEYS_KEPT = 1024
 #: Kinds of keys used once: not kept (they would push out those that repeat): a landing's
-#: token, and the metadata index's keys (one per object ever listed, each looked up once a
-#: listing: 65,536 of them took 24 MiB for nothing).
-NOT_KEPT = frozenset({"landing", "meta"})
+#: token, and the index's keys of objects and listings (one per object or directory ever
+#: listed, each asked for once a listing: 65,536 of them took 24 MiB for nothing, and each
+#: kept key pins the allocator's memory around it).
+NOT_KEPT = frozenset({"landing", "meta", "listing"})
 
 
 class KeyCachingDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache has no type hints

@@ -23,7 +23,7 @@ from ..stores.posix import carries_other_names
 from ..writeback.conditions import PROBE_PREFIX
 from ..writeback.conflicts import ConflictNames
 from .errors import fs_error
-from .nodes import Kind, Node, now_ns, shared
+from .nodes import Kind, Node, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,7 @@ class Namespace:
         if mtime_ns != node.mtime_ns:  # else keep the int the node has (its ctime's too)
             node.mtime_ns = mtime_ns
         node.size = node.remote_size = info.size
-        node.remote_key, node.etag = info.key, shared(info.etag)
+        node.remote_key, node.etag = info.key, info.etag
         node.attrs_guessed = metadata is None
         if node.kind is Kind.SYMLINK:
             node.target = ""  # read on demand

@@ -42,7 +42,7 @@ _shared_strings: dict[str, str] = {}
 
 def shared(text: str) -> str:
     """An equal string, the same object for every caller while it is remembered: the key
-    prefix of a directory's entries, an etag many objects have (that of empty objects)."""
+    prefix of a directory's entries."""
     kept = _shared_strings.get(text)
     if kept is not None:
         return kept
@@ -50,6 +50,12 @@ def shared(text: str) -> str:
         _shared_strings.clear()
     _shared_strings[text] = text
     return text
+
+
+def forget_shared() -> None:
+    """Forget the strings `shared` remembers (the nodes keep theirs): after many nodes were
+    dropped, so that none outlives them, holding the memory it sits in."""
+    _shared_strings.clear()
 
 
 class _Rare:
@@ -83,6 +89,9 @@ class _Rare:
 
 
 _RARE_DEFAULTS: dict[str, Any] = {}
+
+#: the MD5 of no bytes: the etag of every empty object on S3
+_EMPTY_MD5 = 0xD41D8CD98F00B204E9800998ECF8427E
 
 T = TypeVar("T")
 
@@ -238,7 +247,8 @@ class Node:
             except ValueError:
                 number = -1
             if number >= 0 and f'"{number:032x}"' == etag:
-                self._etag = number
+                # (every empty object's is the same: one number for all of them)
+                self._etag = _EMPTY_MD5 if number == _EMPTY_MD5 else number
                 return
         self._etag = etag
 

@@ -76,3 +76,32 @@ def test_a_listed_entry_costs_a_bounded_number_of_bytes(tmp_path: Path) -> None:
         journal.close()
     assert big.children is not None and len(big.children) == count
     assert used / count <= LISTED_ENTRY_BYTES_MAX, f"{used / count:.0f} bytes per entry"
+
+
+def test_compact_fields_read_back_exactly_as_set() -> None:
+    """The remote key kept as prefix and name, the etag as a number: both read back as
+    written, whatever becomes of the node's name, and whatever form the etag has."""
+    root = Node(1, Kind.DIR, "", None, 0o755, 0, 0, 0)
+    node = Node(2, Kind.FILE, "a", root, 0o644, 0, 0, 0)
+    for key in ("a", "d/a", "d/xa", "a/b", "da", "", "d/", "d/a/", None):
+        node.remote_key = key
+        assert node.remote_key == key
+    node.remote_key = "d/a"
+    node.name = "b"  # a rename changes the key, never the remote key
+    assert node.remote_key == "d/a"
+    md5 = '"' + "0123456789abcdef" * 2 + '"'
+    for etag in (
+        md5,
+        md5.upper(),
+        '"d41d8cd98f00b204e9800998ecf8427e"',
+        '"abc-2"',
+        "abc",
+        '"0x' + "0" * 30 + '"',
+        None,
+    ):
+        node.etag = etag
+        assert node.etag == etag
+    assert node.opens == 0 and node.children is None and node._rare is None
+    node.opens += 1
+    node.opens -= 1
+    assert node.opens == 0 and node.children is None
