@@ -191,7 +191,7 @@ class Node:
         self.checked_at = float("-inf")
         self._remote_dir: str | None = None
         self._remote_name: str | None = None
-        self._etag: str | int | None = None
+        self._etag: str | bytes | int | None = None
         self.remote_size = 0
         #: attributes came from a listing without metadata (S3): mode/owner are defaults
         self.attrs_guessed = False
@@ -235,9 +235,12 @@ class Node:
     @property
     def etag(self) -> str | None:
         """The etag of the object this node is based on. An MD5's (`"<32 hex digits>"`,
-        as S3 and most stores give) is kept as a number: 44 bytes, not 83."""
+        as S3 and most stores give) is kept as a number: 44 bytes, not 83; any other
+        ASCII one as bytes (16 bytes less than a string)."""
         etag = self._etag
-        return f'"{etag:032x}"' if type(etag) is int else etag  # type: ignore[return-value]
+        if type(etag) is int:
+            return f'"{etag:032x}"'
+        return etag.decode("ascii") if type(etag) is bytes else etag  # type: ignore[return-value]
 
     @etag.setter
     def etag(self, etag: str | None) -> None:
@@ -250,7 +253,7 @@ class Node:
                 # (every empty object's is the same: one number for all of them)
                 self._etag = _EMPTY_MD5 if number == _EMPTY_MD5 else number
                 return
-        self._etag = etag
+        self._etag = etag.encode("ascii") if etag is not None and etag.isascii() else etag
 
     @property
     def remote_key(self) -> str | None:

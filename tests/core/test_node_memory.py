@@ -97,6 +97,9 @@ def test_compact_fields_read_back_exactly_as_set() -> None:
         '"abc-2"',
         "abc",
         '"0x' + "0" * 30 + '"',
+        '"7a2b31-18eeb570d1170dc6-0-"',
+        "é",
+        "",
         None,
     ):
         node.etag = etag
