@@ -21,6 +21,7 @@ and drop is one synchronous step, linear in its entries.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import trio
 
@@ -52,11 +53,20 @@ class Compaction:
     """Drops the loaded entries of directories nobody holds (see the module's docstring).
     `forgotten` is synchronous and cheap; `sweep` and `run` yield."""
 
-    def __init__(self, ns: Namespace, handles: Handles, pins: Pins, flusher: UploadQueue) -> None:
+    def __init__(
+        self,
+        ns: Namespace,
+        handles: Handles,
+        pins: Pins,
+        flusher: UploadQueue,
+        being_listed: Callable[[Node], bool],
+    ) -> None:
         self.ns = ns
         self.handles = handles
         self.pins = pins
         self.flusher = flusher
+        #: whether a listing of a directory is under way (it merges into the entries)
+        self.being_listed = being_listed
         #: directories one of whose entries the kernel forgot since the last sweep
         self.candidates: set[Node] = set()
         self._due = trio.Event()
@@ -136,11 +146,13 @@ class Compaction:
 
     def _may_drop_entries(self, directory: Node) -> bool:
         """Whether anything holds `directory`'s entries as a whole: an open directory
-        handle, a pin at, above or below it."""
+        handle, a listing under way, a pin at, above or below it."""
         if not directory.attached or not directory.is_dir:
             return False
         if any(handle_dir is directory for handle_dir in self.handles.directories()):
             return False
+        if self.being_listed(directory):
+            return False  # its later pages join the entries: dropped ones would be missing
         if self.pins.keys:
             key = directory.key
             if self.pins.covers(key) or any(not key or pin.startswith(key + "/") for pin in self.pins.keys):

@@ -153,7 +153,9 @@ class Filesystem:
             links,
         )
         self.linked = LinkView(links, self.ns, self.listings.relinked)
-        self.compaction = Compaction(self.ns, self.handles, self.pins, self.flusher)
+        self.compaction = Compaction(
+            self.ns, self.handles, self.pins, self.flusher, self.listings.being_listed
+        )
         disk_work = trio.CapacityLimiter(1)  # slow disk work, one job at a time
         self.budgets = Budgets(settings, self.contents, self.journal, self.flusher, disk_work, self.handles)
         self.persister = Persister(self.contents, self.journal, self.journaling, self.budgets, disk_work)

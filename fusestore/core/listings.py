@@ -94,6 +94,10 @@ class Listings:
 
     # -- freshness ----------------------------------------------------------------------
 
+    def being_listed(self, directory: Node) -> bool:
+        """Whether a listing of `directory` is under way (its pages still merging in)."""
+        return directory in self._refreshing
+
     def fresh(self, directory: Node) -> bool:
         return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
 

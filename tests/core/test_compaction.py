@@ -36,7 +36,11 @@ async def walk(fs: Filesystem, directory: Node) -> list[Node]:
     """What the kernel does on `find` with readdirplus: every entry looked up once."""
     fh = await fs.opendir(directory.ino)
     try:
-        entries = [node for _, node, _ in fs.readdir(fh, 0)]
+        entries = []
+        cookie = 0
+        while batch := list(await fs.readdir(fh, cookie)):
+            entries += [node for _, node, _ in batch]
+            cookie = batch[-1][2]
     finally:
         fs.releasedir(fh)
     for node in entries:

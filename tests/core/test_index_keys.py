@@ -67,16 +67,19 @@ def test_an_index_written_with_diskcache_alone_is_read_back(tmp_path: Path) -> N
 
 @pytest.mark.trio
 async def test_a_listing_that_carries_metadata_writes_no_index_entry_for_none(env: Env) -> None:
-    """Plain objects listed with their (empty) metadata cost no index write each; objects
-    with metadata are remembered as before, and both show the same attributes again."""
+    """Plain objects listed with their (empty) metadata cost no index write each, nor do
+    objects with fusestore's own names (the next listing brings them again); another
+    tool's names are remembered, and all show the same attributes again."""
     env.put("d/plain", b"x")
     env.put("d/owned", b"y", {"mode": "33184", "uid": "7", "gid": "8"})
+    env.put("d/tagged", b"z", {"mode": "33184", "color": "blue"})
     async with env.mount(flusher=False) as fs:
         d = await fs.lookup(1, "d")
         assert d is not None
         children = await fs.listings.children(d)
         assert fs.index.get(("meta", "d/plain")) is None
-        assert fs.index.get(("meta", "d/owned")) is not None
+        assert fs.index.get(("meta", "d/owned")) is None
+        assert fs.index.get(("meta", "d/tagged")) is not None
         plain, owned = children["plain"], children["owned"]
         assert (plain.perm, plain.uid, plain.attrs_guessed) == (fs.defaults.file_perm, fs.defaults.uid, False)
         assert (owned.perm, owned.uid, owned.gid) == (0o640, 7, 8)

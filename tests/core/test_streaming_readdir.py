@@ -452,3 +452,30 @@ async def test_a_reader_waiting_when_the_mount_stops_serving_gets_eio(
             await kernel.releasedir(fh)
     finally:
         pages.open()
+
+
+async def test_compaction_leaves_a_directory_being_listed_alone(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ls | head -1` leaves the listing running in the background; the kernel then
+    forgets the entries it was given. Dropping them meanwhile would leave the directory
+    listed without its first pages once the later ones come."""
+    fill(env)
+    pages = Pages(env, allowed=1)
+    try:
+        async with env.mount() as fs:
+            kernel = Kernel(fs, monkeypatch)
+            big = await ino_of(fs, "big")
+            fh = await kernel.opendir(big)
+            first = await kernel.read(fh, 0)
+            await kernel.releasedir(fh)
+            await pages.wait_asked(2)
+            await kernel.ops.forget([(ino, 1) for name, ino, _ in first if name not in (".", "..")])
+            await fs.compaction.sweep()
+            pages.open()
+            assert sorted(await listdir(fs, "big")) == NAMES
+            # And once the listing is complete, what it showed is droppable as before.
+            assert await fs.compaction.sweep() >= 0
+            assert sorted(await listdir(fs, "big")) == NAMES
+    finally:
+        pages.open()
