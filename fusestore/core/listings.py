@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 #: expired costs one request for all its names; beyond it, a lookup of one known file
 #: revalidates that file alone with a HEAD.
 LIST_PAGE = 1000
+#: Seconds a remembered listing is kept past the TTL: what a directory showed last, for
+#: while the store is down (a directory compacted since, or the next mount's).
+STALE_LISTING_KEPT = 7 * 24 * 3600.0
 
 
 class Listings:
@@ -189,21 +192,24 @@ class Listings:
         if listed_before and not self.calls.online:
             return None  # the store is down: what was listed before beats a wait and EIO
         prefix = directory.prefix
-        # A listing remembered from earlier in the TTL (by this mount or the last one)
-        # is as old as when it was taken, not as when it is used.
-        listing, expires = self.index.get(("listing", prefix), expire_time=True)
-        if listing is not None:
-            since = self.ns.listing_started()
-            try:
-                objects, prefixes = listing
-                self.ns.merge_listing(directory, objects, prefixes, since=since)
-                if expires is not None:
-                    taken = expires - self.settings.metadata_ttl
-                    directory.listed_at -= max(0.0, time.time() - taken)
-                self._merged(directory)
-            finally:
-                self.ns.listing_ended()
-            return None
+        remembered = self.remembered_listing(prefix)
+        if remembered is not None:
+            objects, prefixes, age = remembered
+            fresh = age < self.settings.metadata_ttl
+            if fresh or not listed_before:
+                # From earlier in the TTL (by this mount or the last one): as old as when it
+                # was taken. Older: what the directory showed last, which beats EIO while
+                # the store is down, and stands should the listing below fail.
+                since = self.ns.listing_started()
+                try:
+                    self.ns.merge_listing(directory, objects, prefixes, since=since)
+                    directory.listed_at -= age
+                    self._merged(directory)
+                finally:
+                    self.ns.listing_ended()
+                if fresh or not self.calls.online:
+                    return None
+                listed_before = True
         merge = ListingMerge(directory, prefix, self.ns.listing_started())
         run = self._refreshing[directory] = ListingRun(merge, patient=not listed_before)
         if self.nursery is not None:
@@ -318,12 +324,27 @@ class Listings:
     # -- remembered listings --------------------------------------------------------------
 
     def remember_listing(self, prefix: str, listing: tuple[list[ObjectInfo], list[str]], since: int) -> None:
-        """Keep a listing for the TTL (the next mount too may use it), unless the flusher
+        """Keep a listing (the next mount too may use it: for the TTL as fresh, then a
+        week as what the directory showed last while the store is down), unless the flusher
         changed the store while it was taken: it may predate that change. Listings of a
         linked store are not kept: the next mount may link another store there, or none."""
         if self._rememberable(prefix, since):
-            self.index.set(("listing", prefix), listing, expire=self.settings.metadata_ttl)
+            objects, prefixes = listing
+            expire = self.settings.metadata_ttl + STALE_LISTING_KEPT
+            self.index.set(("listing", prefix), (objects, prefixes, time.time()), expire=expire)
             self._listings_dropped.discard(prefix)
+
+    def remembered_listing(self, prefix: str) -> tuple[list[ObjectInfo], list[str], float] | None:
+        """The listing of `prefix` the index remembers, and its age in seconds."""
+        value, expires = self.index.get(("listing", prefix), expire_time=True)
+        if not isinstance(value, tuple):
+            return None
+        if len(value) == 3:
+            objects, prefixes, taken = value
+        else:  # an older cache's: kept for the TTL alone
+            objects, prefixes = value
+            taken = (expires or 0.0) - self.settings.metadata_ttl
+        return objects, prefixes, max(0.0, time.time() - taken)
 
     def _rememberable(self, prefix: str, since: int) -> bool:
         return self.ns.store_seq == since and not in_link(self.links, prefix.rstrip("/"))

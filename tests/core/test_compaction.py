@@ -19,7 +19,7 @@ from fusestore.core.filesystem import Filesystem
 from fusestore.stores import StoreUnavailable
 from fusestore.stores.memory import _etag, _Object
 
-from .conftest import Env
+from .conftest import Env, listdir
 
 pytestmark = pytest.mark.trio
 
@@ -184,10 +184,12 @@ async def test_an_open_directory_keeps_its_entries(env: Env) -> None:
 
 
 async def test_a_compacted_directory_during_an_outage(env: Env, virtual_clock: MockClock) -> None:
-    """Inside the TTL its remembered listing serves it, store down or not; past the TTL
-    with the store down it is a directory never listed: EIO, no name reported absent."""
+    """Its remembered listing serves it inside the TTL, store down or not, and past the
+    TTL while the store is down: as a directory listed before, it shows what it last
+    listed rather than EIO. A directory never listed still gives EIO."""
     plant(env, "d/", 3)
-    async with env.mount(flusher=False, metadata_ttl=4.0, io_timeout=2.0) as fs:
+    plant(env, "never-listed/", 1)
+    async with env.mount(flusher=False, metadata_ttl=4.0, io_timeout=2.0, deadline=7200) as fs:
         d = await fs.lookup(1, "d")
         assert d is not None
         forget_all(fs, await walk(fs, d))
@@ -206,7 +208,12 @@ async def test_a_compacted_directory_during_an_outage(env: Env, virtual_clock: M
         assert d.children == {}
 
         await trio.sleep(5)
+        node = await fs.lookup(d.ino, "file-000001")
+        assert node is not None and node.size == 1
+        assert sorted(await listdir(fs, "d")) == [f"file-{i:06d}" for i in range(3)]
+        forget_all(fs, [node])
+        await fs.compaction.sweep()
+        await trio.sleep(3600)
+        assert sorted(await listdir(fs, "d")) == [f"file-{i:06d}" for i in range(3)], "an hour later"
         with pytest.raises(StoreUnavailable):
-            await fs.lookup(d.ino, "file-000001")
-        with pytest.raises(StoreUnavailable):
-            await fs.opendir(d.ino)
+            await listdir(fs, "never-listed")

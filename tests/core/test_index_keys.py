@@ -13,7 +13,7 @@ import pytest
 
 from fusestore.cache.keydisk import KeyCachingDisk, short_str_tuple
 
-from .conftest import Env
+from .conftest import Env, listdir
 
 KEYS: list[Any] = [
     ("meta", "d/file.jpg"),
@@ -86,3 +86,18 @@ async def test_a_listing_that_carries_metadata_writes_no_index_entry_for_none(en
         heads = len(env.called("head"))
         assert await fs.lookup(d.ino, "plain") is plain
         assert len(env.called("head")) == heads
+
+
+@pytest.mark.trio
+async def test_a_listing_remembered_by_an_older_version_is_used_inside_its_ttl(env: Env) -> None:
+    """Older caches remember a listing as (objects, prefixes), kept for the TTL alone."""
+    env.put("d/a", b"x")
+    async with env.mount(flusher=False) as fs:
+        assert sorted(await listdir(fs, "d")) == ["a"]
+        objects, prefixes, _ = fs.listings.remembered_listing("d/") or ([], [], 0)
+    env.put("d/b", b"y")  # the listing remembered predates it
+    async with env.mount(flusher=False) as fs:
+        fs.index.set(("listing", "d/"), (objects, prefixes), expire=fs.settings.metadata_ttl)
+        lists = len(env.called("list"))
+        assert sorted(await listdir(fs, "d")) == ["a"]
+        assert len(env.called("list")) == lists, "served from the index"
