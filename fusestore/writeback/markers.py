@@ -103,6 +103,10 @@ class MarkerWriter:
             finally:
                 queue.busy_keys.discard(key)
             again = host.marker_landed(node, key, etag, written, version)
+            if again is None and host.marker_work(node) == "delete":
+                # Filled while its marker was written (nothing changed its own version):
+                # the marker it no longer needs goes, as soon as the entries hold the prefix.
+                again = node
             if again is not None:
                 queue.schedule(again, delay=0)
         elif work == "delete":

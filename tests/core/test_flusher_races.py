@@ -325,3 +325,25 @@ async def test_random_renames_and_writes_with_the_flusher_running(env: Env, seed
     never = [(key, len(data)) for key, data in files_stored if data not in versions.get(key, ())]
     assert not never, "objects never a version of their name"
     assert {key: data for key, data in env.objects().items() if not key.endswith("/")} == files
+
+
+@pytest.mark.parametrize("how", ["create", "rename-into"])
+async def test_a_directory_filled_while_its_marker_is_in_flight(env: Env, how: str) -> None:
+    """An empty directory's `dir/` marker is being written when the directory gets an
+    entry: once the entry is in the store, the marker it no longer needs must go."""
+    if how == "rename-into":
+        env.put("src/clean", b"clean")
+    gate = GatedPut(env)
+    async with env.mount(writeback_delay=0) as fs:
+        await mkdir(fs, "dst")
+        await gate.wait_until_started()
+        if how == "create":
+            await write_file(fs, "dst/f", b"f")
+        else:
+            await write_file(fs, "src/dirty", b"dirty")
+            await fs.rename(1, "src", await ino_of(fs, "dst"), "moved", 0)
+        gate.proceed.set()
+    expected = (
+        {"dst/f": b"f"} if how == "create" else {"dst/moved/clean": b"clean", "dst/moved/dirty": b"dirty"}
+    )
+    assert env.objects() == expected
