@@ -28,7 +28,7 @@ import trio
 from ..cache.pins import Pins
 from .handles import Handles
 from .namespace import Namespace
-from .nodes import Node, forget_shared
+from .nodes import Node, shared, shared_int
 from .uploadqueue import UploadQueue
 
 #: How long after the kernel forgets entries the sweep starts: the kernel forgets in
@@ -103,7 +103,8 @@ class Compaction:
             # A dict never shrinks as it loses entries: its table would stay at its peak.
             self.ns.nodes = dict(self.ns.nodes)
         if dropped >= TRIM_AFTER:
-            forget_shared()
+            shared.clear()
+            shared_int.clear()
             # The C allocator keeps freed memory for reuse (the big dicts' tables are
             # malloc'ed): hand it back, so that the daemon's size follows what it holds.
             await trio.to_thread.run_sync(release_free_memory)

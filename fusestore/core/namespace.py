@@ -23,7 +23,7 @@ from ..stores.posix import carries_other_names
 from ..writeback.conditions import PROBE_PREFIX
 from ..writeback.conflicts import ConflictNames
 from .errors import fs_error
-from .nodes import Kind, Node, now_ns
+from .nodes import Kind, Node, now_ns, shared_int
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +46,6 @@ class Defaults:
     @property
     def dir_perm(self) -> int:
         return shared_int(0o777 & ~self.umask)
-
-
-#: how many distinct small numbers (modes, owners) `shared_int` keeps
-_SHARED_INTS_MAX = 4096
-_shared_ints: dict[int, int] = {}
-
-
-def shared_int(value: int) -> int:
-    """An equal int, the same object for every caller while it is remembered: a mode or
-    owner above 256 (which Python does not share) is an object of 28 bytes per node else."""
-    kept = _shared_ints.get(value)
-    if kept is not None:
-        return kept
-    if len(_shared_ints) >= _SHARED_INTS_MAX:
-        _shared_ints.clear()
-    _shared_ints[value] = value
-    return value
 
 
 def check_name(name: str) -> None:

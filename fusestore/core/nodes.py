@@ -34,28 +34,36 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-#: how many distinct directory prefixes `_shared` keeps (bounded: sharing is a saving,
-#: never a promise)
-_SHARED_MAX = 4096
-_shared_strings: dict[str, str] = {}
+V = TypeVar("V", str, int)
 
 
-def shared(text: str) -> str:
-    """An equal string, the same object for every caller while it is remembered: the key
-    prefix of a directory's entries."""
-    kept = _shared_strings.get(text)
-    if kept is not None:
-        return kept
-    if len(_shared_strings) >= _SHARED_MAX:
-        _shared_strings.clear()
-    _shared_strings[text] = text
-    return text
+class SharedValues(Generic[V]):
+    """Equal values as one object for every caller while remembered, so that a million
+    nodes hold one copy (bounded: sharing is a saving, never a promise)."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._kept: dict[V, V] = {}
+
+    def __call__(self, value: V) -> V:
+        kept = self._kept.get(value)
+        if kept is not None:
+            return kept
+        if len(self._kept) >= self.limit:
+            self._kept.clear()
+        self._kept[value] = value
+        return value
+
+    def clear(self) -> None:
+        """Forget every value (the nodes keep theirs): after many nodes were dropped, so
+        that none outlives them, holding the memory it sits in."""
+        self._kept.clear()
 
 
-def forget_shared() -> None:
-    """Forget the strings `shared` remembers (the nodes keep theirs): after many nodes were
-    dropped, so that none outlives them, holding the memory it sits in."""
-    _shared_strings.clear()
+#: the key prefixes of directories' entries (the first part of each node's `remote_key`)
+shared = SharedValues[str]()
+#: modes and owners: an int above 256 (which Python does not share) is 28 bytes a node
+shared_int = SharedValues[int]()
 
 
 class _Rare:
