@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -250,3 +252,32 @@ class Cleanup:
                 action()
             except Exception as exc:
                 log(f"cleanup: {what}: {exc}")
+
+
+def guarded_run(prefix: str, hard_stop_after: float, log: Callable[[str], None]) -> tuple[str, Cleanup]:
+    """A work directory and the registry that undoes the run (the directory, child
+    processes, mounts under it), with SIGINT/SIGTERM raised as KeyboardInterrupt and a
+    watchdog that undoes everything and exits 3 when the run is not over after
+    `hard_stop_after` seconds."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    cleanup = Cleanup()
+
+    def watchdog() -> None:
+        log(f"the run overran its time ({hard_stop_after:.0f}s): cleaning up and exiting")
+        cleanup.run_all(log)
+        os._exit(3)
+
+    hard_stop = threading.Timer(hard_stop_after, watchdog)
+    hard_stop.daemon = True
+    hard_stop.start()
+    cleanup.push("watchdog", hard_stop.cancel)  # undone last: it guards the rest
+    cleanup.push("work directory", lambda: shutil.rmtree(workdir, ignore_errors=True))
+    cleanup.push("processes", kill_all_children)
+    cleanup.push("stray mounts", lambda: [lazy_unmount(m) for m in mounts_under(workdir)])
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return workdir, cleanup

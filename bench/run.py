@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 
 import report
-from common import Cleanup, Deadline, kill_all_children, lazy_unmount, mounts_under
+from common import Deadline, guarded_run
 from runner import Runner
 from servers import make_backend
 from systems import SYSTEMS, System
@@ -102,31 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     stamp = datetime.now(UTC)
-    workdir = tempfile.mkdtemp(prefix="fusestore-bench-")
-    cleanup = Cleanup()
-    cleanup.push("work directory", lambda: shutil.rmtree(workdir, ignore_errors=True))
-    cleanup.push("processes", kill_all_children)
-    cleanup.push("stray mounts", lambda: [lazy_unmount(m) for m in mounts_under(workdir)])
+    workdir, cleanup = guarded_run("fusestore-bench-", args.timeout + 120, log)
 
     def scrub(text: str) -> str:
         return text.replace(workdir, "$WORKDIR").replace(os.path.dirname(HERE), ".")
-
-    # The hard stop: if the orderly end does not come within a grace period of the
-    # global timeout, undo everything from this thread and exit.
-    def watchdog() -> None:
-        log(f"global timeout ({args.timeout:.0f}s) overrun: cleaning up and exiting")
-        cleanup.run_all(log)
-        os._exit(3)
-
-    hard_stop = threading.Timer(args.timeout + 120, watchdog)
-    hard_stop.daemon = True
-    hard_stop.start()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
 
     global_deadline = Deadline(args.timeout, "the whole run")
     systems: dict[str, System] = {}
@@ -171,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         log(f"interrupted ({exc}): cleaning up")
     finally:
         cleanup.run_all(log)
-        hard_stop.cancel()
     if not order or not info:
         return 130 if interrupted else 1
     result = report.build(order, list(systems), info, scrub)

@@ -18,17 +18,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import report
-from common import BenchError, Cleanup, Deadline, kill_all_children, lazy_unmount, mounts_under
+from common import BenchError, Cleanup, Deadline, guarded_run
 from scale_tools import (
     Figures,
     LocalFusestore,
@@ -516,26 +513,7 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     stamp = datetime.now(UTC)
     load_start = os.getloadavg()
-    workdir = tempfile.mkdtemp(prefix="fusestore-scale-")
-    cleanup = Cleanup()
-    cleanup.push("work directory", lambda: shutil.rmtree(workdir, ignore_errors=True))
-    cleanup.push("processes", kill_all_children)
-    cleanup.push("stray mounts", lambda: [lazy_unmount(m) for m in mounts_under(workdir)])
-
-    def watchdog() -> None:
-        log(f"global timeout ({args.timeout:.0f}s) overrun: cleaning up and exiting")
-        cleanup.run_all(log)
-        os._exit(3)
-
-    hard_stop = threading.Timer(args.timeout + 180, watchdog)
-    hard_stop.daemon = True
-    hard_stop.start()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    workdir, cleanup = guarded_run("fusestore-scale-", args.timeout + 180, log)
     if os.geteuid() != 0:
         log("not root: caches cannot be dropped, so the 'cold' figures are not cold")
     suite = Suite(args, workdir, cleanup, Deadline(args.timeout, "the whole run"))
@@ -547,7 +525,6 @@ def main(argv: list[str]) -> int:
         log(f"interrupted ({exc}): cleaning up")
     finally:
         cleanup.run_all(log)
-        hard_stop.cancel()
     if not suite.info:
         return 130 if interrupted else 1
     load_end = os.getloadavg()

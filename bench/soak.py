@@ -26,17 +26,18 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from common import BenchError, Cleanup, Deadline, MiB, kill_all_children, lazy_unmount, mounts_under
+from common import (
+    BenchError,
+    Deadline,
+    MiB,
+    guarded_run,
+)
 from servers import make_backend
 from systems import Fusestore
 
@@ -297,26 +298,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = datetime.now(UTC)
-    workdir = tempfile.mkdtemp(prefix="fusestore-soak-")
-    cleanup = Cleanup()
-    cleanup.push("work directory", lambda: shutil.rmtree(workdir, ignore_errors=True))
-    cleanup.push("processes", kill_all_children)
-    cleanup.push("stray mounts", lambda: [lazy_unmount(m) for m in mounts_under(workdir)])
-
-    def watchdog() -> None:
-        log("the soak overran its time: cleaning up and exiting")
-        cleanup.run_all(log)
-        os._exit(3)
-
-    hard_stop = threading.Timer(args.minutes * 60 + 600, watchdog)
-    hard_stop.daemon = True
-    hard_stop.start()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    workdir, cleanup = guarded_run("fusestore-soak-", args.minutes * 60 + 600, log)
 
     samples: list[Sample] = []
     mix: Mix | None = None
@@ -365,7 +347,6 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = True
     finally:
         cleanup.run_all(log)
-        hard_stop.cancel()
     if not samples:
         return 1
     title = f"fusestore soak ({args.backend}, {args.rate:g} ops/s, {args.minutes} min)"
