@@ -89,10 +89,16 @@ async def test_a_refreshed_listing_keeps_making_progress(env: Env, page_clock: M
         assert asked.count("big/") >= 6
 
 
-async def test_a_directory_renamed_through_a_slow_recursive_listing(env: Env, page_clock: MockClock) -> None:
+def plant_tree(env: Env) -> set[str]:
+    """Three directories of two listing pages each, under `tree/`."""
     keys = {f"tree/d{d}/f{i:02d}" for d in range(3) for i in range(2 * PAGE)}
     for key in keys:
         env.put(key, b"x")
+    return keys
+
+
+async def test_a_directory_renamed_through_a_slow_recursive_listing(env: Env, page_clock: MockClock) -> None:
+    keys = plant_tree(env)
     async with env.mount(io_timeout=IO_TIMEOUT) as fs:
         await ino_of(fs, "tree")
         slow_pages(env, page_clock, IO_TIMEOUT * 0.4)
@@ -101,9 +107,7 @@ async def test_a_directory_renamed_through_a_slow_recursive_listing(env: Env, pa
 
 
 async def test_a_directory_pinned_through_a_slow_recursive_listing(env: Env, page_clock: MockClock) -> None:
-    keys = {f"tree/d{d}/f{i:02d}" for d in range(3) for i in range(2 * PAGE)}
-    for key in keys:
-        env.put(key, b"x")
+    keys = plant_tree(env)
     async with env.mount(io_timeout=IO_TIMEOUT) as fs:
         await ino_of(fs, "tree")
         slow_pages(env, page_clock, IO_TIMEOUT * 0.4)
