@@ -10,6 +10,8 @@ from typing import Any
 
 import diskcache
 import pytest
+import trio
+from trio.testing import MockClock
 
 from fusestore.cache.keydisk import KeyCachingDisk, short_str_tuple
 
@@ -101,3 +103,26 @@ async def test_a_listing_remembered_by_an_older_version_is_used_inside_its_ttl(e
         lists = len(env.called("list"))
         assert sorted(await listdir(fs, "d")) == ["a"]
         assert len(env.called("list")) == lists, "served from the index"
+
+
+@pytest.mark.trio
+async def test_a_remount_inside_the_ttl_lists_nothing_and_past_it_lists_again(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    """The index at scale's promise, small: every directory listed by one mount is served
+    to the next from the remembered listing while it is younger than the TTL."""
+    for i in range(2500):  # three LIST pages
+        env.put(f"big/f{i:04d}", b"x" * (i % 7))
+    env.put("small/a", b"a")
+    async with env.mount(flusher=False, metadata_ttl=60.0) as fs:
+        first = {name: node.size for name, node in (await listdir(fs, "big")).items()}
+        assert sorted(await listdir(fs, "small")) == ["a"]
+    lists = len(env.called("list"))
+    async with env.mount(flusher=False, metadata_ttl=60.0, deadline=120) as fs:
+        again = {name: node.size for name, node in (await listdir(fs, "big")).items()}
+        assert sorted(await listdir(fs, "small")) == ["a"]
+        assert len(env.called("list")) == lists, "no LIST inside the TTL"
+        assert again == first
+        await trio.sleep(61)
+        assert len(await listdir(fs, "big")) == 2500
+        assert len(env.called("list")) > lists, "listed again past the TTL"
