@@ -25,12 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import report
-from common import BenchError, Cleanup, Deadline, guarded_run
+from common import BenchError, Cleanup, Deadline, MiB, RssSampler, guarded_run
 from scale_tools import (
     Figures,
     LocalFusestore,
     LocalRclone,
-    PeakRss,
     Tree,
     boto3_list,
     check_count,
@@ -410,7 +409,7 @@ class Suite:
         except Exception as exc:
             self.put("3", "find_cold", name, f"failed: mount: {exc}")
             return
-        peak = PeakRss(system.pgid, 0.2)
+        peak = RssSampler(system.pgid, 0.2)
         try:
             self.idle("3", system)
             before = self.requests(system)
@@ -423,7 +422,7 @@ class Suite:
             took = self.measure("3", "find_cold", name, find_cold)
             if not isinstance(took, str):
                 self.put("3", "rate", name, entries / took)
-            self.put("3", "rss_peak", name, peak.peak)
+            self.put("3", "rss_peak", name, peak.peak / MiB)
             self.count_requests("3", system, before)
             self.rss_rows("3", system)
         finally:

@@ -233,31 +233,6 @@ def stat_all(mnt: str, list_file: str, deadline: Deadline, limit: float) -> tupl
     return float(seconds), int(n)
 
 
-class PeakRss:
-    """Polls a process group's RSS every `interval` seconds while open; `peak` in MiB."""
-
-    def __init__(self, pgid: int, interval: float = 0.2) -> None:
-        self.pgid = pgid
-        self.interval = interval
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib(self.pgid))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.peak = max(self.peak, rss_mib(self.pgid))
-
-
 def du_mib(path: str) -> float:
     """Bytes on disk under `path` (allocated blocks), in MiB."""
     total = 0
