@@ -171,6 +171,17 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
         show_default=True,
     ),
     MountOption(
+        "max_entries",
+        "Files and directories the mount keeps in memory (and the kernel with it): past this "
+        "many, the kernel forgets the entries of the directories read least recently, and they "
+        "are listed again when next used (from the index, without asking the store, inside "
+        "--metadata-ttl). About 0.5 KiB of the daemon and 1 KiB of the kernel's memory each.",
+        SETTINGS,
+        type=click.IntRange(min=1000),
+        default=250_000,
+        show_default=True,
+    ),
+    MountOption(
         "key_prefix",
         "A view: show (and let be made) only the names at the top of the store that begin with "
         "START, e.g. logs- (the store option key_prefix).",

@@ -13,22 +13,35 @@ directory, a journal record or any pending upload, move or flusher job, dirty or
 data, a pin, a lost write's generation. Its inode number is never handed out again (the
 counter only grows), and the kernel holds none of the dropped ones.
 
-Everything runs on the trio thread. `forgotten` is synchronous and O(1) (called from the
-kernel's forget); `run` and `sweep` yield between directories, each directory's check
-and drop is one synchronous step, linear in its entries.
+Past `max_entries` nodes in memory, the mount does not wait for the kernel: it asks the
+kernel to forget the entries of the directories read (opened) least recently, until it
+holds a fifth fewer than the bound, so that a walk of millions of objects stays in bounded
+memory on both sides. Only directories whose entries could all be dropped are asked for:
+none with an open handle, a listing under way, a pin, a dirty or open file, or a
+directory below whose own entries are still loaded (that one goes first; the directory
+above follows on a later round). Directories themselves are asked for only once their
+entries are gone; the kernel keeps any that is a working directory or open.
+
+Everything runs on the trio thread. `forgotten` and `opened` are synchronous and O(1)
+(called from the kernel's forget and opendir); `run`, `sweep` and `shed` yield between
+directories, each directory's check and drop is one synchronous step, linear in its
+entries. The kernel is told in a worker thread (`KernelNames.forget_all`).
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections import OrderedDict
 from collections.abc import Callable
 
 import trio
 
 from ..cache.pins import Pins
 from .handles import Handles
+from .kernelnames import KernelNames
 from .namespace import Namespace
 from .nodes import Node, shared, shared_int
+from .settings import MountSettings
 from .uploadqueue import UploadQueue
 
 #: How long after the kernel forgets entries the sweep starts: the kernel forgets in
@@ -36,6 +49,12 @@ from .uploadqueue import UploadQueue
 SWEEP_DELAY = 1.0
 #: After a sweep dropped this many nodes, free memory goes back to the system.
 TRIM_AFTER = 10_000
+#: Past `max_entries`, entries are shed down to this share of it: one round per many
+#: directories read, not one per directory.
+SHED_TO = 0.8
+#: After a round of shedding, the kernel's forgets and the sweep they start come before
+#: the next round counts the nodes again.
+SHED_PAUSE = 2 * SWEEP_DELAY
 
 
 def release_free_memory() -> None:
@@ -60,6 +79,8 @@ class Compaction:
         pins: Pins,
         flusher: UploadQueue,
         being_listed: Callable[[Node], bool],
+        kernel: KernelNames,
+        settings: MountSettings,
     ) -> None:
         self.ns = ns
         self.handles = handles
@@ -72,6 +93,17 @@ class Compaction:
         self._due = trio.Event()
         #: nodes dropped since the mount started (for `status`)
         self.dropped = 0
+        self.kernel = kernel
+        #: past this many nodes, the kernel is asked to forget entries (`shed`)
+        self.max_entries = settings.max_entries
+        #: directories with entries loaded, the one read (opened) least recently first
+        self.recent: OrderedDict[Node, None] = OrderedDict()
+        self._purged_at = 0  # len(recent) after its last purge of stale directories
+        #: directories whose entries the kernel was asked to forget, not dropped yet
+        self._asked: set[Node] = set()
+        self._shed_due = trio.Event()
+        #: entries the kernel was asked to forget since the mount started (for `status`)
+        self.shed_count = 0
 
     def forgotten(self, node: Node) -> None:
         """The kernel's lookup count of `node` fell (synchronous, O(1))."""
@@ -80,13 +112,90 @@ class Compaction:
             self.candidates.add(parent)
             self._due.set()
 
+    def opened(self, directory: Node) -> None:
+        """`directory` is being read (synchronous, O(1) amortized): it becomes the most
+        recently read, and a round of shedding is due if the bound is passed."""
+        recent = self.recent
+        recent[directory] = None
+        recent.move_to_end(directory)
+        self._asked.discard(directory)
+        if len(recent) > 2 * self._purged_at + 1024:
+            # Directories removed or emptied meanwhile would stay in the order for ever.
+            for stale in [d for d in recent if not d.attached or not d.children]:
+                del recent[stale]
+            self._purged_at = len(recent)
+        if len(self.ns.nodes) > self.max_entries:
+            self._shed_due.set()
+
     async def run(self) -> None:
-        """Sweep a moment after the kernel forgets entries (long-lived)."""
+        """Sweep a moment after the kernel forgets entries, and shed past the bound
+        (long-lived)."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._shed_when_due)
+            while True:
+                await self._due.wait()
+                await trio.sleep(SWEEP_DELAY)
+                self._due = trio.Event()
+                await self.sweep()
+
+    async def _shed_when_due(self) -> None:
         while True:
-            await self._due.wait()
-            await trio.sleep(SWEEP_DELAY)
-            self._due = trio.Event()
-            await self.sweep()
+            await self._shed_due.wait()
+            asked = await self.shed()
+            await trio.sleep(SHED_PAUSE)
+            self._shed_due = trio.Event()
+            # Entries read during the pause count too; when nothing could go, the next
+            # directory read tries again (not a round every pause over the same entries).
+            if asked and len(self.ns.nodes) > self.max_entries:
+                self._shed_due.set()
+
+    async def shed(self) -> int:
+        """Ask the kernel to forget the entries of the least recently read directories
+        whose entries could all be dropped, until the nodes left would be `SHED_TO` of
+        the bound (yields; the kernel is told in a worker thread). Directories passed
+        over go to the back of the order. Returns how many entries were asked for."""
+        asked = self._asked
+        asked.difference_update([d for d in asked if not d.attached or not d.children])
+        # Entries asked for before and not forgotten yet are as good as gone.
+        pending = sum(len(d.children or ()) for d in asked)
+        excess = len(self.ns.nodes) - pending - int(self.max_entries * SHED_TO)
+        names: list[tuple[int, str]] = []
+        recent = self.recent
+        for _ in range(len(recent)):
+            if excess <= 0:
+                break
+            directory, _ = recent.popitem(last=False)
+            if not directory.attached or not directory.children:
+                continue  # gone, or nothing loaded: read again, it comes back
+            held = self._kernel_held(directory)
+            if held is None:
+                recent[directory] = None
+                continue
+            excess -= len(directory.children)
+            if held:
+                names += ((directory.ino, name) for name in held)
+                asked.add(directory)
+            else:  # the kernel holds none of them any more
+                self.candidates.add(directory)
+                self._due.set()
+            await trio.lowlevel.checkpoint()
+        if names and self.kernel.forget is not None:
+            self.shed_count += len(names)
+            await self.kernel.forget_all(names)
+        return len(names)
+
+    def _kernel_held(self, directory: Node) -> list[str] | None:
+        """The names in `directory` the kernel holds, if its entries could all be dropped
+        once the kernel forgets them; None if anything else holds one."""
+        if not self._may_drop_entries(directory):
+            return None
+        held = []
+        for name, child in (directory.children or {}).items():
+            if child.children or not self._droppable(child, kernel_held=True):
+                return None
+            if child.lookups:
+                held.append(name)
+        return held
 
     async def sweep(self) -> int:
         """Compact every candidate directory, and each directory above whose entries
@@ -132,10 +241,12 @@ class Compaction:
             if not self._droppable(child) or child.children:
                 return 0
         ns = self.ns
+        self.recent.pop(directory, None)
         for child in children.values():
             child.attached = False
             ns.nodes.pop(child.ino, None)
             if child.is_dir:
+                self.recent.pop(child, None)
                 prefix = child.prefix
                 ns.hidden.pop(prefix, None)
                 ns.conflict_copies.pop(prefix, None)
@@ -160,9 +271,10 @@ class Compaction:
                 return False
         return True
 
-    def _droppable(self, node: Node) -> bool:
-        """Whether nothing but the tree holds `node` (its entries apart)."""
-        if node.lookups or node.opens or node.jid is not None or node.generation:
+    def _droppable(self, node: Node, *, kernel_held: bool = False) -> bool:
+        """Whether nothing but the tree holds `node` (its entries apart), nor the kernel
+        unless `kernel_held`."""
+        if (node.lookups and not kernel_held) or node.opens or node.jid is not None or node.generation:
             return False
         if node.data_dirty or node.meta_dirty or node.overwrites is not None:
             return False

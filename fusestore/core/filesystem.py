@@ -17,6 +17,7 @@ release) and builds the parts that own the rest of a mount's state, one module e
   persister.Persister      periodic fsyncs, spare cache files, the eviction pass
   filedata.FileData        data of open files: read, write, truncate, flush, fsync
   kernelnames.KernelNames  names the kernel must forget
+  compaction.Compaction    entries that leave memory: forgotten, or past --max-entries
   ownership.KeyOwnership   keys taken, left and released; objects no node needs any more
   landed.Landed            what the write-back reports back (uploads, markers, deletes landed)
   fetcher.Fetcher          object data into the cache (core/pinning.py: pins)
@@ -39,7 +40,7 @@ three ways only:
 - slow disk work, one job at a time (one limiter shared by `Budgets` and `Persister`):
   eviction's file removals, fsyncs of cache files and of the index's and journal's
   logs, spare cache files;
-- telling the kernel to forget a name, one call at a time (`KernelNames`).
+- telling the kernel to forget names (`KernelNames`).
 Cache-file pread/pwrite, index look-ups, journal records and the statvfs before a write
 stay inline. A part's method whose work (some or all) runs in a worker thread says so in
 its docstring, in a sentence beginning `Worker thread:`. Every `async` operation here may
@@ -154,7 +155,7 @@ class Filesystem:
         )
         self.linked = LinkView(links, self.ns, self.listings.relinked)
         self.compaction = Compaction(
-            self.ns, self.handles, self.pins, self.flusher, self.listings.being_listed
+            self.ns, self.handles, self.pins, self.flusher, self.listings.being_listed, self.kernel, settings
         )
         disk_work = trio.CapacityLimiter(1)  # slow disk work, one job at a time
         self.budgets = Budgets(settings, self.contents, self.journal, self.flusher, disk_work, self.handles)
@@ -186,8 +187,7 @@ class Filesystem:
             self.listings.forget_listing,
             self._clean_content,
         )
-        # The parts' operations under the names the FUSE layer, the flusher, pinning and
-        # tests call (bound here: no extra call on a hot path).
+        # Parts' operations the FUSE layer, flusher, pinning, tests call (no extra call per use).
         self.record = self.journaling.record
         self.record_if_room = self.journaling.record_if_room
         self.marker_wanted = self.journaling.marker_wanted
@@ -322,6 +322,7 @@ class Filesystem:
     async def opendir(self, ino: int) -> int:
         """A handle on the directory; one due for listing streams its pages (`readdir`)."""
         directory = self.directory(ino)
+        self.compaction.opened(directory)
         return self.handles.open_dir(directory, await self.listings.listing(directory))
 
     # -- creating and removing ----------------------------------------------------------

@@ -25,6 +25,8 @@ class KernelNames:
         #: where the kernel is told in the background (set while the mount serves)
         self.nursery: trio.Nursery | None = None
         self._limiter = trio.CapacityLimiter(1)
+        # Shedding asks for many names at a time: it must not hold up the forgets above.
+        self._bulk_limiter = trio.CapacityLimiter(1)
 
     async def forget_now(self, names: list[tuple[int, str]], done: trio.Event | None = None) -> None:
         """Worker thread: each `forget` call, one at a time. Sets `done` after the last."""
@@ -34,6 +36,19 @@ class KernelNames:
             await trio.to_thread.run_sync(forget, parent_ino, name, limiter=self._limiter)
         if done is not None:
             done.set()
+
+    async def forget_all(self, names: list[tuple[int, str]]) -> None:
+        """Worker thread: every `forget` call, in one thread run (a thread hop per name
+        would cost more than the calls)."""
+        forget = self.forget
+        if forget is None:
+            return
+
+        def forget_each() -> None:
+            for parent_ino, name in names:
+                forget(parent_ino, name)
+
+        await trio.to_thread.run_sync(forget_each, limiter=self._bulk_limiter)
 
     def forget_soon(self, names: list[tuple[int, str]]) -> None:
         """`forget_now` in the background (the request that found the change may hold

@@ -67,6 +67,8 @@ class MountStatus:
     #: inodes the mount holds now, and those dropped since it started (compaction)
     nodes: int | None = None
     nodes_dropped: int | None = None
+    #: entries the kernel was asked to forget past --max-entries, since the mount started
+    entries_shed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +94,7 @@ class MountStatus:
             ),
             **({"nodes": self.nodes} if self.nodes is not None else {}),
             **({"nodes_dropped": self.nodes_dropped} if self.nodes_dropped is not None else {}),
+            **({"entries_shed": self.entries_shed} if self.entries_shed is not None else {}),
         }
 
 

@@ -338,6 +338,7 @@ class Daemon:
             else None,
             nodes=len(fs.ns.nodes),
             nodes_dropped=fs.compaction.dropped,
+            entries_shed=fs.compaction.shed_count,
         )
 
     def open_link(self, url: str) -> Store:

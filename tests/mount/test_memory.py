@@ -56,3 +56,36 @@ def test_a_walk_leaves_memory_once_the_kernel_forgets_it(server: S3ServerProcess
         assert status_of(mount)["nodes_dropped"] >= 2 * total
     finally:
         mount.kill()
+
+
+@pytest.mark.timeout(180)
+def test_past_max_entries_a_walk_stays_in_bounded_memory(server: S3ServerProcess, tmp_path: Path) -> None:
+    """The kernel is asked to forget the directories read least recently: the daemon's
+    entries stay near the bound, walks still count everything, and what was forgotten
+    comes back from the remembered listings, without a LIST."""
+    bound, dirs, files = 1000, 12, 400
+    root = tmp_path / "store"
+    for d in range(dirs):
+        (root / f"d{d:02d}").mkdir(parents=True)
+        for f in range(files):
+            (root / f"d{d:02d}" / f"f{f:04d}").write_bytes(b"x" * (f % 7))
+    options = ["--metadata-ttl", "600", "--max-entries", str(bound)]
+    mount = FileMount(server, root, tmp_path / "mnt", tmp_path / "mnt-cache", options)
+    try:
+        mount.start()
+        total = dirs * (files + 1)
+        assert sh("find . | wc -l", cwd=mount.path).strip() == str(total + 1)
+        lists = status_of(mount)["requests"].get("list", 0)
+        deadline = time.monotonic() + 60
+        while (nodes := status_of(mount)["nodes"]) > bound and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert nodes <= bound, mount.log_text()[-3000:]
+        assert status_of(mount)["entries_shed"] >= total - bound
+        # forgotten or not, every entry is there, with its size
+        assert sh("ls -lR . | grep -c ^-", cwd=mount.path).strip() == str(dirs * files)
+        assert sh("find . | wc -l", cwd=mount.path).strip() == str(total + 1)
+        assert (mount.path / "d00" / "f0006").stat().st_size == 6
+        assert status_of(mount)["requests"].get("list", 0) == lists
+    finally:
+        mount.kill()
+

@@ -1,0 +1,127 @@
+"""Beyond `--max-entries` the mount asks the kernel to forget the entries of the
+directories read least recently; once forgotten they leave memory (`Compaction`) and come
+back from the remembered listing, without a LIST inside the TTL. Entries something holds
+(an open directory, a dirty file, entries loaded below) are never asked for."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from fusestore.core import Node
+from fusestore.core.filesystem import Filesystem
+
+from .conftest import Env
+from .test_compaction import plant, shown, walk
+
+pytestmark = pytest.mark.trio
+
+
+class KernelCache:
+    """Stands in for the kernel's entry cache: records the (directory inode, name) pairs
+    the mount asks it to forget, and forgets them as the kernel does, on `drop`."""
+
+    def __init__(self, fs: Filesystem) -> None:
+        self.fs = fs
+        self.asked: list[tuple[int, str]] = []
+        fs.kernel.forget = lambda parent_ino, name: self.asked.append((parent_ino, name))
+
+    def asked_in(self, directory: Node) -> set[str]:
+        return {name for ino, name in self.asked if ino == directory.ino}
+
+    def drop(self) -> None:
+        for parent_ino, name in self.asked:
+            parent = self.fs.ns.nodes[parent_ino]
+            node = (parent.children or {})[name]
+            self.fs.forget(node.ino, node.lookups)
+        self.asked.clear()
+
+
+async def settle(fs: Filesystem, kernel: KernelCache, *, background: bool = False) -> None:
+    """The shedding runs (in the mount's background, or called here), the kernel forgets
+    what it was asked to, compaction sweeps."""
+    if background:
+        await trio.sleep(10)
+    else:
+        await fs.compaction.shed()
+    kernel.drop()
+    await fs.compaction.sweep()
+
+
+async def directories(fs: Filesystem, names: list[str]) -> list[Node]:
+    found = [await fs.lookup(1, name) for name in names]
+    assert all(node is not None for node in found)
+    return [node for node in found if node is not None]
+
+
+async def test_beyond_the_bound_the_least_recently_read_directories_are_forgotten(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    names = [f"d{i}" for i in range(8)]
+    for name in names:
+        plant(env, f"{name}/", 50)
+    async with env.mount(max_entries=200, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        dirs = await directories(fs, names)
+        before = {}
+        for d in dirs:
+            before[d.name] = shown(await walk(fs, d))
+        assert len(fs.ns.nodes) > 400
+        await settle(fs, kernel, background=True)
+
+        assert 100 <= len(fs.ns.nodes) <= 200, "down to the bound, not below it"
+        gone = [d.name for d in dirs if not d.children]
+        assert gone == names[: len(gone)] and gone, "the least recently read go first"
+        assert all(len(d.children or {}) == 50 for d in dirs[len(gone) :])
+        # read again: the same entries, from the remembered listing
+        lists = len(env.called("list"))
+        assert shown(await walk(fs, dirs[0])) == before["d0"]
+        assert len(env.called("list")) == lists
+
+
+async def test_entries_something_holds_are_not_asked_for(env: Env, virtual_clock: MockClock) -> None:
+    names = ["open", "dirty", "parent", "quiet"]
+    for name in names:
+        plant(env, f"{name}/", 60)
+    plant(env, "parent/sub/", 60)
+    async with env.mount(flusher=False, max_entries=100, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        opened, dirty, parent, quiet = await directories(fs, names)
+        await walk(fs, opened)
+        fh = await fs.opendir(opened.ino)  # still open: a reader is in it
+        entries = await walk(fs, dirty)
+        wh, _ = await fs.open(entries[0].ino, os.O_WRONLY)
+        await fs.write(wh, 0, b"not uploaded")
+        fs.release(wh)
+        sub = next(node for node in await walk(fs, parent) if node.name == "sub")
+        await walk(fs, sub)
+        await walk(fs, quiet)
+        await settle(fs, kernel)
+
+        assert len(opened.children or {}) == 60
+        assert len(dirty.children or {}) == 60
+        assert parent.children and "sub" in parent.children, "its entries below are loaded"
+        assert sub.children == {} and quiet.children == {}
+        fs.releasedir(fh)
+        # once the entries below it went, the parent goes too (the next time it is due)
+        await fs.opendir(opened.ino)
+        await settle(fs, kernel)
+        assert parent.children == {}
+        assert entries[0].attached and fs.ns.nodes.get(entries[0].ino) is entries[0]
+        async with env.flushing(fs):
+            pass
+    assert env.objects()["dirty/file-000000"] == b"not uploaded"
+
+
+async def test_under_the_bound_nothing_is_asked(env: Env, virtual_clock: MockClock) -> None:
+    plant(env, "d/", 50)
+    async with env.mount(max_entries=1000, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        (d,) = await directories(fs, ["d"])
+        await walk(fs, d)
+        await trio.sleep(5)
+        assert kernel.asked == []
+        assert len(d.children or {}) == 50
