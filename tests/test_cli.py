@@ -179,3 +179,38 @@ def test_mount_refuses_a_url_whose_prefix_has_dot_dotdot_or_empty_names(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("fusestore: error:") and "an empty, '.' or '..' name" in line, line
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "mounts"),
+    [
+        (["mount", "s3://b", "/mnt"], True),
+        (["--log-level", "debug", "mount", "s3://b", "/mnt"], True),
+        (["--log-level=debug", "mount"], True),
+        (["status", "/mnt"], False),
+        (["--log-level", "mount", "status"], False),  # "mount" is the option's value there
+        (["--version"], False),
+        ([], False),
+    ],
+)
+def test_only_a_mount_runs_itself_on_the_c_allocator(argv: list[str], mounts: bool) -> None:
+    from fusestore.cli.allocator import is_mount
+
+    assert is_mount(argv) is mounts
+
+
+def test_a_pythonmalloc_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusestore.cli import allocator
+
+    calls: list[tuple[str, list[str], dict[str, str]]] = []
+    monkeypatch.setattr(allocator.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    monkeypatch.setattr(allocator.sys, "argv", ["/usr/bin/fusestore", "mount", "s3://b", "/mnt"])
+    monkeypatch.setenv("PYTHONMALLOC", "pymalloc")
+    allocator.run_on_c_allocator()
+    assert calls == []
+    monkeypatch.delenv("PYTHONMALLOC")
+    allocator.run_on_c_allocator()
+    ((path, argv, env),) = calls
+    assert path == sys.executable
+    assert argv == [sys.executable, "-P", "/usr/bin/fusestore", "mount", "s3://b", "/mnt"]
+    assert env["PYTHONMALLOC"] == "malloc"

@@ -37,6 +37,10 @@ def translate(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .allocator import run_on_c_allocator
     from .app import main as cli
+
+    if argv is None:
+        run_on_c_allocator()
 
     cli(translate(sys.argv[1:] if argv is None else argv), prog_name="fusestore")

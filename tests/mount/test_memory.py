@@ -89,3 +89,19 @@ def test_past_max_entries_a_walk_stays_in_bounded_memory(server: S3ServerProcess
     finally:
         mount.kill()
 
+
+@pytest.mark.timeout(60)
+def test_the_daemon_runs_on_the_c_allocator(server: S3ServerProcess, tmp_path: Path) -> None:
+    """Its memory goes back to the system once entries are dropped: the mount command
+    ran itself again, as the same process, with PYTHONMALLOC=malloc."""
+    root = tmp_path / "store"
+    root.mkdir()
+    mount = FileMount(server, root, tmp_path / "mnt", tmp_path / "mnt-cache", [])
+    try:
+        mount.start()
+        assert mount.process is not None
+        environ = Path(f"/proc/{mount.process.pid}/environ").read_bytes().split(b"\0")
+        assert b"PYTHONMALLOC=malloc" in environ
+        assert status_of(mount)["pid"] == mount.process.pid
+    finally:
+        mount.kill()
