@@ -31,6 +31,7 @@ CONFIG_KEYS = {
     "writeback_delay",
     "upload_at_close",
     "metadata_ttl",
+    "max_entries",
     "conflict_name",
     "key_prefix",
     "fsync",
