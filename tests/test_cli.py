@@ -194,23 +194,36 @@ def test_mount_refuses_a_url_whose_prefix_has_dot_dotdot_or_empty_names(
     ],
 )
 def test_only_a_mount_runs_itself_on_the_c_allocator(argv: list[str], mounts: bool) -> None:
-    from fusestore.cli.allocator import is_mount
+    from fusestore.cli.process import is_mount
 
     assert is_mount(argv) is mounts
 
 
 def test_a_pythonmalloc_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fusestore.cli import allocator
+    from fusestore.cli import process
 
     calls: list[tuple[str, list[str], dict[str, str]]] = []
-    monkeypatch.setattr(allocator.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
-    monkeypatch.setattr(allocator.sys, "argv", ["/usr/bin/fusestore", "mount", "s3://b", "/mnt"])
+    monkeypatch.setattr(process.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
+    monkeypatch.setattr(process.sys, "argv", ["/usr/bin/fusestore", "mount", "s3://b", "/mnt"])
     monkeypatch.setenv("PYTHONMALLOC", "pymalloc")
-    allocator.run_on_c_allocator()
+    process.run_on_c_allocator()
     assert calls == []
     monkeypatch.delenv("PYTHONMALLOC")
-    allocator.run_on_c_allocator()
+    process.run_on_c_allocator()
     ((path, argv, env),) = calls
     assert path == sys.executable
     assert argv == [sys.executable, "-P", "/usr/bin/fusestore", "mount", "s3://b", "/mnt"]
     assert env["PYTHONMALLOC"] == "malloc"
+
+
+def test_a_mount_collects_cycles_lazily() -> None:
+    import gc
+
+    from fusestore.cli.process import collect_cycles_lazily
+
+    before = gc.get_threshold()
+    try:
+        collect_cycles_lazily()
+        assert gc.get_threshold() == (50_000, *before[1:])
+    finally:
+        gc.set_threshold(*before)

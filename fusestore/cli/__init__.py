@@ -1,15 +1,15 @@
 """The `fusestore` command line: one module per command group (`mount`, `stores`,
 `control`, `cache`, `pin`), `common` for what several share, `app` for the group that
-holds them all, `fstab` for mount(8)'s helper, and `allocator` for the memory allocator a
-mount runs on. Outside this package only `__main__` imports it.
+holds them all, `fstab` for mount(8)'s helper, and `process` for how a mount's
+daemon process runs. Outside this package only `__main__` imports it.
 
 `run` is the `fusestore` executable; `main`, the command group, is what tests invoke.
 """
 
 import sys
 
-from .allocator import is_mount, run_on_c_allocator
 from .app import main
+from .process import is_mount, run_on_c_allocator
 
 __all__ = ["main", "run"]
 

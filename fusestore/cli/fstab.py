@@ -37,8 +37,8 @@ def translate(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .allocator import run_on_c_allocator
     from .app import main as cli
+    from .process import run_on_c_allocator
 
     if argv is None:
         run_on_c_allocator()

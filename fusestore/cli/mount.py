@@ -142,6 +142,7 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
       fusestore mount --config /etc/fusestore/photos.toml
     """
     from ..service.launch import MountRequest, start_mount
+    from .process import collect_cycles_lazily
 
     if not url:
         fail(
@@ -154,4 +155,5 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
     if log_level:
         logging.getLogger("fusestore").setLevel(log_level.upper())
     store_options = click.get_current_context().meta.get("fusestore.store_options", {})
+    collect_cycles_lazily()
     sys.exit(start_mount(MountRequest(url, mountpoint, options, store_options)))

@@ -1,4 +1,7 @@
-"""A mount's daemon runs on the C library's allocator (`PYTHONMALLOC=malloc`).
+"""How a mount's daemon process runs: on the C library's allocator, with a lazier
+cycle collector.
+
+The C allocator (`PYTHONMALLOC=malloc`).
 
 Python's own small-object allocator returns a 1 MiB arena to the system only once every
 object in it is freed. After a walk of a million entries was forgotten and dropped, a
@@ -11,10 +14,19 @@ has the figures).
 The variable takes effect only when the interpreter starts, so a mount command executes
 itself again once, first thing: the same process (PID, descriptors, environment), with the
 variable set. A `PYTHONMALLOC` the user set is left as it is.
+
+The cycle collector. A mount holds hundreds of thousands of long-lived objects (a node
+per entry), and with the default thresholds every 700 new objects start a collection and
+the full ones traverse every node: 0.64 s of the 4.4 s of CPU a cold `find` of 150,000
+entries took, 7 full collections among it. Nodes are freed by reference counting (no
+cycle holds a dropped one), so collections only find the few cycles of trio's
+cancellations and tracebacks: a collection every 50,000 new objects finds them soon
+enough (0.22 s in that walk, no full collection).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -49,3 +61,9 @@ def run_on_c_allocator() -> None:
         os.execve(sys.executable, command, {**os.environ, "PYTHONMALLOC": "malloc"})
     except OSError:
         return  # runs on as it is: only the memory given back after big walks differs
+
+
+def collect_cycles_lazily() -> None:
+    """Start a cycle collection per 50,000 new objects rather than per 700 (see above)."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(50_000, older, oldest)
