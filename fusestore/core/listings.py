@@ -54,6 +54,53 @@ LIST_PAGE = 1000
 #: Seconds a remembered listing is kept past the TTL: what a directory showed last, for
 #: while the store is down (a directory compacted since, or the next mount's).
 STALE_LISTING_KEPT = 7 * 24 * 3600.0
+#: The first item of a remembered listing kept as columns (`pack_listing`).
+LISTING_COLUMNS = "columns-1"
+
+
+def pack_listing(
+    prefix: str, objects: list[ObjectInfo], prefixes: list[str], taken: float
+) -> tuple[object, ...]:
+    """A listing as the index keeps it: a column per field of plain values, names without
+    the directory's prefix. Pickling an ObjectInfo per object cost as much CPU as the
+    merge of a cold walk (0.6 s at 150,000 entries); the columns cost a tenth of it."""
+    base = prefix if all(info.key.startswith(prefix) for info in objects) else ""
+    cut = len(base)
+    return (
+        LISTING_COLUMNS,
+        base,
+        [info.key[cut:] for info in objects],
+        [info.size for info in objects],
+        [info.etag for info in objects],
+        [info.mtime for info in objects],
+        [info.metadata for info in objects],
+        prefixes,
+        taken,
+    )
+
+
+def unpack_listing(
+    value: object, expires: float | None, ttl: float
+) -> tuple[list[ObjectInfo], list[str], float] | None:
+    """(objects, prefixes, time taken) of a remembered listing, in this format or an older
+    cache's (a list of ObjectInfo, with or without the time; without it, kept for the TTL
+    alone); None for anything else."""
+    if not isinstance(value, tuple):
+        return None
+    if len(value) == 9 and value[0] == LISTING_COLUMNS:
+        _, base, names, sizes, etags, mtimes, metadata, prefixes, taken = value
+        objects = [
+            ObjectInfo(base + name, size, etag, mtime, meta)
+            for name, size, etag, mtime, meta in zip(names, sizes, etags, mtimes, metadata, strict=True)
+        ]
+        return objects, prefixes, taken
+    if len(value) == 3:
+        objects, prefixes, taken = value
+        return objects, prefixes, taken
+    if len(value) == 2:
+        objects, prefixes = value
+        return objects, prefixes, (expires or 0.0) - ttl
+    return None
 
 
 class Listings:
@@ -331,19 +378,17 @@ class Listings:
         if self._rememberable(prefix, since):
             objects, prefixes = listing
             expire = self.settings.metadata_ttl + STALE_LISTING_KEPT
-            self.index.set(("listing", prefix), (objects, prefixes, time.time()), expire=expire)
+            packed = pack_listing(prefix, objects, prefixes, time.time())
+            self.index.set(("listing", prefix), packed, expire=expire)
             self._listings_dropped.discard(prefix)
 
     def remembered_listing(self, prefix: str) -> tuple[list[ObjectInfo], list[str], float] | None:
         """The listing of `prefix` the index remembers, and its age in seconds."""
         value, expires = self.index.get(("listing", prefix), expire_time=True)
-        if not isinstance(value, tuple):
+        listing = unpack_listing(value, expires, self.settings.metadata_ttl)
+        if listing is None:
             return None
-        if len(value) == 3:
-            objects, prefixes, taken = value
-        else:  # an older cache's: kept for the TTL alone
-            objects, prefixes = value
-            taken = (expires or 0.0) - self.settings.metadata_ttl
+        objects, prefixes, taken = listing
         return objects, prefixes, max(0.0, time.time() - taken)
 
     def _rememberable(self, prefix: str, since: int) -> bool:
