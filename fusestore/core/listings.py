@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import diskcache
@@ -163,6 +164,29 @@ class Listings:
             return 0.0  # listed without its metadata: the next use looks it up (a HEAD)
         confirmed = max(node.checked_at, parent.listed_at)
         return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
+
+    def entry_timeouts(self, directory: Node) -> Callable[[Node], tuple[float, float]]:
+        """(`entry_timeout`, `attr_timeout`) of the entries of `directory`, with what they
+        share worked out once: the half of a warm readdir's time went to working it out
+        per entry (a key built for each, a clock read)."""
+        ttl = self.settings.metadata_ttl
+        exact = self.settings.exact_attrs
+        prefix = directory.prefix
+        now = time.monotonic()
+        listed_at = directory.listed_at
+        by_listing = min(ttl, max(0.0, listed_at + ttl - now))
+
+        def timeouts(node: Node) -> tuple[float, float]:
+            if node.pending_under(prefix):
+                return ttl, 0.0 if exact and node.attrs_guessed else ttl
+            if exact and node.attrs_guessed:
+                return 0.0, 0.0
+            checked_at = node.checked_at
+            if checked_at <= listed_at:
+                return by_listing, ttl
+            return min(ttl, max(0.0, checked_at + ttl - now)), ttl
+
+        return timeouts
 
     def absence_timeout(self, parent: Node) -> float:
         """How long the kernel may remember that a name is absent from `parent`."""

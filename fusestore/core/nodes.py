@@ -333,6 +333,18 @@ class Node:
             return False
         return self.data_dirty or self.meta_dirty or self.remote_key != self.key or self.remote_key is None
 
+    def pending_under(self, prefix: str) -> bool:
+        """`pending`, given the prefix of this node's directory (a readdir works it out
+        once for all its entries, rather than a key per entry)."""
+        if self.kind is Kind.DIR or not self.attached:
+            return False
+        if self._rare is not None and (self.data_dirty or self.meta_dirty):
+            return True
+        remote_dir, name = self._remote_dir, self._remote_name
+        if name is None:  # a key that does not end in the name, or none
+            return remote_dir is None or remote_dir != prefix + self.name
+        return name != self.name or remote_dir != prefix
+
     def walk(self) -> list[Node]:
         """This node and every loaded node below it."""
         found = [self]

@@ -109,14 +109,21 @@ class FuseOperations(pyfuse3.Operations):
             for kind in REQUEST_KINDS:
                 setattr(self, kind, _counted(getattr(self, kind), kind, self.requests))
 
-    def attributes(self, node: Node) -> pyfuse3.EntryAttributes:
+    def attributes(
+        self, node: Node, timeouts: Callable[[Node], tuple[float, float]] | None = None
+    ) -> pyfuse3.EntryAttributes:
+        """`node`'s attributes for the kernel; `timeouts`: its directory's
+        `Listings.entry_timeouts` (a readdir's entries share it)."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = pyfuse3.InodeT(node.ino)
         attrs.generation = node.generation
         # An inode's attributes never change behind our back (another client's version
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
-        attrs.entry_timeout = self.fs.listings.entry_timeout(node)
-        attrs.attr_timeout = self.fs.listings.attr_timeout(node)
+        if timeouts is None:
+            attrs.entry_timeout = self.fs.listings.entry_timeout(node)
+            attrs.attr_timeout = self.fs.listings.attr_timeout(node)
+        else:
+            attrs.entry_timeout, attrs.attr_timeout = timeouts(node)
         mode = node.mode
         if self.fs.linked.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried
@@ -278,16 +285,19 @@ class FuseOperations(pyfuse3.Operations):
         # a kernel resuming from any cookie it was given gets neither a name twice nor a gap.
         # Waits only while the handle has nothing to give (a listing's next page).
         entries = await self.fs.readdir(fh, max(start_id - DOTS, 0))
+        directory = self.fs.handles.directory(fh).node
         if start_id < DOTS:
-            directory = self.fs.handles.directory(fh).node
             dots = ((b".", directory), (b"..", directory.parent or directory))
             for cookie in range(start_id, DOTS):
                 dot, node = dots[cookie]
                 # The kernel takes no reference on `.` and `..` (no lookup count to add).
                 if not pyfuse3.readdir_reply(token, dot, self.attributes(node), cookie + 1):
                     return
+        timeouts = self.fs.listings.entry_timeouts(directory)
         for name, node, next_id in entries:
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(node), next_id + DOTS):
+            if not pyfuse3.readdir_reply(
+                token, os.fsencode(name), self.attributes(node, timeouts), next_id + DOTS
+            ):
                 break
             node.lookups += 1
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -228,3 +229,36 @@ async def test_a_listing_taken_before_our_upload_does_not_bring_the_old_version_
         await fs.write(fh, 3, b" and newer")
         fs.release(fh)
     assert env.objects() == {"c": b"new and newer"}, "no conflict with our own upload"
+
+
+@pytest.mark.parametrize("exact_attrs", [False, True])
+async def test_a_readdir_gives_each_entry_the_timeouts_a_lookup_would(
+    env: Env, virtual_clock: MockClock, exact_attrs: bool
+) -> None:
+    """What a readdir works out once for all its entries changes no entry's timeouts:
+    clean, confirmed later than the listing, new, changed, renamed (in the directory, out
+    of it, with the directory above renamed), a directory."""
+    for name in ("clean", "checked", "changed", "moved", "away", "sub/f"):
+        env.put(f"d/{name}", b"x")
+    env.put("top/in/f", b"x")
+    async with env.mount(metadata_ttl=10, writeback_delay=30, exact_attrs=exact_attrs) as fs:
+        d = await resolve(fs, "d")
+        await listdir(fs, "d")
+        top = await resolve(fs, "top")
+        await listdir(fs, "top/in")
+        await trio.sleep(3)  # the listings' share of the TTL is 7 s now, a local name's 10
+        (await resolve(fs, "d/checked")).checked_at = time.monotonic()
+        fh, _ = await fs.create(d.ino, "new", 0o644, os.O_WRONLY, 0, 0)
+        fs.release(fh)
+        fh, _ = await fs.open((await resolve(fs, "d/changed")).ino, os.O_WRONLY)
+        await fs.write(fh, 0, b"y")
+        fs.release(fh)
+        await fs.rename(d.ino, "moved", d.ino, "moved-here", 0)
+        await fs.rename(d.ino, "away", 1, "away", 0)
+        await fs.rename(1, "top", 1, "top2", 0)
+        await trio.sleep(2)  # what a rename confirmed is older too: only pending names get 10
+        for directory in (d, top, await resolve(fs, "top2/in"), fs.node(1)):
+            timeouts = fs.listings.entry_timeouts(directory)
+            for node in (directory.children or {}).values():
+                expected = (fs.listings.entry_timeout(node), fs.listings.attr_timeout(node))
+                assert timeouts(node) == expected, node
