@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..cache import Journal
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 NAME_MAX = 255
 
 
-@dataclass
+@dataclass(frozen=True)
 class Defaults:
     """Attributes for objects and directories that carry none (mount options)."""
 
@@ -39,13 +40,14 @@ class Defaults:
     gid: int
     umask: int = 0o022
 
-    @property
+    # Worked out once: every listed entry's node refers to the same int.
+    @cached_property
     def file_perm(self) -> int:
-        return shared_int(0o666 & ~self.umask)
+        return 0o666 & ~self.umask
 
-    @property
+    @cached_property
     def dir_perm(self) -> int:
-        return shared_int(0o777 & ~self.umask)
+        return 0o777 & ~self.umask
 
 
 def check_name(name: str) -> None:

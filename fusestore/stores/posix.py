@@ -104,8 +104,12 @@ NO_ATTRS = PosixAttrs()
 
 
 def carries_other_names(metadata: Mapping[str, Any]) -> bool:
-    """Whether `metadata` holds a name `to_metadata` would write back: another tool's."""
-    return any(name not in NAMES and name != UPLOAD_TOKEN for name in metadata)
+    """Whether `metadata` holds a name `to_metadata` would write back: another tool's.
+    (Called per listed object: a set comparison, not a loop.)"""
+    return bool(metadata) and not metadata.keys() <= _OWN_NAMES
+
+
+_OWN_NAMES = frozenset((*NAMES, UPLOAD_TOKEN))
 
 
 def _writable(name: Any, value: Any) -> bool:

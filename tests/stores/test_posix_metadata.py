@@ -156,3 +156,19 @@ def test_other_names_are_written_back_as_they_were() -> None:
     written = {"color": "blue", "mode": "33152", "uid": "1", "gid": "2", "mtime": "1"}
     assert attrs.to_metadata(stored) == written
     assert attrs.to_metadata(["not", "a", "mapping"]) == attrs.to_metadata()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "other"),
+    [
+        ({}, False),
+        ({"mode": "33188", "uid": "0", "gid": "0", "mtime": "1.5"}, False),
+        ({"fusestore-upload": "t", "mtime": "1"}, False),
+        ({"mode": "33188", "color": "red"}, True),
+        ({"s3cmd-attrs": "x"}, True),
+    ],
+)
+def test_another_tool_s_names_are_told_apart_from_fusestore_s(metadata: dict[str, str], other: bool) -> None:
+    from fusestore.stores.posix import carries_other_names
+
+    assert carries_other_names(metadata) is other
