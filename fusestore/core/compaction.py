@@ -18,9 +18,11 @@ kernel to forget the entries of the directories read (opened) least recently, un
 holds a fifth fewer than the bound, so that a walk of millions of objects stays in bounded
 memory on both sides. Only directories whose entries could all be dropped are asked for:
 none with an open handle, a listing under way, a pin, a dirty or open file, or a
-directory below whose own entries are still loaded (that one goes first; the directory
-above follows on a later round). Directories themselves are asked for only once their
-entries are gone; the kernel keeps any that is a working directory or open.
+directory below that the kernel holds. Directories are never asked for (one may be a
+process's working directory, which forgetting would show as deleted): a directory that
+holds directories loses its entries only once the kernel lets those go by itself (memory
+pressure, `drop_caches`). A walk that adds entries faster than the kernel forgets them
+(one from remembered listings) waits at each opendir while past 1.5 times the bound.
 
 Everything runs on the trio thread. `forgotten` and `opened` are synchronous and O(1)
 (called from the kernel's forget and opendir); `run`, `sweep` and `shed` yield between
@@ -52,9 +54,17 @@ TRIM_AFTER = 10_000
 #: Past `max_entries`, entries are shed down to this share of it: one round per many
 #: directories read, not one per directory.
 SHED_TO = 0.8
-#: After a round of shedding, the kernel's forgets and the sweep they start come before
-#: the next round counts the nodes again.
-SHED_PAUSE = 2 * SWEEP_DELAY
+#: Between rounds of shedding while the bound is passed (entries asked for and not
+#: dropped yet count as gone, so a round right after another does not shed more).
+SHED_PAUSE = 0.25
+#: ... and at most this long while they ask for nothing (what is left is in use, or the
+#: kernel keeps what it was asked to forget: a file a process holds by its path, say).
+MAX_SHED_PAUSE = 8.0
+#: Past this multiple of the bound, a directory being opened waits for the shedding
+#: (a walk from remembered listings adds entries faster than the kernel forgets them) ...
+HARD_LIMIT = 1.5
+#: ... for at most this many seconds at a time.
+ROOM_WAIT = 5.0
 
 
 def release_free_memory() -> None:
@@ -102,6 +112,8 @@ class Compaction:
         #: directories whose entries the kernel was asked to forget, not dropped yet
         self._asked: set[Node] = set()
         self._shed_due = trio.Event()
+        self._shedding = False  # a round is under way, or due after one that asked
+        self._progress = trio.Event()  # set at the end of each round and sweep
         #: entries the kernel was asked to forget since the mount started (for `status`)
         self.shed_count = 0
 
@@ -111,6 +123,11 @@ class Compaction:
         if node.lookups == 0 and node.attached and parent is not None:
             self.candidates.add(parent)
             self._due.set()
+
+    async def opening(self, directory: Node) -> None:
+        """`directory` is being opened: `opened`, then `room`."""
+        self.opened(directory)
+        await self.room()
 
     def opened(self, directory: Node) -> None:
         """`directory` is being read (synchronous, O(1) amortized): it becomes the most
@@ -127,6 +144,26 @@ class Compaction:
         if len(self.ns.nodes) > self.max_entries:
             self._shed_due.set()
 
+    def released(self, fh: int) -> None:
+        """A directory handle closes (synchronous, O(1)): the directory was read, and its
+        listing's entries, merged after its opendir, may have passed the bound."""
+        self.handles.pop(fh)
+        if len(self.ns.nodes) > self.max_entries:
+            self._shed_due.set()
+
+    async def room(self) -> None:
+        """Wait while the nodes are past `HARD_LIMIT` times the bound and shedding goes
+        on, for up to `ROOM_WAIT` seconds (a directory being opened: so that a walk
+        faster than the kernel forgets stays bounded). Returns at once otherwise."""
+        hard = self.max_entries * HARD_LIMIT
+        with trio.move_on_after(ROOM_WAIT):
+            while len(self.ns.nodes) > hard and (self._shedding or self._shed_due.is_set()):
+                await self._progress.wait()
+
+    def _progressed(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
+
     async def run(self) -> None:
         """Sweep a moment after the kernel forgets entries, and shed past the bound
         (long-lived)."""
@@ -137,17 +174,26 @@ class Compaction:
                 await trio.sleep(SWEEP_DELAY)
                 self._due = trio.Event()
                 await self.sweep()
+                self._progressed()
 
     async def _shed_when_due(self) -> None:
+        pause = SHED_PAUSE
         while True:
             await self._shed_due.wait()
-            asked = await self.shed()
-            await trio.sleep(SHED_PAUSE)
             self._shed_due = trio.Event()
-            # Entries read during the pause count too; when nothing could go, the next
-            # directory read tries again (not a round every pause over the same entries).
-            if asked and len(self.ns.nodes) > self.max_entries:
+            self._shedding = True
+            asked = 0
+            try:
+                asked = await self.shed()
+            finally:
+                self._progressed()
+            # Past the bound, rounds go on (entries merged since count too; a directory
+            # passed over may be free by then), less often while they ask for nothing.
+            if len(self.ns.nodes) > self.max_entries:
+                pause = SHED_PAUSE if asked else min(2 * pause, MAX_SHED_PAUSE)
+                await trio.sleep(pause)
                 self._shed_due.set()
+            self._shedding = False
 
     async def shed(self) -> int:
         """Ask the kernel to forget the entries of the least recently read directories
@@ -191,7 +237,12 @@ class Compaction:
             return None
         held = []
         for name, child in (directory.children or {}).items():
-            if child.children or not self._droppable(child, kernel_held=True):
+            if child.is_dir and (child.lookups or child.children):
+                # A directory the kernel holds is never asked for (it may be a working
+                # directory, which its forgetting would show as deleted): its parent's
+                # entries go once the kernel lets it go by itself.
+                return None
+            if not self._droppable(child, kernel_held=True):
                 return None
             if child.lookups:
                 held.append(name)

@@ -209,7 +209,7 @@ class Filesystem:
         self.flush = self.files.flush
         self.fsync = self.files.fsync
         self.readdir = self.handles.readdir
-        self.releasedir = self.handles.pop
+        self.releasedir = self.compaction.released
         self.link_store = self.linked.link_store
         self.unlink_store = self.linked.unlink_store
         self.reclaim_marker = self.keys.reclaim_marker
@@ -322,7 +322,7 @@ class Filesystem:
     async def opendir(self, ino: int) -> int:
         """A handle on the directory; one due for listing streams its pages (`readdir`)."""
         directory = self.directory(ino)
-        self.compaction.opened(directory)
+        await self.compaction.opening(directory)  # may wait while past --max-entries
         return self.handles.open_dir(directory, await self.listings.listing(directory))
 
     # -- creating and removing ----------------------------------------------------------

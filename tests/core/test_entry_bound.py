@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.core import Node
+from fusestore.core import Node, compaction
 from fusestore.core.filesystem import Filesystem
 
 from .conftest import Env
@@ -105,8 +105,14 @@ async def test_entries_something_holds_are_not_asked_for(env: Env, virtual_clock
         assert len(dirty.children or {}) == 60
         assert parent.children and "sub" in parent.children, "its entries below are loaded"
         assert sub.children == {} and quiet.children == {}
+        assert not kernel.asked_in(fs.ns.root) and not kernel.asked_in(parent)
         fs.releasedir(fh)
-        # once the entries below it went, the parent goes too (the next time it is due)
+        # The kernel holds `sub` (a directory is never asked for, it may be a working
+        # directory): the parent stays, and goes once the kernel lets `sub` go.
+        await fs.opendir(opened.ino)
+        await settle(fs, kernel)
+        assert parent.children and "sub" in parent.children
+        fs.forget(sub.ino, sub.lookups)
         await fs.opendir(opened.ino)
         await settle(fs, kernel)
         assert parent.children == {}
@@ -125,3 +131,62 @@ async def test_under_the_bound_nothing_is_asked(env: Env, virtual_clock: MockClo
         await trio.sleep(5)
         assert kernel.asked == []
         assert len(d.children or {}) == 50
+
+
+async def test_a_walk_faster_than_the_kernel_forgets_waits_at_opendir(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    """Past 1.5 times the bound an opendir waits for the shedding, and only while it goes
+    on: not when nothing can be shed, and never for long."""
+    names = [f"d{i}" for i in range(6)]
+    for name in names:
+        plant(env, f"{name}/", 100)
+    async with env.mount(max_entries=200, deadline=600) as fs:
+        KernelCache(fs)  # records, never forgets: the shedding cannot catch up
+        dirs = await directories(fs, names)
+        for d in dirs[:4]:
+            await walk(fs, d)
+        assert len(fs.ns.nodes) > 300
+        started = trio.current_time()
+        await fs.opendir(dirs[4].ino)
+        waited = trio.current_time() - started
+        assert waited >= 1.0, "it waited for the shedding"
+        assert waited <= compaction.ROOM_WAIT + 1, "for a bounded time"
+
+
+async def test_a_directory_in_use_at_a_round_goes_at_a_later_one(env: Env, virtual_clock: MockClock) -> None:
+    """Rounds go on while the bound is passed: a directory passed over because it was
+    open is asked for once it is closed, with no directory opened after it."""
+    names = [f"d{i}" for i in range(3)]
+    for name in names:
+        plant(env, f"{name}/", 100)
+    async with env.mount(max_entries=150, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        dirs = await directories(fs, names)
+        for d in dirs:
+            await walk(fs, d)
+        handles = [await fs.opendir(d.ino) for d in dirs]
+        await trio.sleep(1)
+        kernel.drop()
+        assert len(fs.ns.nodes) > 300, "all of them open: nothing asked for"
+        for fh in handles:
+            fs.releasedir(fh)
+        await trio.sleep(20)  # no opendir meanwhile
+        kernel.drop()
+        await fs.compaction.sweep()
+        assert len(fs.ns.nodes) <= 150
+
+
+async def test_entries_merged_after_the_last_opendir_are_shed_too(env: Env, virtual_clock: MockClock) -> None:
+    """The last directory of a walk passes the bound with the entries its listing merged
+    after its opendir: closing it starts a round."""
+    names = [f"d{i}" for i in range(3)]
+    for name in names:
+        plant(env, f"{name}/", 100)
+    async with env.mount(max_entries=250, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        for d in await directories(fs, names):
+            await walk(fs, d)
+        assert len(fs.ns.nodes) > 300
+        await settle(fs, kernel, background=True)
+        assert len(fs.ns.nodes) <= 250
