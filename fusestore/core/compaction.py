@@ -60,6 +60,9 @@ SHED_PAUSE = 0.25
 #: ... and at most this long while they ask for nothing (what is left is in use, or the
 #: kernel keeps what it was asked to forget: a file a process holds by its path, say).
 MAX_SHED_PAUSE = 8.0
+#: Entries the kernel was asked to forget and still keeps after this many seconds are
+#: not waited for (a process may hold them).
+STUCK_AFTER = 10.0
 #: Past this multiple of the bound, a directory being opened waits for the shedding
 #: (a walk from remembered listings adds entries faster than the kernel forgets them) ...
 HARD_LIMIT = 1.5
@@ -112,7 +115,10 @@ class Compaction:
         #: directories whose entries the kernel was asked to forget, not dropped yet
         self._asked: set[Node] = set()
         self._shed_due = trio.Event()
-        self._shedding = False  # a round is under way, or due after one that asked
+        self._catching_up = False  # the last round asked for entries; the bound is passed
+        self._backing_off = False  # the last round asked for nothing; the bound is passed
+        self._pending = 0  # entries asked for, not dropped yet, at the last round
+        self._asked_at = float("-inf")  # when a round last asked for entries
         self._progress = trio.Event()  # set at the end of each round and sweep
         #: entries the kernel was asked to forget since the mount started (for `status`)
         self.shed_count = 0
@@ -152,12 +158,16 @@ class Compaction:
             self._shed_due.set()
 
     async def room(self) -> None:
-        """Wait while the nodes are past `HARD_LIMIT` times the bound and shedding goes
-        on, for up to `ROOM_WAIT` seconds (a directory being opened: so that a walk
-        faster than the kernel forgets stays bounded). Returns at once otherwise."""
+        """Wait while the nodes are past `HARD_LIMIT` times the bound and the rounds are
+        catching up (the last one asked for entries), for up to `ROOM_WAIT` seconds (a
+        directory being opened: so that a walk faster than the kernel forgets stays
+        bounded), or a first round is due. Returns at once otherwise: when nothing can be
+        shed, nothing waits."""
         hard = self.max_entries * HARD_LIMIT
         with trio.move_on_after(ROOM_WAIT):
-            while len(self.ns.nodes) > hard and (self._shedding or self._shed_due.is_set()):
+            while len(self.ns.nodes) > hard and (
+                self._catching_up or (self._shed_due.is_set() and not self._backing_off)
+            ):
                 await self._progress.wait()
 
     def _progressed(self) -> None:
@@ -181,19 +191,26 @@ class Compaction:
         while True:
             await self._shed_due.wait()
             self._shed_due = trio.Event()
-            self._shedding = True
             asked = 0
             try:
                 asked = await self.shed()
             finally:
+                now = trio.current_time()
+                if asked:
+                    self._asked_at = now
+                # Entries asked for a moment ago are on their way out; some the kernel
+                # still keeps after STUCK_AFTER it may keep for good.
+                awaited = bool(self._pending) and now - self._asked_at < STUCK_AFTER
+                passed = len(self.ns.nodes) > self.max_entries
+                self._catching_up = passed and (bool(asked) or awaited)
+                self._backing_off = passed and not self._catching_up
                 self._progressed()
             # Past the bound, rounds go on (entries merged since count too; a directory
-            # passed over may be free by then), less often while they ask for nothing.
+            # passed over may be free by then), less often while nothing is on its way.
             if len(self.ns.nodes) > self.max_entries:
-                pause = SHED_PAUSE if asked else min(2 * pause, MAX_SHED_PAUSE)
+                pause = SHED_PAUSE if self._catching_up else min(2 * pause, MAX_SHED_PAUSE)
                 await trio.sleep(pause)
                 self._shed_due.set()
-            self._shedding = False
 
     async def shed(self) -> int:
         """Ask the kernel to forget the entries of the least recently read directories
@@ -203,7 +220,7 @@ class Compaction:
         asked = self._asked
         asked.difference_update([d for d in asked if not d.attached or not d.children])
         # Entries asked for before and not forgotten yet are as good as gone.
-        pending = sum(len(d.children or ()) for d in asked)
+        pending = self._pending = sum(len(d.children or ()) for d in asked)
         excess = len(self.ns.nodes) - pending - int(self.max_entries * SHED_TO)
         names: list[tuple[int, str]] = []
         recent = self.recent
