@@ -329,7 +329,7 @@ class Compaction:
         handle, a listing under way, a pin at, above or below it."""
         if not directory.attached or not directory.is_dir:
             return False
-        if any(handle_dir is directory for handle_dir in self.handles.directories()):
+        if self.handles.is_open_dir(directory):
             return False
         if self.being_listed(directory):
             return False  # its later pages join the entries: dropped ones would be missing

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,6 +51,8 @@ class Handles:
     def __init__(self) -> None:
         self._handles: dict[int, FileHandle | DirHandle] = {}
         self._next_fh = 1
+        #: how many handles are open on each directory (compaction asks per directory)
+        self._open_dirs: Counter[Node] = Counter()
 
     def add(self, handle: FileHandle | DirHandle) -> int:
         fh = self._next_fh
@@ -77,7 +80,12 @@ class Handles:
         return self._handles.get(fh) if fh is not None else None
 
     def pop(self, fh: int) -> FileHandle | DirHandle | None:
-        return self._handles.pop(fh, None)
+        handle = self._handles.pop(fh, None)
+        if isinstance(handle, DirHandle):
+            self._open_dirs[handle.node] -= 1
+            if not self._open_dirs[handle.node]:
+                del self._open_dirs[handle.node]
+        return handle
 
     def file(self, fh: int) -> FileHandle:
         handle = self.get(fh)
@@ -94,6 +102,7 @@ class Handles:
     def open_dir(self, directory: Node, listing: ListingRun | None) -> int:
         """A new handle on `directory`: its entries now (sorted), or those of `listing`
         as its pages come."""
+        self._open_dirs[directory] += 1
         if listing is None:
             assert directory.children is not None
             return self.add(DirHandle(directory, sorted(directory.children)))
@@ -135,11 +144,9 @@ class Handles:
             if isinstance(handle, FileHandle):
                 yield handle
 
-    def directories(self) -> Iterator[Node]:
-        """The directories open handles list (their entries are held)."""
-        for handle in self._handles.values():
-            if isinstance(handle, DirHandle):
-                yield handle.node
+    def is_open_dir(self, directory: Node) -> bool:
+        """Whether a handle lists `directory` (its entries are held). O(1)."""
+        return directory in self._open_dirs
 
     def unlinked_data_open(self) -> bool:
         """Whether a file removed while open still holds dirty data (its room comes back
