@@ -115,8 +115,9 @@ class Compaction:
         #: directories whose entries the kernel was asked to forget, not dropped yet
         self._asked: set[Node] = set()
         self._shed_due = trio.Event()
-        self._catching_up = False  # the last round asked for entries; the bound is passed
-        self._backing_off = False  # the last round asked for nothing; the bound is passed
+        #: whether rounds free entries: the last one asked for some, or the kernel is
+        #: forgetting some asked for lately (true until a round says otherwise)
+        self._helping = True
         self._pending = 0  # entries asked for, not dropped yet, at the last round
         self._asked_at = float("-inf")  # when a round last asked for entries
         self._progress = trio.Event()  # set at the end of each round and sweep
@@ -158,16 +159,15 @@ class Compaction:
             self._shed_due.set()
 
     async def room(self) -> None:
-        """Wait while the nodes are past `HARD_LIMIT` times the bound and the rounds are
-        catching up (the last one asked for entries), for up to `ROOM_WAIT` seconds (a
-        directory being opened: so that a walk faster than the kernel forgets stays
-        bounded), or a first round is due. Returns at once otherwise: when nothing can be
-        shed, nothing waits."""
+        """Wait while the nodes are past `HARD_LIMIT` times the bound and the rounds free
+        entries, for up to `ROOM_WAIT` seconds (a directory being opened: so that a walk
+        faster than the kernel forgets stays bounded). Returns at once otherwise: when
+        nothing can be shed, nothing waits."""
         hard = self.max_entries * HARD_LIMIT
+        if len(self.ns.nodes) <= hard or not self._helping:
+            return  # every opendir but a few of a huge walk: no cancel scope, no await
         with trio.move_on_after(ROOM_WAIT):
-            while len(self.ns.nodes) > hard and (
-                self._catching_up or (self._shed_due.is_set() and not self._backing_off)
-            ):
+            while len(self.ns.nodes) > hard and self._helping:
                 await self._progress.wait()
 
     def _progressed(self) -> None:
@@ -201,14 +201,12 @@ class Compaction:
                 # Entries asked for a moment ago are on their way out; some the kernel
                 # still keeps after STUCK_AFTER it may keep for good.
                 awaited = bool(self._pending) and now - self._asked_at < STUCK_AFTER
-                passed = len(self.ns.nodes) > self.max_entries
-                self._catching_up = passed and (bool(asked) or awaited)
-                self._backing_off = passed and not self._catching_up
+                self._helping = bool(asked) or awaited
                 self._progressed()
             # Past the bound, rounds go on (entries merged since count too; a directory
             # passed over may be free by then), less often while nothing is on its way.
             if len(self.ns.nodes) > self.max_entries:
-                pause = SHED_PAUSE if self._catching_up else min(2 * pause, MAX_SHED_PAUSE)
+                pause = SHED_PAUSE if self._helping else min(2 * pause, MAX_SHED_PAUSE)
                 await trio.sleep(pause)
                 self._shed_due.set()
 
