@@ -155,15 +155,12 @@ class Listings:
     def entry_timeout(self, node: Node) -> float:
         """How long the kernel may keep `node`'s name without asking again: until the
         listing or HEAD that last confirmed it is older than the TTL, so that no name the
-        kernel caches outlives what we know. Names with local changes are ours: the TTL."""
-        ttl = self.settings.metadata_ttl
+        kernel caches outlives what we know. Names with local changes are ours: the TTL.
+        A name listed without its metadata under `exact_attrs`: 0 (its next use HEADs)."""
         parent = node.parent
-        if parent is None or node.pending:
-            return ttl
-        if node.attrs_guessed and self.settings.exact_attrs:
-            return 0.0  # listed without its metadata: the next use looks it up (a HEAD)
-        confirmed = max(node.checked_at, parent.listed_at)
-        return min(ttl, max(0.0, confirmed + ttl - time.monotonic()))
+        if parent is None:
+            return self.settings.metadata_ttl
+        return self.entry_timeouts(parent)(node)[0]
 
     def entry_timeouts(self, directory: Node) -> Callable[[Node], tuple[float, float]]:
         """(`entry_timeout`, `attr_timeout`) of the entries of `directory`, with what they
@@ -175,10 +172,11 @@ class Listings:
         now = time.monotonic()
         listed_at = directory.listed_at
         by_listing = min(ttl, max(0.0, listed_at + ttl - now))
+        attr_timeout = self.attr_timeout
 
         def timeouts(node: Node) -> tuple[float, float]:
             if node.pending_under(prefix):
-                return ttl, 0.0 if exact and node.attrs_guessed else ttl
+                return ttl, attr_timeout(node)
             if exact and node.attrs_guessed:
                 return 0.0, 0.0
             checked_at = node.checked_at

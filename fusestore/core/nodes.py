@@ -329,13 +329,14 @@ class Node:
     @property
     def pending(self) -> bool:
         """Whether the store does not yet hold what this file or symlink is."""
-        if self.is_dir or not self.attached:
-            return False
-        return self.data_dirty or self.meta_dirty or self.remote_key != self.key or self.remote_key is None
+        parent = self.parent
+        return self.pending_under(parent.prefix if parent is not None else "")
 
     def pending_under(self, prefix: str) -> bool:
         """`pending`, given the prefix of this node's directory (a readdir works it out
-        once for all its entries, rather than a key per entry)."""
+        once for all its entries, rather than a key per entry). The remote key and the key
+        are each a prefix ending in '/' (or none) and a name without one: equal exactly
+        when both parts are."""
         if self.kind is Kind.DIR or not self.attached:
             return False
         if self._rare is not None and (self.data_dirty or self.meta_dirty):

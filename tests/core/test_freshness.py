@@ -231,22 +231,21 @@ async def test_a_listing_taken_before_our_upload_does_not_bring_the_old_version_
     assert env.objects() == {"c": b"new and newer"}, "no conflict with our own upload"
 
 
-@pytest.mark.parametrize("exact_attrs", [False, True])
-async def test_a_readdir_gives_each_entry_the_timeouts_a_lookup_would(
-    env: Env, virtual_clock: MockClock, exact_attrs: bool
+async def test_a_readdir_gives_each_entry_the_time_left_of_what_confirmed_it(
+    env: Env, virtual_clock: MockClock
 ) -> None:
-    """What a readdir works out once for all its entries changes no entry's timeouts:
-    clean, confirmed later than the listing, new, changed, renamed (in the directory, out
-    of it, with the directory above renamed), a directory."""
-    for name in ("clean", "checked", "changed", "moved", "away", "sub/f"):
+    """What a readdir works out once for all its entries: a clean name gets what is left
+    of its listing, one confirmed later what is left of that, and a name the store does
+    not hold yet (new, changed, renamed in its directory, out of it, or under a renamed
+    directory) the whole TTL."""
+    for name in ("clean", "checked", "changed", "moved", "away"):
         env.put(f"d/{name}", b"x")
     env.put("top/in/f", b"x")
-    async with env.mount(metadata_ttl=10, writeback_delay=30, exact_attrs=exact_attrs) as fs:
+    async with env.mount(metadata_ttl=10, writeback_delay=30) as fs:
         d = await resolve(fs, "d")
         await listdir(fs, "d")
-        top = await resolve(fs, "top")
         await listdir(fs, "top/in")
-        await trio.sleep(3)  # the listings' share of the TTL is 7 s now, a local name's 10
+        await trio.sleep(3)
         (await resolve(fs, "d/checked")).checked_at = time.monotonic()
         fh, _ = await fs.create(d.ino, "new", 0o644, os.O_WRONLY, 0, 0)
         fs.release(fh)
@@ -256,9 +255,17 @@ async def test_a_readdir_gives_each_entry_the_timeouts_a_lookup_would(
         await fs.rename(d.ino, "moved", d.ino, "moved-here", 0)
         await fs.rename(d.ino, "away", 1, "away", 0)
         await fs.rename(1, "top", 1, "top2", 0)
-        await trio.sleep(2)  # what a rename confirmed is older too: only pending names get 10
-        for directory in (d, top, await resolve(fs, "top2/in"), fs.node(1)):
+        await trio.sleep(2)  # the listings are 5 s old, the confirmation of "checked" 2 s
+
+        def entry_timeouts(path: str) -> dict[str, float]:
+            directory = fs.ns.node_at(path) if path else fs.node(1)
+            assert directory is not None and directory.children is not None
             timeouts = fs.listings.entry_timeouts(directory)
-            for node in (directory.children or {}).values():
-                expected = (fs.listings.entry_timeout(node), fs.listings.attr_timeout(node))
-                assert timeouts(node) == expected, node
+            return {name: timeouts(node)[0] for name, node in directory.children.items() if not node.is_dir}
+
+        assert entry_timeouts("d") == {"clean": 5, "checked": 8, "changed": 10, "new": 10, "moved-here": 10}
+        assert entry_timeouts("")["away"] == 10
+        assert entry_timeouts("top2/in") == {"f": 10}
+        # a lookup's answer is a readdir's
+        clean = fs.ns.node_at("d/clean")
+        assert clean is not None and fs.listings.entry_timeout(clean) == 5
