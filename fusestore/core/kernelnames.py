@@ -32,23 +32,27 @@ class KernelNames:
         """Worker thread: each `forget` call, one at a time. Sets `done` after the last."""
         forget = self.forget
         assert forget is not None
-        for parent_ino, name in names:
-            await trio.to_thread.run_sync(forget, parent_ino, name, limiter=self._limiter)
+        await self._forget(forget, names, self._limiter)
         if done is not None:
             done.set()
 
     async def forget_all(self, names: list[tuple[int, str]]) -> None:
-        """Worker thread: every `forget` call, in one thread run (a thread hop per name
-        would cost more than the calls)."""
-        forget = self.forget
-        if forget is None:
-            return
+        """`forget_now` for the many names of a shedding round, in a lane of its own;
+        nothing while no kernel is told."""
+        if self.forget is not None:
+            await self._forget(self.forget, names, self._bulk_limiter)
+
+    @staticmethod
+    async def _forget(
+        forget: Callable[[int, str], None], names: list[tuple[int, str]], limiter: trio.CapacityLimiter
+    ) -> None:
+        """Every call in one thread run: a thread hop per name would cost more than the calls."""
 
         def forget_each() -> None:
             for parent_ino, name in names:
                 forget(parent_ino, name)
 
-        await trio.to_thread.run_sync(forget_each, limiter=self._bulk_limiter)
+        await trio.to_thread.run_sync(forget_each, limiter=limiter)
 
     def forget_soon(self, names: list[tuple[int, str]]) -> None:
         """`forget_now` in the background (the request that found the change may hold
