@@ -6,6 +6,8 @@ back from the remembered listing, without a LIST inside the TTL. Entries somethi
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -57,15 +59,24 @@ async def directories(fs: Filesystem, names: list[str]) -> list[Node]:
     return [node for node in found if node is not None]
 
 
+@asynccontextmanager
+async def bounded(
+    env: Env, count: int, entries: int, max_entries: int
+) -> AsyncIterator[tuple[Filesystem, KernelCache, list[Node]]]:
+    """A mount bounded at `max_entries`, over `count` directories d0, d1... of `entries`
+    objects each, with the stand-in kernel and the directories looked up."""
+    names = [f"d{i}" for i in range(count)]
+    for name in names:
+        plant(env, f"{name}/", entries)
+    async with env.mount(max_entries=max_entries, deadline=600) as fs:
+        kernel = KernelCache(fs)
+        yield fs, kernel, await directories(fs, names)
+
+
 async def test_beyond_the_bound_the_least_recently_read_directories_are_forgotten(
     env: Env, virtual_clock: MockClock
 ) -> None:
-    names = [f"d{i}" for i in range(8)]
-    for name in names:
-        plant(env, f"{name}/", 50)
-    async with env.mount(max_entries=200, deadline=600) as fs:
-        kernel = KernelCache(fs)
-        dirs = await directories(fs, names)
+    async with bounded(env, 8, 50, 200) as (fs, kernel, dirs):
         before = {}
         for d in dirs:
             before[d.name] = shown(await walk(fs, d))
@@ -74,7 +85,7 @@ async def test_beyond_the_bound_the_least_recently_read_directories_are_forgotte
 
         assert 100 <= len(fs.ns.nodes) <= 200, "down to the bound, not below it"
         gone = [d.name for d in dirs if not d.children]
-        assert gone == names[: len(gone)] and gone, "the least recently read go first"
+        assert gone == [f"d{i}" for i in range(len(gone))] and gone, "the least recently read go first"
         assert all(len(d.children or {}) == 50 for d in dirs[len(gone) :])
         # read again: the same entries, from the remembered listing
         lists = len(env.called("list"))
@@ -139,12 +150,7 @@ async def test_a_walk_faster_than_the_kernel_forgets_waits_at_opendir(
     """Past 1.5 times the bound an opendir waits for the rounds while they catch up with
     a slow kernel, so that the walk stays near the bound; once everything that could go
     was asked for (the kernel keeps it), opendirs do not wait."""
-    names = [f"d{i}" for i in range(10)]
-    for name in names:
-        plant(env, f"{name}/", 100)
-    async with env.mount(max_entries=200, deadline=600) as fs:
-        kernel = KernelCache(fs)
-        dirs = await directories(fs, names)
+    async with bounded(env, 10, 100, 200) as (fs, kernel, dirs):
         most = 0
         async with trio.open_nursery() as nursery:
 
@@ -171,12 +177,7 @@ async def test_a_walk_faster_than_the_kernel_forgets_waits_at_opendir(
 async def test_a_directory_in_use_at_a_round_goes_at_a_later_one(env: Env, virtual_clock: MockClock) -> None:
     """Rounds go on while the bound is passed: a directory passed over because it was
     open is asked for once it is closed, with no directory opened after it."""
-    names = [f"d{i}" for i in range(3)]
-    for name in names:
-        plant(env, f"{name}/", 100)
-    async with env.mount(max_entries=150, deadline=600) as fs:
-        kernel = KernelCache(fs)
-        dirs = await directories(fs, names)
+    async with bounded(env, 3, 100, 150) as (fs, kernel, dirs):
         for d in dirs:
             await walk(fs, d)
         handles = [await fs.opendir(d.ino) for d in dirs]
@@ -194,12 +195,8 @@ async def test_a_directory_in_use_at_a_round_goes_at_a_later_one(env: Env, virtu
 async def test_entries_merged_after_the_last_opendir_are_shed_too(env: Env, virtual_clock: MockClock) -> None:
     """The last directory of a walk passes the bound with the entries its listing merged
     after its opendir: closing it starts a round."""
-    names = [f"d{i}" for i in range(3)]
-    for name in names:
-        plant(env, f"{name}/", 100)
-    async with env.mount(max_entries=250, deadline=600) as fs:
-        kernel = KernelCache(fs)
-        for d in await directories(fs, names):
+    async with bounded(env, 3, 100, 250) as (fs, kernel, dirs):
+        for d in dirs:
             await walk(fs, d)
         assert len(fs.ns.nodes) > 300
         await settle(fs, kernel, background=True)
