@@ -189,6 +189,9 @@ class FileLister:
     ) -> ListPage:
         """The page after `token` of the keys under `prefix`, whose directory part is
         `dir_key` (at `dir_path`)."""
+        base = f"{dir_key}/" if dir_key else ""
+        if delimiter == "/" and prefix == base and (token is None or token.startswith(base)):
+            return self._directory_page(dir_key, dir_path, base, token, max_keys)
         # The scans this page uses, whatever the snapshots drop meanwhile.
         held: dict[str, tuple[list[str], int]] = {}
         recursive = delimiter != "/"
@@ -228,8 +231,6 @@ class FileLister:
                     yield key, _bind(self._lookup, key, sub, True)
                 yield from walk(key, sub, "", False)
 
-        base = f"{dir_key}/" if dir_key else ""
-
         def seek(first: str) -> Iterator[Candidate]:
             if not first.startswith(base):
                 return  # past every key under the directory
@@ -249,6 +250,52 @@ class FileLister:
                 if path in held:
                     self.snapshots.keep(path, *held[path])
         return page
+
+    def _directory_page(
+        self, dir_key: str, dir_path: str, base: str, token: str | None, max_keys: int
+    ) -> ListPage:
+        """`page` of a whole directory with the delimiter (`ls`, a mount's readdir): the
+        same page as `page_from` over `walk` makes, in one loop, at half its cost per
+        entry (a cold walk of 150,000 files spent a quarter of its time in the walk)."""
+        names, number = (self.snapshots.get(dir_path) if token is not None else None) or self.snapshots.scan(
+            dir_path
+        )
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        lookup = self._lookup
+        join = os.path.join
+        last = token
+        if token is None:
+            start = 0
+            if dir_key and self._read_attr(dir_path) is not None:
+                marker = lookup(base, dir_path, True)  # the directory's own marker comes first
+                if marker is not None:
+                    objects.append(marker)
+                    last = base
+        else:
+            start = bisect.bisect_right(names, token[len(base) :])
+        limit = max(1, max_keys)
+        for index in range(start, len(names)):
+            name = names[index]
+            key = base + name
+            if name[-1] == "/":
+                # Like S3, a prefix exists only while an object is below it.
+                if not self._has_object(join(dir_path, name[:-1])):
+                    continue
+                if len(objects) + len(prefixes) >= limit:
+                    self.snapshots.keep(dir_path, names, number)
+                    return ListPage(objects, prefixes, last)
+                prefixes.append(key)
+            else:
+                info = lookup(key, join(dir_path, name), False)
+                if info is None:
+                    continue  # gone since the scan
+                if len(objects) + len(prefixes) >= limit:
+                    self.snapshots.keep(dir_path, names, number)
+                    return ListPage(objects, prefixes, last)
+                objects.append(info)
+            last = key
+        return ListPage(objects, prefixes, None)
 
     def _has_object(self, path: str) -> bool:
         """Whether any object lies at or below directory `path` (stops at the first)."""

@@ -13,6 +13,7 @@ import pytest
 
 from fusestore.stores.file import FileStore
 from fusestore.stores.file_listing import DirSnapshots
+from fusestore.stores.memory import MemoryStore
 
 
 class _Counts:
@@ -227,3 +228,67 @@ def test_only_a_listing_of_several_pages_holds_a_snapshot(fs: FileStore, root: P
     assert fs._lister.snapshots.held() == 0
     assert len(_pages(fs, "dir/", None, 7)[0]) == 50
     assert fs._lister.snapshots.held() == 1  # until it is idle or crowded out
+
+
+def _page_sequence(store: Any, prefix: str, max_keys: int) -> list[tuple[list[str], list[str], bool]]:
+    """Each page of a delimiter listing: (object keys, prefixes, whether more follow)."""
+    pages = []
+    token = None
+    while True:
+        page = store.list(prefix, "/", token, max_keys)
+        pages.append(([o.key for o in page.objects], page.prefixes, page.next_token is not None))
+        if page.next_token is None:
+            return pages
+        token = page.next_token
+        assert len(pages) < 1000
+
+
+def test_a_directory_listing_pages_exactly_as_s3_does(fs: FileStore, root: Path) -> None:
+    """The driver builds the delimiter pages of a whole directory in a loop of its own:
+    page for page, they are the memory store's (S3's rules), markers, prefixes of
+    directories holding only a marker, names sorting around the delimiter, empty
+    directories (no prefix) and all."""
+    keys = [
+        "top/",
+        "top/a-",
+        "top/a.txt",
+        "top/a/",
+        "top/a/x",
+        "top/a0",
+        "top/b/c/d",
+        "top/m/",
+        "top/é",
+        "top/z",
+        "top/zz/y",
+        "top/a/deep/",
+        "top/a/y",
+        "other",
+    ]
+    memory = MemoryStore()
+    for key in keys:
+        body = b"" if key.endswith("/") else key.encode()
+        fs.put(key, body)
+        memory.put(key, body)
+    (root / "top" / "empty").mkdir()
+    (root / "top" / "empty2" / "deeper").mkdir(parents=True)
+    for prefix in ("", "top/", "top/a/", "top/b/", "top/m/", "nothing/"):
+        for max_keys in (1, 2, 3, 5, 1000):
+            got = _page_sequence(fs, prefix, max_keys)
+            assert got == _page_sequence(memory, prefix, max_keys), (prefix, max_keys)
+    # A listing that resumes after its snapshot was dropped still goes on from its token.
+    first = fs.list("top/", "/", None, 3)
+    fs._lister.snapshots = DirSnapshots()
+    rest = fs.list("top/", "/", first.next_token, 1000)
+    listed = [o.key for o in first.objects] + first.prefixes + [o.key for o in rest.objects] + rest.prefixes
+    assert sorted(listed) == [
+        "top/",
+        "top/a-",
+        "top/a.txt",
+        "top/a/",
+        "top/a0",
+        "top/b/",
+        "top/m/",
+        "top/z",
+        "top/zz/",
+        "top/é",
+    ]
