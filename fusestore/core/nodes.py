@@ -277,6 +277,11 @@ class Node:
         else:
             self._remote_dir, self._remote_name = key, None
 
+    def set_remote(self, directory_prefix: str, name: str) -> None:
+        """`remote_key = directory_prefix + name`, where the caller shares the prefix
+        (`shared`) once for many nodes."""
+        self._remote_dir, self._remote_name = directory_prefix, name
+
     @property
     def is_dir(self) -> bool:
         return self.kind is Kind.DIR
