@@ -143,6 +143,16 @@ class Persister:
     async def evict_loop(self, interval: float) -> None:
         """The eviction pass every `interval` seconds (long-lived), which also measures
         the cache disk's free space anew. Worker thread: see `Budgets.evict`."""
+        failing = ""
         while True:
             await trio.sleep(interval)
-            await self.budgets.evict()
+            try:
+                await self.budgets.evict()
+            except OSError as exc:
+                # The cache disk cannot be used (its directory removed under the mount?):
+                # said once per kind of failure; the pass goes on, and so does the mount.
+                if str(exc) != failing:
+                    failing = str(exc)
+                    log.warning("the eviction pass cannot use the cache disk: %s", exc)
+            else:
+                failing = ""

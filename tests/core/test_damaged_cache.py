@@ -449,3 +449,23 @@ async def test_a_copy_made_dirty_by_a_write_cut_by_a_kill_is_not_taken_for_lost_
             pass
     assert inspector.lost_entries(env.cache_dir) == [], caplog.text
     assert env.objects() == {"big": original}
+
+
+@pytest.mark.trio
+async def test_the_eviction_pass_outlives_its_cache_directory_removed_under_the_mount(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone removes the cache's data directory of a live mount: the eviction pass,
+    which measures that disk every interval, says so once and goes on (it had ended the
+    daemon, and with it every process using the mount)."""
+    async with env.mount(sync=False) as fs:
+        room = fs.contents.room
+        shutil.rmtree(room.path)
+        with trio.move_on_after(0.5):
+            await fs.persister.evict_loop(0.05)
+        problems = [r for r in caplog.records if "eviction" in r.getMessage() and r.levelno >= logging.WARNING]
+        assert len(problems) == 1, [r.getMessage() for r in caplog.records]
+        os.makedirs(room.path)
+        with trio.move_on_after(0.2):
+            await fs.persister.evict_loop(0.05)  # measures again once the directory is back
+        assert room.free > 0
