@@ -28,10 +28,15 @@ class ListingRun:
     (the older listing stands, or the directory moved). `wait_past` blocks; the rest does not.
     """
 
-    def __init__(self, merge: ListingMerge, *, patient: bool) -> None:
+    def __init__(self, merge: ListingMerge, *, patient: bool, ahead: bool = False) -> None:
         self.merge = merge
         #: each page asked until the I/O timeout ends it (nothing older to show), or tried once
         self.patient = patient
+        #: set once someone needs the listing: one read ahead of a walk (`ahead`) takes its
+        #: first page and then waits for this before it asks for more
+        self.claimed = trio.Event()
+        if not ahead:
+            self.claimed.set()
         self.names: list[str] = []
         self.complete = False
         self.failure: StoreError | OSError | None = None
@@ -40,6 +45,11 @@ class ListingRun:
         self.interrupted = False
         self.ended = trio.Event()
         self._grew = trio.Event()
+
+    def claim(self) -> ListingRun:
+        """A handle or request uses this listing: it goes on to the end."""
+        self.claimed.set()
+        return self
 
     @property
     def directory(self) -> Node:

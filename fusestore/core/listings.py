@@ -40,6 +40,7 @@ from .listingrun import ListingRun
 from .namespace import ListingMerge, Namespace
 from .nodes import Kind, Node
 from .pinning import fetch_whole
+from .readahead import READ_AHEAD, WalkReadAhead
 from .settings import MountSettings
 from .uploadqueue import UploadQueue
 
@@ -55,6 +56,10 @@ LIST_PAGE = 1000
 #: Seconds a remembered listing is kept past the TTL: what a directory showed last, for
 #: while the store is down (a directory compacted since, or the next mount's).
 STALE_LISTING_KEPT = 7 * 24 * 3600.0
+#: How long a listing read ahead of a walk (`WalkReadAhead`) that has more than one page
+#: waits after its first for the walk to get there, before it stops (a later opendir
+#: lists the directory anew): a walk that stopped short costs one LIST a directory.
+AHEAD_WAIT = 60.0
 #: The first item of a remembered listing kept as columns (`pack_listing`).
 LISTING_COLUMNS = "columns-1"
 
@@ -138,6 +143,7 @@ class Listings:
         self.flusher = flusher
         self.links = links
         self._refreshing: dict[Node, ListingRun] = {}
+        self.read_ahead = WalkReadAhead(READ_AHEAD if store.lists_ahead else 0)
         #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
         self._listings_dropped: set[str] = set()
         #: where a pinned file's new version is fetched (set while the mount serves)
@@ -151,6 +157,9 @@ class Listings:
 
     def fresh(self, directory: Node) -> bool:
         return time.monotonic() - directory.listed_at < self.settings.metadata_ttl
+
+    def _listed_or_listing(self, directory: Node) -> bool:
+        return directory in self._refreshing or self.fresh(directory)
 
     def entry_timeout(self, node: Node) -> float:
         """How long the kernel may keep `node`'s name without asking again: until the
@@ -220,13 +229,18 @@ class Listings:
         come (started here when due), or None when the directory's children are what there
         is to read (listed within the TTL, a remembered listing, the store down after an
         older listing; or, while the mount does not serve, listed now to the end).
-        Worker thread: the LISTs, when the listing runs in this request (see `refresh`)."""
+        Worker thread: the LISTs, when the listing runs in this request (see `refresh`).
+        A walk's next directories start listing in the background (`WalkReadAhead`)."""
+        if self.nursery is not None and self.calls.online:
+            for sibling in self.read_ahead.ahead(directory, self._listed_or_listing):
+                self._start(sibling, ahead=True)
         if self.fresh(directory):
             return None
         if self.nursery is None:
             await self.refresh(directory)
             return None
-        return self._refreshing.get(directory) or self._start(directory)
+        run = self._refreshing.get(directory)
+        return run.claim() if run is not None else self._start(directory)
 
     async def refresh(self, directory: Node) -> None:
         """List `directory` again, to the end (one listing at a time per directory: later
@@ -238,7 +252,9 @@ class Listings:
         going), else in this request."""
         while True:
             run = self._refreshing.get(directory)
-            if run is None:
+            if run is not None:
+                run.claim()
+            else:
                 run = self._start(directory)
                 if run is None:
                     return
@@ -251,10 +267,11 @@ class Listings:
                 return
             # Cancelled with the request that ran it, or the directory moved: list again.
 
-    def _start(self, directory: Node) -> ListingRun | None:
+    def _start(self, directory: Node, *, ahead: bool = False) -> ListingRun | None:
         """A listing of `directory` begun (in the background while the mount serves), or
         None when none is to be made: the store is down and an older listing stands, or
-        the index remembers a listing from within the TTL (merged here, at once)."""
+        the index remembers a listing from within the TTL (merged here, at once). One
+        `ahead` of a walk stops after its first page unless claimed within `AHEAD_WAIT`."""
         if not directory.attached:
             return None  # removed: its entries are what it holds
         listed_before = directory.listed_at > float("-inf")
@@ -280,7 +297,7 @@ class Listings:
                     return None
                 listed_before = True
         merge = ListingMerge(directory, prefix, self.ns.listing_started())
-        run = self._refreshing[directory] = ListingRun(merge, patient=not listed_before)
+        run = self._refreshing[directory] = ListingRun(merge, patient=not listed_before, ahead=ahead)
         if self.nursery is not None:
             self.nursery.start_soon(self._list, run)
         return run
@@ -322,6 +339,13 @@ class Listings:
                 if page.next_token is None:
                     break
                 token = page.next_token
+                if not run.claimed.is_set():
+                    # Read ahead of a walk, and big: the rest only for a walk that gets here.
+                    with trio.move_on_after(AHEAD_WAIT):
+                        await run.claimed.wait()
+                    if not run.claimed.is_set():
+                        run.end()
+                        return
             self.ns.finish_merge(merge)
             if kept is not None:
                 self.remember_listing(prefix, kept, merge.since)

@@ -201,6 +201,10 @@ class Store(ABC):
     options: ClassVar[Mapping[str, Option]] = {}
     #: Whether `list` returns user metadata with each object (S3 does not).
     list_has_metadata: ClassVar[bool] = True
+    #: Whether a walk's next directories are listed ahead of it (`core.readahead`): for
+    #: stores whose listings wait on a server. A listing built by this process's own CPU
+    #: (the file store's scans and stats) only takes the interpreter from the walk.
+    lists_ahead: ClassVar[bool] = False
 
     min_part_size: ClassVar[int] = 5 * MiB
     max_part_size: ClassVar[int] = 5 * GiB

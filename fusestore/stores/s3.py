@@ -213,6 +213,7 @@ class S3Store(Store):
         "key_prefix": Option(str, "", "show only the names at the top that begin with this (a view)"),
     }
     list_has_metadata = False
+    lists_ahead = True
 
     #: Above this source size a copy uses UploadPartCopy (CopyObject's limit is 5 GiB).
     copy_threshold = 5 * GiB
