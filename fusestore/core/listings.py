@@ -274,6 +274,8 @@ class Listings:
         `ahead` of a walk stops after its first page unless claimed within `AHEAD_WAIT`."""
         if not directory.attached:
             return None  # removed: its entries are what it holds
+        if ahead and ("listing", directory.prefix) in self.index:
+            return None  # remembered: nothing to wait for, the walk merges it when it gets there
         listed_before = directory.listed_at > float("-inf")
         if listed_before and not self.calls.online:
             return None  # the store is down: what was listed before beats a wait and EIO

@@ -463,7 +463,9 @@ async def test_the_eviction_pass_outlives_its_cache_directory_removed_under_the_
         shutil.rmtree(room.path)
         with trio.move_on_after(0.5):
             await fs.persister.evict_loop(0.05)
-        problems = [r for r in caplog.records if "eviction" in r.getMessage() and r.levelno >= logging.WARNING]
+        problems = [
+            r for r in caplog.records if "eviction" in r.getMessage() and r.levelno >= logging.WARNING
+        ]
         assert len(problems) == 1, [r.getMessage() for r in caplog.records]
         os.makedirs(room.path)
         with trio.move_on_after(0.2):

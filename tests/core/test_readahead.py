@@ -160,3 +160,25 @@ async def test_a_big_directory_read_ahead_takes_one_page_until_the_walk_gets_the
         await _listed(fs, "top/d02")
         assert _lists_of(env, "top/d02/") == 4  # listed anew, whole
         assert sorted(fs.ns.node_at("top/d02").children) == [f"f{i}" for i in range(7)]  # type: ignore[union-attr]
+
+
+async def test_a_walk_on_remembered_listings_merges_nothing_ahead(env: Env) -> None:
+    """After a remount inside the TTL every directory is in the index: there is no LIST to
+    wait for, so nothing is read ahead (merging ahead would only hold more entries)."""
+    _plant(env)
+    env.store.lists_ahead = True
+    async with env.mount() as fs:
+        await fs.listings.refresh(fs.ns.root)
+        for path in ["top", *(f"top/{sub}" for sub in SUBDIRS)]:
+            await _open(fs, path)
+            await _listed(fs, path)
+    lists = len(env.called("list"))
+    async with env.mount() as fs:
+        await fs.listings.refresh(fs.ns.root)
+        await _open(fs, "top")
+        await _open(fs, "top/d00")
+        assert _being_listed(fs) == set()
+        assert fs.ns.node_at("top/d01").listed_at == float("-inf")  # type: ignore[union-attr]
+        await _open(fs, "top/d01")
+        assert sorted(fs.ns.node_at("top/d01").children) == ["a", "b"]  # type: ignore[union-attr]
+    assert len(env.called("list")) == lists  # all of it from the index
