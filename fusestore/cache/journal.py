@@ -63,9 +63,10 @@ ID_FILE = "journal.id"
 
 @dataclass(frozen=True)
 class NodeRecord:
-    """("node", jid): a file, symlink or directory with pending work (written by the core)."""
+    """("node", jid): a file, symlink, special file or directory with pending work (written
+    by the core)."""
 
-    #: "file", "symlink" or "dir"
+    #: "file", "symlink", "dir", "fifo", "socket", "chardev" or "blockdev"
     kind: str = "file"
     #: its key now (a directory's without the slash)
     key: str = ""
@@ -88,6 +89,8 @@ class NodeRecord:
     present: str = "0"
     #: a symlink's target
     target: str = ""
+    #: a device's number
+    rdev: int = 0
     #: a directory keeps its `dir/` marker (see `Node.explicit`); the marker the store holds
     explicit: bool = False
     marker_key: str | None = None

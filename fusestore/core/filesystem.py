@@ -87,9 +87,6 @@ from .settings import MountSettings
 
 log = logging.getLogger(__name__)
 
-#: What the file system reports as its size when the store does not know (S3): 1 PiB.
-UNKNOWN_CAPACITY = 2**50
-
 
 class Filesystem:
     """The mounted tree. See the module docstring for the calling rules."""
@@ -130,7 +127,6 @@ class Filesystem:
             index=self.index,
             settings=settings,
         )
-        self._capacity: tuple[float, int, int] | None = None
         # The parts, each built after the parts it calls (see the module docstring).
         self.fetcher = Fetcher(self.calls, store, self.contents)
         self.kernel = KernelNames()
@@ -379,9 +375,19 @@ class Filesystem:
         return self.handles.open_file(node, flags), node
 
     async def symlink(self, parent_ino: int, name: str, target: str, uid: int, gid: int) -> Node:
+        return await self.mknod(parent_ino, name, stat.S_IFLNK | 0o777, (uid, gid), target=target)
+
+    async def mknod(
+        self, parent_ino: int, name: str, mode: int, owner: tuple[int, int], rdev: int = 0, target: str = ""
+    ) -> Node:
+        """A new symlink or special file (FIFO, socket, device): an object of no data but
+        its target, whose metadata carries its type (and a device's number)."""
+        kind = Kind.of_mode(mode)
+        if kind is None or kind is Kind.FILE:
+            raise fs_error(errno.EINVAL, f"mknod of mode {mode:o}")
         parent = await self._new_entry(parent_ino, name)
-        node = self.ns.new_node(Kind.SYMLINK, name, parent, 0o777, uid, gid, now_ns())
-        node.target = target
+        node = self.ns.new_node(kind, name, parent, stat.S_IMODE(mode), *owner, now_ns())
+        node.target, node.rdev = target, rdev
         node.size = len(target.encode("utf-8", "surrogateescape"))
         with self.journal.batch():  # as for create
             self.ns.attach(parent, name, node)
@@ -689,12 +695,5 @@ class Filesystem:
     # -- the file system as a whole --------------------------------------------------------
 
     async def capacity(self) -> tuple[int, int]:
-        """Total and free bytes of the store, where it knows them (remembered for a minute).
-        Worker thread: the store's statistics (StoreCalls)."""
-        cached = self._capacity
-        if cached is None or time.monotonic() - cached[0] > 60:
-            stats = await self.calls.ask(self.store.stat_store)
-            total = stats.total_bytes if stats.total_bytes is not None else UNKNOWN_CAPACITY
-            free = stats.free_bytes if stats.free_bytes is not None else total
-            cached = self._capacity = (time.monotonic(), total, free)
-        return cached[1], cached[2]
+        """Total and free bytes of the store (see `StoreCalls.capacity`)."""
+        return await self.calls.capacity()

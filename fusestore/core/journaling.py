@@ -132,6 +132,7 @@ class Journaling:
             "base_size": content.base_size if content else 0,
             "present": f"{content.present:x}" if content else "0",
             "target": node.target,
+            "rdev": node.rdev,
             "explicit": node.explicit,
             "marker_key": node.marker_key,
             "overwrites": node.overwrites,
@@ -296,6 +297,7 @@ class Journaling:
         node.remote_key, node.etag, node.remote_size = rec["remote_key"], rec["etag"], rec["remote_size"]
         node.data_dirty, node.meta_dirty = rec["data_dirty"], rec["meta_dirty"]
         node.target = rec["target"]
+        node.rdev = rec.get("rdev", 0)
         node.explicit, node.marker_key = rec["explicit"], rec["marker_key"]
         node.overwrites = rec.get("overwrites")
         node.attrs_guessed = rec.get("attrs_guessed", False)

@@ -370,9 +370,10 @@ class Namespace:
         return dict(cached[1]) if cached is not None and cached[0] == node.etag else None
 
     def kind_of(self, info: ObjectInfo) -> Kind:
-        """Whether an object HEADed (or listed with metadata) is a file or a symlink."""
+        """What an object HEADed (or listed with metadata) is: a file, a symlink, a FIFO, a
+        socket or a device (its mode says; a file when it says nothing valid)."""
         attrs = PosixAttrs.from_metadata(info.metadata, size=info.size)
-        return Kind.SYMLINK if attrs.is_symlink else Kind.FILE
+        return (Kind.of_mode(attrs.mode) if attrs.mode is not None else None) or Kind.FILE
 
     def apply_object(self, node: Node, info: ObjectInfo, *, listed: bool = False) -> None:
         """Take size, etag and (where known) POSIX attributes from the store's view
@@ -389,10 +390,8 @@ class Namespace:
             # A write per listed object cost more than the rest of a cold walk.
             self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
         attrs = PosixAttrs.from_metadata(metadata, size=info.size)
-        if attrs.is_symlink:
-            node.kind = Kind.SYMLINK
-        elif node.kind is Kind.SYMLINK:
-            node.kind = Kind.FILE
+        node.kind = (Kind.of_mode(attrs.mode) if attrs.mode is not None else None) or Kind.FILE
+        node.rdev = attrs.rdev or 0
         defaults = self.defaults
         node.perm = shared_int(stat.S_IMODE(attrs.mode)) if attrs.mode is not None else defaults.file_perm
         node.uid = shared_int(attrs.uid) if attrs.uid is not None else self.defaults.uid

@@ -21,13 +21,40 @@ class Kind(enum.Enum):
     FILE = "file"
     DIR = "dir"
     SYMLINK = "symlink"
+    #: special files: an empty object whose mode carries the type (and `rdev` a device's number)
+    FIFO = "fifo"
+    SOCKET = "socket"
+    CHAR_DEVICE = "chardev"
+    BLOCK_DEVICE = "blockdev"
 
     @property
     def type_bits(self) -> int:
         return _TYPE_BITS[self._value_]  # asked once per entry the kernel is told of
 
+    @property
+    def special(self) -> bool:
+        """A FIFO, socket or device: no data, never opened through the mount (the kernel
+        serves a FIFO's or socket's I/O itself, and the mount is `nodev`)."""
+        return self._value_ in _SPECIAL
 
-_TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+    @staticmethod
+    def of_mode(mode: int) -> Kind | None:
+        """The kind of a non-directory object whose st_mode is `mode`: a file when the
+        mode holds no type bits; None for a directory's or an unknown type."""
+        return _KIND_OF_BITS.get(stat.S_IFMT(mode) or stat.S_IFREG)
+
+
+_TYPE_BITS = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
+    "chardev": stat.S_IFCHR,
+    "blockdev": stat.S_IFBLK,
+}
+_SPECIAL = frozenset(("fifo", "socket", "chardev", "blockdev"))
+_KIND_OF_BITS = {bits: Kind(value) for value, bits in _TYPE_BITS.items() if value != "dir"}
 
 
 def now_ns() -> int:
@@ -85,6 +112,7 @@ class _Rare:
         "meta_dirty",
         "opens",
         "overwrites",
+        "rdev",
         "synced_seq",
         "target",
         "version",
@@ -227,6 +255,7 @@ class Node:
     content: _RareField[Content | None] = _RareField(None)
     data_dirty = _RareField(False)
     target = _RareField("")  # symlink target
+    rdev = _RareField(0)  # a device's number (st_rdev)
     #: told to the kernel with the inode number: a new one makes the kernel drop the
     #: inode it caches (its size and pages) at the next lookup (see `_lost_write`)
     generation = _RareField(0)
@@ -329,7 +358,8 @@ class Node:
         return False
 
     def posix_attrs(self) -> PosixAttrs:
-        return PosixAttrs(mode=self.mode, uid=self.uid, gid=self.gid, mtime_ns=self.mtime_ns)
+        rdev = self.rdev if self.kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else None
+        return PosixAttrs(mode=self.mode, uid=self.uid, gid=self.gid, mtime_ns=self.mtime_ns, rdev=rdev)
 
     @property
     def pending(self) -> bool:

@@ -131,7 +131,7 @@ class FuseOperations(pyfuse3.Operations):
         attrs.st_nlink = 2 if node.is_dir else 1
         attrs.st_uid = node.uid
         attrs.st_gid = node.gid
-        attrs.st_rdev = 0
+        attrs.st_rdev = node.rdev
         attrs.st_size = node.size
         attrs.st_blksize = PREFERRED_IO_SIZE
         attrs.st_blocks = -(-node.size // 512)
@@ -191,10 +191,13 @@ class FuseOperations(pyfuse3.Operations):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        if not stat.S_ISREG(mode):
-            raise pyfuse3.FUSEError(errno.EPERM)  # no devices, FIFOs or sockets in an object store
-        fh, node = await self.fs.create(parent_inode, os.fsdecode(name), mode, os.O_WRONLY, ctx.uid, ctx.gid)
-        self.fs.release(fh)
+        if stat.S_ISREG(mode):
+            fh, node = await self.fs.create(
+                parent_inode, os.fsdecode(name), mode, os.O_WRONLY, ctx.uid, ctx.gid
+            )
+            self.fs.release(fh)
+        else:  # a FIFO, socket or device: an empty object that says what it is
+            node = await self.fs.mknod(parent_inode, os.fsdecode(name), mode, (ctx.uid, ctx.gid), rdev)
         return self.attributes(node)
 
     @fuse_errors

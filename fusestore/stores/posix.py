@@ -11,10 +11,11 @@ is out of range, is ignored, field by field, and nothing here raises.
 
 - uid, gid: ASCII decimal, 0 to 2**32 - 2 (2**32 - 1 is chown's "leave unchanged").
 - mode: ASCII decimal up to 0o177777, whose file-type bits are none, or the object's
-  kind: a directory for a `dir/` marker; a regular file, or a symlink of at most
-  `SYMLINK_MAX` bytes, for any other object. Anything else (a FIFO, a device, a directory
-  mode on a plain object) is ignored whole: permission bits meant for another type of
-  file say nothing about this one.
+  kind: a directory for a `dir/` marker; a regular file, a symlink of at most
+  `SYMLINK_MAX` bytes, or, for an empty object, a FIFO, a socket or a device, for any
+  other object. Anything else (a FIFO with data, a directory mode on a plain object) is
+  ignored whole: permission bits meant for another type of file say nothing about this one.
+- rdev: a device's number (st_rdev), ASCII decimal below 2**64; read for devices only.
 - mtime: ASCII decimal seconds, with an optional fraction, from 0 up to what a signed
   64-bit count of nanoseconds holds (the year 2262).
 
@@ -41,7 +42,12 @@ MODE_MAX = 0o177777
 #: The latest mtime the kernel's signed 64-bit nanoseconds hold.
 MTIME_NS_MAX = 2**63 - 1
 #: The metadata names of the attributes; any other name is another tool's.
-NAMES = ("mode", "uid", "gid", "mtime")
+NAMES = ("mode", "uid", "gid", "mtime", "rdev")
+#: The highest device number (st_rdev is 64 bits).
+RDEV_MAX = 2**64 - 1
+#: The types of the special files: an empty object each (s3fs stores them so too).
+SPECIAL_TYPES = frozenset((stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK))
+_DEVICES = (stat.S_IFCHR, stat.S_IFBLK)
 #: The name of the token every upload of fusestore's carries (see the write-back's
 #: landings): each upload writes its own, so one is never carried over.
 UPLOAD_TOKEN = "fusestore-upload"
@@ -58,6 +64,7 @@ class PosixAttrs:
     uid: int | None = None
     gid: int | None = None
     mtime_ns: int | None = None
+    rdev: int | None = None
 
     @property
     def is_symlink(self) -> bool:
@@ -72,11 +79,14 @@ class PosixAttrs:
         if metadata is None or (type(metadata) is dict and not metadata):
             return NO_ATTRS  # most listed objects: made by another program, no metadata
         meta = metadata if isinstance(metadata, Mapping) else {}
+        mode = _mode(_text(meta, "mode"), directory, size)
+        rdev = _integer(_text(meta, "rdev")) if mode is not None and stat.S_IFMT(mode) in _DEVICES else None
         return cls(
-            mode=_mode(_text(meta, "mode"), directory, size),
+            mode=mode,
             uid=_id(_text(meta, "uid")),
             gid=_id(_text(meta, "gid")),
             mtime_ns=_seconds_to_ns(_text(meta, "mtime")),
+            rdev=rdev if rdev is not None and rdev <= RDEV_MAX else None,
         )
 
     def to_metadata(self, stored: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -96,6 +106,8 @@ class PosixAttrs:
         if self.mtime_ns is not None:
             seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
             meta["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
+        if self.rdev is not None:
+            meta["rdev"] = str(self.rdev)
         return meta
 
 
@@ -149,6 +161,8 @@ def _mode(text: str | None, directory: bool, size: int) -> int | None:
     if directory:
         return value if kind == stat.S_IFDIR else None
     if kind == stat.S_IFREG or (kind == stat.S_IFLNK and size <= SYMLINK_MAX):
+        return value
+    if kind in SPECIAL_TYPES and size == 0:
         return value
     return None
 

@@ -168,7 +168,8 @@ class Uploader:
         body: bytes | None = None
         moved_from: tuple[str, str] | None = None  # a copy's source object
         landed = token  # the token of what lands: a staged upload carries its own
-        if node.kind is Kind.SYMLINK and (node.data_dirty or node.remote_key is None):
+        if (node.kind is Kind.SYMLINK or node.kind.special) and (node.data_dirty or node.remote_key is None):
+            # A symlink's object holds its target; a special file's, nothing.
             body = node.target.encode("utf-8", "surrogateescape")
             size = len(body)
             put = partial(_put_body, self.store, body=body, metadata={**metadata, TOKEN: token})

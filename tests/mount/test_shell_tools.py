@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import socket
 import stat
 import sys
 import tarfile
@@ -128,6 +129,37 @@ def test_symlink_and_readlink(mounted: Mount) -> None:
     assert mounted.umount() == 0
     assert mounted.get("dangling") == b"/absolute/elsewhere"
     assert stat.S_ISLNK(int(mounted.metadata("dangling")["mode"]))
+
+
+def test_fifos_sockets_and_devices_survive_a_remount_on_a_fresh_cache(mounted: Mount) -> None:
+    root = mounted.path
+    sh("mkfifo -m 640 pipe && mknod -m 620 tty c 4 1 && mknod -m 660 disk b 8 16", cwd=root)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "sock"))
+    # The kernel carries a FIFO's data; the mount is nodev: a device opens nothing.
+    assert sh("(echo through > pipe &) ; cat pipe", cwd=root, timeout=30) == "through\n"
+    with pytest.raises(PermissionError):
+        open(root / "tty", "rb")  # noqa: SIM115
+
+    def check() -> None:
+        kinds = {name: os.lstat(root / name) for name in ("pipe", "tty", "disk", "sock")}
+        assert stat.S_ISFIFO(kinds["pipe"].st_mode) and stat.S_IMODE(kinds["pipe"].st_mode) == 0o640
+        assert stat.S_ISCHR(kinds["tty"].st_mode) and kinds["tty"].st_rdev == os.makedev(4, 1)
+        assert stat.S_ISBLK(kinds["disk"].st_mode) and kinds["disk"].st_rdev == os.makedev(8, 16)
+        assert stat.S_ISSOCK(kinds["sock"].st_mode)
+        assert all(info.st_size == 0 and info.st_nlink == 1 for info in kinds.values())
+
+    check()
+    assert mounted.umount() == 0
+    mounted.cache = mounted.cache.parent / "fresh-cache"
+    mounted.start()
+    check()
+    sh("mv tty tty2 && chmod 600 tty2 && rm pipe", cwd=root)
+    assert stat.S_ISCHR(os.lstat(root / "tty2").st_mode)
+    assert mounted.umount() == 0
+    assert mounted.metadata("tty2")["mode"] == str(stat.S_IFCHR | 0o600)
+    assert mounted.metadata("tty2")["rdev"] == str(os.makedev(4, 1))
+    assert mounted.get("disk") == b"" and "pipe" not in mounted.objects()
 
 
 def test_hard_link_is_refused_clearly(mounted: Mount) -> None:

@@ -26,11 +26,16 @@ JOURNAL_DB = DB_FILE
 JOURNAL_TIMEOUT = BUSY_TIMEOUT
 
 
+#: The kinds of journal records of nodes that are not directories.
+LEAF_KINDS = ("file", "symlink", "fifo", "socket", "chardev", "blockdev")
+
+
 @dataclass(frozen=True)
 class PendingItem:
     """One piece of work the journal holds for the next mount.
 
-    `kind` is "file", "symlink" or "dir" for a journal record of a node, "delete" for a
+    `kind` is "file", "symlink", "dir" or a special file's ("fifo", "socket", "chardev",
+    "blockdev") for a journal record of a node, "delete" for a
     key still to be deleted from the store, "upload" for a multipart upload that was
     started and possibly never finished or aborted (the next mount aborts it).
     """
@@ -130,7 +135,7 @@ class Pending:
         """What removing this journal throws away, one line each."""
         items = self.items()
         lost = []
-        files = [i for i in items if i.kind in ("file", "symlink")]
+        files = [i for i in items if i.kind in LEAF_KINDS]
         if files:
             dirty = sum(i.dirty_bytes for i in files)
             lost.append(f"{len(files)} file(s) with changes not yet in the store ({dirty} bytes of data)")

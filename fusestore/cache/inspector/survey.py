@@ -19,7 +19,7 @@ from ..recovery import LOST_FOUND
 from ..recovery import lost_entries as _lost_entries
 from .cachedir import data_files, in_use_by_daemon, opened, walk
 from .errors import CacheError, NotACache
-from .journalread import JOURNAL_DB, Pending, read_pending
+from .journalread import JOURNAL_DB, LEAF_KINDS, Pending, read_pending
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def describe(path: Path | str) -> CacheInfo:
         items = journal.items()
         dirty_ids = journal.content_ids()
         clean_bytes = sum(size for name, size in data.items() if name not in dirty_ids)
-        pending_files = sum(1 for item in items if item.kind in ("file", "symlink"))
+        pending_files = sum(1 for item in items if item.kind in LEAF_KINDS)
         pending_dirs = sum(1 for item in items if item.kind == "dir")
         dirty_bytes = sum(item.dirty_bytes for item in items)
         deletes = sum(1 for item in items if item.kind == "delete")
