@@ -208,11 +208,17 @@ class Listings:
 
     def head_due(self, node: Node) -> bool:
         """Whether a lookup or getattr of `node` reads its metadata first (one HEAD): with
-        `exact_attrs` whenever a listing did not carry it, and always for an object small
-        enough to be a symlink, so that a path through one resolves (see docs/semantics.md)."""
+        `exact_attrs` whenever a listing did not carry it; always for an object small
+        enough to be a symlink or special file, so that a path through one resolves, and
+        for a directory, whose marker's attributes no listing of its parent carries (see
+        docs/semantics.md). A walk's readdirplus entries send no lookup, so no HEAD."""
         if not node.attrs_guessed:
             return False
-        return self.settings.exact_attrs or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
+        return (
+            self.settings.exact_attrs
+            or node.is_dir
+            or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
+        )
 
     # -- listing ------------------------------------------------------------------------
 

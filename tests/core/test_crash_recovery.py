@@ -370,7 +370,8 @@ async def test_an_upload_kept_in_mind_as_late_hides_nothing_from_later_mounts(
         assert sorted(await listdir(fs, "d")) == ["a"]
         async with env.flushing(fs):
             pass
-    assert env.called("head") == [], "nothing asked again"
+    # (a HEAD of the directory's marker `d/` reads its attributes: nothing of the upload)
+    assert [args for args in env.called("head") if args != ("d/",)] == [], "nothing asked again"
     assert env.objects() == {"d/a": b"a"}
 
 
