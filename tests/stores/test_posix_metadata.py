@@ -60,7 +60,7 @@ def test_the_highest_owner_is_read() -> None:
         "0o644",
         "rwx",
         "33188.0",
-        str(stat.S_IFIFO | 0o644),
+        str(stat.S_IFIFO | 0o644),  # a special file's mode on an object with data
         str(stat.S_IFCHR | 0o644),
         str(stat.S_IFBLK | 0o644),
         str(stat.S_IFSOCK | 0o644),
@@ -68,7 +68,7 @@ def test_the_highest_owner_is_read() -> None:
     ],
 )
 def test_a_mode_out_of_range_or_of_the_wrong_type_is_ignored_whole(value: str) -> None:
-    attrs = PosixAttrs.from_metadata({**GOOD, "mode": value})
+    attrs = PosixAttrs.from_metadata({**GOOD, "mode": value}, size=1)
     assert attrs == PosixAttrs(None, 1000, 1001, GOOD_ATTRS.mtime_ns)
 
 
@@ -84,6 +84,12 @@ def test_a_mode_out_of_range_or_of_the_wrong_type_is_ignored_whole(value: str) -
         (stat.S_IFREG | 0o644, True, 0, False),  # a marker is a directory
         (stat.S_IFLNK | 0o777, True, 0, False),
         (stat.S_IFREG | 0o7777, False, 0, True),  # setuid, setgid and sticky bits are bits
+        (stat.S_IFIFO | 0o644, False, 0, True),  # special files are empty objects
+        (stat.S_IFSOCK | 0o755, False, 0, True),
+        (stat.S_IFCHR | 0o620, False, 0, True),
+        (stat.S_IFBLK | 0o660, False, 0, True),
+        (stat.S_IFIFO | 0o644, False, 1, False),  # one with data is a file
+        (stat.S_IFCHR | 0o620, True, 0, False),  # a marker is a directory
     ],
 )
 def test_a_mode_must_fit_the_object_it_describes(mode: int, directory: bool, size: int, valid: bool) -> None:
@@ -172,3 +178,24 @@ def test_another_tool_s_names_are_told_apart_from_fusestore_s(metadata: dict[str
     from fusestore.stores.posix import carries_other_names
 
     assert carries_other_names(metadata) is other
+
+
+@pytest.mark.parametrize(
+    ("mode", "rdev", "read"),
+    [
+        (stat.S_IFCHR | 0o620, "1025", 1025),
+        (stat.S_IFBLK | 0o660, str(2**64 - 1), 2**64 - 1),
+        (stat.S_IFBLK | 0o660, str(2**64), None),  # beyond st_rdev
+        (stat.S_IFCHR | 0o620, "-1", None),
+        (stat.S_IFCHR | 0o620, "0x401", None),
+        (stat.S_IFIFO | 0o644, "1025", None),  # only a device has a number
+        (stat.S_IFREG | 0o644, "1025", None),
+    ],
+)
+def test_a_device_number_is_read_for_devices_only_and_garbage_is_ignored(
+    mode: int, rdev: str, read: int | None
+) -> None:
+    attrs = PosixAttrs.from_metadata({"mode": str(mode), "rdev": rdev})
+    assert attrs.mode == mode and attrs.rdev == read
+    if read is not None:
+        assert attrs.to_metadata()["rdev"] == rdev
