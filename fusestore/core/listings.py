@@ -215,9 +215,7 @@ class Listings:
         if not node.attrs_guessed:
             return False
         return (
-            self.settings.exact_attrs
-            or node.is_dir
-            or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
+            self.settings.exact_attrs or node.is_dir or (node.kind is Kind.FILE and node.size <= SYMLINK_MAX)
         )
 
     # -- listing ------------------------------------------------------------------------
