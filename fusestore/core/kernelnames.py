@@ -29,7 +29,8 @@ class KernelNames:
         self._bulk_limiter = trio.CapacityLimiter(1)
 
     async def forget_now(self, names: list[tuple[int, str]], done: trio.Event | None = None) -> None:
-        """Worker thread: each `forget` call, one at a time. Sets `done` after the last."""
+        """Worker thread: every `forget` call, in one thread run (see `_forget`). Sets
+        `done` after the last."""
         forget = self.forget
         assert forget is not None
         await self._forget(forget, names, self._limiter)

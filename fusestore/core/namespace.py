@@ -13,7 +13,7 @@ import logging
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -344,12 +344,7 @@ class Namespace:
         """`node_from_object` of a listed object at `remote_dir` + `name`. One that carries
         no attributes (most: another program's, or a listing without metadata, as S3's) is
         made here in one go: at a third of the cost, a tenth of a cold walk's time."""
-        metadata = info.metadata
-        guessed = metadata is None
-        if metadata is None:
-            cached = self.meta_index.get(("meta", info.key))
-            if cached is not None and cached[0] == info.etag:
-                metadata, guessed = cached[1], False
+        metadata = self._known_metadata(info)
         if metadata:
             return self.node_from_object(directory, name, info, listed=True)
         defaults = self.defaults
@@ -359,8 +354,21 @@ class Namespace:
         node.size = node.remote_size = info.size
         node.set_remote(remote_dir, name)
         node.etag = info.etag
-        node.attrs_guessed = guessed
+        node.attrs_guessed = metadata is None
         return node
+
+    def _known_metadata(self, info: ObjectInfo) -> Mapping[str, Any] | None:
+        """The object's metadata: what the store said, else what this cache read of that
+        version (everything it wrote or HEADed); None when neither knows it."""
+        if info.metadata is not None:
+            return info.metadata
+        cached = self.meta_index.get(("meta", info.key))
+        return cached[1] if cached is not None and cached[0] == info.etag else None
+
+    @staticmethod
+    def _object_kind(attrs: PosixAttrs) -> Kind:
+        """A non-directory object's kind, as its mode says: a file when it says nothing."""
+        return (Kind.of_mode(attrs.mode) if attrs.mode is not None else None) or Kind.FILE
 
     def stored_metadata(self, node: Node) -> dict[str, Any] | None:
         """The metadata of the object `node` is based on, when this cache read it."""
@@ -372,25 +380,20 @@ class Namespace:
     def kind_of(self, info: ObjectInfo) -> Kind:
         """What an object HEADed (or listed with metadata) is: a file, a symlink, a FIFO, a
         socket or a device (its mode says; a file when it says nothing valid)."""
-        attrs = PosixAttrs.from_metadata(info.metadata, size=info.size)
-        return (Kind.of_mode(attrs.mode) if attrs.mode is not None else None) or Kind.FILE
+        return self._object_kind(PosixAttrs.from_metadata(info.metadata, size=info.size))
 
     def apply_object(self, node: Node, info: ObjectInfo, *, listed: bool = False) -> None:
         """Take size, etag and (where known) POSIX attributes from the store's view
         (`listed`: a listing's, rather than a HEAD's or an upload's)."""
-        metadata = info.metadata
-        if metadata is None:
-            cached = self.meta_index.get(("meta", info.key))
-            if cached is not None and cached[0] == info.etag:
-                metadata = cached[1]
-        elif not listed or carries_other_names(metadata):
+        metadata = self._known_metadata(info)
+        if info.metadata is not None and (not listed or carries_other_names(info.metadata)):
             # A HEAD's metadata spares the next HEAD (S3 listings carry none). A listing
             # that carries metadata brings fusestore's own names again next time: only
             # another tool's, which a chmod or rename copies (`stored_metadata`), are kept.
             # A write per listed object cost more than the rest of a cold walk.
-            self.meta_index.set(("meta", info.key), (info.etag, dict(metadata)))
+            self.meta_index.set(("meta", info.key), (info.etag, dict(info.metadata)))
         attrs = PosixAttrs.from_metadata(metadata, size=info.size)
-        node.kind = (Kind.of_mode(attrs.mode) if attrs.mode is not None else None) or Kind.FILE
+        node.kind = self._object_kind(attrs)
         node.rdev = attrs.rdev or 0
         defaults = self.defaults
         node.perm = shared_int(stat.S_IMODE(attrs.mode)) if attrs.mode is not None else defaults.file_perm

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from fusestore.cache import CacheDir, inspector
 from fusestore.core import Kind
 
 from .conftest import Env, resolve
@@ -94,6 +95,10 @@ async def test_a_special_file_not_uploaded_yet_comes_back_from_the_journal(env: 
     async with env.mount(flusher=False) as fs:
         await fs.mknod(1, "tty", stat.S_IFCHR | 0o620, (0, 5), os.makedev(4, 7))
     assert "tty" not in env.objects()
+    # `fusestore cache show` counts it among the files with changes not in the store.
+    cache = CacheDir.for_store(env.store.to_url(), str(env.cache_dir)).path
+    assert inspector.describe(cache).pending_files == 1
+    assert [item.kind for item in inspector.pending_items(cache)] == ["chardev"]
     async with env.mount() as fs:
         node = fs.ns.node_at("tty")
         assert node is not None and node.kind is Kind.CHAR_DEVICE and node.rdev == os.makedev(4, 7)
