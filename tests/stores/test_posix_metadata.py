@@ -7,7 +7,7 @@ import stat
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fusestore.stores import PosixAttrs
@@ -138,8 +138,10 @@ VALUES = st.one_of(
 
 
 @settings(max_examples=500, deadline=None)
+@example(metadata={"mode": str(stat.S_IFIFO | 0o644)}, directory=False, size=0)
+@example(metadata={"mode": str(stat.S_IFCHR | 0o644), "rdev": "259"}, directory=False, size=1)
 @given(
-    metadata=st.dictionaries(st.sampled_from(["mode", "uid", "gid", "mtime", "other"]), VALUES),
+    metadata=st.dictionaries(st.sampled_from(["mode", "uid", "gid", "mtime", "rdev", "other"]), VALUES),
     directory=st.booleans(),
     size=st.integers(min_value=0, max_value=2**40),
 )
@@ -148,8 +150,12 @@ def test_any_metadata_gives_attributes_in_range(metadata: dict[str, Any], direct
     for owner in (attrs.uid, attrs.gid):
         assert owner is None or 0 <= owner <= 2**32 - 2
     assert attrs.mtime_ns is None or 0 <= attrs.mtime_ns < 2**63
+    if attrs.rdev is not None:
+        assert 0 <= attrs.rdev < 2**64 and stat.S_IFMT(attrs.mode or 0) in {stat.S_IFCHR, stat.S_IFBLK}
     if attrs.mode is not None:
         kinds = {0, stat.S_IFDIR} if directory else {0, stat.S_IFREG, stat.S_IFLNK}
+        if not directory and size == 0:
+            kinds |= {stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK}
         assert 0 <= attrs.mode <= 0o177777 and stat.S_IFMT(attrs.mode) in kinds
         assert not attrs.is_symlink or size <= 4095
     # What is read is written back as it was read.
