@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from fusestore.testing.s3server import (
     LocalS3Server,
@@ -20,6 +21,12 @@ from fusestore.testing.s3server import (
     S3ServerProcess,
     isolated_aws_environment,
 )
+
+# Property tests draw the same examples on every run, so a suite that passed here passes on
+# a clean machine too; HYPOTHESIS_PROFILE=explore draws new ones to hunt for cases.
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session", autouse=True)
