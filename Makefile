@@ -16,9 +16,10 @@ export DEBIAN_FRONTEND := noninteractive
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null; then \
-		echo "installing fuse3 libfuse3-dev pkg-config"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fuse3 libfuse3-dev pkg-config; \
+	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null \
+			|| ! command -v rsync >/dev/null; then \
+		echo "installing fuse3 libfuse3-dev pkg-config rsync (rsync: for the mount tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fuse3 libfuse3-dev pkg-config rsync; \
 	fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test,dev]'

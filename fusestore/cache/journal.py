@@ -74,6 +74,11 @@ class NodeRecord:
     uid: int = 0
     gid: int = 0
     mtime_ns: int = 0
+    ctime_ns: int = 0
+    #: the access time where it is not the mtime
+    atime_ns: int | None = None
+    #: extended attributes, in their metadata form (see `stores.posix.encode_xattrs`)
+    xattrs: str | None = None
     size: int = 0
     #: the object the node is based on, when the store holds one (another key: a move)
     remote_key: str | None = None

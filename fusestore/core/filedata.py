@@ -183,7 +183,7 @@ class FileData:
         self.persister.written(content)
         self.flusher.written(content, size, math.inf)
         node.size = size
-        node.mtime_ns = now_ns()
+        node.modified(now_ns())
         if node.attached:
             self.journaling.changed(node, data=True)
 
@@ -214,7 +214,7 @@ class FileData:
             self.persister.written(content)
             self.flusher.written(content, offset, offset + written)
             node.size = content.size
-            node.mtime_ns = now_ns()
+            node.modified(now_ns())
             if node.attached:
                 # The journal learns at once of blocks written over the store's (a crash
                 # must not refetch over them); a restart finds the rest in the cache file.

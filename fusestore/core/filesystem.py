@@ -5,8 +5,8 @@ file handles, raises `OSError` with a POSIX errno (or a `StoreError`, which maps
 and touches only the local cache unless it must ask the store (a directory not listed
 yet, data not cached yet). Changes are recorded in the journal and handed to the flusher.
 
-This module keeps the namespace operations (lookup, create … rename, setattr, open and
-release) and builds the parts that own the rest of a mount's state, one module each:
+This module keeps the namespace operations (lookup, create … rename, open and release)
+and builds the parts that own the rest of a mount's state, one module each:
 
   journaling.Journaling    journal records of pending work: written, deferred, replayed
   listings.Listings        listings and freshness: TTLs, LIST and HEAD, remembered
@@ -21,6 +21,7 @@ release) and builds the parts that own the rest of a mount's state, one module e
   ownership.KeyOwnership   keys taken, left and released; objects no node needs any more
   landed.Landed            what the write-back reports back (uploads, markers, deletes landed)
   fetcher.Fetcher          object data into the cache (core/pinning.py: pins)
+  attributes.Attributes    chmod, chown, utimensat, truncate; extended attributes
 
 Calls go one way: service → core → writeback, cache → stores. Inside the core the
 `Filesystem` calls its parts, and a part calls only parts built before it (the order of
@@ -56,6 +57,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -67,6 +69,7 @@ from ..stores import Store
 from ..writeback.conflicts import ConflictNames
 from ..writeback.flusher import Flusher
 from ..writeback.storecalls import StoreCalls
+from .attributes import Attributes
 from .budgets import STAGE_CHUNK as STAGE_CHUNK  # where the write-back's tests look
 from .budgets import Budgets
 from .compaction import Compaction
@@ -171,6 +174,7 @@ class Filesystem:
             self._clean_content,
         )
         self.keys = KeyOwnership(self.ns, self.flusher, self.journaling.record_if_room)
+        self.attributes = Attributes(self.linked, self.listings, self.files, self.journaling, self.flusher)
         self.landed = Landed(
             self.ns,
             self.index,
@@ -185,6 +189,7 @@ class Filesystem:
         )
         # Parts' operations the FUSE layer, flusher, pinning, tests call (no extra call per use).
         self.record = self.journaling.record
+        self.attrs_for_change = self.attributes.for_change
         self.record_if_room = self.journaling.record_if_room
         self.marker_wanted = self.journaling.marker_wanted
         self.marker_work = self.journaling.marker_work
@@ -278,17 +283,6 @@ class Filesystem:
             return None
         node.lookups += 1
         return node
-
-    async def attrs_for_change(self, node: Node) -> None:
-        """Before `node`'s attributes or data change here: read what its object holds,
-        since the upload writes every attribute, and one never read would be replaced by
-        the mount's defaults. Afterwards the node's attributes are the ones to write, even
-        if the store did not answer. Should the HEAD find another client's version, the
-        change goes on from the one it was based on, and its upload meets the conflict rule."""
-        if node.attrs_guessed:
-            await self.head_attrs(node, may_replace=False)
-            node.attrs_guessed = False
-            self.listings.check_kind(node)
 
     async def getattr(self, ino: int) -> Node:
         node = self.node(ino)
@@ -424,6 +418,7 @@ class Filesystem:
             self._remove_now(node)
 
     def _remove_now(self, node: Node) -> None:
+        node.ctime_ns = now_ns()  # its link count fell (an open file shows it)
         self.keys.leave_key(node, node.key)
         self.ns.detach(node)
         self.record(node)  # drops its journal record: nothing of it is to be uploaded
@@ -525,6 +520,7 @@ class Filesystem:
                 # Its key is about to be named by `node` again, which drops that delete.
                 self._remove(target)
         old_keys = {moved.ino: moved.object_key for moved in node.walk()}
+        node.ctime_ns = now_ns()  # before the records below are written
         self.ns.detach(node)
         self.ns.attach(new_parent, new_name, node)
         for moved in node.walk():
@@ -545,59 +541,14 @@ class Filesystem:
                 self.flusher.schedule(moved)
             else:
                 self.changed(moved)
-        node.ctime_ns = now_ns()
         self.dir_changed(old_parent)
         self.dir_changed(new_parent)
 
     # -- attributes ---------------------------------------------------------------------
 
-    async def setattr(
-        self,
-        ino: int,
-        *,
-        mode: int | None = None,
-        uid: int | None = None,
-        gid: int | None = None,
-        size: int | None = None,
-        mtime_ns: int | None = None,
-        fh: int | None = None,
-    ) -> Node:
-        node = self.node(ino)
-        self.linked.writable(node)
-        await self.attrs_for_change(node)
-        if size is not None:
-            if node.is_dir:
-                raise fs_error(errno.EISDIR)
-            await self.truncate(node, size, fh)
-        meta = False
-        if mode is not None:
-            node.perm = stat.S_IMODE(mode)
-            meta = True
-        if uid is not None:
-            node.uid = uid
-            meta = True
-        if gid is not None:
-            node.gid = gid
-            meta = True
-        if mtime_ns is not None:
-            node.mtime_ns = mtime_ns
-            meta = True
-        if meta:
-            if node.is_dir:
-                node.explicit = True
-                node.meta_dirty = True
-                node.version += 1  # a marker upload in flight carries the older attributes
-                node.ctime_ns = now_ns()
-                self.listings.drop_listing(node.prefix)
-                self.record(node)
-                self.flusher.schedule(node)
-            elif node.attached:
-                # The kernel sends a new mtime with every write it flushes; for a file
-                # journaled already, the record waits for its close, fsync or the next
-                # persist (within 2 s) rather than costing a transaction each time.
-                mtime_only = mode is None and uid is None and gid is None and size is None
-                self.changed(node, meta=True, journal=not mtime_only)
-        return node
+    async def setattr(self, ino: int, **changes: Any) -> Node:
+        """Change `ino`'s attributes (see `Attributes.setattr`)."""
+        return await self.attributes.setattr(self.node(ino), **changes)
 
     # -- open files ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ..cache import BLOCK_SIZE, Content, ContentStore, Journal
 from ..cache.journal import Records
 from ..cache.recovery import LostFound
 from ..stores.links import LinkedStores
+from ..stores.posix import decode_xattrs, encode_xattrs
 from .linkview import in_link
 from .namespace import Namespace
 from .nodes import Kind, Node, now_ns
@@ -88,7 +89,7 @@ class Journaling:
             return  # a close after a write, an fsync after a setattr: nothing new to say
         self._unjournaled.add(node)  # until the record is written (the disk may be full)
         if timestamps_later and last is not None:
-            waiting = {"mtime_ns"}
+            waiting = {"mtime_ns", "ctime_ns", "atime_ns"}
             if node.data_dirty:
                 # The meta_dirty a new mtime sets does not count while the data is to be
                 # uploaded anyway (the upload carries every attribute).
@@ -122,6 +123,9 @@ class Journaling:
             "uid": node.uid,
             "gid": node.gid,
             "mtime_ns": node.mtime_ns,
+            "ctime_ns": node.ctime_ns,
+            "atime_ns": node.atime_ns,
+            "xattrs": encode_xattrs(tuple(sorted(node.xattrs.items()))) if node.xattrs else None,
             "size": node.size,
             "remote_key": node.remote_key,
             "etag": node.etag,
@@ -298,6 +302,10 @@ class Journaling:
         node.data_dirty, node.meta_dirty = rec["data_dirty"], rec["meta_dirty"]
         node.target = rec["target"]
         node.rdev = rec.get("rdev", 0)
+        node.ctime_ns = rec.get("ctime_ns") or node.mtime_ns
+        node.atime_ns = rec.get("atime_ns")
+        xattrs = decode_xattrs(rec.get("xattrs"))
+        node.xattrs = dict(xattrs) if xattrs else None
         node.explicit, node.marker_key = rec["explicit"], rec["marker_key"]
         node.overwrites = rec.get("overwrites")
         node.attrs_guessed = rec.get("attrs_guessed", False)

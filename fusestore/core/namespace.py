@@ -402,6 +402,7 @@ class Namespace:
         mtime_ns = attrs.mtime_ns if attrs.mtime_ns is not None else int(info.mtime * 1e9)
         if mtime_ns != node.mtime_ns:  # else keep the int the node has (its ctime's too)
             node.mtime_ns = mtime_ns
+        node.take_attrs(attrs)
         node.size = node.remote_size = info.size
         node.remote_key, node.etag = info.key, info.etag
         node.attrs_guessed = metadata is None
@@ -439,7 +440,7 @@ class Namespace:
         node.attrs_guessed = metadata is None
         if metadata is None:
             if info.mtime:
-                node.mtime_ns = int(info.mtime * 1e9)
+                node.mtime_ns = node.ctime_ns = int(info.mtime * 1e9)
             return
         attrs = PosixAttrs.from_metadata(metadata, directory=True)
         if attrs.mode is not None:
@@ -450,6 +451,7 @@ class Namespace:
             node.gid = attrs.gid
         if attrs.mtime_ns is not None:
             node.mtime_ns = attrs.mtime_ns
+        node.take_attrs(attrs)
 
     def merge_listing(
         self, directory: Node, objects: Iterable[ObjectInfo], prefixes: Iterable[str], since: int = -1

@@ -99,6 +99,7 @@ class _Rare:
     record, a directory's entries, a symlink's target."""
 
     __slots__ = (
+        "atime_ns",
         "children",
         "content",
         "data_dirty",
@@ -117,6 +118,7 @@ class _Rare:
         "target",
         "version",
         "writers",
+        "xattrs",
     )
 
     def __init__(self) -> None:
@@ -256,6 +258,13 @@ class Node:
     data_dirty = _RareField(False)
     target = _RareField("")  # symlink target
     rdev = _RareField(0)  # a device's number (st_rdev)
+
+    # every kind
+    #: the access time, when it is not the mtime (set only by utimensat: the mount is
+    #: noatime; a change of the mtime alone keeps it)
+    atime_ns: _RareField[int | None] = _RareField(None)
+    #: extended attributes by name (user.* and any other name another tool stored)
+    xattrs: _RareField[dict[str, bytes] | None] = _RareField(None)
     #: told to the kernel with the inode number: a new one makes the kernel drop the
     #: inode it caches (its size and pages) at the next lookup (see `_lost_write`)
     generation = _RareField(0)
@@ -357,9 +366,42 @@ class Node:
             node = node.parent
         return False
 
+    @property
+    def accessed_ns(self) -> int:
+        """st_atime, in nanoseconds."""
+        atime = self.atime_ns
+        return self.mtime_ns if atime is None else atime
+
+    def modified(self, mtime_ns: int) -> None:
+        """A new mtime (a write, a truncation, utimensat): the atime stays as it was."""
+        if self.atime_ns is None and mtime_ns != self.mtime_ns:
+            self.atime_ns = self.mtime_ns
+        self.mtime_ns = mtime_ns
+
     def posix_attrs(self) -> PosixAttrs:
         rdev = self.rdev if self.kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else None
-        return PosixAttrs(mode=self.mode, uid=self.uid, gid=self.gid, mtime_ns=self.mtime_ns, rdev=rdev)
+        xattrs = self.xattrs
+        return PosixAttrs(
+            mode=self.mode,
+            uid=self.uid,
+            gid=self.gid,
+            mtime_ns=self.mtime_ns,
+            rdev=rdev,
+            # each written where it is not the mtime, the reader's rule for one missing
+            ctime_ns=None if self.ctime_ns == self.mtime_ns else self.ctime_ns,
+            atime_ns=self.atime_ns,
+            xattrs=tuple(sorted(xattrs.items())) if xattrs else None,
+        )
+
+    def take_attrs(self, attrs: PosixAttrs) -> None:
+        """The times and extended attributes `attrs` (an object's metadata) hold: the
+        ctime its mtime where the metadata holds none."""
+        if attrs.ctime_ns is not None:
+            self.ctime_ns = attrs.ctime_ns
+        elif self.ctime_ns != self.mtime_ns:
+            self.ctime_ns = self.mtime_ns
+        self.atime_ns = attrs.atime_ns
+        self.xattrs = dict(attrs.xattrs) if attrs.xattrs else None
 
     @property
     def pending(self) -> bool:

@@ -35,6 +35,8 @@ class MountSettings:
     #: HEAD an object on its first lookup when the listing did not say its attributes
     #: (else they stay the listing's until the file is changed)
     exact_attrs: bool = False
+    #: keep extended attributes (user.*); without, the FUSE layer answers ENOSYS
+    xattr: bool = False
     #: past this many entries in memory, the kernel is asked to forget those of the
     #: directories read least recently (`Compaction.shed`)
     max_entries: int = 250_000

@@ -172,6 +172,7 @@ class Daemon:
         self.fs = fs
         options = set(pyfuse3.default_options)
         options |= {f"fsname={self.store.to_url()}", "subtype=fusestore", "default_permissions"}
+        options.add("noatime")  # what the mount does (reads never change an atime): `mount` says so
         if self.options.allow_other:
             options.add("allow_other")
         if self.options.read_only:

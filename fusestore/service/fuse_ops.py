@@ -135,7 +135,7 @@ class FuseOperations(pyfuse3.Operations):
         attrs.st_size = node.size
         attrs.st_blksize = PREFERRED_IO_SIZE
         attrs.st_blocks = -(-node.size // 512)
-        attrs.st_atime_ns = node.mtime_ns
+        attrs.st_atime_ns = node.accessed_ns
         attrs.st_mtime_ns = node.mtime_ns
         attrs.st_ctime_ns = node.ctime_ns
         return attrs
@@ -178,7 +178,9 @@ class FuseOperations(pyfuse3.Operations):
             uid=attr.st_uid if fields.update_uid else None,
             gid=attr.st_gid if fields.update_gid else None,
             size=attr.st_size if fields.update_size else None,
+            atime_ns=attr.st_atime_ns if fields.update_atime else None,
             mtime_ns=attr.st_mtime_ns if fields.update_mtime else None,
+            ctime_ns=attr.st_ctime_ns if fields.update_ctime else None,
             fh=fh,
         )
         return self.attributes(node)
@@ -313,21 +315,35 @@ class FuseOperations(pyfuse3.Operations):
         return None  # directory changes are journaled as they happen
 
     # -- extended attributes ------------------------------------------------------------------
-    # None are kept. ENOSYS, unlike ENODATA or ENOTSUP, makes the kernel stop asking for the
-    # rest of the mount (programs then get EOPNOTSUPP at once): otherwise `ls -l` would send
-    # two getxattr requests per entry (security and ACL names).
+    # Without --xattr, ENOSYS: unlike ENODATA or ENOTSUP, it makes the kernel stop asking for
+    # the rest of the mount (programs then get EOPNOTSUPP at once). While they are answered,
+    # the kernel asks for security.capability before every write() and `ls -l` asks for two
+    # names per entry. pyfuse3 answers setxattr's XATTR_CREATE and XATTR_REPLACE itself,
+    # with a getxattr first.
 
+    def _xattrs_kept(self) -> None:
+        if not self.fs.settings.xattr:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        self._xattrs_kept()
+        return await self.fs.attributes.getxattr(self.fs.node(inode), os.fsdecode(name))
 
+    @fuse_errors
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        self._xattrs_kept()
+        return [os.fsencode(name) for name in await self.fs.attributes.listxattr(self.fs.node(inode))]
 
+    @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        self._xattrs_kept()
+        await self.fs.attributes.setxattr(self.fs.node(inode), os.fsdecode(name), value)
 
+    @fuse_errors
     async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        raise pyfuse3.FUSEError(errno.ENOSYS)
+        self._xattrs_kept()
+        await self.fs.attributes.removexattr(self.fs.node(inode), os.fsdecode(name))
 
     # -- the file system ---------------------------------------------------------------------
 

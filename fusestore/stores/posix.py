@@ -16,16 +16,25 @@ is out of range, is ignored, field by field, and nothing here raises.
   other object. Anything else (a FIFO with data, a directory mode on a plain object) is
   ignored whole: permission bits meant for another type of file say nothing about this one.
 - rdev: a device's number (st_rdev), ASCII decimal below 2**64; read for devices only.
-- mtime: ASCII decimal seconds, with an optional fraction, from 0 up to what a signed
-  64-bit count of nanoseconds holds (the year 2262).
+- mtime, ctime, atime: ASCII decimal seconds, with an optional fraction, from 0 up to
+  what a signed 64-bit count of nanoseconds holds (the year 2262). s3fs writes all three;
+  fusestore writes ctime and atime where they are not the mtime, which a reader takes for
+  either one missing (see docs/semantics.md).
+- xattr: extended attributes as s3fs keeps them, the URL-encoded JSON object
+  `{"user.name": "<base64 of the value>", ...}`. A value that is not such an object is
+  ignored whole, a member whose name is not text or whose value is not base64, alone.
 
 Other metadata names are another tool's: written back as they were (`to_metadata`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import stat
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +51,9 @@ MODE_MAX = 0o177777
 #: The latest mtime the kernel's signed 64-bit nanoseconds hold.
 MTIME_NS_MAX = 2**63 - 1
 #: The metadata names of the attributes; any other name is another tool's.
-NAMES = ("mode", "uid", "gid", "mtime", "rdev")
+NAMES = ("mode", "uid", "gid", "mtime", "rdev", "ctime", "atime", "xattr")
+#: The longest name of an extended attribute, as Linux allows (XATTR_NAME_MAX).
+XATTR_NAME_MAX = 255
 #: The highest device number (st_rdev is 64 bits).
 RDEV_MAX = 2**64 - 1
 #: The types of the special files: an empty object each (s3fs stores them so too).
@@ -65,6 +76,10 @@ class PosixAttrs:
     gid: int | None = None
     mtime_ns: int | None = None
     rdev: int | None = None
+    ctime_ns: int | None = None
+    atime_ns: int | None = None
+    #: extended attributes (name, value), sorted by name; None: the metadata names none
+    xattrs: tuple[tuple[str, bytes], ...] | None = None
 
     @property
     def is_symlink(self) -> bool:
@@ -87,6 +102,9 @@ class PosixAttrs:
             gid=_id(_text(meta, "gid")),
             mtime_ns=_seconds_to_ns(_text(meta, "mtime")),
             rdev=rdev if rdev is not None and rdev <= RDEV_MAX else None,
+            ctime_ns=_seconds_to_ns(_text(meta, "ctime")),
+            atime_ns=_seconds_to_ns(_text(meta, "atime")),
+            xattrs=decode_xattrs(_text(meta, "xattr")),
         )
 
     def to_metadata(self, stored: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -104,11 +122,51 @@ class PosixAttrs:
         if self.gid is not None:
             meta["gid"] = str(self.gid)
         if self.mtime_ns is not None:
-            seconds, nanos = divmod(self.mtime_ns, 1_000_000_000)
-            meta["mtime"] = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
+            meta["mtime"] = _ns_to_seconds(self.mtime_ns)
         if self.rdev is not None:
             meta["rdev"] = str(self.rdev)
+        if self.ctime_ns is not None:
+            meta["ctime"] = _ns_to_seconds(self.ctime_ns)
+        if self.atime_ns is not None:
+            meta["atime"] = _ns_to_seconds(self.atime_ns)
+        if self.xattrs:
+            meta["xattr"] = encode_xattrs(self.xattrs)
         return meta
+
+
+def encode_xattrs(xattrs: tuple[tuple[str, bytes], ...]) -> str:
+    """Extended attributes as s3fs's `xattr` metadata value (printable ASCII)."""
+    members = {name: base64.b64encode(value).decode("ascii") for name, value in xattrs}
+    return urllib.parse.quote(json.dumps(members, separators=(",", ":")), safe="")
+
+
+def decode_xattrs(text: str | None) -> tuple[tuple[str, bytes], ...] | None:
+    """The extended attributes in an `xattr` metadata value, sorted by name; None when
+    there is none, or it is not the form `encode_xattrs` (and s3fs) write."""
+    if not text:
+        return None
+    try:
+        members = json.loads(urllib.parse.unquote(text, errors="strict"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(members, dict):
+        return None
+    found = []
+    for name, encoded in members.items():
+        if not (0 < len(name.encode("utf-8", "surrogatepass")) <= XATTR_NAME_MAX) or not isinstance(
+            encoded, str
+        ):
+            continue
+        try:
+            found.append((name, base64.b64decode(encoded, validate=True)))
+        except (binascii.Error, ValueError):
+            continue
+    return tuple(sorted(found)) or None
+
+
+def _ns_to_seconds(ns: int) -> str:
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    return f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
 
 
 #: Attributes of metadata that holds none (frozen: one instance serves every object).

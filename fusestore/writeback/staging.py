@@ -43,9 +43,12 @@ PART_SIZE = 8 * MiB
 
 
 def staged_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """A staged upload starts before the last write, so it carries no mtime: the object's
-    own time (its completion) stands for it."""
-    return {name: value for name, value in metadata.items() if name != "mtime"}
+    """A staged upload starts before the last write, so it carries no times: the object's
+    own time (its completion) stands for its mtime, ctime and atime."""
+    return {name: value for name, value in metadata.items() if name not in _TIMES}
+
+
+_TIMES = ("mtime", "ctime", "atime")
 
 
 class PartsChanged(ValueError):

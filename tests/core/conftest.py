@@ -142,13 +142,19 @@ class Env:
         with backend.lock:
             return {key: obj.data for key, obj in sorted(backend.objects.items())}
 
-    def metadata(self, key: str, *, without_token: bool = False) -> dict[str, str]:
-        """The object's metadata (`without_token`: but the upload token, see landings)."""
+    def metadata(
+        self, key: str, *, without_token: bool = False, without_times: bool = False
+    ) -> dict[str, str]:
+        """The object's metadata (`without_token`: but the upload token, see landings;
+        `without_times`: but the ctime and atime, which a change here sets)."""
         backend = self.store._backend
         with backend.lock:
             metadata = dict(backend.objects[key].metadata)
         if without_token:
             metadata.pop(TOKEN, None)
+        if without_times:
+            metadata.pop("ctime", None)
+            metadata.pop("atime", None)
         return metadata
 
     def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> str:

@@ -67,9 +67,9 @@ def written(env: Env) -> list[str]:
 
 def valid_attrs(metadata: dict[str, str], *, directory: bool = False) -> PosixAttrs:
     """The attributes of written metadata, each one present and valid."""
-    assert set(metadata) - {"unrelated", TOKEN} == {"mode", "uid", "gid", "mtime"}, metadata
+    assert set(metadata) - {"unrelated", TOKEN, "atime"} == {"mode", "uid", "gid", "mtime", "ctime"}, metadata
     attrs = PosixAttrs.from_metadata(metadata, directory=directory)
-    assert None not in (attrs.mode, attrs.uid, attrs.gid, attrs.mtime_ns), metadata
+    assert None not in (attrs.mode, attrs.uid, attrs.gid, attrs.mtime_ns, attrs.ctime_ns), metadata
     return attrs
 
 
@@ -277,7 +277,13 @@ async def test_another_tools_metadata_is_kept_with_the_same_bytes(env: Env, exac
         assert (metadata.get("color"), metadata.get("sha256")) == ("blue", "0" * 64)
         assert metadata["uid"] == str(fs.settings.uid), "an ignored attribute is the default shown"
         assert "note" not in metadata, "not ASCII: no store takes it back"
-    assert set(env.metadata("d/appended", without_token=True)) == {"mode", "uid", "gid", "mtime"}
+    assert set(env.metadata("d/appended", without_token=True)) - {"atime"} == {
+        "mode",
+        "uid",
+        "gid",
+        "mtime",
+        "ctime",
+    }
 
 
 @pytest.mark.trio

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from fusestore.stores import PosixAttrs
 from fusestore.writeback.landings import TOKEN
 
 from .conftest import Mount, sh
@@ -111,7 +112,10 @@ def test_garbage_metadata_on_a_real_mount(mount_factory: Callable[..., Mount], e
         )
         for use, perm in (("append", 0o644), ("chmod", 0o600)):
             written = mount.metadata(f"{use}/{name}")
-            assert set(written) - {TOKEN} == {"mode", "uid", "gid", "mtime"}, written
+            assert set(written) - {TOKEN, "ctime", "atime"} == {"mode", "uid", "gid", "mtime"}, written
+            attrs = PosixAttrs.from_metadata(written)
+            assert ("ctime" in written) <= (attrs.ctime_ns is not None), "a valid ctime, if any"
+            assert ("atime" in written) <= (attrs.atime_ns is not None), "a valid atime, if any"
             if "mode" in meta or use == "chmod":
                 assert int(written["mode"]) == stat.S_IFREG | perm
             if "uid" in meta:

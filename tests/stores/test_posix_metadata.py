@@ -141,7 +141,9 @@ VALUES = st.one_of(
 @example(metadata={"mode": str(stat.S_IFIFO | 0o644)}, directory=False, size=0)
 @example(metadata={"mode": str(stat.S_IFCHR | 0o644), "rdev": "259"}, directory=False, size=1)
 @given(
-    metadata=st.dictionaries(st.sampled_from(["mode", "uid", "gid", "mtime", "rdev", "other"]), VALUES),
+    metadata=st.dictionaries(
+        st.sampled_from(["mode", "uid", "gid", "mtime", "rdev", "ctime", "atime", "xattr", "other"]), VALUES
+    ),
     directory=st.booleans(),
     size=st.integers(min_value=0, max_value=2**40),
 )
@@ -205,3 +207,22 @@ def test_a_device_number_is_read_for_devices_only_and_garbage_is_ignored(
     assert attrs.mode == mode and attrs.rdev == read
     if read is not None:
         assert attrs.to_metadata()["rdev"] == rdev
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    xattrs=st.dictionaries(
+        st.text(min_size=1, max_size=40).map(lambda name: "user." + name), st.binary(max_size=64), max_size=6
+    )
+)
+def test_xattrs_round_trip_through_metadata_as_printable_ascii(xattrs: dict[str, bytes]) -> None:
+    attrs = PosixAttrs(xattrs=tuple(sorted(xattrs.items())) or None)
+    metadata = attrs.to_metadata()
+    assert all(value.isascii() and value.isprintable() for value in metadata.values())
+    assert PosixAttrs.from_metadata(metadata) == attrs
+
+
+def test_times_are_written_with_nanoseconds_and_read_back() -> None:
+    attrs = PosixAttrs(mtime_ns=1_500_000_000_000_000_001, ctime_ns=1_500_000_000_5 * 10**8, atime_ns=10**9)
+    assert attrs.to_metadata() == {"mtime": "1500000000.000000001", "ctime": "1500000000.5", "atime": "1"}
+    assert PosixAttrs.from_metadata(attrs.to_metadata()) == attrs
