@@ -107,6 +107,11 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
     store_options = {name: value for name, value in routed(o, STORE).items() if value}
     try:
         store = open_store(request.url, **request.store_options, **store_options)
+        if not store.writable and not o.get("read_only"):
+            # A store that refuses every write (read_only, or anonymous) mounts read-only:
+            # changes fail at once with EROFS instead of at upload time.
+            log.info("%s refuses writes: mounting read-only", store.to_url())
+            o = {**o, "read_only": True}
         if o.get("faults"):
             from ..stores.faulty import FaultyStore
 

@@ -194,7 +194,8 @@ class Store(ABC):
 
     Multipart limits (`min_part_size`, `max_part_size`, `max_parts`) describe the
     backend; `put_file` uses them to pick part sizes so any object up to
-    `max_object_size` fits.
+    `max_object_size` fits. `preferred_part_size` is the user's choice, where a driver
+    takes one: uploads use it instead of their own defaults.
     """
 
     scheme: ClassVar[str]
@@ -210,6 +211,9 @@ class Store(ABC):
     max_part_size: ClassVar[int] = 5 * GiB
     max_parts: ClassVar[int] = 10_000
     max_object_size: ClassVar[int] = 5 * TiB
+    #: The part size the user chose (None: the uploader's own), grown where an object
+    #: would not fit in `max_parts` parts.
+    preferred_part_size: int | None = None
 
     def __init__(self, prefix: str = "") -> None:
         self.keys = KeySpace(prefix)
@@ -233,6 +237,12 @@ class Store(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.to_url()}>"
+
+    @property
+    def writable(self) -> bool:
+        """False for a store configured to refuse every write (a mount of it is read-only).
+        Never blocks."""
+        return True
 
     # -- reading ----------------------------------------------------------------------
 
@@ -378,14 +388,14 @@ class Store(ABC):
     # -- whole-file uploads -----------------------------------------------------------
 
     def part_size_for(self, size: int) -> int:
-        """The part size for an object of `size` bytes: the minimum part size, grown in
-        whole MiB just enough that the object fits in `max_parts` parts."""
+        """The part size for an object of `size` bytes: the preferred or else the minimum
+        part size, grown in whole MiB just enough that the object fits in `max_parts` parts."""
         if size > self.max_object_size:
             raise QuotaExceeded(
                 f"object of {size} bytes is larger than the store's limit of {self.max_object_size} bytes"
             )
         needed = math.ceil(size / self.max_parts)
-        part = max(self.min_part_size, math.ceil(needed / MiB) * MiB)
+        part = max(self.preferred_part_size or self.min_part_size, math.ceil(needed / MiB) * MiB)
         return min(part, self.max_part_size)
 
     def put_file(

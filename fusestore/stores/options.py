@@ -42,7 +42,8 @@ class Option:
         try:
             parsed = self.type(value)
         except (TypeError, ValueError):
-            raise InvalidStoreURL(f"option {name}={value!r} is not a valid {self.type.__name__}") from None
+            noun = getattr(self.type, "noun", self.type.__name__)
+            raise InvalidStoreURL(f"option {name}={value!r} is not a valid {noun}") from None
         if self.type in (int, float) and parsed < 0:
             raise InvalidStoreURL(f"option {name}={value!r} must not be negative")
         return parsed

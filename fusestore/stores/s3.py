@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import http.client
 import logging
 import re
 import threading
+import warnings
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Self
@@ -30,6 +30,7 @@ import boto3
 import botocore.exceptions as bexc
 import botocore.session
 import botocore.utils
+from botocore import UNSIGNED
 from botocore.config import Config
 
 from ..version import __version__
@@ -40,7 +41,6 @@ from .base import (
     ListPage,
     MiB,
     ObjectInfo,
-    ObjectReader,
     PendingUpload,
     Store,
     StoreStats,
@@ -61,6 +61,10 @@ from .errors import (
 )
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
+from .ratelimit import TokenBucket
+from .s3params import OPTIONS as REQUEST_OPTIONS
+from .s3params import RequestParams
+from .s3reader import S3Reader
 
 log = logging.getLogger(__name__)
 
@@ -133,66 +137,6 @@ def parse_timestamp(value: Any) -> datetime:
     return result
 
 
-class _S3Reader(ObjectReader):
-    def __init__(self, store: S3Store, key: str, body: Any, length: int | None = None) -> None:
-        self._store, self._key, self._body = store, key, body
-        self._direct: Any = None  # the HTTP response under the body, once readinto uses it
-        self._read_any = False
-        self._left = length  # bytes the response promised and has not delivered yet
-
-    def read(self, size: int = -1) -> bytes:
-        if self._body is None:
-            return b""
-        if self._direct is not None:  # past boto3's byte count: stay beside it
-            data: bytes = self._direct_call(self._direct.read, None if size < 0 else size)
-            self._count(len(data), size != 0)
-            return data
-        self._read_any = True
-        with self._store._errors(self._key):
-            data = self._body.read(None if size < 0 else size)
-            return data
-
-    def readinto(self, buffer: memoryview) -> int:
-        """Straight from the socket into `buffer`. boto3's `read` goes through urllib3,
-        which copies every chunk twice into new bytes objects: for a cold read of a big
-        file that was most of the download thread's time (256 MiB: about 0.1 s)."""
-        if self._body is None:
-            return 0
-        if self._direct is None:
-            raw = getattr(getattr(self._body, "_raw_stream", None), "_fp", None)
-            if self._read_any or not isinstance(raw, http.client.HTTPResponse):
-                return super().readinto(buffer)  # a body we cannot bypass: the copying way
-            self._direct = raw
-        count: int = self._direct_call(self._direct.readinto, buffer)
-        self._count(count, len(buffer) > 0)
-        return count
-
-    def _count(self, count: int, asked: bool) -> None:
-        # http.client takes a connection closed early for the body's end; boto3 checks
-        # the length, and so must we: a short read would pass for a shorter object.
-        if self._left is None:
-            return
-        self._left -= count
-        if asked and not count and self._left > 0:
-            raise StoreUnavailable(
-                f"cannot reach {self._store.endpoint}: the download broke {self._left} bytes short",
-                key=self._key,
-            )
-
-    def _direct_call(self, method: Callable[[Any], Any], argument: Any) -> Any:
-        try:
-            return method(argument)
-        except (OSError, http.client.HTTPException) as exc:
-            raise StoreUnavailable(
-                f"cannot reach {self._store.endpoint}: the download broke: {exc!r}", key=self._key
-            ) from exc
-
-    def close(self) -> None:
-        if self._body is not None:
-            self._body.close()
-            self._body = None
-
-
 class S3Store(Store):
     """A bucket, optionally confined to a prefix. Thread-safe; every method makes one or
     more HTTP requests and blocks until they finish (bounded by the timeouts)."""
@@ -211,6 +155,7 @@ class S3Store(Store):
         "read_only": Option(bool, False, "refuse every write with AccessDenied"),
         "checksums": Option(bool, True, "send each uploaded part's CRC32 for the server to check"),
         "key_prefix": Option(str, "", "show only the names at the top that begin with this (a view)"),
+        **REQUEST_OPTIONS,
     }
     list_has_metadata = False
     lists_ahead = True
@@ -241,6 +186,12 @@ class S3Store(Store):
             raise InvalidStoreURL(
                 f"not an endpoint URL: {endpoint!r}; write http(s)://HOST[:PORT], e.g. http://127.0.0.1:9000"
             )
+        #: what the options add to each request (checks them, reads the SSE-C key file)
+        self.requests = RequestParams(self.config)
+        if self.config["part_size"] is not None:
+            self.preferred_part_size = self.config["part_size"]
+        self.uploads = self._bucket("max_upload_rate")
+        self.downloads = self._bucket("max_download_rate")
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._request_counts: Counter[str] = Counter()
@@ -270,6 +221,23 @@ class S3Store(Store):
     @property
     def endpoint(self) -> str:
         return self.config["endpoint_url"] or "AWS S3"
+
+    @property
+    def writable(self) -> bool:
+        cfg = self.config
+        return not cfg["read_only"] and (not cfg["anonymous"] or cfg["anonymous_writes"])
+
+    def _bucket(self, option: str) -> TokenBucket | None:
+        rate = self.config[option]
+        return None if rate is None else TokenBucket(rate)
+
+    def _paced(self, body: Body) -> Body:
+        """`body`, once the upload rate allows sending it (blocks for as long)."""
+        if self.uploads is None:
+            return body
+        data = read_body(body)
+        self.uploads.take(len(data))
+        return data
 
     # -- client and errors ------------------------------------------------------------
 
@@ -302,10 +270,27 @@ class S3Store(Store):
             # reject the CRC32 trailers boto3 adds by default, and they cost CPU.
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
+            # Anonymous: unsigned requests, and the credential chain never consulted.
+            **({"signature_version": UNSIGNED} if cfg["anonymous"] else {}),
         )
-        client = session.client("s3", endpoint_url=cfg["endpoint_url"], config=config)
+        verify: bool | str = cfg["ca_bundle"] or True
+        if not cfg["verify_tls"]:
+            verify = False
+            log.warning(
+                "TLS certificates of %s are not verified (verify_tls=false): anyone on the way "
+                "can read and change what this store sends and receives",
+                self.endpoint,
+            )
+            # Said once above; urllib3 would repeat it for every request.
+            with contextlib.suppress(ImportError):
+                from urllib3.exceptions import InsecureRequestWarning
+
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+        client = session.client("s3", endpoint_url=cfg["endpoint_url"], config=config, verify=verify)
         # Requests by API operation (what the store bills), counted as they go out.
         client.meta.events.register("before-call.s3", self._count_request)
+        # Encryption, storage class, ACL, requester pays: into every request that takes them.
+        client.meta.events.register("provide-client-params.s3", self.requests.add)
         return client
 
     def _count_request(self, model: Any, **_: Any) -> None:
@@ -432,6 +417,10 @@ class S3Store(Store):
     def _writable(self) -> None:
         if self.config["read_only"]:
             raise AccessDenied(f"{self.to_url()} is read-only")
+        if not self.writable:
+            raise AccessDenied(
+                f"{self.to_url()} is anonymous, so read-only; add anonymous_writes=true to write"
+            )
 
     @staticmethod
     def _conditions(if_match: str | None, if_none_match: bool) -> tuple[dict[str, str], str | None]:
@@ -483,13 +472,13 @@ class S3Store(Store):
 
     def open_range(
         self, key: str, start: int = 0, length: int | None = None, etag: str | None = None
-    ) -> ObjectReader:
+    ) -> S3Reader:
         full = self.keys.full(key)
         if length == 0:
             info = self.head(key)
             if etag is not None and info.etag != etag:
                 raise PreconditionFailed(f"etag of {key!r} changed", key=key)
-            return _S3Reader(self, key, None)
+            return self._reader(key, None)
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
@@ -502,8 +491,11 @@ class S3Store(Store):
             except bexc.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "InvalidRange":
                     raise
-                return _S3Reader(self, key, None)  # the range starts at or past the end
-        return _S3Reader(self, key, r["Body"], r.get("ContentLength"))
+                return self._reader(key, None)  # the range starts at or past the end
+        return self._reader(key, r["Body"], r.get("ContentLength"))
+
+    def _reader(self, key: str, body: Any, length: int | None = None) -> S3Reader:
+        return S3Reader(self.endpoint, self._errors, key, body, length, self.downloads)
 
     # -- writing ----------------------------------------------------------------------
 
@@ -520,6 +512,7 @@ class S3Store(Store):
         meta = check_metadata(dict(metadata or {}))
         self._writable()
         conditions, condition = self._conditions(if_match, if_none_match)
+        body = self._paced(body)
         with self._conditional(key, condition):
             r = self.client.put_object(Bucket=self.bucket, Key=full, Body=body, Metadata=meta, **conditions)
         return _etag(r["ETag"])
@@ -544,6 +537,7 @@ class S3Store(Store):
     def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
         full = self.keys.full(key)
         extra = {}
+        body = self._paced(body)
         if self.config["checksums"]:
             data = read_body(body)
             # Given as a value, it goes in a header (boto3's own would be a trailer, which

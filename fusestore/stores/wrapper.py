@@ -30,6 +30,11 @@ class WrappedStore(Store):
         self.max_part_size = inner.max_part_size  # type: ignore[misc]
         self.max_parts = inner.max_parts  # type: ignore[misc]
         self.max_object_size = inner.max_object_size  # type: ignore[misc]
+        self.preferred_part_size = inner.preferred_part_size
+
+    @property
+    def writable(self) -> bool:
+        return self.inner.writable
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:

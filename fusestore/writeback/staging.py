@@ -56,8 +56,10 @@ class PartsChanged(ValueError):
 
 
 def upload_part_size(store: Store, size: int) -> int:
-    """Parts for an object of `size` bytes: PART_SIZE, or larger where the store's
-    limit on the number of parts needs it."""
+    """Parts for an object of `size` bytes: the store's preferred part size or else
+    PART_SIZE, larger where the store's limit on the number of parts needs it."""
+    if store.preferred_part_size is not None:
+        return store.part_size_for(size)
     return max(PART_SIZE, store.part_size_for(size))
 
 
