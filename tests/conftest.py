@@ -33,8 +33,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 def _isolated_aws_environment() -> Iterator[None]:
     """No test sees the machine's AWS credentials or config, or reaches AWS."""
     saved = dict(os.environ)
+    # Computed before clearing: the rest of the environment stays (PATH, and PYTHONPATH,
+    # without which the daemons the mount tests start would import an installed fusestore
+    # instead of this checkout's).
+    isolated = isolated_aws_environment()
     os.environ.clear()
-    os.environ.update(isolated_aws_environment())
+    os.environ.update(isolated)
     yield
     os.environ.clear()
     os.environ.update(saved)
