@@ -82,6 +82,57 @@ def test_the_python_api_passes_driver_options_as_o() -> None:
     assert _arguments("s3://b", {"bogus": 1}) == ["--bogus", "1"], "refused by the command line"
 
 
+def test_the_s3_request_options_come_from_every_source(tmp_path: Path, opened: list[dict[str, Any]]) -> None:
+    key = tmp_path / "customer.key"
+    key.write_bytes(bytes(range(32)))
+    config = tmp_path / "m.toml"
+    config.write_text(
+        f'url = "s3://bucket?storage_class=STANDARD_IA"\nmountpoint = "{tmp_path}"\n'
+        f'sse_c_key_file = "{key}"\npart_size = "16M"\nrequester_pays = true\n'
+    )
+    assert (
+        mount("--config", str(config), "-o", "acl=bucket-owner-full-control,max_upload_rate=1M,anonymous")
+        == 2
+    )
+    [options] = opened
+    store = open_store(options.pop("url"), **options)
+    assert {name: store.config[name] for name in ("storage_class", "part_size", "acl")} == {  # type: ignore[attr-defined]
+        "storage_class": "STANDARD_IA",
+        "part_size": 16 * 2**20,
+        "acl": "bucket-owner-full-control",
+    }
+    assert store.config["requester_pays"] and store.config["anonymous"]  # type: ignore[attr-defined]
+    assert store.config["max_upload_rate"] == 2**20  # type: ignore[attr-defined]
+    assert not store.writable
+    api = {"sse": "aws:kms", "sse_kms_key_id": "alias/k", "anonymous": True, "max_download_rate": "5M"}
+    assert _arguments("s3://b", api) == [
+        "-o",
+        "sse=aws:kms",
+        "-o",
+        "sse_kms_key_id=alias/k",
+        "-o",
+        "anonymous=true",
+        "-o",
+        "max_download_rate=5M",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("option", "line"),
+    [
+        ("sse=foo", "sse must be one of AES256, aws:kms, not 'foo'"),
+        ("sse_c_key_file=/nonexistent/key", "sse_c_key_file /nonexistent/key cannot be read: No such file"),
+        ("part_size=1M", "part_size must be between 5 MiB and 5 GiB"),
+    ],
+)
+def test_a_bad_s3_option_stops_the_mount_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, line: str
+) -> None:
+    assert mount("s3://bucket", str(tmp_path / "mnt"), "-o", option) == 2
+    [said] = capsys.readouterr().err.strip().splitlines()
+    assert said.startswith("fusestore: error: ") and line in said
+
+
 def test_the_declared_defaults_are_the_daemons_own() -> None:
     from fusestore.core import MountSettings
     from fusestore.service.daemon import DaemonOptions

@@ -63,7 +63,7 @@ from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
 from .ratelimit import TokenBucket
 from .s3params import OPTIONS as REQUEST_OPTIONS
-from .s3params import RequestParams
+from .s3params import RequestParams, absolute_paths
 from .s3reader import S3Reader
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class S3Store(Store):
                 f"not a valid bucket name: {bucket!r} (3-255 letters, digits, dots, dashes, underscores)"
             )
         self.bucket = bucket
-        self.config = parse_options(self.scheme, self.options, options)
+        self.config = absolute_paths(parse_options(self.scheme, self.options, options))
         self.keys = KeySpace(prefix, self.config["key_prefix"])
         if self.config["retry_mode"] not in ("standard", "adaptive", "legacy"):
             raise InvalidStoreURL(

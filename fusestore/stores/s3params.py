@@ -84,6 +84,15 @@ OPTIONS: Mapping[str, Option] = {
 }
 
 
+def absolute_paths(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with its file options made absolute (`~` expanded): the store's URL then
+    names the same files from any working directory (a daemon's, a restart's)."""
+    for name in ("sse_c_key_file", "ca_bundle"):
+        if config[name]:
+            config[name] = os.path.abspath(os.path.expanduser(config[name]))
+    return config
+
+
 def check_options(config: Mapping[str, Any]) -> None:
     """InvalidStoreURL, one line, for a value or combination these options cannot use.
     Reads no file but for the permission check of `ca_bundle`."""

@@ -305,6 +305,18 @@ def test_anonymous_reads_a_public_bucket_without_credentials_and_is_read_only(
 # -- TLS ---------------------------------------------------------------------------------------
 
 
+def test_file_options_are_made_absolute(
+    key_file: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(key_file[0].parent)
+    store = open_store("s3://bucket", sse_c_key_file=key_file[0].name, ca_bundle="/etc/../etc/hostname")
+    assert isinstance(store, S3Store)
+    assert store.config["sse_c_key_file"] == str(key_file[0])
+    assert store.config["ca_bundle"] == "/etc/hostname"
+    monkeypatch.chdir("/")
+    assert open_store(store.to_url()).config == store.config  # type: ignore[attr-defined]
+
+
 def test_tls_settings_reach_the_client(caplog: pytest.LogCaptureFixture) -> None:
     bundle = open_store("s3://bucket", endpoint_url="https://127.0.0.1:1", ca_bundle="/etc/hostname")
     assert isinstance(bundle, S3Store)
