@@ -324,6 +324,12 @@ class S3Store(Store):
             ) from exc
         except bexc.ProfileNotFound as exc:
             raise AccessDenied(f"{exc}; check ~/.aws/config or the profile option") from exc
+        except bexc.SSLError as exc:
+            raise StoreUnavailable(
+                f"cannot reach {self.endpoint}: {exc}; a server whose certificate a private CA "
+                "signed needs the store option ca_bundle",
+                key=key,
+            ) from exc
         except (bexc.ConnectionError, bexc.HTTPClientError, bexc.ReadTimeoutError) as exc:
             raise StoreUnavailable(f"cannot reach {self.endpoint}: {exc}", key=key) from exc
         except bexc.BotoCoreError as exc:

@@ -6,18 +6,25 @@ ignores customer keys, so SSE-C is proven on SeaweedFS, which enforces them."""
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
+import ipaddress
 import logging
 import os
+import ssl
 import tempfile
 import time
+import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
-from fusestore.stores import AccessDenied, InvalidStoreURL, StoreError, open_store
+from fusestore.stores import AccessDenied, InvalidStoreURL, StoreError, StoreUnavailable, open_store
 from fusestore.stores.ratelimit import TokenBucket
 from fusestore.stores.s3 import S3Store
 from fusestore.testing.s3server import LocalS3Server, LocalSeaweedServer
@@ -327,6 +334,96 @@ def test_tls_settings_reach_the_client(caplog: pytest.LogCaptureFixture) -> None
         client = unverified.client
     assert client._endpoint.http_session._verify is False
     assert any("not verified" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+
+class TLSMotoServer(LocalS3Server):
+    """moto's server behind TLS, with the certificate given."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        super().__init__()
+        self.cert, self.key = cert, key
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        return [*super()._command(), "--ssl", "--ssl-cert", str(self.cert), "--ssl-key", str(self.key)]
+
+    def _answers(self) -> bool:
+        context = ssl.create_default_context(cafile=str(self.cert))
+        try:
+            with urllib.request.urlopen(
+                f"{self.endpoint_url}/moto-api/data.json", timeout=1, context=context
+            ):
+                return True
+        except OSError:
+            return False
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (its own CA), and that key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fusestore test server")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.timeout(120)
+def test_a_tls_server_is_trusted_through_its_ca_bundle_or_not_verified(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = self_signed(tmp_path)
+    with TLSMotoServer(cert, key) as server:
+        boto3.client(
+            "s3",
+            endpoint_url=server.endpoint_url,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+            verify=str(cert),
+        ).create_bucket(Bucket="tls-bucket")
+        url = "s3://tls-bucket"
+        strict = open_store(url, endpoint_url=server.endpoint_url, max_attempts=1)
+        with pytest.raises(
+            StoreUnavailable, match=r"certificate verify failed.*needs the store option ca_bundle"
+        ):
+            strict.list("")
+        trusting = open_store(url, endpoint_url=server.endpoint_url, ca_bundle=str(cert))
+        trusting.put("a.txt", b"over TLS")
+        assert trusting.get_range("a.txt") == b"over TLS"
+        unverified = open_store(url, endpoint_url=server.endpoint_url, verify_tls=False)
+        with caplog.at_level(logging.WARNING, logger="fusestore"), warnings.catch_warnings():
+            warnings.simplefilter("error")  # urllib3's warning per request is silenced
+            assert unverified.get_range("a.txt") == b"over TLS"
+            assert unverified.get_range("a.txt") == b"over TLS"
+        said = [r.getMessage() for r in caplog.records if "not verified" in r.getMessage()]
+        assert len(said) == 1 and server.endpoint_url in said[0]
 
 
 # -- part size and transfer rates --------------------------------------------------------------
