@@ -25,9 +25,11 @@ import pytest
 from botocore.config import Config
 
 from fusestore.stores import AccessDenied, InvalidStoreURL, StoreError, StoreUnavailable, open_store
+from fusestore.stores.faulty import FaultyStore
 from fusestore.stores.ratelimit import TokenBucket
 from fusestore.stores.s3 import S3Store
 from fusestore.testing.s3server import LocalS3Server, LocalSeaweedServer
+from fusestore.writeback.staging import PART_SIZE, upload_part_size
 
 MiB = 1024 * 1024
 
@@ -444,6 +446,10 @@ def test_part_size_is_used_and_grown_to_fit_ten_thousand_parts(
         store.put_file("big", source, len(data), multipart_threshold=5 * MiB)
     assert sorted(int(h["content-length"]) for op, h in seen if op == "UploadPart") == [MiB, 6 * MiB, 6 * MiB]
     assert store.get_range("big") == data
+    # The mount's staged uploads take it too, instead of their own 8 MiB.
+    assert upload_part_size(store, 100 * MiB) == 6 * MiB
+    assert upload_part_size(FaultyStore(store, ""), 100 * MiB) == 6 * MiB
+    assert upload_part_size(s3_store(s3_server, store.bucket), 100 * MiB) == PART_SIZE == 8 * MiB
 
 
 def test_a_token_bucket_holds_its_rate_across_threads() -> None:
