@@ -3,10 +3,13 @@
 Objects are native: key `dir/file.txt` below the prefix is `s3://bucket/prefix/dir/file.txt`,
 readable and writable by every other S3 tool. Credentials come only from boto3's standard
 chain (environment, shared config/credentials files and `profile`, container and instance
-roles), which also refreshes credentials that expire; they never go into the URL.
+roles), which also refreshes credentials that expire; they never go into the URL. An
+`anonymous` store uses none and signs nothing.
 
 One boto3 client per store, created at the first request (opening a store touches no
-network), with a connection pool of `max_connections` and boto3's own retry modes.
+network; it reads only an SSE-C key file), with a connection pool of `max_connections`
+and boto3's own retry modes. Encryption, storage class and the other request options
+are `s3params`'; a GET's body is `s3reader`'s.
 """
 
 from __future__ import annotations
