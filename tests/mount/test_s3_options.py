@@ -1,7 +1,8 @@
 """s3:// options through the real daemon: an SSE-C bucket written, renamed, remounted and
 read back on a fresh cache, its key never in the log or `fusestore status` (on SeaweedFS,
 which enforces customer keys); an anonymous mount of a public bucket with no credentials
-anywhere, read-only unless told otherwise (on moto)."""
+anywhere, read-only unless told otherwise, and transfer rates held by the daemon's
+worker threads while the mount keeps answering (on moto)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import base64
 import errno
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,3 +107,43 @@ def test_an_anonymous_mount_reads_a_public_bucket_with_no_credentials_and_is_rea
     writer.wait_for_key("new.txt")
     assert writer.umount() == 0, writer.log_text()
     assert mount.get("new.txt") == b"unsigned"
+
+
+@pytest.mark.timeout(180)
+def test_transfer_rates_hold_in_the_daemon_and_leave_the_mount_responsive(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    mount = mount_factory("-o", "max_download_rate=512K,max_upload_rate=512K", run=False)
+    data = os.urandom(2 * MiB)
+    mount.client.put_object(Bucket=mount.bucket, Key="remote.bin", Body=data)
+    mount.client.put_object(Bucket=mount.bucket, Key="other.txt", Body=b"x")
+    mount.start()
+    assert (mount.path / "other.txt").read_bytes() == b"x"
+    pauses: list[float] = []
+    done = threading.Event()
+
+    def poke() -> None:  # the trio thread keeps answering while transfers wait
+        while not done.is_set():
+            started = time.monotonic()
+            os.stat(mount.path / "other.txt")
+            os.listdir(mount.path)
+            pauses.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    poker = threading.Thread(target=poke)
+    poker.start()
+    try:
+        started = time.monotonic()
+        assert (mount.path / "remote.bin").read_bytes() == data
+        download = time.monotonic() - started
+        (mount.path / "new.bin").write_bytes(data)
+        upload = mount.wait_for_key("new.bin", timeout=60)
+    finally:
+        done.set()
+        poker.join()
+    # 2 MiB at 512 KiB/s with a quarter second's burst: 3.75 s (the upload also waits
+    # out the write-back delay).
+    assert 3.2 < download < 20 and 3.2 < upload < 25, (download, upload)
+    assert len(pauses) > 20 and max(pauses) < 1.0, max(pauses)
+    assert mount.umount() == 0, mount.log_text()
+    assert mount.get("new.bin") == data
