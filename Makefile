@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND := noninteractive
 
 # install: the virtualenv, then (as root) /sbin/mount.fusestore, mount(8)'s helper, which
 # runs this virtualenv's fusestore: `mount -t fusestore` and fstab lines work afterwards.
-.PHONY: venv install test lint run clean bench
+.PHONY: venv install test lint run clean bench man
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check fusestore tests bench
 	$(VENV)/bin/mypy
 
+# fusestore(1), written from the commands' own help
+man: venv
+	$(VENV)/bin/fusestore man > fusestore.1
+
 run: venv
 	$(PY) -m fusestore.service.demo
 
@@ -55,5 +59,5 @@ bench: venv
 	$(PY) bench/run.py $(if $(BACKEND),--backend $(BACKEND)) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info fusestore.1 .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
