@@ -52,7 +52,7 @@ def helper_script(python: str) -> str:
 {MARKER}: it runs the fusestore of this interpreter.
 # To use another installation, run `fusestore install-helper` from that one.
 if [ ! -x {quoted} ]; then
-    echo "mount.fusestore: the fusestore installation of {python} is gone;" \\
+    echo "mount.fusestore: the fusestore installation of" {quoted} "is gone;" \\
         "run 'fusestore install-helper' from the installation to use" >&2
     exit 1
 fi
