@@ -11,9 +11,14 @@ BACKEND ?=
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: install test lint run clean bench
+# install: the virtualenv, then (as root) /sbin/mount.fusestore, mount(8)'s helper, which
+# runs this virtualenv's fusestore: `mount -t fusestore` and fstab lines work afterwards.
+.PHONY: venv install test lint run clean bench man
 
-install: $(STAMP)
+venv: $(STAMP)
+
+install: venv
+	$(SUDO) $(VENV)/bin/fusestore install-helper
 
 $(STAMP): pyproject.toml
 	@if ! command -v fusermount3 >/dev/null || ! pkg-config --exists fuse3 2>/dev/null \
@@ -25,21 +30,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,dev]'
 	@touch $(STAMP)
 
-test: install
+test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: venv
 	$(VENV)/bin/ruff check fusestore tests bench
 	$(VENV)/bin/ruff format --check fusestore tests bench
 	$(VENV)/bin/mypy
 
-run: install
+# fusestore(1), written from the commands' own help
+man: venv
+	$(VENV)/bin/fusestore man > fusestore.1
+
+run: venv
 	$(PY) -m fusestore.service.demo
 
 # fusestore against s3fs-fuse and rclone mount on a local S3 server (BACKEND=moto or
 # seaweedfs); results under bench/results/. Not part of `make test`.
 # BENCH_ARGS="--suite scale": huge directories and buckets (SeaweedFS unless BACKEND says).
-bench: install
+bench: venv
 	@missing=""; for p in s3fs rclone fio; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing"; \
@@ -50,5 +59,5 @@ bench: install
 	$(PY) bench/run.py $(if $(BACKEND),--backend $(BACKEND)) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info fusestore.1 .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -16,6 +16,7 @@ program's. `**options` are the long options of `fusestore mount` with underscore
 from __future__ import annotations
 
 import contextlib
+import difflib
 import enum
 import os
 import subprocess
@@ -25,6 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+import click
 
 from .mountoptions import BY_NAME, driver_options
 from .service import mounts
@@ -45,13 +48,51 @@ class MountError(RuntimeError):
     """The mount could not be made, or the daemon could not do what was asked."""
 
 
+def _unknown(name: str, driver: Mapping[str, Any] | None) -> TypeError:
+    """The error of a Python call given a keyword it does not take."""
+    near = difflib.get_close_matches(name, [*BY_NAME, *(driver or {})], n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return TypeError(f"mount() got an unknown option {name!r}{hint}")
+
+
+def _check(name: str, value: Any) -> None:
+    """The value of mount option `name` checked as the command line would check it,
+    refused in Python's terms: TypeError for a flag that is not a bool, ValueError for a
+    value the option cannot take (named as the keyword was written)."""
+    option = BY_NAME[name]
+    if value is None:
+        return
+    if option.is_flag:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} is a flag: give True or False, not {value!r}")
+        return
+    items: list[Any]
+    if isinstance(value, dict):  # link={"/datasets": "s3://…"}
+        items = [f"{key}={item}" for key, item in value.items()]
+    elif option.multiple and isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [value]
+    kind = click.types.convert_type(option.type, option.default)
+    try:
+        converted = [kind.convert(item, None, None) for item in items]
+        if option.check is not None:
+            option.check(tuple(converted) if option.multiple else converted[0])
+    except click.BadParameter as exc:
+        raise ValueError(f"{name}={value!r}: {exc.message}") from None
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r}: {exc}") from None
+
+
 def _arguments(url: str, options: dict[str, Any]) -> list[str]:
     """The command-line arguments for `options`: a mount option as its flag, an option of
-    the store's driver (`path_style=True`) as `-o`."""
+    the store's driver (`path_style=True`) as `-o`. A keyword that is no option raises
+    TypeError, a bad value ValueError, before anything runs."""
     args: list[str] = []
     driver: Mapping[str, Any] | None = None
     for name, value in options.items():
         if name in BY_NAME:
+            _check(name, value)
             flag = BY_NAME[name].flag
         else:
             driver = driver_options(url) if driver is None else driver
@@ -59,7 +100,7 @@ def _arguments(url: str, options: dict[str, Any]) -> list[str]:
                 if value is not None:
                     args += ["-o", f"{name}={str(value).lower() if isinstance(value, bool) else value}"]
                 continue
-            flag = "--" + name.replace("_", "-")  # no option: the command line says so
+            raise _unknown(name, driver)
         if value is True:
             args.append(flag)
         elif isinstance(value, dict):  # link={"/datasets": "s3://…"}
@@ -220,6 +261,7 @@ def mount(
     `options` are `fusestore mount`'s long options with underscores (`endpoint_url=`,
     `cache_dir=`, `writeback_delay=`, `read_only=True`, ...) and the options of the store's
     driver (`path_style=True`, as in the URL's query). The daemon's log goes to
-    `log_file` when given.
+    `log_file` when given. A keyword that is no option raises TypeError and a value the
+    option cannot take ValueError, before anything starts, as with any Python call.
     """
     return Mount(url, os.fspath(mountpoint), sync_mode, log_file)._start(options)

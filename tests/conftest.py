@@ -32,6 +32,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_aws_environment() -> Iterator[None]:
     """No test sees the machine's AWS credentials or config, or reaches AWS."""
+    # Built before the clear: it is this process's environment less AWS_* (PATH, and the
+    # PYTHONPATH that points daemons started with `python -P` at this checkout, stay).
+    isolated = isolated_aws_environment()
     saved = dict(os.environ)
     # Computed before clearing: the rest of the environment stays (PATH, and PYTHONPATH,
     # without which the daemons the mount tests start would import an installed fusestore

@@ -530,3 +530,29 @@ def test_umounts_account_names_lost_found_files_twenty_at_most(
     assert "holds every change" not in err, err
     assert "25 file(s)" in err and f"fusestore cache recover {bench.cache_dir}" in err, err
     assert err.count("  lost: ") == 20 and "'d/f00'" in err and "… and 5 more" in err, err
+
+
+@pytest.mark.timeout(30)
+def test_show_finds_a_mounts_cache_by_the_url_as_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL a user types (endpoint not percent-encoded, a trailing slash) names the same
+    cache as the mount's own, normalised URL."""
+    from click.testing import CliRunner
+
+    from fusestore.cache.layout import CacheDir
+    from fusestore.cli import cache as cache_cli
+    from fusestore.cli import main
+    from fusestore.stores import open_store
+
+    typed = "s3://bkt/k9/?endpoint_url=http://127.0.0.1:18555"
+    mounted = open_store("s3://bkt/k9", endpoint_url="http://127.0.0.1:18555").to_url()
+    assert mounted != typed
+    monkeypatch.setattr(cache_cli, "default_cache_root", lambda: tmp_path)
+    monkeypatch.setattr("fusestore.cache.layout.default_cache_root", lambda: tmp_path)
+    made = CacheDir.for_store(mounted, None).open()  # where the daemon puts it
+    made.close()
+
+    shown = CliRunner().invoke(main, ["cache", "show", typed], standalone_mode=False)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"{made.path}  ({mounted}, not in use)")

@@ -20,6 +20,7 @@ UPLOAD = {
     "failed_attempts": 0,
     "conflicts": 0,
     "conflict_copies": [],
+    "conflict_copies_total": 0,
     "not_uploadable": 0,
     "conditional_writes": "honoured by the store",
     "uploaded_bytes": 0,
@@ -87,6 +88,28 @@ def test_status_is_sent_with_the_keys_order_and_nesting_tools_read() -> None:
     assert list(wire["requests"].items()) == [("HeadObject", 1), ("PutObject", 5)], "sorted by name"
     assert wire["oldest_dirty_age"] == 1.5 and wire["conditional_writes"] == "honoured by the store"
     assert "  requests:   HeadObject 1, PutObject 5" in _render(wire).splitlines()
+
+
+def test_the_text_status_lists_the_links_and_says_how_many_copies_it_leaves_out() -> None:
+    wire = a_status().to_json()
+    wire["links"].append({"path": "/models", "store": "file:///srv/models"})
+    wire["conflict_copies"] = [f"/f{i}.conflict-b-1" for i in range(100)]  # the daemon sends 100 at most
+    wire["conflict_copies_total"] = 130
+    wire["pinned"] = [f"/p{i}" for i in range(8)]
+    lines = _render(wire).splitlines()
+    at = lines.index("  links:      /data  ←  s3://other")
+    assert lines[at + 1] == "              /models  ←  file:///srv/models"
+    conflicts = next(i for i, line in enumerate(lines) if line.startswith("  conflicts:"))
+    assert lines[conflicts].endswith("; 130 conflict cop(ies) listed")
+    assert lines[conflicts + 1 : conflicts + 7] == [
+        *(f"              /f{i}.conflict-b-1" for i in range(5)),
+        "              … and 125 more (fusestore status --json lists 100)",
+    ]
+    pinned = next(i for i, line in enumerate(lines) if line.startswith("  pinned:"))
+    assert lines[pinned + 6] == "              … and 3 more (fusestore status --json lists them all)"
+
+    wire["links"] = []
+    assert "  links:      none" in _render(wire).splitlines()
 
 
 def test_the_table_names_every_command() -> None:

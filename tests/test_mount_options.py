@@ -79,7 +79,39 @@ def test_the_python_api_passes_driver_options_as_o() -> None:
         "1G",
         "--read-only",
     ]
-    assert _arguments("s3://b", {"bogus": 1}) == ["--bogus", "1"], "refused by the command line"
+
+
+def test_the_python_api_refuses_bad_options_in_python_words(tmp_path: Path) -> None:
+    """Raised before any process starts, as a Python call's errors, never click's
+    command-line wording (`No such option: --cache-sz`). (A dead local endpoint: were a
+    check missing, the mount would fail there, never reach out.)"""
+    import fusestore
+
+    def mount(**options: Any) -> None:
+        fusestore.mount("s3://bucket", tmp_path, endpoint_url="http://127.0.0.1:9", **options)
+
+    with pytest.raises(
+        TypeError, match=r"^mount\(\) got an unknown option 'cache_sz' \(did you mean 'cache_size'\?\)$"
+    ):
+        mount(cache_sz="1G")
+    with pytest.raises(TypeError, match=r"^mount\(\) got an unknown option 'bogus'$"):
+        _arguments("s3://bucket", {"bogus": 1})
+    with pytest.raises(
+        ValueError, match=r"^cache_size='lots': 'lots' is not a size \(examples: 10G, 512M, 1048576\)$"
+    ):
+        mount(cache_size="lots")
+    with pytest.raises(TypeError, match=r"^read_only is a flag: give True or False, not 'yes'$"):
+        mount(read_only="yes")
+    with pytest.raises(ValueError, match=r"^link=\{'/data': 'elsewhere'\}: a link is PATH=URL"):
+        mount(link={"/data": "elsewhere"})
+    with pytest.raises(ValueError, match=r"^writeback_delay=-1: "):
+        mount(writeback_delay=-1)
+    assert _arguments("s3://b", {"cache_size": 2**30, "link": {"/d": "s3://other/x"}}) == [
+        "--cache-size",
+        str(2**30),
+        "--link",
+        "/d=s3://other/x",
+    ]
 
 
 def test_the_s3_request_options_come_from_every_source(tmp_path: Path, opened: list[dict[str, Any]]) -> None:

@@ -231,6 +231,13 @@ class Content:
 
     # -- reading and writing --------------------------------------------------------
 
+    def stored_or_held(self) -> int:
+        """Bytes `du` counts for the file: the base whole (the store holds it, zeros and
+        all: an object has no holes) and, past it, the 1 MiB blocks the cache holds (a
+        hole a program left there is held nowhere yet). Arithmetic on the bitmap only."""
+        tail = self.present >> self.base_size // BLOCK_SIZE  # the base's last block: at most once more
+        return min(self.size, self.base_size + tail.bit_count() * BLOCK_SIZE)
+
     def read(self, offset: int, length: int) -> bytes:
         """Local bytes; the caller has fetched the blocks the range needs."""
         length = max(0, min(length, self.size - offset))

@@ -1,7 +1,8 @@
 """The `fusestore` command line: one module per command group (`mount`, `stores`,
 `control`, `cache`, `pin`), `common` for what several share, `app` for the group that
-holds them all, `fstab` for mount(8)'s helper, and `process` for how a mount's
-daemon process runs. Outside this package only `__main__` imports it.
+holds them all, `fstab` for mount(8)'s helper (`helper` installs it where mount(8) finds
+it), `manpage` for fusestore(1), and `process` for how a mount's daemon process runs.
+Outside this package only `__main__` imports it.
 
 `run` is the `fusestore` executable; `main`, the command group, is what tests invoke.
 """

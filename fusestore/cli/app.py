@@ -13,7 +13,7 @@ import click
 
 from .. import __version__
 from ..mountoptions import LOG_LEVELS
-from . import cache, control, mount, pin, stores
+from . import cache, control, helper, manpage, mount, pin, stores
 from .common import fail
 
 
@@ -69,5 +69,7 @@ for command in (
     cache.cache_group,
     pin.pin_command,
     pin.unpin_command,
+    helper.install_helper_command,
+    manpage.man_command,
 ):
     main.add_command(command)

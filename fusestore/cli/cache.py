@@ -10,14 +10,24 @@ import click
 
 from ..cache import inspector
 from ..cache.layout import cache_name, default_cache_root
+from ..stores import InvalidStoreURL, open_store
 from .common import fail, size_text
 
 
 def _resolve(cache: str) -> Path:
-    """A cache given by its directory, or by the store URL it belongs to (default root)."""
-    if "://" in cache:
-        return default_cache_root() / cache_name(cache)
-    return Path(cache)
+    """A cache given by its directory, or by the store URL it belongs to (default root).
+
+    The URL is normalised as the mount normalises it (the store's own `to_url`: options
+    percent-encoded and in one order, no trailing slash), so the URL as typed on the
+    command line finds the cache the mount made. One no driver accepts is taken as written.
+    """
+    if "://" not in cache:
+        return Path(cache)
+    try:
+        url = open_store(cache).to_url()  # touches no network
+    except InvalidStoreURL:
+        url = cache
+    return default_cache_root() / cache_name(url)
 
 
 def _pending_text(info: inspector.CacheInfo) -> str:

@@ -26,6 +26,8 @@ from .common import Progress, daemon_of, fail, mountpoint_from, registered, size
 
 #: files of lost+found named one by one (a rebuilt index can put thousands there)
 LOST_LISTED = 20
+#: conflict copies and pinned paths named one by one in the text `status`
+SHOWN = 5
 
 
 @click.command("status")
@@ -69,6 +71,9 @@ def _render(s: dict[str, Any]) -> str:
     if "error" in s:
         return f"{s['mountpoint']}: {s['error']}"
     age = s.get("oldest_dirty_age")
+    links = s.get("links", [])
+    # The daemon sends at most 100 copies; the total counts them all (older daemons: the list).
+    copies = s.get("conflict_copies_total", len(s.get("conflict_copies", [])))
     lines = [
         f"{s['mountpoint']}  ←  {s['store']}   (pid {s['pid']}, {s['state']}"
         f"{', read-only' if s.get('read_only') else ''})",
@@ -84,15 +89,24 @@ def _render(s: dict[str, Any]) -> str:
         f"  uploads:    {s['uploads_in_flight']} in flight, {s['deletes_pending']} delete(s) pending, "
         f"{s['failed_attempts']} failed attempt(s)",
         f"  conflicts:  {s.get('conflicts', 0)} here (another client changed a file first: both versions "
-        f"kept); {len(s.get('conflict_copies', []))} conflict cop(ies) listed"
-        + "".join(f"\n              {path}" for path in s.get("conflict_copies", [])[:5]),
+        f"kept); {copies} conflict cop(ies) listed"
+        + _some(s.get("conflict_copies", []), copies, "fusestore status --json lists 100"),
         f"  conditions: {s.get('conditional_writes', '?')}",
         f"  cache:      {size_text(s['cache_used'])} of {size_text(s['cache_limit'])} in {s['cache_dir']}",
+        "  links:      "
+        + ("\n              ".join(f"{link['path']}  ←  {link['store']}" for link in links) or "none"),
         f"  pinned:     {size_text(s.get('pinned_bytes', 0))} under {len(s.get('pinned', []))} path(s)"
-        + "".join(f"\n              {path}" for path in s.get("pinned", [])[:5]),
+        + _some(s.get("pinned", []), len(s.get("pinned", [])), "fusestore status --json lists them all"),
         "  requests:   " + (", ".join(f"{k} {v}" for k, v in s["requests"].items()) or "none"),
     ]
     return "\n".join(lines)
+
+
+def _some(paths: list[str], total: int, where_all: str) -> str:
+    """The first few of `total` paths, one per line, and how many more there are."""
+    shown = paths[:SHOWN]
+    more = f"\n              … and {total - len(shown)} more ({where_all})" if total > len(shown) else ""
+    return "".join(f"\n              {path}" for path in shown) + more
 
 
 @click.command("flush")

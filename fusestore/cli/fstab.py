@@ -44,3 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         run_on_c_allocator()
 
     cli(translate(sys.argv[1:] if argv is None else argv), prog_name="fusestore")
+
+
+if __name__ == "__main__":  # `python -m fusestore.cli.fstab`: what /sbin/mount.fusestore runs
+    main()

@@ -51,8 +51,10 @@ def run_on_c_allocator() -> None:
     if "PYTHONMALLOC" in os.environ or not sys.executable:
         return
     script = sys.argv[0]
-    if os.path.basename(script) == "__main__.py":  # python -m fusestore
-        command = [sys.executable, "-P", "-m", "fusestore", *sys.argv[1:]]
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.origin == script:  # python -m fusestore, -m fusestore.cli.fstab
+        module = spec.name.removesuffix(".__main__")
+        command = [sys.executable, "-P", "-m", module, *sys.argv[1:]]
     else:  # an installed script: fusestore, mount.fusestore
         command = [sys.executable, "-P", script, *sys.argv[1:]]
     sys.stdout.flush()

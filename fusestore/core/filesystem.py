@@ -61,7 +61,7 @@ from typing import Any
 
 import trio
 
-from ..cache import CacheDir, Content, ContentStore, Journal
+from ..cache import CacheDir, Content, ContentStore, Journal, room
 from ..cache.journal import Records
 from ..cache.pins import Pins
 from ..cache.recovery import LOST_FOUND, LostFound, open_index
@@ -646,5 +646,12 @@ class Filesystem:
     # -- the file system as a whole --------------------------------------------------------
 
     async def capacity(self) -> tuple[int, int]:
-        """Total and free bytes of the store (see `StoreCalls.capacity`)."""
-        return await self.calls.capacity()
+        """Total and free bytes for `df`: the store's where it knows them (`StoreCalls.
+        capacity`), else the cache disk's. Every write lands on that disk first and fails
+        with ENOSPC when it is full, so it is the limit a program writing here meets (and
+        a 1 PiB figure would tell `df` nothing). One statvfs, inline."""
+        known = await self.calls.capacity()
+        if known is not None:
+            return known
+        free, total = room.disk_space(self.contents.data_dir)
+        return total, free

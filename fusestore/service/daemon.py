@@ -1,5 +1,5 @@
-"""The mount's lifecycle: open store and cache → replay the journal → mount → serve and
-flush → on unmount or signal: sync everything, then unlink the FUSE session.
+"""The mount's lifecycle: check the mountpoint → open store and cache → replay the journal →
+mount → serve and flush → on unmount or signal: sync everything, then unlink the FUSE session.
 
 Exit codes: 0 when the store holds everything, 1 when data is left in the journal (the
 store was unreachable within `unmount_timeout`; it goes up at the next mount) or kept in
@@ -124,11 +124,14 @@ class Daemon:
             raise SetupError(str(exc)) from None
         except OSError as exc:
             raise SetupError(f"runtime directory {mounts.runtime_dir()}: {exc.strerror}") from None
-        self._probe()
+        # The mountpoint before the store: its check is local and instant, while a store
+        # that does not answer is tried for seconds, and a mistake in the path should be
+        # named as itself whatever else is wrong (no credentials, a dead endpoint).
         try:
             mountpoint = mounts.prepare_mountpoint(self.mountpoint_arg)
         except mounts.MountpointError as exc:
             raise SetupError(str(exc)) from None
+        self._probe()
         try:
             self.cache.open()
         except (CacheLocked, PermissionError) as exc:

@@ -175,6 +175,7 @@ class Flusher(JobQueue):
             "failed_attempts": self.failed_attempts,
             "conflicts": self.conflicts,
             "conflict_copies": self.conflict_copies(),
+            "conflict_copies_total": sum(len(names) for names in self.ns.conflict_copies.values()),
             "not_uploadable": self.parked.count(),
             "conditional_writes": self.conditions_note,
             "uploaded_bytes": self.uploaded_bytes,

@@ -62,10 +62,6 @@ class StoreTimeout(StoreUnavailable):
     """A call a kernel request waits on did not succeed within the I/O timeout (EIO)."""
 
 
-#: What the file system reports as its size when the store does not know (S3): 1 PiB.
-UNKNOWN_CAPACITY = 2**50
-
-
 class StoreCalls:
     """Runs a store's (blocking) methods in worker threads, at most `limit` at a time.
 
@@ -91,7 +87,7 @@ class StoreCalls:
 
     def __init__(self, store: Store, limit: int = 16, io_timeout: float = 30.0) -> None:
         self.store = store
-        self._capacity: tuple[float, int, int] | None = None
+        self._capacity: tuple[float, tuple[int, int] | None] | None = None
         self.limiter = trio.CapacityLimiter(limit)
         self.io_timeout = io_timeout
         self.counts: Counter[str] = Counter()
@@ -239,13 +235,13 @@ class StoreCalls:
                 with trio.move_on_after(self.io_timeout), contextlib.suppress(Exception):
                     await self.run(self.store.probe)
 
-    async def capacity(self) -> tuple[int, int]:
-        """Total and free bytes of the store, where it knows them (remembered for a minute;
-        `UNKNOWN_CAPACITY` where it does not). Worker thread: the store's statistics."""
+    async def capacity(self) -> tuple[int, int] | None:
+        """Total and free bytes of the store, where it knows them (remembered for a minute);
+        None where it does not (S3). Worker thread: the store's statistics."""
         cached = self._capacity
         if cached is None or time.monotonic() - cached[0] > 60:
             stats = await self.ask(self.store.stat_store)
-            total = stats.total_bytes if stats.total_bytes is not None else UNKNOWN_CAPACITY
-            free = stats.free_bytes if stats.free_bytes is not None else total
-            cached = self._capacity = (time.monotonic(), total, free)
-        return cached[1], cached[2]
+            total, free = stats.total_bytes, stats.free_bytes
+            known = None if total is None else (total, total if free is None else free)
+            cached = self._capacity = (time.monotonic(), known)
+        return cached[1]

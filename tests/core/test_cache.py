@@ -160,6 +160,26 @@ def test_content_present_bytes(tmp_path: Path) -> None:
     content.close()
 
 
+def test_du_counts_the_stored_base_and_the_blocks_held_past_it(tmp_path: Path) -> None:
+    """`stored_or_held`, what st_blocks is made of: the store holds the base whole; past
+    it, only the 1 MiB blocks written count, never more than the size."""
+    content = Content("c", tmp_path / "c", 0, base_size=0)
+    content.truncate(64 * BLOCK_SIZE)
+    assert content.stored_or_held() == 0, "a hole made by truncate is held nowhere"
+    content.write(32 * BLOCK_SIZE + 10, b"x" * 4096)
+    assert content.stored_or_held() == BLOCK_SIZE
+    content.now_stored()
+    assert content.stored_or_held() == 64 * BLOCK_SIZE, "uploaded: the object has no holes"
+
+    appended = Content("a", tmp_path / "a", BLOCK_SIZE + 5, base_size=BLOCK_SIZE + 5)
+    assert appended.stored_or_held() == BLOCK_SIZE + 5, "a clean object counts whole, cached or not"
+    appended.write(10 * BLOCK_SIZE, b"tail")
+    # The base and the one block written past it: the hole between counts nothing.
+    assert appended.stored_or_held() == BLOCK_SIZE + 5 + BLOCK_SIZE
+    content.close()
+    appended.close()
+
+
 def test_a_short_write_leaves_the_block_it_stopped_in_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

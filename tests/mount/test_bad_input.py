@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,6 +395,35 @@ def test_bad_mountpoints(
     assert str(target) in line
     if case == "not empty":
         assert (target / "x").read_text() == "x"
+
+
+@pytest.mark.timeout(60)
+def test_a_missing_mountpoint_is_named_before_missing_credentials(no_leftovers: None, tmp_path: Path) -> None:
+    """Without credentials and with a missing mountpoint, the mountpoint is what is named:
+    it is checked before the store is asked anything."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true"
+    )
+    target = tmp_path / "missing"
+    line = refused(
+        tmp_path, "s3://some-bucket", target, "--endpoint-url", f"http://127.0.0.1:{free_port()}", env=env
+    )
+    assert_says(line, f"mountpoint {target} does not exist", "create it with: mkdir -p ")
+
+
+@pytest.mark.timeout(60)
+def test_a_bad_mountpoint_is_reported_at_once_with_a_dead_endpoint(
+    no_leftovers: None, tmp_path: Path
+) -> None:
+    """A store that does not answer is tried for seconds; a bad mountpoint is reported
+    before any of that."""
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    started = time.monotonic()
+    line = refused(tmp_path, "s3://some-bucket", target, "--endpoint-url", f"http://127.0.0.1:{free_port()}")
+    assert_says(line, "is not a directory", "mount on an empty directory")
+    assert time.monotonic() - started < 3.0
 
 
 # -- the cache directory -----------------------------------------------------------------

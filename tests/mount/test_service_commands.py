@@ -180,13 +180,18 @@ def test_mount_t_fusestore_through_the_helper(
     assert helper.exists(), "the package installs mount.fusestore"
     if os.geteuid() != 0:
         pytest.skip("installing a mount(8) helper needs root")
+    # mount(8) looks only in /sbin, /sbin/fs.d and /sbin/fs (no PATH, no option to point
+    # it elsewhere): the helper goes into the real /sbin, and only where there is none.
     sbin = Path("/sbin/mount.fusestore")
     if sbin.exists() or sbin.is_symlink():
         pytest.skip("a mount.fusestore is installed on this machine already")
     bucket = make_bucket()
     point = detached()
-    sbin.symlink_to(helper)
+    # The helper runs `python -P`: this checkout's fusestore through PYTHONPATH.
+    env = {**os.environ, "PYTHONPATH": str(Path(fusestore.__file__).parent.parent)}
     try:
+        installed = fusestore_cli("install-helper")
+        assert installed.returncode == 0, installed.stderr
         options = ",".join(
             [
                 "_netdev",
@@ -202,6 +207,7 @@ def test_mount_t_fusestore_through_the_helper(
             text=True,
             timeout=60,
             check=False,
+            env=env,
         )
         assert done.returncode == 0, done.stderr
         assert is_mounted(point)
@@ -215,8 +221,9 @@ def test_mount_t_fusestore_through_the_helper(
         assert not is_mounted(point)
         body = s3_server.client().get_object(Bucket=bucket, Key="via-fstab")["Body"].read()
         assert body == b"mounted by mount(8)"
-    finally:
-        sbin.unlink()
+    finally:  # (`detached` unmounts whatever is left)
+        removed = fusestore_cli("install-helper", "--remove")  # only the file it wrote
+        assert removed.returncode == 0 and not sbin.exists(), removed.stderr
 
 
 @pytest.mark.timeout(120)
