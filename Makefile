@@ -1,4 +1,4 @@
-# fusestore — `make run` and `make test` work on a fresh machine: `install` brings
+# fusestore — `make run` and `make test` work on a fresh machine: `venv` brings
 # the system packages (as root, or through sudo) and a virtualenv with everything else.
 
 PYTHON ?= python3
