@@ -98,14 +98,38 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path: Path, case: str) -> 
         (["--metadata-ttl", "-1"], "Invalid value for '--metadata-ttl'"),
         (["-o", "cache_size=10Q"], "-o: cache_size = '10Q'"),
         (["-o", "bogus=1,_netdev"], "-o: unknown option 'bogus'"),
+        (["--file-mode", "0689"], "Invalid value for '--file-mode': '0689' is not an octal mode like 0644"),
+        (["--dir-mode", "17777"], "'--dir-mode': '17777' is not an octal mode from 0 to 7777"),
+        (["--umask", "-1"], "Invalid value for '--umask': '-1' is not an octal mode from 0 to 777"),
+        (["-o", "file_mode=rw"], "-o: file_mode = 'rw': 'rw' is not an octal mode like 0644"),
+        (["--negative-ttl", "-1"], "Invalid value for '--negative-ttl'"),
+        (["--negative-ttl", "soon"], "Invalid value for '--negative-ttl'"),
+        (["--allow-root", "--allow-other"], "--allow-other and --allow-root exclude each other"),
+        (["--log-file", "/nonexistent-dir/f.log"], "--log-file /nonexistent-dir/f.log: No such file"),
     ],
-    ids=["--cache-size 10Q", "bad ttl", "-o bad size", "-o unknown"],
+    ids=[
+        "--cache-size 10Q",
+        "bad ttl",
+        "-o bad size",
+        "-o unknown",
+        "file-mode 8",
+        "dir-mode too big",
+        "negative umask",
+        "-o file_mode",
+        "negative ttl",
+        "ttl not a number",
+        "allow_root+allow_other",
+        "log file in no directory",
+    ],
 )
 def test_bad_mount_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    from fusestore.service.mounts import is_mounted
+
     result = fusestore("mount", "s3://some-bucket", str(tmp_path), *args)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("fusestore: error:") and message in line, line
+    assert not is_mounted(tmp_path)
 
 
 @pytest.mark.timeout(60)

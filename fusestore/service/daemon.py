@@ -66,6 +66,8 @@ class SetupError(Exception):
 class DaemonOptions:
     unmount_timeout: float = 300.0
     allow_other: bool = False
+    #: FUSE's allow_root: root may use the mount too (not with allow_other)
+    allow_root: bool = False
     read_only: bool = False
     eviction_interval: float = 2.0
     #: called once the mount is ready (`--background` tells the waiting parent)
@@ -175,6 +177,8 @@ class Daemon:
         options.add("noatime")  # what the mount does (reads never change an atime): `mount` says so
         if self.options.allow_other:
             options.add("allow_other")
+        if self.options.allow_root:
+            options.add("allow_root")  # libfuse lets in the mounting user and root alone
         if self.options.read_only:
             options.add("ro")  # the kernel refuses every change with EROFS
         self.operations = FuseOperations(fs)
