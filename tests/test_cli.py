@@ -157,6 +157,34 @@ def test_the_mount_helper_translates_mount8_arguments() -> None:
     ]
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["under journald", "elsewhere"])
+def test_lines_carry_an_iso_time_except_under_journald(
+    monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    import logging
+    import re
+
+    from fusestore.service import logs
+
+    info = os.fstat(2)
+    stream = f"{info.st_dev}:{info.st_ino}" if journal else f"{info.st_dev}:{info.st_ino + 1}"
+    monkeypatch.setenv("JOURNAL_STREAM", stream)
+    saved = logging.getLogger().handlers[:]
+    try:
+        logs.setup("warning")
+        [handler] = logging.getLogger().handlers
+    finally:
+        logging.getLogger().handlers[:] = saved
+    record = logging.LogRecord("fusestore.x", logging.WARNING, __file__, 1, "the store is down", None, None)
+    line = handler.format(record)
+    if journal:
+        assert line == "<4>fusestore.x: the store is down", "journald stamps lines itself"
+    else:
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d WARNING fusestore.x: the store is down", line
+        ), line
+
+
 def test_journald_gets_priorities_and_a_terminal_gets_level_names() -> None:
     import logging
 

@@ -61,6 +61,7 @@ from .errors import (
 )
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
+from .s3requests import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,7 @@ class S3Store(Store):
         client = session.client("s3", endpoint_url=cfg["endpoint_url"], config=config)
         # Requests by API operation (what the store bills), counted as they go out.
         client.meta.events.register("before-call.s3", self._count_request)
+        RequestLog().register(client.meta.events)  # at DEBUG: a line per request
         return client
 
     def _count_request(self, model: Any, **_: Any) -> None:
