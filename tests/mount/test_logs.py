@@ -159,3 +159,33 @@ def test_a_log_file_that_cannot_be_written_is_one_error_and_nothing_mounted(tmp_
         assert line.startswith("fusestore: error:") and "--log-file" in line and str(bad) in line, line
         assert not is_mounted(tmp_path)
     assert not os.path.exists(tmp_path / "no-such-dir")
+
+
+@pytest.mark.timeout(120)
+def test_the_python_apis_log_file_is_the_daemons_log_file(
+    server: S3ServerProcess, make_bucket: Callable[[], str], tmp_path: Path
+) -> None:
+    import fusestore
+    from fusestore.api import MountError
+
+    bucket, point, log_file = make_bucket(), tmp_path / "mnt", tmp_path / "api.log"
+    point.mkdir()
+    options = {
+        "endpoint_url": server.endpoint_url,
+        "cache_dir": str(tmp_path / "cache"),
+        "log_level": "debug",
+    }
+    try:
+        with fusestore.mount(f"s3://{bucket}", point, log_file=str(log_file), **options) as m:
+            (m.path / "via-api").write_bytes(b"x")
+        text = log_file.read_text()
+        assert "op=PutObject key='via-api' status=200" in text, text[-2000:]
+        assert all(TIMED.match(line) for line in text.splitlines())
+        with pytest.raises(MountError, match=r"--log-file .*no-such-dir"):
+            fusestore.mount(
+                f"s3://{bucket}", point, log_file=str(tmp_path / "no-such-dir" / "f.log"), **options
+            )
+        assert not is_mounted(point)
+    finally:
+        if is_mounted(point):
+            lazy_unmount(point)
