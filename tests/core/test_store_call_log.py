@@ -31,6 +31,7 @@ class Unnamed:
         return "done"
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.trio
 async def test_each_call_is_one_line_with_its_outcome_time_and_try(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="fusestore")

@@ -109,6 +109,7 @@ def test_a_request_without_an_answer_is_a_line_naming_the_error(caplog: pytest.L
     ]
 
 
+@pytest.mark.timeout(60)
 def test_nothing_is_written_below_debug(flaky_endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="fusestore")
     store = open_store("s3://bucket", endpoint_url=flaky_endpoint, max_attempts=3)
