@@ -181,7 +181,7 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
         "negative_ttl",
         "Seconds a name found absent stays known absent, to the kernel and to the mount (a lookup "
         "of it past this lists its directory again): a file another client made shows up after at "
-        "most this long [default: --metadata-ttl].",
+        "most this long. Never longer than --metadata-ttl [default: --metadata-ttl].",
         SETTINGS,
         type=click.FloatRange(min=0),
         metavar="SECONDS",
@@ -295,7 +295,8 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
     ),
     MountOption(
         "log_level",
-        "How much the daemon logs [default: the global --log-level, warning].",
+        "How much the daemon logs; debug adds a line per request to the store (operation, key, "
+        "status, bytes, ms, attempt) [default: the global --log-level, warning].",
         LAUNCH,
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
     ),
