@@ -75,8 +75,26 @@ def log_to_file(path: str) -> None:
     logging.getLogger().handlers[:] = [handler]
 
 
+def _file_handlers() -> list[logging.handlers.WatchedFileHandler]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.handlers.WatchedFileHandler)]
+
+
 def logging_to_file() -> bool:
-    return any(isinstance(h, logging.handlers.WatchedFileHandler) for h in logging.getLogger().handlers)
+    return bool(_file_handlers())
+
+
+def reopen_log_file() -> None:
+    """Open the log file's path anew now (SIGHUP, as logrotate's `postrotate` sends it),
+    whether or not it moved. Blocks for an open() under the handler's lock."""
+    for handler in _file_handlers():
+        handler.acquire()
+        try:
+            if handler.stream is not None:
+                handler.stream.close()
+            handler.stream = handler._open()
+            handler._statstream()  # what the next line compares the path with
+        finally:
+            handler.release()
 
 
 def detach_output() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -111,6 +112,27 @@ def test_a_log_file_moved_away_by_logrotate_is_followed_by_a_new_one(
     assert "'two'" in after and "'two'" not in before
     assert rotated.read_text() == before, "a line went to the file moved away"
     assert all(TIMED.match(line) for line in after.splitlines())
+
+
+@pytest.mark.timeout(120)
+def test_sighup_opens_the_log_file_anew_and_the_mount_goes_on(
+    mount_factory: Callable[..., Mount], tmp_path: Path
+) -> None:
+    log_file = tmp_path / "fusestore.log"
+    mount = mount_factory("--log-file", str(log_file), run=False)
+    mount.log_level = "debug"
+    mount.start()
+    assert mount.process is not None
+    log_file.rename(log_file.with_name("fusestore.log.1"))
+    mount.process.send_signal(signal.SIGHUP)  # logrotate's postrotate
+    deadline = time.monotonic() + 20
+    while not (log_file.exists() and "SIGHUP" in log_file.read_text()):
+        assert time.monotonic() < deadline, "no new log file after SIGHUP"
+        assert mount.process.poll() is None, mount.log_text()
+        time.sleep(0.1)
+    sh("echo still > here && cat here", mount.path)
+    assert mount.umount() == 0, mount.log_text()
+    assert "op=PutObject key='here'" in log_file.read_text()
 
 
 @pytest.mark.timeout(120)
