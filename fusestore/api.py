@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .mountoptions import BY_NAME, driver_options
+from .mountoptions import BY_NAME, Octal, driver_options
 from .service import mounts
 from .service.control import ControlClient, ControlError
 
@@ -53,6 +53,8 @@ def _arguments(url: str, options: dict[str, Any]) -> list[str]:
     for name, value in options.items():
         if name in BY_NAME:
             flag = BY_NAME[name].flag
+            if isinstance(BY_NAME[name].type, Octal) and type(value) is int:
+                value = f"{value:o}"  # umask=0o027: the command line reads modes in octal
         else:
             driver = driver_options(url) if driver is None else driver
             if driver and name in driver:
