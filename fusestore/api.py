@@ -29,7 +29,7 @@ from typing import Any, Self
 
 import click
 
-from .mountoptions import BY_NAME, driver_options
+from .mountoptions import BY_NAME, Octal, driver_options
 from .service import mounts
 from .service.control import ControlClient, ControlError
 
@@ -94,6 +94,8 @@ def _arguments(url: str, options: dict[str, Any]) -> list[str]:
         if name in BY_NAME:
             _check(name, value)
             flag = BY_NAME[name].flag
+            if isinstance(BY_NAME[name].type, Octal) and type(value) is int:
+                value = f"{value:o}"  # umask=0o027: the command line reads modes in octal
         else:
             driver = driver_options(url) if driver is None else driver
             if driver and name in driver:
@@ -127,21 +129,17 @@ class Mount:
 
     def _start(self, options: dict[str, Any]) -> Self:
         command = [sys.executable, "-m", "fusestore", "mount", "--background", self.url, str(self.path)]
-        command += _arguments(self.url, options)
-        # The daemon keeps stderr: a log file, or a temporary one read only for the error.
+        # The log file is the command line's --log-file (the daemon's own, reopened after
+        # logrotate); what the daemon says before it is ready is read only for the error.
+        command += _arguments(self.url, {**options, "log_file": self.log_file})
         with tempfile.TemporaryFile() as scratch:
-            log = open(self.log_file, "ab") if self.log_file else scratch  # noqa: SIM115
-            try:
-                done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=False)
-            finally:
-                if log is not scratch:
-                    log.close()
+            done = subprocess.run(
+                command, stdin=subprocess.DEVNULL, stdout=scratch, stderr=scratch, check=False
+            )
             if done.returncode != 0:
                 scratch.seek(0)
                 lines = scratch.read().decode(errors="replace").strip().splitlines()
                 reason = lines[-1] if lines else f"exit code {done.returncode}"
-                if self.log_file:
-                    reason = f"see {self.log_file}"
                 raise MountError(reason.removeprefix("fusestore: error: "))
         entry = mounts.registered(str(self.path)) or {}
         if not entry.get("control"):
@@ -261,7 +259,8 @@ def mount(
     `options` are `fusestore mount`'s long options with underscores (`endpoint_url=`,
     `cache_dir=`, `writeback_delay=`, `read_only=True`, ...) and the options of the store's
     driver (`path_style=True`, as in the URL's query). The daemon's log goes to
-    `log_file` when given. A keyword that is no option raises TypeError and a value the
-    option cannot take ValueError, before anything starts, as with any Python call.
+    `log_file` when given (`--log-file`: timed lines, a new file after logrotate moves it).
+    A keyword that is no option raises TypeError and a value the option cannot take
+    ValueError, before anything starts, as with any Python call.
     """
     return Mount(url, os.fspath(mountpoint), sync_mode, log_file)._start(options)

@@ -58,15 +58,22 @@ class ByteSize(click.ParamType[int]):
 
 
 class Octal(click.ParamType[int]):
+    """An octal number of mode bits, `022` or `0o644`, from 0 to `highest`."""
+
     name = "octal"
 
+    def __init__(self, highest: int = 0o777, example: str = "022") -> None:
+        self.highest = highest
+        self.example = example
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
         try:
-            return int(str(value), 8)
+            number = value if isinstance(value, int) else int(str(value).strip().removeprefix("0o"), 8)
         except ValueError:
-            self.fail(f"{value!r} is not an octal mode like 022", param, ctx)
+            self.fail(f"{value!r} is not an octal mode like {self.example}", param, ctx)
+        if not 0 <= number <= self.highest:
+            self.fail(f"{value!r} is not an octal mode from 0 to {self.highest:o}", param, ctx)
+        return number
 
 
 def _check_links(value: tuple[str, ...]) -> None:
@@ -171,6 +178,15 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
         show_default=True,
     ),
     MountOption(
+        "negative_ttl",
+        "Seconds a name found absent stays known absent, to the kernel and to the mount (a lookup "
+        "of it past this lists its directory again): a file another client made shows up after at "
+        "most this long. Never longer than --metadata-ttl [default: --metadata-ttl].",
+        SETTINGS,
+        type=click.FloatRange(min=0),
+        metavar="SECONDS",
+    ),
+    MountOption(
         "max_entries",
         "Files and directories the mount keeps in memory (and the kernel with it): past this "
         "many, the kernel forgets the entries of the directories read least recently, and they "
@@ -235,16 +251,38 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
     MountOption("gid", "Group of objects that carry none [default: your group].", SETTINGS, type=int),
     MountOption(
         "umask",
-        "Mode bits cleared for objects and directories that carry no mode.",
+        "Mode bits cleared for objects and directories that carry no mode (0666 for files, 0777 "
+        "for directories, less these bits), where --file-mode or --dir-mode does not say.",
         SETTINGS,
         type=Octal(),
         default="022",
         show_default=True,
     ),
     MountOption(
+        "file_mode",
+        "Mode of files whose object carries none, e.g. 0640; wins over --umask for files "
+        "[default: 0666 less --umask].",
+        SETTINGS,
+        type=Octal(0o7777, "0644"),
+    ),
+    MountOption(
+        "dir_mode",
+        "Mode of directories that carry none (no marker, or one without a mode), e.g. 0750; "
+        "wins over --umask for directories [default: 0777 less --umask].",
+        SETTINGS,
+        type=Octal(0o7777, "0755"),
+    ),
+    MountOption(
         "allow_other",
         "Let other users than the one mounting use the mount (their access is still checked "
-        "against each file's mode).",
+        "against each file's mode). Not with --allow-root.",
+        DAEMON,
+        is_flag=True,
+    ),
+    MountOption(
+        "allow_root",
+        "Let root use the mount too, besides the user mounting (FUSE's allow_root; access still "
+        "checked against each file's mode). Not with --allow-other.",
         DAEMON,
         is_flag=True,
     ),
@@ -257,9 +295,19 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
     ),
     MountOption(
         "log_level",
-        "How much the daemon logs [default: the global --log-level, warning].",
+        "How much the daemon logs; debug adds a line per request to the store (operation, key, "
+        "status, bytes, ms, attempt) [default: the global --log-level, warning].",
         LAUNCH,
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    ),
+    MountOption(
+        "log_file",
+        "Append the daemon's log to PATH, each line with its ISO-8601 time, instead of stderr "
+        "(or syslog, in the background). A file moved away (logrotate) is let go at the next "
+        "line, which starts a new file at PATH.",
+        LAUNCH,
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
     ),
     MountOption(
         "unmount_timeout",
@@ -295,6 +343,19 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
 )
 
 BY_NAME: Mapping[str, MountOption] = {option.name: option for option in MOUNT_OPTIONS}
+
+#: Options that cannot be given together, and why.
+EXCLUSIVE: tuple[tuple[str, str, str], ...] = (
+    ("allow_other", "allow_root", "allow_other lets every user in, root included"),
+)
+
+
+def conflict(values: Mapping[str, Any]) -> str | None:
+    """Why the options among `values` (by name) cannot be given together, or None."""
+    for first, second, why in EXCLUSIVE:
+        if values.get(first) and values.get(second):
+            return f"{BY_NAME[first].flag} and {BY_NAME[second].flag} exclude each other ({why}): give one"
+    return None
 
 
 def routed(values: Mapping[str, Any], goes_to: str) -> dict[str, Any]:

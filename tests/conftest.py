@@ -36,10 +36,6 @@ def _isolated_aws_environment() -> Iterator[None]:
     # PYTHONPATH that points daemons started with `python -P` at this checkout, stay).
     isolated = isolated_aws_environment()
     saved = dict(os.environ)
-    # Computed before clearing: the rest of the environment stays (PATH, and PYTHONPATH,
-    # without which the daemons the mount tests start would import an installed fusestore
-    # instead of this checkout's).
-    isolated = isolated_aws_environment()
     os.environ.clear()
     os.environ.update(isolated)
     yield

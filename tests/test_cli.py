@@ -98,14 +98,38 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path: Path, case: str) -> 
         (["--metadata-ttl", "-1"], "Invalid value for '--metadata-ttl'"),
         (["-o", "cache_size=10Q"], "-o: cache_size = '10Q'"),
         (["-o", "bogus=1,_netdev"], "-o: unknown option 'bogus'"),
+        (["--file-mode", "0689"], "Invalid value for '--file-mode': '0689' is not an octal mode like 0644"),
+        (["--dir-mode", "17777"], "'--dir-mode': '17777' is not an octal mode from 0 to 7777"),
+        (["--umask", "-1"], "Invalid value for '--umask': '-1' is not an octal mode from 0 to 777"),
+        (["-o", "file_mode=rw"], "-o: file_mode = 'rw': 'rw' is not an octal mode like 0644"),
+        (["--negative-ttl", "-1"], "Invalid value for '--negative-ttl'"),
+        (["--negative-ttl", "soon"], "Invalid value for '--negative-ttl'"),
+        (["--allow-root", "--allow-other"], "--allow-other and --allow-root exclude each other"),
+        (["--log-file", "/nonexistent-dir/f.log"], "--log-file /nonexistent-dir/f.log: No such file"),
     ],
-    ids=["--cache-size 10Q", "bad ttl", "-o bad size", "-o unknown"],
+    ids=[
+        "--cache-size 10Q",
+        "bad ttl",
+        "-o bad size",
+        "-o unknown",
+        "file-mode 8",
+        "dir-mode too big",
+        "negative umask",
+        "-o file_mode",
+        "negative ttl",
+        "ttl not a number",
+        "allow_root+allow_other",
+        "log file in no directory",
+    ],
 )
 def test_bad_mount_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    from fusestore.service.mounts import is_mounted
+
     result = fusestore("mount", "s3://some-bucket", str(tmp_path), *args)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("fusestore: error:") and message in line, line
+    assert not is_mounted(tmp_path)
 
 
 @pytest.mark.timeout(60)
@@ -131,6 +155,34 @@ def test_the_mount_helper_translates_mount8_arguments() -> None:
         "-o",
         "rw,_netdev,cache_size=1G",
     ]
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["under journald", "elsewhere"])
+def test_lines_carry_an_iso_time_except_under_journald(
+    monkeypatch: pytest.MonkeyPatch, journal: bool
+) -> None:
+    import logging
+    import re
+
+    from fusestore.service import logs
+
+    info = os.fstat(2)
+    stream = f"{info.st_dev}:{info.st_ino}" if journal else f"{info.st_dev}:{info.st_ino + 1}"
+    monkeypatch.setenv("JOURNAL_STREAM", stream)
+    saved = logging.getLogger().handlers[:]
+    try:
+        logs.setup("warning")
+        [handler] = logging.getLogger().handlers
+    finally:
+        logging.getLogger().handlers[:] = saved
+    record = logging.LogRecord("fusestore.x", logging.WARNING, __file__, 1, "the store is down", None, None)
+    line = handler.format(record)
+    if journal:
+        assert line == "<4>fusestore.x: the store is down", "journald stamps lines itself"
+    else:
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d WARNING fusestore.x: the store is down", line
+        ), line
 
 
 def test_journald_gets_priorities_and_a_terminal_gets_level_names() -> None:

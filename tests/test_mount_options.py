@@ -165,6 +165,11 @@ def test_a_bad_s3_option_stops_the_mount_with_one_line(
     assert said.startswith("fusestore: error: ") and line in said
 
 
+def test_the_python_api_passes_modes_given_as_numbers_in_octal() -> None:
+    args = _arguments("s3://b", {"file_mode": 0o640, "dir_mode": "0750", "umask": 0o27})
+    assert args == ["--file-mode", "640", "--dir-mode", "0750", "--umask", "27"]
+
+
 def test_the_declared_defaults_are_the_daemons_own() -> None:
     from fusestore.core import MountSettings
     from fusestore.service.daemon import DaemonOptions

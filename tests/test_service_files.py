@@ -40,14 +40,31 @@ CONFIG_KEYS = {
     "uid",
     "gid",
     "umask",
+    "file_mode",
+    "dir_mode",
+    "negative_ttl",
     "allow_other",
+    "allow_root",
+    "log_file",
     "read_only",
     "log_level",
     "unmount_timeout",
     "upload_workers",
 }
 #: Keys without a default: TOML has no null, so the example shows them commented out.
-UNSET_KEYS = {"endpoint_url", "region", "profile", "cache_dir", "uid", "gid", "key_prefix"}
+UNSET_KEYS = {
+    "endpoint_url",
+    "region",
+    "profile",
+    "cache_dir",
+    "uid",
+    "gid",
+    "key_prefix",
+    "file_mode",
+    "dir_mode",
+    "negative_ttl",
+    "log_file",
+}
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..mountoptions import MOUNT_OPTIONS, MountOption, driver_options
+from ..mountoptions import MOUNT_OPTIONS, MountOption, conflict, driver_options
 from .common import fail
 
 
@@ -151,9 +151,20 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
         )
     if mountpoint is None:
         fail('no mountpoint: give it as the second argument, or as mountpoint = "…" in --config')
+    reason = conflict(options)
+    if reason:
+        fail(reason)
     log_level = options.pop("log_level")
     if log_level:
         logging.getLogger("fusestore").setLevel(log_level.upper())
+    log_file = options.get("log_file")
+    if log_file:
+        from ..service.logs import log_to_file
+
+        try:
+            log_to_file(log_file)
+        except OSError as exc:
+            fail(f"--log-file {log_file}: {exc.strerror or exc}")
     store_options = click.get_current_context().meta.get("fusestore.store_options", {})
     collect_cycles_lazily()
     sys.exit(start_mount(MountRequest(url, mountpoint, options, store_options)))

@@ -116,7 +116,9 @@ class Filesystem:
         self.contents.keeps = self.pins.covers
         self.contents.keep_again()
         self.calls = StoreCalls(store, settings.store_connections, settings.io_timeout)
-        self.defaults = Defaults(settings.uid, settings.gid, settings.umask)
+        self.defaults = Defaults(
+            settings.uid, settings.gid, settings.umask, settings.file_mode, settings.dir_mode
+        )
         self.ns = Namespace(self.defaults, self.journal, self.index)
         self.ns.conflict_names = ConflictNames(settings.conflict_name)
         self.flusher = Flusher(

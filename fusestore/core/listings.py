@@ -196,9 +196,23 @@ class Listings:
         return timeouts
 
     def absence_timeout(self, parent: Node) -> float:
-        """How long the kernel may remember that a name is absent from `parent`."""
+        """How long the kernel may remember that a name is absent from `parent`: the time
+        left of the listing that showed it absent, at most `--negative-ttl`."""
         ttl = self.settings.metadata_ttl
-        return min(ttl, max(0.0, parent.listed_at + ttl - time.monotonic()))
+        left = min(ttl, max(0.0, parent.listed_at + ttl - time.monotonic()))
+        negative = self.settings.negative_ttl
+        return left if negative is None else min(left, negative)
+
+    def absence_known(self, parent: Node) -> bool:
+        """Whether `parent`'s listing is recent enough to say a name is absent (younger
+        than `--negative-ttl`), or one being listed will say."""
+        negative = self.settings.negative_ttl
+        return (
+            negative is None
+            or parent in self._refreshing
+            or time.monotonic() - parent.listed_at < negative
+            or not self.calls.online  # the older listing is all there is
+        )
 
     def attr_timeout(self, node: Node) -> float:
         """How long the kernel may keep `node`'s attributes: with `exact_attrs`, not at
@@ -536,7 +550,15 @@ class Listings:
         if run is not None and name in run.merge.seen and parent.children is not None:
             return parent.children.get(name)
         children = await self.children(parent)
-        return children.get(name)
+        node = children.get(name)
+        if node is None and not self.absence_known(parent):
+            # Absent from a listing older than --negative-ttl: asked again. The listing the
+            # index remembers is no younger, so it goes; the older one stands should the
+            # store fail to answer.
+            self.drop_listing(parent.prefix)
+            parent.listed_at = min(parent.listed_at, time.monotonic() - self.settings.metadata_ttl)
+            node = (await self.children(parent)).get(name)
+        return node
 
     async def checked_child(self, parent: Node, name: str) -> Node | None:
         """`child`, revalidated the cheaper way once the TTL has passed: a directory of

@@ -34,20 +34,24 @@ NAME_MAX = 255
 
 @dataclass(frozen=True)
 class Defaults:
-    """Attributes for objects and directories that carry none (mount options)."""
+    """Attributes for objects and directories that carry none (mount options). A mode
+    given for a kind (`file_mode`, `dir_mode`) is taken as it is; the umask only shapes
+    the kind no mode was given for."""
 
     uid: int
     gid: int
     umask: int = 0o022
+    file_mode: int | None = None
+    dir_mode: int | None = None
 
     # Worked out once: every listed entry's node refers to the same int.
     @cached_property
     def file_perm(self) -> int:
-        return 0o666 & ~self.umask
+        return self.file_mode if self.file_mode is not None else 0o666 & ~self.umask
 
     @cached_property
     def dir_perm(self) -> int:
-        return 0o777 & ~self.umask
+        return self.dir_mode if self.dir_mode is not None else 0o777 & ~self.umask
 
 
 def check_name(name: str) -> None:

@@ -16,6 +16,10 @@ class MountSettings:
     uid: int = field(default_factory=os.getuid)
     gid: int = field(default_factory=os.getgid)
     umask: int = 0o022
+    #: mode of files / directories whose object carries none (None: 0666 / 0777 less
+    #: the umask); a mode given wins over the umask for its kind
+    file_mode: int | None = None
+    dir_mode: int | None = None
     metadata_ttl: float = 60.0
     #: how conflict copies are named (see `conflicts.ConflictNames`)
     conflict_name: str = DEFAULT_TEMPLATE
@@ -40,3 +44,6 @@ class MountSettings:
     #: past this many entries in memory, the kernel is asked to forget those of the
     #: directories read least recently (`Compaction.shed`)
     max_entries: int = 250_000
+    #: seconds the kernel and the mount take a name's absence as known, at most the
+    #: directory listing's time left (None: the whole `metadata_ttl`, like any name)
+    negative_ttl: float | None = None

@@ -28,7 +28,7 @@ from ..core.filesystem import Filesystem
 from ..private import UnsafeDirectory
 from ..stores import ListPage, Store, StoreError, StoreUnavailable
 from ..stores.links import Link, open_linked
-from . import control_commands, mounts, sdnotify
+from . import control_commands, logs, mounts, sdnotify
 from .control import ControlServer
 from .control_commands import LinkedStoreStatus, MountStatus
 from .fuse_ops import FuseOperations
@@ -66,6 +66,8 @@ class SetupError(Exception):
 class DaemonOptions:
     unmount_timeout: float = 300.0
     allow_other: bool = False
+    #: FUSE's allow_root: root may use the mount too (not with allow_other)
+    allow_root: bool = False
     read_only: bool = False
     eviction_interval: float = 2.0
     #: called once the mount is ready (`--background` tells the waiting parent)
@@ -178,6 +180,8 @@ class Daemon:
         options.add("noatime")  # what the mount does (reads never change an atime): `mount` says so
         if self.options.allow_other:
             options.add("allow_other")
+        if self.options.allow_root:
+            options.add("allow_root")  # libfuse lets in the mounting user and root alone
         if self.options.read_only:
             options.add("ro")  # the kernel refuses every change with EROFS
         self.operations = FuseOperations(fs)
@@ -373,9 +377,15 @@ class Daemon:
         return [] if linked is None else list(linked.links.values())
 
     async def _watch_signals(self, stop_requested: trio.Event) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # SIGHUP reopens a --log-file (logrotate's postrotate sends it); without one it
+        # keeps its default action, as before.
+        hangup = (signal.SIGHUP,) if logs.logging_to_file() else ()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, *hangup) as signals:
             async for signum in signals:
-                if not stop_requested.is_set():
+                if signum == signal.SIGHUP:
+                    logs.reopen_log_file()
+                    log.info("SIGHUP: the log file was opened anew")
+                elif not stop_requested.is_set():
                     log.warning("%s: syncing, then unmounting", signal.Signals(signum).name)
                     stop_requested.set()
                 elif self._sync_scope is not None:

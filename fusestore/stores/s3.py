@@ -68,6 +68,7 @@ from .ratelimit import TokenBucket
 from .s3params import OPTIONS as REQUEST_OPTIONS
 from .s3params import RequestParams, absolute_paths
 from .s3reader import S3Reader
+from .s3requests import RequestLog
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,7 @@ class S3Store(Store):
         client.meta.events.register("before-call.s3", self._count_request)
         # Encryption, storage class, ACL, requester pays: into every request that takes them.
         client.meta.events.register("provide-client-params.s3", self.requests.add)
+        RequestLog().register(client.meta.events)  # at DEBUG: a line per request
         return client
 
     def _count_request(self, model: Any, **_: Any) -> None:

@@ -107,6 +107,16 @@ class S3ServerProcess:
         self._log.seek(max(0, self._log.tell() - size))
         return self._log.read().decode(errors="replace").strip()
 
+    def log_size(self) -> int:
+        """Where the server's log ends now (for `log_since`)."""
+        self._log.seek(0, os.SEEK_END)
+        return self._log.tell()
+
+    def log_since(self, offset: int) -> str:
+        """What the server logged after `offset` (moto's: one line per request it served)."""
+        self._log.seek(offset)
+        return self._log.read().decode(errors="replace")
+
     def __enter__(self) -> Self:
         return self.start()
 

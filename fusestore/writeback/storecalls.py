@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections import Counter
@@ -27,9 +28,18 @@ DOWN_AFTER_FAILURES = 5
 DOWN_AFTER_SECONDS = 1.0
 
 
+def call_name(func: Any) -> str:
+    """What a callable is called in the log and in the counts: its name, else its type's."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    name = getattr(func, "__name__", None)
+    return name if isinstance(name, str) and name else type(func).__name__
+
+
 def describe_call(call: functools.partial[Any]) -> str:
     """A store call as the debug log shows it: the method, its keys, its conditions and
-    the upload token it carries (never a body)."""
+    the upload token it carries (never a body, never a credential: only strings, numbers
+    and the token are shown, and no store method takes a credential)."""
     func: Any = call
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
@@ -37,7 +47,7 @@ def describe_call(call: functools.partial[Any]) -> str:
         args[:0] = func.args
         kwargs = {**func.keywords, **kwargs}
         func = func.func
-    words = [getattr(func, "__name__", "call")]
+    words = [call_name(func)]
     words += [repr(a) for a in args if isinstance(a, str)]
     for name, value in kwargs.items():
         if isinstance(value, str | bool | int | float) or value is None:
@@ -100,35 +110,44 @@ class StoreCalls:
         self._failing_since: float | None = None
 
     async def run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        name = getattr(method, "__name__", "call")
-        self.counts[name] += 1
-        call = functools.partial(method, *args, **kwargs)
+        """One call, as long as it takes (see the class). At DEBUG, one line once it
+        ended: `store call: head 'a/b' -> etag '"…"' (3.1 ms, try 1)`."""
+        return await self._run(functools.partial(method, *args, **kwargs), 1)
+
+    async def _run(self, call: functools.partial[T], attempt: int) -> T:
+        self.counts[call_name(call)] += 1
         traced = describe_call(call) if log.isEnabledFor(logging.DEBUG) else None
-        if traced is not None:
-            log.debug("store call: %s", traced)
+        started = time.monotonic()
         try:
             result = await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
         except StoreUnavailable as exc:
             self._mark_down(exc)
-            if traced is not None:
-                log.debug("store call failed: %s: %s", traced, type(exc).__name__)
+            self._trace(traced, f"failed: {type(exc).__name__}", started, attempt)
             raise
         except Exception as exc:
             self._mark_up()  # it answered, if only to refuse
-            if traced is not None:
-                log.debug("store call failed: %s: %s", traced, type(exc).__name__)
+            self._trace(traced, f"failed: {type(exc).__name__}", started, attempt)
+            raise
+        except BaseException:
+            self._trace(traced, "cancelled", started, attempt)  # abandoned; the thread may go on
             raise
         self._mark_up()
         if traced is not None:
-            log.debug("store call done: %s -> %s", traced, describe_result(result))
+            self._trace(traced, f"-> {describe_result(result)}", started, attempt)
         return result
+
+    @staticmethod
+    def _trace(traced: str | None, outcome: str, started: float, attempt: int) -> None:
+        if traced is not None:
+            elapsed = (time.monotonic() - started) * 1000
+            log.debug("store call: %s %s (%.1f ms, try %d)", traced, outcome, elapsed, attempt)
 
     async def attempt(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One try, for calls whose failure the caller can live with (it has an older
         answer): StoreTimeout after the I/O timeout."""
         with trio.move_on_after(self.io_timeout):
             return await self.run(method, *args, **kwargs)
-        name = getattr(method, "__name__", "call")
+        name = call_name(method)
         raise StoreTimeout(f"the store did not answer {name} within {self.io_timeout:g}s")
 
     async def ask(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -141,16 +160,17 @@ class StoreCalls:
         deadline = trio.current_time() + patience
         delay = 0.05
         last: StoreUnavailable | None = None
+        call = functools.partial(method, *args, **kwargs)
         with trio.move_on_at(deadline):
-            while True:
+            for attempt in itertools.count(1):
                 try:
-                    return await self.run(method, *args, **kwargs)
+                    return await self._run(call, attempt)
                 except StoreUnavailable as exc:
                     last = exc
                 # Backoff capped so the store's return is noticed within a second or two.
                 await trio.sleep(min(delay, max(0.0, deadline - trio.current_time())))
                 delay = min(delay * 2, 2.0)
-        name = getattr(method, "__name__", "call")
+        name = call_name(method)
         reason = f": {last}" if last is not None else " (no answer)"
         raise StoreTimeout(f"the store did not answer {name} within {self.io_timeout:g}s{reason}")
 
