@@ -33,8 +33,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 def _isolated_aws_environment() -> Iterator[None]:
     """No test sees the machine's AWS credentials or config, or reaches AWS."""
     saved = dict(os.environ)
+    isolated = isolated_aws_environment()  # read before the clear: it keeps PATH, PYTHONPATH, ...
     os.environ.clear()
-    os.environ.update(isolated_aws_environment())
+    os.environ.update(isolated)
     yield
     os.environ.clear()
     os.environ.update(saved)
