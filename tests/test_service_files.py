@@ -21,6 +21,7 @@ EXEC_STOP = "ExecStop=/usr/bin/env fusestore umount --config /etc/fusestore/%i.t
 #: Every key `fusestore mount --config FILE` accepts.
 CONFIG_KEYS = {
     "url",
+    "metrics_addr",
     "mountpoint",
     "endpoint_url",
     "region",
@@ -47,7 +48,7 @@ CONFIG_KEYS = {
     "upload_workers",
 }
 #: Keys without a default: TOML has no null, so the example shows them commented out.
-UNSET_KEYS = {"endpoint_url", "region", "profile", "cache_dir", "uid", "gid", "key_prefix"}
+UNSET_KEYS = {"endpoint_url", "region", "profile", "cache_dir", "uid", "gid", "key_prefix", "metrics_addr"}
 
 needs_systemd_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"

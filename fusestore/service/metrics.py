@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
@@ -81,6 +81,10 @@ class MountMetrics:
     def __init__(self, mountpoint: str = "", store: str = "") -> None:
         self.mountpoint = mountpoint
         self.store = store
+        # No `_created` series (the process-wide switch: one daemon is one process): each
+        # labelled counter would carry a second series of its start time, which the
+        # daemon's uptime already tells.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self.store_requests = Counter(
             "fusestore_store_requests",

@@ -17,7 +17,7 @@ import pytest
 
 from fusestore.service.mounts import is_mounted
 
-from .conftest import Mount, sh
+from .conftest import Mount, sh, status_of
 
 MiB = 2**20
 
@@ -178,3 +178,19 @@ def test_two_mounts_serve_their_own_metrics(mount_factory: Callable[..., Mount])
     assert value(second, "fusestore_mount_info", mountpoint=str(two.path)) == 1
     assert value(first, "fusestore_fuse_requests_total", operation="create") == 1
     assert value(second, "fusestore_fuse_requests_total", operation="create") == 0
+
+
+@pytest.mark.timeout(120)
+def test_failing_uploads_show_as_failed_attempts_and_requests(mount_factory: Callable[..., Mount]) -> None:
+    port = free_port()
+    mount = mount_factory("--metrics-addr", str(port), "--faults", "put:error=1")
+    (mount.path / "f").write_bytes(b"data")
+    eventually(lambda: value(scrape(port), "fusestore_failed_attempts_total") >= 2)
+    text = scrape(port)
+    assert value(text, "fusestore_store_requests_total", operation="put", outcome="unavailable") >= 2
+    assert value(text, "fusestore_store_requests_total", operation="put", outcome="ok") == 0
+    assert value(text, "fusestore_dirty_items") >= 1
+    events = status_of(mount)["recent_events"]
+    assert events and events[-1]["kind"] == "error" and "/f" in events[-1]["text"], events
+    assert "injected fault" in events[-1]["text"]
+    mount.kill()
