@@ -91,6 +91,7 @@ def test_plain_lines_of_a_mount_that_does_not_answer() -> None:
         now=time.time(),
     )
     assert lines[0].endswith("/mnt/y: no daemon is listening")
+    assert plain_lines([], Rates(), {}, now=time.time())[0].endswith(" no fusestore mounts")
     assert "store DOES NOT ANSWER; up …, down …;" in lines[1]
 
 

@@ -69,8 +69,8 @@ def plain_lines(
 ) -> list[str]:
     """The lines of one interval without a terminal: one per mount, then one per event
     newer than the last one `seen` of that mount (updated)."""
-    lines = []
     stamp = _clock(now)
+    lines = [] if statuses else [f"{stamp} no fusestore mounts"]
     for s in statuses:
         point = s["mountpoint"]
         if "error" in s:
@@ -107,12 +107,9 @@ def mount_view(s: dict[str, Any], rates: tuple[float, float] | None) -> Renderab
     """One mount's part of the terminal view."""
     if "error" in s:
         return Text(f"{s['mountpoint']}: {s['error']}", style="red")
-    table = Table(
-        title=f"{s['mountpoint']}  ←  {s['store']}  (pid {s['pid']}, {s['state']})",
-        title_justify="left",
-        show_header=False,
-        expand=False,
-    )
+    # The heading above the table, not its title: a title wraps at the table's width.
+    heading = Text(f"{s['mountpoint']}  ←  {s['store']}  (pid {s['pid']}, {s['state']})", style="bold")
+    table = Table(show_header=False, expand=False)
     table.add_column(style="bold")
     table.add_column()
     online = (
@@ -143,7 +140,7 @@ def mount_view(s: dict[str, Any], rates: tuple[float, float] | None) -> Renderab
     for event in s.get("recent_events", [])[-EVENTS_SHOWN:]:
         style = "yellow" if event["kind"] == "conflict" else "red"
         table.add_row("", Text(f"{_clock(event['time'])} {event['kind']}: {event['text']}", style=style))
-    return table
+    return Group(heading, table)
 
 
 def view(statuses: list[dict[str, Any]], rates: Rates) -> RenderableType:

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -390,3 +395,41 @@ def test_status_watch_refuses_what_it_cannot_watch(tmp_path: Path) -> None:
     assert "is not a fusestore mount" in done.stderr
     both = fusestore_cli("status", "--watch", "--json", timeout=20)
     assert both.returncode == 2 and "--watch and --json" in both.stderr
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_on_a_terminal_redraws_a_live_view(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--writeback-delay", "3600")
+    (mount.path / "f").write_bytes(b"x" * MiB)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))  # rows, columns
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.3"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while seen.count(b"1.0 MiB of 2.0 GiB") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                seen += os.read(leader, 65536)
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(10) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+        with contextlib.suppress(OSError):
+            while select.select([leader], [], [], 0.2)[0]:
+                seen += os.read(leader, 65536)
+        os.close(leader)
+    text = seen.decode(errors="replace")
+    assert text.count("1.0 MiB of 2.0 GiB") >= 2, "redrawn each interval:\n" + text
+    assert f"{mount.path}  ←  s3://{mount.bucket}" in text
+    assert "\x1b[" in text, "drawn with a terminal's controls"
+    assert "Traceback" not in text and "Aborted" not in text
