@@ -58,6 +58,8 @@ def raise_open_file_limit() -> int:
 
 #: Kernel read-ahead of the mount: 1 MiB requests for sequential reads.
 READ_AHEAD_KIB = 1024
+#: Seconds between two sums of the cache's use for the metrics (a pass over every content).
+CACHE_USE_EVERY = 10.0
 #: Tries of the store before mounting (0.25 s, 0.5 s, 1 s, 2 s apart).
 PROBE_ATTEMPTS = 5
 
@@ -105,6 +107,8 @@ class Daemon:
         self._skip_sync = False  # unmount asked for without waiting for the store
         self.mountpoint = ""
         self._root_page: ListPage | None = None
+        #: when the cache's use was last summed for the metrics, and the sum
+        self._cache_use: tuple[float, int] | None = None
 
     def _probe(self) -> None:
         """Check the store before mounting; a store that fails only now and then (5xx,
@@ -356,9 +360,13 @@ class Daemon:
         )
 
     def _sample(self) -> Sample:
-        """The numbers metrics export, on the trio thread (cheap: see `Flusher.gauges`;
-        the cache's use is one pass over its contents, as `status` makes)."""
+        """The numbers metrics export, on the trio thread. Cheap (see `Flusher.gauges`),
+        but for the cache's use: a pass over every content (as `status` makes), so taken
+        afresh only every `CACHE_USE_EVERY` seconds."""
         fs = self.live_fs()
+        now = time.monotonic()
+        if self._cache_use is None or now - self._cache_use[0] >= CACHE_USE_EVERY:
+            self._cache_use = (now, fs.contents.used)
         flusher = fs.flusher
         items, oldest = flusher.gauges()
         return Sample(
@@ -367,7 +375,7 @@ class Daemon:
             oldest_dirty_since=oldest,
             dirty_limit=self.settings.dirty_limit,
             uploads_in_flight=len(flusher.running),
-            cache_used=fs.contents.used,
+            cache_used=self._cache_use[1],
             cache_limit=self.settings.cache_size,
             evictions=fs.budgets.evictions,
             evicted_bytes=fs.budgets.evicted_bytes,

@@ -11,7 +11,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -143,10 +142,11 @@ def port_in_use() -> Iterator[int]:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("background", [[], ["--background"]], ids=["foreground", "background"])
 def test_an_address_in_use_stops_the_mount_in_one_line(
-    mount_factory: Callable[..., Mount], port_in_use: int, tmp_path: Path
+    mount_factory: Callable[..., Mount], port_in_use: int, background: list[str]
 ) -> None:
-    mount = mount_factory("--metrics-addr", f"127.0.0.1:{port_in_use}", run=False)
+    mount = mount_factory("--metrics-addr", f"127.0.0.1:{port_in_use}", *background, run=False)
     mount.path.mkdir()
     done = subprocess.run(mount.command(), capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2, done.stderr
