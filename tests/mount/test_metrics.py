@@ -8,13 +8,16 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from fusestore.service.mounts import is_mounted
+from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, sh, status_of
 
@@ -194,3 +197,65 @@ def test_failing_uploads_show_as_failed_attempts_and_requests(mount_factory: Cal
     assert events and events[-1]["kind"] == "error" and "/f" in events[-1]["text"], events
     assert "injected fault" in events[-1]["text"]
     mount.kill()
+
+
+@pytest.mark.timeout(180)
+def test_an_outage_shows_while_scrapes_go_on(own_server: LocalS3Server, tmp_path: Path) -> None:
+    """The store stops answering: the gauge says so, the oldest change ages, unavailable
+    requests are counted, and scrapes from many threads at once keep answering, their
+    counters never going back; the store returns: the change goes up, the gauge is 1."""
+    own_server.create_bucket("metrics-outage")
+    port = free_port()
+    mount = Mount(
+        own_server,
+        "metrics-outage",
+        tmp_path / "mnt",
+        tmp_path / "mnt-cache",
+        ["--writeback-delay", "0.5", "--io-timeout", "3", "--metrics-addr", str(port)],
+    )
+    try:
+        mount.start()
+        own_server.stop()
+        (mount.path / "during-outage").write_bytes(b"x" * 1000)
+        eventually(lambda: value(scrape(port), "fusestore_store_online") == 0, timeout=60)
+
+        seen: list[tuple[float, float]] = []
+        failures: list[BaseException] = []
+
+        def scraper() -> None:
+            try:
+                mine: list[tuple[float, float]] = []
+                for _ in range(5):
+                    text = scrape(port)
+                    counts = (
+                        value(text, "fusestore_store_requests_total"),
+                        value(text, "fusestore_fuse_requests_total"),
+                    )
+                    assert not mine or (counts[0] >= mine[-1][0] and counts[1] >= mine[-1][1]), "went back"
+                    mine.append(counts)
+                seen.extend(mine)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=scraper) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for _ in range(20):
+            os.listdir(mount.path)  # the kernel's requests go on meanwhile
+        for thread in threads:
+            thread.join(30)
+        assert not failures, failures
+        assert len(seen) == 40
+        down = scrape(port)
+        assert value(down, "fusestore_store_requests_total", outcome="unavailable") >= 1
+        assert value(down, "fusestore_dirty_items") >= 1
+        assert value(down, "fusestore_oldest_dirty_age_seconds") > 0
+
+        own_server.start()
+        own_server.create_bucket("metrics-outage")
+        eventually(lambda: value(scrape(port), "fusestore_store_online") == 1, timeout=60)
+        eventually(lambda: value(scrape(port), "fusestore_dirty_items") == 0, timeout=90)
+        assert mount.get("during-outage") == b"x" * 1000
+        assert mount.umount() == 0, mount.log_text()
+    finally:
+        mount.kill()
