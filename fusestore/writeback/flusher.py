@@ -73,6 +73,7 @@ class Flusher(JobQueue):
         super().__init__(settings, host, ns.writing)  # listings must not trust what is in flight
         self.store = store
         self.calls = calls
+        calls.recent = self.recent  # outages among the failures and conflicts `status` shows
         self.ns = ns
         self.uploads = JournaledUploads(journal, store, opened.uploads)
         self.landings = Landings(journal, ns, opened.landings)

@@ -1,8 +1,9 @@
 """The last few things that went wrong while uploading, for `fusestore status`.
 
 A bounded list (`RECENT_EVENTS`): an upload that failed (it is retried), a change kept as
-a conflict copy, a name the store refuses. Noting one is O(1) on the trio thread; the
-oldest falls off. Nothing here is durable: the log has every event, this is a glance.
+a conflict copy, a name the store refuses, the store stopping or starting to answer.
+Noting one is O(1) on the trio thread; the oldest falls off. Nothing here is durable: the
+log has every event, this is a glance.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ class RecentEvents:
         self._events: deque[tuple[float, str, str]] = deque(maxlen=keep)
 
     def note(self, kind: str, text: str) -> None:
-        """Remember one event of `kind` ("error", "conflict", "refused") now, wall clock."""
+        """Remember one event of `kind` ("error", "conflict", "refused", "store") now,
+        wall clock."""
         self._events.append((time.time(), kind, text))
 
     def as_list(self) -> list[dict[str, Any]]:

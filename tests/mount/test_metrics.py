@@ -250,12 +250,16 @@ def test_an_outage_shows_while_scrapes_go_on(own_server: LocalS3Server, tmp_path
         assert value(down, "fusestore_store_requests_total", outcome="unavailable") >= 1
         assert value(down, "fusestore_dirty_items") >= 1
         assert value(down, "fusestore_oldest_dirty_age_seconds") > 0
+        outages = [e["text"] for e in status_of(mount)["recent_events"] if e["kind"] == "store"]
+        assert len(outages) == 1 and outages[0].startswith("the store is not answering"), outages
 
         own_server.start()
         own_server.create_bucket("metrics-outage")
         eventually(lambda: value(scrape(port), "fusestore_store_online") == 1, timeout=60)
         eventually(lambda: value(scrape(port), "fusestore_dirty_items") == 0, timeout=90)
         assert mount.get("during-outage") == b"x" * 1000
+        outages = [e["text"] for e in status_of(mount)["recent_events"] if e["kind"] == "store"]
+        assert len(outages) == 2 and outages[1].startswith("the store answers again"), outages
         assert mount.umount() == 0, mount.log_text()
     finally:
         mount.kill()
