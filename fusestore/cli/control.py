@@ -61,7 +61,8 @@ def status_command(mountpoint: str | None, as_json: bool, watch: bool, interval:
     if watch:
         from .watch import watch as watch_statuses  # rich: only for --watch
 
-        watch_statuses(lambda: _statuses(point, client), interval, sys.stdout)
+        # A daemon gone meanwhile is a line of the view, not the end of it.
+        watch_statuses(lambda: _statuses(point, client, strict=False), interval, sys.stdout)
         return
     results = _statuses(point, client)
     if as_json:
@@ -73,13 +74,18 @@ def status_command(mountpoint: str | None, as_json: bool, watch: bool, interval:
         click.echo(_render(status))
 
 
-def _statuses(point: str | None, client: ControlClient | None) -> list[dict[str, Any]]:
-    """The status answer of `point`'s daemon (through `client`; exit 2 when it fails), or
-    of every mount of this machine (an error entry for each that does not answer)."""
+def _statuses(
+    point: str | None, client: ControlClient | None, *, strict: bool = True
+) -> list[dict[str, Any]]:
+    """The status answer of `point`'s daemon (through `client`; exit 2 when it fails, or
+    an error entry unless `strict`), or of every mount of this machine (an error entry for
+    each that does not answer)."""
     if point is not None and client is not None:
         try:
             return [client.call("status")]
         except ControlError as exc:
+            if not strict:
+                return [{"mountpoint": point, "error": str(exc)}]
             fail(f"{point}: {exc}")
     results: list[dict[str, Any]] = []
     for each in mounts.fusestore_mounts():

@@ -433,3 +433,30 @@ def test_status_watch_on_a_terminal_redraws_a_live_view(mount_factory: Callable[
     assert f"{mount.path}  ←  s3://{mount.bucket}" in text
     assert "\x1b[" in text, "drawn with a terminal's controls"
     assert "Traceback" not in text and "Aborted" not in text
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_goes_on_when_the_daemon_ends(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert "store answers" in watcher.stdout.readline()
+        assert mount.umount() == 0, mount.log_text()
+        for _ in range(50):
+            line = watcher.stdout.readline()
+            if "store answers" not in line:
+                break
+        assert re.fullmatch(rf"\d\d:\d\d:\d\d {re.escape(str(mount.path))}: .*not running.*\n", line), line
+        watcher.send_signal(signal.SIGINT)
+        _out, err = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+    assert watcher.returncode == 0 and err == "", err
