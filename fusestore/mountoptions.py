@@ -76,6 +76,32 @@ class Octal(click.ParamType[int]):
         return number
 
 
+class Address(click.ParamType[tuple[str, int]]):
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT`, as (host, port); a port alone (or an empty
+    host) is this machine only (`LOOPBACK`)."""
+
+    name = "address"
+    LOOPBACK = "127.0.0.1"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            host, port_text = "", text
+        host = host.removeprefix("[").removesuffix("]")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            self.fail(
+                f"{value!r} is not [HOST:]PORT with a port of 1-65535 (examples: 9464, 0.0.0.0:9464)",
+                param,
+                ctx,
+            )
+        return host or self.LOOPBACK, int(port_text)
+
+
 def _check_links(value: tuple[str, ...]) -> None:
     for spec in value:
         parse_link(spec)
@@ -332,6 +358,16 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
         type=click.FloatRange(min=0.1),
         default=30.0,
         show_default=True,
+    ),
+    MountOption(
+        "metrics_addr",
+        "Serve Prometheus metrics (store requests, kernel requests, dirty data, cache, conflicts) "
+        "over HTTP at this address; a port alone listens on 127.0.0.1 only. Any host may be "
+        "given (0.0.0.0: every interface): whoever reaches it reads the metrics, which name the "
+        "mount point and the store. The mount does not start when the address cannot be used.",
+        LAUNCH,
+        type=Address(),
+        metavar="[HOST:]PORT",
     ),
     MountOption(
         "faults",

@@ -36,6 +36,7 @@ def _isolated_aws_environment() -> Iterator[None]:
     # PYTHONPATH that points daemons started with `python -P` at this checkout, stay).
     isolated = isolated_aws_environment()
     saved = dict(os.environ)
+    isolated = isolated_aws_environment()  # read before the clear: it keeps PATH, PYTHONPATH, ...
     os.environ.clear()
     os.environ.update(isolated)
     yield

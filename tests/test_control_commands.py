@@ -24,6 +24,8 @@ UPLOAD = {
     "not_uploadable": 0,
     "conditional_writes": "honoured by the store",
     "uploaded_bytes": 0,
+    "uploads": [],
+    "recent_events": [],
 }
 
 
@@ -82,7 +84,7 @@ def test_status_is_sent_with_the_keys_order_and_nesting_tools_read() -> None:
         "mountpoint", "store", "pid", "state", "store_online", "read_only",
         *UPLOAD,
         "dirty_limit", "cache_dir", "cache_used", "cache_limit",
-        "links", "pinned", "pinned_bytes", "requests",
+        "links", "pinned", "pinned_bytes", "requests", "downloaded_bytes", "cache_evictions",
     ]  # fmt: skip
     assert wire["links"] == [{"path": "/data", "store": "s3://other"}]
     assert list(wire["requests"].items()) == [("HeadObject", 1), ("PutObject", 5)], "sorted by name"

@@ -186,3 +186,22 @@ def test_the_declared_defaults_are_the_daemons_own() -> None:
             if option.default is not None:
                 declared = params[option.name].type_cast_value(None, option.default)  # type: ignore[arg-type]
                 assert declared == getattr(built, option.name), option.name
+
+
+def test_metrics_addr_from_o_the_config_file_and_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests: list[launch.MountRequest] = []
+    monkeypatch.setattr(launch, "start_mount", lambda request: requests.append(request) or 0)
+    assert mount("s3://bucket", str(tmp_path), "-o", "metrics_addr=0.0.0.0:9464") == 0
+    config = tmp_path / "m.toml"
+    config.write_text(f'url = "s3://bucket"\nmountpoint = "{tmp_path}"\nmetrics_addr = 9465\n')
+    assert mount("--config", str(config)) == 0
+    assert mount("s3://bucket", str(tmp_path), *_arguments("s3://bucket", {"metrics_addr": "9466"})[:2]) == 0
+    assert [request.options["metrics_addr"] for request in requests] == [
+        ("0.0.0.0", 9464),
+        ("127.0.0.1", 9465),
+        ("127.0.0.1", 9466),
+    ]
+    assert mount("s3://bucket", str(tmp_path), "-o", "metrics_addr=nope") == 2
+    assert len(requests) == 3

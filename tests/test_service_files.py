@@ -21,6 +21,7 @@ EXEC_STOP = "ExecStop=/usr/bin/env fusestore umount --config /etc/fusestore/%i.t
 #: Every key `fusestore mount --config FILE` accepts.
 CONFIG_KEYS = {
     "url",
+    "metrics_addr",
     "mountpoint",
     "endpoint_url",
     "region",
@@ -64,6 +65,7 @@ UNSET_KEYS = {
     "dir_mode",
     "negative_ttl",
     "log_file",
+    "metrics_addr",
 }
 
 needs_systemd_analyze = pytest.mark.skipif(

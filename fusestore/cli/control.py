@@ -33,31 +33,40 @@ SHOWN = 5
 @click.command("status")
 @click.argument("mountpoint", required=False, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per mount, in a list.")
-def status_command(mountpoint: str | None, as_json: bool) -> None:
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Show it again every --interval until Ctrl-C: a live view on a terminal (rates, dirty "
+    "data and cache as bars, uploads in flight, recent failures and conflicts); else one line per "
+    "mount per interval, and one per new failure or conflict.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two views of --watch.",
+)
+def status_command(mountpoint: str | None, as_json: bool, watch: bool, interval: float) -> None:
     """Show each mount (or MOUNTPOINT): store, dirty data, uploads, cache, requests.
 
     \b
     Examples:
       fusestore status
       fusestore status /mnt/photos --json
+      fusestore status --watch
     """
-    points = [os.path.realpath(mountpoint)] if mountpoint else mounts.fusestore_mounts()
-    results: list[dict[str, Any]] = []
-    for point in points:
-        if mountpoint:
-            _entry, client = daemon_of(point)
-        else:
-            entry = registered(point)
-            if not entry or not entry.get("control"):
-                results.append({"mountpoint": point, "error": "no daemon of yours serves it"})
-                continue
-            client = ControlClient(entry["control"])
-        try:
-            results.append(client.call("status"))
-        except ControlError as exc:
-            if mountpoint:
-                fail(f"{point}: {exc}")
-            results.append({"mountpoint": point, "error": str(exc)})
+    if watch and as_json:
+        fail("--watch and --json do not go together (poll `status --json` instead)")
+    point = os.path.realpath(mountpoint) if mountpoint else None
+    client = daemon_of(point)[1] if point else None  # exit 2 now when no daemon serves it
+    if watch:
+        from .watch import watch as watch_statuses  # rich: only for --watch
+
+        # A daemon gone meanwhile is a line of the view, not the end of it.
+        watch_statuses(lambda: _statuses(point, client, strict=False), interval, sys.stdout)
+        return
+    results = _statuses(point, client)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -65,6 +74,32 @@ def status_command(mountpoint: str | None, as_json: bool) -> None:
         click.echo("no fusestore mounts")
     for status in results:
         click.echo(_render(status))
+
+
+def _statuses(
+    point: str | None, client: ControlClient | None, *, strict: bool = True
+) -> list[dict[str, Any]]:
+    """The status answer of `point`'s daemon (through `client`; exit 2 when it fails, or
+    an error entry unless `strict`), or of every mount of this machine (an error entry for
+    each that does not answer)."""
+    if point is not None and client is not None:
+        try:
+            return [client.call("status")]
+        except ControlError as exc:
+            if not strict:
+                return [{"mountpoint": point, "error": str(exc)}]
+            fail(f"{point}: {exc}")
+    results: list[dict[str, Any]] = []
+    for each in mounts.fusestore_mounts():
+        entry = registered(each)
+        if not entry or not entry.get("control"):
+            results.append({"mountpoint": each, "error": "no daemon of yours serves it"})
+            continue
+        try:
+            results.append(ControlClient(entry["control"]).call("status"))
+        except ControlError as exc:
+            results.append({"mountpoint": each, "error": str(exc)})
+    return results
 
 
 def _render(s: dict[str, Any]) -> str:

@@ -63,6 +63,9 @@ class Budgets:
         self.space_wanted = 0  # writers waiting for dirty space
         self._making_room = trio.Lock()
         self._room_freed = trio.Event()  # set (and renewed) when an unlinked file's data goes
+        #: clean contents evicted since the mount started, and their bytes (status, metrics)
+        self.evictions = 0
+        self.evicted_bytes = 0
 
     # -- dirty data -----------------------------------------------------------------------
 
@@ -116,6 +119,8 @@ class Budgets:
             self.contents.room.measure()
             victims = self.contents.evict_candidates(size)
             if victims:
+                self.evictions += len(victims)
+                self.evicted_bytes += sum(victim.present_bytes() for victim in victims)
                 await trio.to_thread.run_sync(ContentStore.remove_files, victims, limiter=self._disk_work)
                 self.contents.forget(victims)
                 self.contents.room.measure()

@@ -83,6 +83,8 @@ class Fetcher:
         self.contents = contents
         self.streams: dict[tuple[str, int], Stream] = {}
         self.nursery: trio.Nursery | None = None
+        #: object bytes read from the store since the mount started (status, metrics)
+        self.downloaded_bytes = 0
 
     def in_flight(self, content: Content, block: int) -> bool:
         return (content.id, block) in self.streams
@@ -296,6 +298,7 @@ class Fetcher:
                     if not buffers:
                         buffers = [memoryview(bytearray(size)) for _ in range(2)]
                     got = await self.calls.attempt(_read_into, reader, buffers[turn][:want])
+                    self.downloaded_bytes += got
                     if not got:
                         return
                     await send.send(buffers[turn][:got])

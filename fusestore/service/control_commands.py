@@ -51,7 +51,9 @@ class MountStatus:
     state: str  # "mounted" or "unmounting"
     store_online: bool
     read_only: bool
-    #: the flusher's counters (`Flusher.progress`), sent inline at the top level
+    #: the flusher's counters (`Flusher.progress`), sent inline at the top level: among
+    #: them `uploads` (each in flight: path, size, bytes sent or None) and `recent_events`
+    #: (the last failures, conflicts and refusals: time, kind, text)
     upload: dict[str, Any]
     dirty_limit: int
     cache_dir: str
@@ -69,6 +71,9 @@ class MountStatus:
     nodes_dropped: int | None = None
     #: entries the kernel was asked to forget past --max-entries, since the mount started
     entries_shed: int | None = None
+    #: object bytes read from the store, and clean files evicted from the cache, so far
+    downloaded_bytes: int = 0
+    cache_evictions: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +92,8 @@ class MountStatus:
             "pinned": list(self.pinned),
             "pinned_bytes": self.pinned_bytes,
             "requests": dict(sorted(self.requests.items())),
+            "downloaded_bytes": self.downloaded_bytes,
+            "cache_evictions": self.cache_evictions,
             **(
                 {"kernel_requests": dict(sorted(self.kernel_requests.items()))}
                 if self.kernel_requests is not None

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyfuse3
 import trio
@@ -32,6 +32,10 @@ from . import control_commands, logs, mounts, sdnotify
 from .control import ControlServer
 from .control_commands import LinkedStoreStatus, MountStatus
 from .fuse_ops import FuseOperations
+from .sampling import Sample, sample_loop
+
+if TYPE_CHECKING:
+    from .metrics import MountMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ def raise_open_file_limit() -> int:
 
 #: Kernel read-ahead of the mount: 1 MiB requests for sequential reads.
 READ_AHEAD_KIB = 1024
+#: Seconds between two sums of the cache's use for the metrics (a pass over every content).
+CACHE_USE_EVERY = 10.0
 #: Tries of the store before mounting (0.25 s, 0.5 s, 1 s, 2 s apart).
 PROBE_ATTEMPTS = 5
 
@@ -74,6 +80,8 @@ class DaemonOptions:
     on_ready: Callable[[], None] | None = None
     #: the mount's own store options (endpoint, region, profile): a linked store's defaults
     link_defaults: dict[str, Any] = field(default_factory=dict)
+    #: the mount's metrics (`--metrics-addr`): kernel requests timed, its state sampled
+    metrics: MountMetrics | None = None
 
 
 class Daemon:
@@ -101,6 +109,8 @@ class Daemon:
         self._skip_sync = False  # unmount asked for without waiting for the store
         self.mountpoint = ""
         self._root_page: ListPage | None = None
+        #: when the cache's use was last summed for the metrics, and the sum
+        self._cache_use: tuple[float, int] | None = None
 
     def _probe(self) -> None:
         """Check the store before mounting; a store that fails only now and then (5xx,
@@ -184,7 +194,8 @@ class Daemon:
             options.add("allow_root")  # libfuse lets in the mounting user and root alone
         if self.options.read_only:
             options.add("ro")  # the kernel refuses every change with EROFS
-        self.operations = FuseOperations(fs)
+        metrics = self.options.metrics
+        self.operations = FuseOperations(fs, metrics.kernel_request if metrics is not None else None)
         try:
             pyfuse3.init(self.operations, mountpoint, options)
         except RuntimeError as exc:
@@ -192,6 +203,8 @@ class Daemon:
             self.cache.close()
             raise SetupError(f"cannot mount on {mountpoint}: {exc}") from None
         self.mountpoint = mountpoint
+        if metrics is not None:
+            metrics.mountpoint, metrics.store = mountpoint, self.store.to_url()
         mounts.register(
             mountpoint,
             {
@@ -224,6 +237,8 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             await nursery.start(fs.serve)
             nursery.start_soon(fs.persister.evict_loop, self.options.eviction_interval)
+            if self.options.metrics is not None:
+                nursery.start_soon(sample_loop, self.options.metrics, self._sample)
             stop = self._stop = trio.Event()
             kernel_done = trio.Event()
             nursery.start_soon(self._watch_signals, stop)
@@ -347,6 +362,38 @@ class Daemon:
             nodes=len(fs.ns.nodes),
             nodes_dropped=fs.compaction.dropped,
             entries_shed=fs.compaction.shed_count,
+            downloaded_bytes=fs.fetcher.downloaded_bytes,
+            cache_evictions=fs.budgets.evictions,
+        )
+
+    def _sample(self) -> Sample:
+        """The numbers metrics export, on the trio thread. Cheap (see `Flusher.gauges`),
+        but for the cache's use: a pass over every content (as `status` makes), so taken
+        afresh only every `CACHE_USE_EVERY` seconds."""
+        fs = self.live_fs()
+        now = time.monotonic()
+        if self._cache_use is None or now - self._cache_use[0] >= CACHE_USE_EVERY:
+            self._cache_use = (now, fs.contents.used)
+        flusher = fs.flusher
+        items, oldest = flusher.gauges()
+        return Sample(
+            dirty_items=items,
+            dirty_bytes=max(0, fs.budgets.dirty_bytes()),
+            oldest_dirty_since=oldest,
+            dirty_limit=self.settings.dirty_limit,
+            uploads_in_flight=len(flusher.running),
+            cache_used=self._cache_use[1],
+            cache_limit=self.settings.cache_size,
+            evictions=fs.budgets.evictions,
+            evicted_bytes=fs.budgets.evicted_bytes,
+            uploaded_bytes=flusher.uploaded_bytes,
+            downloaded_bytes=fs.fetcher.downloaded_bytes,
+            conflicts=flusher.conflicts,
+            failed_attempts=flusher.failed_attempts,
+            not_uploadable=flusher.parked.count(),
+            store_online=fs.calls.online,
+            unmounting=self._syncing,
+            nodes=len(fs.ns.nodes),
         )
 
     def open_link(self, url: str) -> Store:

@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import stat
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -87,25 +88,53 @@ def _counted(
     return wrapper
 
 
+#: What is told of each kernel request when metrics are on: its kind, its outcome ("ok",
+#: or the errno's name) and the seconds it took.
+Observe = Callable[[str, str, float], None]
+
+
+def _timed(
+    handler: Callable[P, Coroutine[Any, Any, T]], kind: str, observe: Observe
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
+        outcome = "EIO"  # cancelled, or anything the handler let through
+        try:
+            result = await handler(*args, **kwargs)
+            outcome = "ok"
+            return result
+        except pyfuse3.FUSEError as exc:
+            outcome = errno.errorcode.get(exc.errno, "EIO")
+            raise
+        finally:
+            observe(kind, outcome, time.perf_counter() - started)
+
+    return wrapper
+
+
 class FuseOperations(pyfuse3.Operations):
     """Kernel calls onto one `Filesystem`.
 
     At debug log level, `requests` counts the kernel's requests by kind (shown by
     `fusestore status --json` as `kernel_requests`); otherwise it is None and no handler
-    pays for counting.
+    pays for counting. With `observe` (metrics), every request is timed and told to it.
     """
 
     enable_writeback_cache = True
     supports_dot_lookup = True
 
-    def __init__(self, fs: Filesystem) -> None:
+    def __init__(self, fs: Filesystem, observe: Observe | None = None) -> None:
         super().__init__()
         self.fs = fs
         fs.kernel.forget = forget_kernel_name
         self.requests: Counter[str] | None = None
+        # Instance attributes: pyfuse3 looks each handler up on the object per request.
+        if observe is not None:
+            for kind in REQUEST_KINDS:
+                setattr(self, kind, _timed(getattr(self, kind), kind, observe))
         if log.isEnabledFor(logging.DEBUG):
             self.requests = Counter()
-            # Instance attributes: pyfuse3 looks each handler up on the object per request.
             for kind in REQUEST_KINDS:
                 setattr(self, kind, _counted(getattr(self, kind), kind, self.requests))
 

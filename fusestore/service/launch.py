@@ -14,12 +14,16 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..mountoptions import DAEMON, SETTINGS, STORE, routed
 from ..stores import InvalidStoreURL, Store, StoreError, open_store
 from ..stores.links import LinkedStores, open_linked, parse_link
 from .logs import detach_output
+from .measuredstore import MeasuredStore
+
+if TYPE_CHECKING:
+    from .metrics import MountMetrics
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
     o = request.options
     settings = MountSettings(**routed(o, SETTINGS))  # uid, gid unset: the user's own
     store_options = {name: value for name, value in routed(o, STORE).items() if value}
+    metrics = None
     try:
         store = open_store(request.url, **request.store_options, **store_options)
         if not store.writable and not o.get("read_only"):
@@ -117,6 +122,9 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
 
             store = FaultyStore(store, o["faults"])
             log.warning("injecting faults into every store call: %s", o["faults"])
+        if o.get("metrics_addr"):
+            metrics = serve_metrics(o["metrics_addr"])
+            store = MeasuredStore(store, metrics.store_call)
         link_defaults = {name: value for name, value in store_options.items() if name != "key_prefix"}
         store = link_stores(store, o.get("link") or (), link_defaults)
         daemon = Daemon(
@@ -128,11 +136,34 @@ def run_daemon(request: MountRequest, on_ready: Any = None, report: int | None =
                 **routed(o, DAEMON),
                 on_ready=on_ready,
                 link_defaults=link_defaults,
+                metrics=metrics,
             ),
         )
         return daemon.run()
-    except (InvalidStoreURL, StoreError, SetupError) as exc:
+    except (InvalidStoreURL, StoreError, SetupError, MetricsAddressError) as exc:
         if report is not None:
             os.write(report, f"fusestore: error: {exc}\n".encode())
             return 2
         return error(str(exc))
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+class MetricsAddressError(Exception):
+    """`--metrics-addr` names an address this daemon cannot listen on."""
+
+
+def serve_metrics(address: tuple[str, int]) -> MountMetrics:
+    """A mount's metrics, served at `address` from now on (before anything is mounted, so
+    an address in use stops the mount with one line: MetricsAddressError)."""
+    from .metrics import MountMetrics  # prometheus_client: only for the mounts that serve it
+
+    host, port = address
+    metrics = MountMetrics()
+    try:
+        metrics.serve(host, port)
+    except OSError as exc:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise MetricsAddressError(f"--metrics-addr {shown}: {exc.strerror or exc}") from None
+    return metrics

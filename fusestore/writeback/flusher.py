@@ -73,6 +73,7 @@ class Flusher(JobQueue):
         super().__init__(settings, host, ns.writing)  # listings must not trust what is in flight
         self.store = store
         self.calls = calls
+        calls.recent = self.recent  # outages among the failures and conflicts `status` shows
         self.ns = ns
         self.uploads = JournaledUploads(journal, store, opened.uploads)
         self.landings = Landings(journal, ns, opened.landings)
@@ -179,7 +180,31 @@ class Flusher(JobQueue):
             "not_uploadable": self.parked.count(),
             "conditional_writes": self.conditions_note,
             "uploaded_bytes": self.uploaded_bytes,
+            "uploads": self.uploads_running(),
+            "recent_events": self.recent.as_list(),
         }
+
+    def uploads_running(self) -> list[dict[str, Any]]:
+        """Each upload in flight: its path, its size and, for a big file sent in parts
+        ahead (staged), the bytes already sent (None where not known). At most
+        `upload_workers` of them."""
+        found = []
+        for node in self.running:
+            content = node.content
+            staged = self.stager.staged.get(content) if content is not None else None
+            sent = min(staged.staged_bytes, node.size) if staged is not None else None
+            found.append({"path": node.path(), "size": node.size, "sent": sent})
+        return sorted(found, key=lambda upload: upload["path"])
+
+    def gauges(self) -> tuple[int, float | None]:
+        """What is left to upload, counted in O(uploads running) rather than `pending`'s
+        pass over every dirty node (metrics take it every second): the items (a node both
+        due and running counted once), and the wall-clock time the oldest of them became
+        dirty (`dirty_since` is in that order: a node keeps its time until it is clean)."""
+        items = len(self.due) + sum(1 for node in self.running if node not in self.due)
+        items += len(self.ns.deletes) + len(self.landings.unsettled) + self.uploads.orphans()
+        oldest = next(iter(self.dirty_since.values()), None)
+        return items, oldest
 
     def conflict_copies(self, at_most: int = 100) -> list[str]:
         """Conflict copies in the directories this mount listed (made here or by other
@@ -354,6 +379,7 @@ class Flusher(JobQueue):
             if node.attached and node.version == version and node.key == key:
                 self.failures.pop(node, None)
                 self.parked.park(node, key, version, str(exc))
+                self.recent.note("refused", f"{node.path()}: {exc}")
                 self.host.record_if_room(node)  # the reason goes in its journal record
             else:
                 self._retry_later(node, exc)  # changed or moved meanwhile: try as it is now
@@ -383,6 +409,7 @@ class Flusher(JobQueue):
             log.debug("upload of %s waits for the store: %s", node.path(), exc)
         else:
             log.warning("upload of %s failed (attempt %d, next in %.1fs): %s", node.path(), count, delay, exc)
+            self.recent.note("error", f"upload of {node.path()} failed (attempt {count}): {exc}")
         if node.attached:
             self._set_due(node, _now() + delay)
 

@@ -19,6 +19,7 @@ import trio
 from ..core.nodes import Node
 from .host import WritebackHost, WritebackSettings
 from .parked import Parked
+from .recent import RecentEvents
 
 #: A burst of new files: this many within this many seconds (see `Burst`).
 BURST_FILES = 40
@@ -58,6 +59,8 @@ class JobQueue:
         self.failed_attempts = 0
         #: nodes whose key the store refuses for good: not retried until they change
         self.parked = Parked()
+        #: the last failures, conflicts and refusals, for `status`
+        self.recent = RecentEvents()
         #: wall-clock time each node waiting or uploading first became due (for `status`)
         self.dirty_since: dict[Node, float] = {}
         #: keys being written or deleted (shared with the namespace: listings must not

@@ -15,6 +15,7 @@ import trio
 
 from ..stores import ListPage, ObjectInfo, Store, StoreUnavailable
 from ..stores.posix import UPLOAD_TOKEN
+from .recent import RecentEvents
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class StoreCalls:
         self._went_down = trio.Event()  # set while the store is down
         self._failures_in_a_row = 0
         self._failing_since: float | None = None
+        #: where outages and returns are noted for `status` (the flusher's)
+        self.recent = RecentEvents()
 
     async def run(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """One call, as long as it takes (see the class). At DEBUG, one line once it
@@ -218,6 +221,7 @@ class StoreCalls:
             self._back_online = trio.Event()
             self._went_down.set()
             log.warning("the store is not answering (%s); changes stay in the cache meanwhile", exc)
+            self.recent.note("store", f"the store is not answering: {exc}")
 
     def _mark_up(self) -> None:
         self._failures_in_a_row = 0
@@ -227,6 +231,7 @@ class StoreCalls:
             down = time.monotonic() - (self.down_since or time.monotonic())
             self.down_since = None
             log.warning("the store answers again (after %.0fs); resuming uploads", down)
+            self.recent.note("store", f"the store answers again (after {down:.0f}s)")
             self._went_down = trio.Event()
             self._back_online.set()
 

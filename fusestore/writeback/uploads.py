@@ -382,6 +382,9 @@ class Uploader:
             except AlreadyExists:
                 attempt += 1
         self.conflicts += 1
+        self.queue.recent.note(
+            "conflict", f"{node.path()}: changed by another client; this version kept as /{copy_key}"
+        )
         log.warning(
             "%s: changed in the store by another client since this mount read it; theirs stays at %r, "
             "this mount's version is kept as %r",

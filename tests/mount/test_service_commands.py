@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import pty
+import re
+import select
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -351,3 +358,112 @@ def test_the_python_api_links_stores_and_pins_on_a_live_mount(
         with pytest.raises(fusestore.MountError, match="cannot link s3://no-such-bucket at /x"):
             m.link("/x", "s3://no-such-bucket")
     assert [obj["Key"] for obj in client.list_objects_v2(Bucket=data_bucket)["Contents"]] == ["set/x.csv"]
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_into_a_pipe_prints_a_line_per_interval_and_ctrl_c_exits_0(
+    mount_factory: Callable[..., Mount],
+) -> None:
+    mount = mount_factory("--writeback-delay", "3600")
+    (mount.path / "f").write_bytes(b"x" * MiB)
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        lines = [watcher.stdout.readline() for _ in range(3)]  # three intervals
+        watcher.send_signal(signal.SIGINT)
+        out, err = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+    assert watcher.returncode == 0, err
+    assert err == ""
+    for line in lines:
+        assert re.fullmatch(
+            rf"\d\d:\d\d:\d\d {re.escape(str(mount.path))}: store answers; up \S+( \S+)?, down \S+( \S+)?; "
+            r"dirty 1\.0 MiB of 2\.0 GiB \(1 item\(s\)\); cache 1\.0 MiB of 10\.0 GiB; "
+            r"0 upload\(s\) in flight; 0 conflict\(s\), 0 failed attempt\(s\)\n",
+            line,
+        ), line
+    assert "\x1b" not in "".join(lines) + out, "no escape codes into a pipe"
+    assert lines[0].split("up ")[1].startswith("…"), "no rate before two answers"
+    assert lines[1].split("up ")[1].startswith("0 B/s")
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_refuses_what_it_cannot_watch(tmp_path: Path) -> None:
+    done = fusestore_cli("status", str(tmp_path), "--watch", timeout=20)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "is not a fusestore mount" in done.stderr
+    both = fusestore_cli("status", "--watch", "--json", timeout=20)
+    assert both.returncode == 2 and "--watch and --json" in both.stderr
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_on_a_terminal_redraws_a_live_view(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory("--writeback-delay", "3600")
+    (mount.path / "f").write_bytes(b"x" * MiB)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))  # rows, columns
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.3"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while seen.count(b"1.0 MiB of 2.0 GiB") < 2 and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                seen += os.read(leader, 65536)
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(10) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+        with contextlib.suppress(OSError):
+            while select.select([leader], [], [], 0.2)[0]:
+                seen += os.read(leader, 65536)
+        os.close(leader)
+    text = seen.decode(errors="replace")
+    assert text.count("1.0 MiB of 2.0 GiB") >= 2, "redrawn each interval:\n" + text
+    assert f"{mount.path}  ←  s3://{mount.bucket}" in text
+    assert "\x1b[" in text, "drawn with a terminal's controls"
+    assert "Traceback" not in text and "Aborted" not in text
+
+
+@pytest.mark.timeout(60)
+def test_status_watch_goes_on_when_the_daemon_ends(mount_factory: Callable[..., Mount]) -> None:
+    mount = mount_factory()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert "store answers" in watcher.stdout.readline()
+        assert mount.umount() == 0, mount.log_text()
+        for _ in range(50):
+            line = watcher.stdout.readline()
+            if "store answers" not in line:
+                break
+        assert re.fullmatch(rf"\d\d:\d\d:\d\d {re.escape(str(mount.path))}: .*not running.*\n", line), line
+        watcher.send_signal(signal.SIGINT)
+        _out, err = watcher.communicate(timeout=10)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
+    assert watcher.returncode == 0 and err == "", err
