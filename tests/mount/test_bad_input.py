@@ -315,7 +315,7 @@ def test_store_problems(
         pytest.param(
             "s3://bucket?colour=blue",
             "unknown option 'colour'",
-            "(known: checksums, connect_timeout",
+            "(known: acl, anonymous, anonymous_writes, ca_bundle, checksums, connect_timeout",
             id="s3://bucket?colour=blue",
         ),
         pytest.param(
