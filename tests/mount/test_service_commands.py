@@ -33,6 +33,13 @@ from .conftest import Mount, fusestore_cli, status_of
 MiB = 2**20
 
 
+def ctrl_c_as_on_a_terminal() -> None:
+    """In the child: SIGINT raises KeyboardInterrupt, as for a command typed at a terminal.
+    The suite may run as a background job, whose SIGINT is ignored and would be inherited
+    (Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(120)
 def test_status_follows_a_write_until_flush_uploads_it(mount_factory: Callable[..., Mount]) -> None:
     mount = mount_factory("--writeback-delay", "3600")
@@ -371,6 +378,7 @@ def test_status_watch_into_a_pipe_prints_a_line_per_interval_and_ctrl_c_exits_0(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_on_a_terminal,
     )
     try:
         assert watcher.stdout is not None
@@ -416,6 +424,7 @@ def test_status_watch_on_a_terminal_redraws_a_live_view(mount_factory: Callable[
         stdout=follower,
         stderr=follower,
         env={**os.environ, "TERM": "xterm-256color"},
+        preexec_fn=ctrl_c_as_on_a_terminal,
     )
     os.close(follower)
     seen = b""
@@ -450,6 +459,7 @@ def test_status_watch_goes_on_when_the_daemon_ends(mount_factory: Callable[..., 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_on_a_terminal,
     )
     try:
         assert watcher.stdout is not None
