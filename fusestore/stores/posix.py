@@ -16,8 +16,10 @@ is out of range, is ignored, field by field, and nothing here raises.
   other object. Anything else (a FIFO with data, a directory mode on a plain object) is
   ignored whole: permission bits meant for another type of file say nothing about this one.
 - rdev: a device's number (st_rdev), ASCII decimal below 2**64; read for devices only.
-- mtime, ctime, atime: ASCII decimal seconds, with an optional fraction, from 0 up to
-  what a signed 64-bit count of nanoseconds holds (the year 2262). s3fs writes all three;
+- mtime, ctime, atime: ASCII decimal seconds, with an optional sign and fraction, within
+  what the kernel keeps (a signed 64-bit count of seconds): `touch -d 1960-01-01` and
+  `touch -d 9999-01-01` both come back as set. A negative time is written
+  sign-and-magnitude (`-1.5` is a second and a half before 1970). s3fs writes all three;
   fusestore writes ctime and atime where they are not the mtime, which a reader takes for
   either one missing (see docs/semantics.md).
 - xattr: extended attributes as s3fs keeps them, the URL-encoded JSON object
@@ -48,8 +50,8 @@ SYMLINK_MAX = 4095
 ID_MAX = 2**32 - 2
 #: The highest st_mode: file-type and permission bits, nothing above.
 MODE_MAX = 0o177777
-#: The latest mtime the kernel's signed 64-bit nanoseconds hold.
-MTIME_NS_MAX = 2**63 - 1
+#: The latest time the kernel keeps, in seconds (a signed 64-bit count).
+TIME_S_MAX = 2**63 - 1
 #: The metadata names of the attributes; any other name is another tool's.
 NAMES = ("mode", "uid", "gid", "mtime", "rdev", "ctime", "atime", "xattr")
 #: The longest name of an extended attribute, as Linux allows (XATTR_NAME_MAX).
@@ -64,7 +66,7 @@ _DEVICES = (stat.S_IFCHR, stat.S_IFBLK)
 UPLOAD_TOKEN = "fusestore-upload"
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
-_SECONDS = re.compile(r"([0-9]{1,20})(?:\.([0-9]{1,64}))?")
+_SECONDS = re.compile(r"(-?)([0-9]{1,20})(?:\.([0-9]{1,64}))?")
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,9 @@ def decode_xattrs(text: str | None) -> tuple[tuple[str, bytes], ...] | None:
 
 
 def _ns_to_seconds(ns: int) -> str:
-    seconds, nanos = divmod(ns, 1_000_000_000)
-    return f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
+    seconds, nanos = divmod(abs(ns), 1_000_000_000)
+    text = f"{seconds}.{nanos:09d}".rstrip("0").rstrip(".")
+    return f"-{text}" if ns < 0 and text != "0" else text
 
 
 #: Attributes of metadata that holds none (frozen: one instance serves every object).
@@ -226,11 +229,14 @@ def _mode(text: str | None, directory: bool, size: int) -> int | None:
 
 
 def _seconds_to_ns(text: str | None) -> int | None:
-    """`1700000000` or `1700000000.25` as nanoseconds; None when it is not a time."""
+    """`1700000000`, `1700000000.25` or `-1.5` as nanoseconds; None when it is not a time
+    the kernel can keep."""
     found = _SECONDS.fullmatch(text) if text is not None else None
     if found is None:
         return None
-    seconds, fraction = found.groups()
-    nanos = int((fraction or "")[:9].ljust(9, "0"))
-    value = int(seconds) * 1_000_000_000 + nanos
-    return value if value <= MTIME_NS_MAX else None
+    sign, seconds, fraction = found.groups()
+    whole = int(seconds)
+    if whole > TIME_S_MAX + (1 if sign else 0):
+        return None
+    value = whole * 1_000_000_000 + int((fraction or "")[:9].ljust(9, "0"))
+    return -value if sign else value

@@ -36,7 +36,7 @@ GARBAGE = [
     {"mode": str(stat.S_IFDIR | 0o755)},
     {"mode": "-1", "mtime": "nan"},
     {"mtime": "inf"},
-    {"mtime": "-1700000000"},
+    {"mtime": "-9223372036854775809"},
     {"mtime": "1" * 40},
     {"mode": "0x1ff", "uid": "root", "gid": "", "mtime": "yesterday"},
 ]

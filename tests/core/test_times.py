@@ -153,9 +153,28 @@ async def test_a_directory_keeps_its_times_in_its_marker(env: Env, tmp_path: Pat
         assert (d.mtime_ns, d.accessed_ns, d.ctime_ns) == (OLD, ATIME, ctime)
 
 
-@pytest.mark.parametrize("value", ["yesterday", "-5", "1e9", "99999999999999999999", "", "1.2.3"])
+@pytest.mark.parametrize("value", ["yesterday", "--5", "1e9", "99999999999999999999", "", "1.2.3"])
 async def test_garbage_times_are_ignored(env: Env, value: str) -> None:
     env.put("f", b"x", {"mtime": "1500000000", "ctime": value, "atime": value})
     async with env.mount() as fs:
         node = await resolve(fs, "f")
         assert node.mtime_ns == node.ctime_ns == node.accessed_ns == 1_500_000_000 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("atime_ns", "mtime_ns"),
+    [(-315_619_200 * 10**9, -1), (10_413_792_000 * 10**9 + 5, 253_370_764_800 * 10**9)],
+    ids=["before-1970", "after-2262"],
+)
+async def test_times_before_1970_and_after_2262_survive_a_fresh_cache(
+    env: Env, tmp_path: Path, atime_ns: int, mtime_ns: int
+) -> None:
+    """What utimensat set (`touch -d 1960-01-01`, `touch -d 9999-01-01`) comes back as set:
+    the kernel keeps 64-bit seconds, and so does the metadata."""
+    async with env.mount() as fs:
+        node = await write_file(fs, "f", b"data")
+        await fs.setattr(node.ino, atime_ns=atime_ns, mtime_ns=mtime_ns)
+    env.cache_dir = tmp_path / "fresh-cache"
+    async with env.mount() as fs:
+        node = await resolve(fs, "f")
+        assert (node.accessed_ns, node.mtime_ns) == (atime_ns, mtime_ns)

@@ -468,3 +468,16 @@ def test_rename_of_each_type_over_each_type(posix_mount: Mount, who: str) -> Non
         assert stat.S_IFMT(os.lstat(home / name / "dst").st_mode) == TYPE_BITS[kept], name
         listed = sorted(os.listdir(home / name))
         assert listed == sorted({*entries, "src"} if name == "dir-over-dir" else entries)
+
+
+@pytest.mark.timeout(120)
+def test_times_before_1970_and_after_2262_survive_a_fresh_cache(posix_mount: Mount) -> None:
+    root = posix_mount.path
+    cases = {"old": (-315_619_200 * 10**9, -1), "far": (10_413_792_000 * 10**9, 253_370_764_800 * 10**9)}
+    for name, (atime, mtime) in cases.items():
+        (root / name).write_bytes(b"x")
+        utimensat(str(root / name), atime, mtime)
+        assert times(str(root / name))[:2] == (atime, mtime)
+    fresh_remount(posix_mount)
+    for name, (atime, mtime) in cases.items():
+        assert times(str(root / name))[:2] == (atime, mtime), name

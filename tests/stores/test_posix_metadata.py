@@ -100,7 +100,20 @@ def test_a_mode_must_fit_the_object_it_describes(mode: int, directory: bool, siz
 
 @pytest.mark.parametrize(
     "value",
-    ["nan", "NaN", "inf", "-inf", "-1", "-1700000000", "1e9", "9223372036.854775808", "1" * 30, "", "soon"],
+    [
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "--1",
+        "- 1",
+        "1e9",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "1" * 30,
+        "",
+        "soon",
+    ],
 )
 def test_a_modification_time_that_is_no_time_or_out_of_range_is_ignored(value: str) -> None:
     attrs = PosixAttrs.from_metadata({**GOOD, "mtime": value})
@@ -109,6 +122,9 @@ def test_a_modification_time_that_is_no_time_or_out_of_range_is_ignored(value: s
 
 def test_the_latest_and_earliest_times_are_read() -> None:
     assert PosixAttrs.from_metadata({"mtime": "9223372036.854775807"}).mtime_ns == 2**63 - 1
+    assert PosixAttrs.from_metadata({"mtime": "9223372036854775807"}).mtime_ns == (2**63 - 1) * 10**9
+    assert PosixAttrs.from_metadata({"mtime": "-9223372036854775808"}).mtime_ns == -(2**63) * 10**9
+    assert PosixAttrs.from_metadata({"mtime": "-1.5"}).mtime_ns == -1_500_000_000
     assert PosixAttrs.from_metadata({"mtime": "0"}).mtime_ns == 0
     assert PosixAttrs.from_metadata({"mtime": "1.123456789999"}).mtime_ns == 1_123_456_789
 
@@ -151,7 +167,8 @@ def test_any_metadata_gives_attributes_in_range(metadata: dict[str, Any], direct
     attrs = PosixAttrs.from_metadata(metadata, directory=directory, size=size)
     for owner in (attrs.uid, attrs.gid):
         assert owner is None or 0 <= owner <= 2**32 - 2
-    assert attrs.mtime_ns is None or 0 <= attrs.mtime_ns < 2**63
+    for ns in (attrs.mtime_ns, attrs.ctime_ns, attrs.atime_ns):
+        assert ns is None or -(2**63) * 10**9 <= ns < 2**63 * 10**9
     if attrs.rdev is not None:
         assert 0 <= attrs.rdev < 2**64 and stat.S_IFMT(attrs.mode or 0) in {stat.S_IFCHR, stat.S_IFBLK}
     if attrs.mode is not None:
@@ -225,4 +242,12 @@ def test_xattrs_round_trip_through_metadata_as_printable_ascii(xattrs: dict[str,
 def test_times_are_written_with_nanoseconds_and_read_back() -> None:
     attrs = PosixAttrs(mtime_ns=1_500_000_000_000_000_001, ctime_ns=1_500_000_000_5 * 10**8, atime_ns=10**9)
     assert attrs.to_metadata() == {"mtime": "1500000000.000000001", "ctime": "1500000000.5", "atime": "1"}
+    assert PosixAttrs.from_metadata(attrs.to_metadata()) == attrs
+
+
+@pytest.mark.parametrize(
+    "ns", [-1, -1_500_000_000, -(2**63) * 10**9, (2**63 - 1) * 10**9 + 999_999_999, 0, 5]
+)
+def test_times_before_1970_and_far_ahead_are_written_as_they_are_read(ns: int) -> None:
+    attrs = PosixAttrs(mtime_ns=ns, ctime_ns=ns, atime_ns=ns)
     assert PosixAttrs.from_metadata(attrs.to_metadata()) == attrs
