@@ -169,6 +169,8 @@ class Attributes:
     def _check_writable(self, node: Node, name: str) -> None:
         if not name.startswith(KEPT_PREFIX):
             raise fs_error(errno.ENOTSUP, f"{name}: only user.* extended attributes are kept")
+        if node.parent is None:
+            raise fs_error(errno.ENOTSUP, "the mount's root has no object to keep extended attributes in")
         self.linked.writable(node)
 
     async def _kept(self, node: Node, name: str, *, reading: bool = True) -> dict[str, bytes]:

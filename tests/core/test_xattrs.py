@@ -140,3 +140,13 @@ async def test_garbage_xattr_metadata_is_ignored_member_by_member(env: Env, garb
         assert await fs.attributes.listxattr(node) == expected
         await fs.attributes.setxattr(node, "user.new", b"1")
     assert urllib.parse.unquote(env.metadata("f")["xattr"]).startswith("{")
+
+
+async def test_the_root_refuses_xattrs_it_could_not_keep(env: Env) -> None:
+    """The mount's root has no object to keep them in: refused, rather than lost at unmount."""
+    async with env.mount() as fs:
+        root = fs.node(1)
+        with pytest.raises(OSError) as caught:
+            await fs.attributes.setxattr(root, "user.a", b"1")
+        assert caught.value.errno == errno.ENOTSUP
+        assert await fs.attributes.listxattr(root) == []
