@@ -20,6 +20,7 @@ import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -31,6 +32,26 @@ from fusestore.testing.s3server import LocalS3Server
 from .conftest import Mount, fusestore_cli, status_of
 
 MiB = 2**20
+
+
+@contextlib.contextmanager
+def watching(mountpoint: Path, interval: str) -> Iterator[tuple[subprocess.Popen[str], IO[str]]]:
+    """`fusestore status MOUNTPOINT --watch` writing into a pipe (killed at the end if the
+    test did not end it): the process and its stdout."""
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "fusestore", "status", str(mountpoint), "--watch", "--interval", interval],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_on_a_terminal,
+    )
+    try:
+        assert watcher.stdout is not None
+        yield watcher, watcher.stdout
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait(10)
 
 
 def ctrl_c_as_on_a_terminal() -> None:
@@ -373,22 +394,10 @@ def test_status_watch_into_a_pipe_prints_a_line_per_interval_and_ctrl_c_exits_0(
 ) -> None:
     mount = mount_factory("--writeback-delay", "3600")
     (mount.path / "f").write_bytes(b"x" * MiB)
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ctrl_c_as_on_a_terminal,
-    )
-    try:
-        assert watcher.stdout is not None
-        lines = [watcher.stdout.readline() for _ in range(3)]  # three intervals
+    with watching(mount.path, "0.5") as (watcher, stdout):
+        lines = [stdout.readline() for _ in range(3)]  # three intervals
         watcher.send_signal(signal.SIGINT)
         out, err = watcher.communicate(timeout=10)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait(10)
     assert watcher.returncode == 0, err
     assert err == ""
     for line in lines:
@@ -454,26 +463,14 @@ def test_status_watch_on_a_terminal_redraws_a_live_view(mount_factory: Callable[
 @pytest.mark.timeout(60)
 def test_status_watch_goes_on_when_the_daemon_ends(mount_factory: Callable[..., Mount]) -> None:
     mount = mount_factory()
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "fusestore", "status", str(mount.path), "--watch", "--interval", "0.3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=ctrl_c_as_on_a_terminal,
-    )
-    try:
-        assert watcher.stdout is not None
-        assert "store answers" in watcher.stdout.readline()
+    with watching(mount.path, "0.3") as (watcher, stdout):
+        assert "store answers" in stdout.readline()
         assert mount.umount() == 0, mount.log_text()
         for _ in range(50):
-            line = watcher.stdout.readline()
+            line = stdout.readline()
             if "store answers" not in line:
                 break
         assert re.fullmatch(rf"\d\d:\d\d:\d\d {re.escape(str(mount.path))}: .*not running.*\n", line), line
         watcher.send_signal(signal.SIGINT)
         _out, err = watcher.communicate(timeout=10)
-    finally:
-        if watcher.poll() is None:
-            watcher.kill()
-            watcher.wait(10)
     assert watcher.returncode == 0 and err == "", err
