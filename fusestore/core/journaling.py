@@ -125,7 +125,7 @@ class Journaling:
             "mtime_ns": node.mtime_ns,
             "ctime_ns": node.ctime_ns,
             "atime_ns": node.atime_ns,
-            "xattrs": encode_xattrs(tuple(sorted(node.xattrs.items()))) if node.xattrs else None,
+            "xattrs": encode_xattrs(items) if (items := node.xattr_items()) else None,
             "size": node.size,
             "remote_key": node.remote_key,
             "etag": node.etag,

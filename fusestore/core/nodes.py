@@ -378,9 +378,13 @@ class Node:
             self.atime_ns = self.mtime_ns
         self.mtime_ns = mtime_ns
 
+    def xattr_items(self) -> tuple[tuple[str, bytes], ...] | None:
+        """The extended attributes by name, as metadata keeps them; None when there are none."""
+        xattrs = self.xattrs
+        return tuple(sorted(xattrs.items())) if xattrs else None
+
     def posix_attrs(self) -> PosixAttrs:
         rdev = self.rdev if self.kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE) else None
-        xattrs = self.xattrs
         return PosixAttrs(
             mode=self.mode,
             uid=self.uid,
@@ -390,7 +394,7 @@ class Node:
             # each written where it is not the mtime, the reader's rule for one missing
             ctime_ns=None if self.ctime_ns == self.mtime_ns else self.ctime_ns,
             atime_ns=self.atime_ns,
-            xattrs=tuple(sorted(xattrs.items())) if xattrs else None,
+            xattrs=self.xattr_items(),
         )
 
     def take_attrs(self, attrs: PosixAttrs) -> None:
