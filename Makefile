@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml
 	fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[test,dev]'
+	@# Azurite, the Azure Storage emulator the az:// tests run on, with the machine's Node.js
+	@if command -v npm >/dev/null; then \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/node azurite@3 >/dev/null \
+			|| echo "could not install Azurite: the az:// tests will be skipped"; \
+	else echo "no npm: Azurite is not installed, the az:// tests will be skipped"; fi
 	@touch $(STAMP)
 
 test: venv
