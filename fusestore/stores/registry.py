@@ -26,6 +26,15 @@ BUILTIN: dict[str, str] = {
     "s3": "fusestore.stores.s3:S3Store",
     "file": "fusestore.stores.file:FileStore",
     "memory": "fusestore.stores.memory:MemoryStore",
+    "az": "fusestore.stores.azure:AzureStore",
+    "gs": "fusestore.stores.gcs:GCSStore",
+}
+
+#: Built-in drivers whose SDK is an optional extra: scheme -> (the SDK's top package,
+#: what it is called, the extra that installs it).
+EXTRAS: dict[str, tuple[str, str, str]] = {
+    "az": ("azure", "the Azure Blob Storage SDK", "azure"),
+    "gs": ("google", "the Google Cloud Storage SDK", "gcs"),
 }
 
 
@@ -44,7 +53,15 @@ def load_driver(scheme: str, target: str) -> type[Store]:
     module_name, _, attr = target.partition(":")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except ImportError as exc:
+        sdk = EXTRAS.get(scheme)
+        missing = exc.name or ""
+        if sdk is not None and (missing == sdk[0] or missing.startswith(sdk[0] + ".")):
+            raise InvalidStoreURL(
+                f"{scheme}:// needs {sdk[1]}, which is not installed: pip install 'fusestore[{sdk[2]}]'"
+            ) from None
+        raise InvalidStoreURL(f"the driver for {scheme}:// ({target}) cannot be loaded: {exc}") from exc
+    except AttributeError as exc:
         raise InvalidStoreURL(f"the driver for {scheme}:// ({target}) cannot be loaded: {exc}") from exc
     if not (isinstance(obj, type) and issubclass(obj, Store)):
         raise InvalidStoreURL(f"the driver for {scheme}:// ({target}) is not a Store class")

@@ -128,3 +128,22 @@ def test_a_prefix_with_dot_dotdot_or_empty_names_is_refused(url: str) -> None:
 @pytest.mark.parametrize("url", ["s3://bkt/team/a/", "s3://bkt/team/a", "s3://bkt/", "memory://n/p/"])
 def test_a_prefix_may_end_with_one_slash(url: str) -> None:
     assert open_store(url).keys.prefix in ("team/a/", "", "p/")
+
+
+@pytest.mark.parametrize(
+    ("url", "sdk", "driver", "extra"),
+    [
+        ("az://container", "azure.storage.blob", "fusestore.stores.azure", "azure"),
+        ("gs://bucket", "google.cloud.storage", "fusestore.stores.gcs", "gcs"),
+    ],
+)
+def test_a_driver_whose_sdk_is_missing_names_the_extra_to_install(
+    url: str, sdk: str, driver: str, extra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, sdk, None)  # `import` of it fails as if not installed
+    monkeypatch.delitem(sys.modules, driver, raising=False)
+    with pytest.raises(InvalidStoreURL) as raised:
+        open_store(url)
+    message = str(raised.value)
+    assert f"pip install 'fusestore[{extra}]'" in message
+    assert "\n" not in message
