@@ -31,12 +31,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_aws_environment() -> Iterator[None]:
-    """No test sees the machine's AWS credentials or config, or reaches AWS."""
-    # Built before the clear: it is this process's environment less AWS_* (PATH, and the
-    # PYTHONPATH that points daemons started with `python -P` at this checkout, stay).
+    """No test sees the machine's cloud credentials or config, or reaches a cloud."""
+    # Built before the clear: it is this process's environment less the clouds' variables
+    # (PATH, and the PYTHONPATH that points daemons started with `python -P` at this
+    # checkout, stay).
     isolated = isolated_aws_environment()
     saved = dict(os.environ)
-    isolated = isolated_aws_environment()  # read before the clear: it keeps PATH, PYTHONPATH, ...
     os.environ.clear()
     os.environ.update(isolated)
     yield

@@ -40,7 +40,7 @@ def test_unknown_scheme_and_wrong_options_are_one_line_errors(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "fusestore: error: unknown store scheme 'ftp://' in 'ftp://host/dir'; "
-        "known schemes: file://, memory://, s3://"
+        "known schemes: az://, file://, gs://, memory://, s3://"
     )
     result = fusestore("check", f"file://{tmp_path}", "--endpoint-url", "http://127.0.0.1:1")
     assert result.returncode == 2

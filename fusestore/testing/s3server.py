@@ -137,6 +137,21 @@ class S3ServerProcess:
     def create_bucket(self, name: str) -> None:
         self.client().create_bucket(Bucket=name)
 
+    # The same questions every test server answers (Azurite's, the GCS emulator's), so a
+    # test can mount any of them.
+
+    def store_url(self, bucket: str) -> str:
+        return f"s3://{bucket}"
+
+    def store_options(self) -> dict[str, str]:
+        """The driver options that point a store at this server (no secrets)."""
+        return {"endpoint_url": self.endpoint_url}
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables a process needs to reach this server (its credentials
+        come from the test session's own AWS environment)."""
+        return {}
+
 
 class LocalS3Server(S3ServerProcess):
     """moto's S3 server, one of its races closed (see `motoserver`)."""
@@ -252,8 +267,10 @@ class LocalSeaweedServer(S3ServerProcess):
 
 def isolated_aws_environment() -> dict[str, str]:
     """This process's environment with boto3's chain pinned to the test credentials:
-    no shared config files, no instance metadata, no stray AWS_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    no shared config files, no instance metadata, no stray AWS_* variables. Azure's and
+    Google's credential chains find nothing either, and their metadata services (which
+    they would ask at 169.254.169.254) are pointed at a closed port on 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CLOUD_VARIABLES)}
     env.update(
         AWS_ACCESS_KEY_ID=CREDENTIALS["aws_access_key_id"],
         AWS_SECRET_ACCESS_KEY=CREDENTIALS["aws_secret_access_key"],
@@ -261,5 +278,24 @@ def isolated_aws_environment() -> dict[str, str]:
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
+        AZURE_POD_IDENTITY_AUTHORITY_HOST=f"http://{HOST}:9",
+        GCE_METADATA_HOST=f"{HOST}:9",
+        GCE_METADATA_IP=f"{HOST}:9",
+        NO_GCE_CHECK="True",
+        CLOUDSDK_CONFIG=os.devnull,
     )
     return env
+
+
+#: What configures a cloud SDK's credentials or endpoints, left out of a test's environment.
+_CLOUD_VARIABLES = (
+    "AWS_",
+    "AZURE_",
+    "MSI_",
+    "IDENTITY_",
+    "GOOGLE_",
+    "GCLOUD_",
+    "CLOUDSDK_",
+    "GCE_",
+    "STORAGE_EMULATOR_HOST",
+)

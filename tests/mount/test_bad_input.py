@@ -294,7 +294,7 @@ def test_store_problems(
         pytest.param(
             "s3:/x",
             "not a store URL: 's3:/x'",
-            "expected SCHEME://..., one of: file://, memory://, s3://",
+            "expected SCHEME://..., one of: az://, file://, gs://, memory://, s3://",
             id="s3:/x",
         ),
         pytest.param("not a url", "not a store URL: 'not a url'", "expected SCHEME://", id="not a url"),
@@ -302,7 +302,7 @@ def test_store_problems(
         pytest.param(
             "ftp://x",
             "unknown store scheme 'ftp://'",
-            "known schemes: file://, memory://, s3://",
+            "known schemes: az://, file://, gs://, memory://, s3://",
             id="ftp://x",
         ),
         pytest.param("s3://a", "not a valid bucket name: 'a'", "3-255 letters", id="s3://a"),
