@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from fusestore.service.mounts import is_mounted, lazy_unmount
+from fusestore.stores import open_store
 from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
 if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
@@ -30,6 +31,9 @@ if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
 MOUNT_TIMEOUT = 30.0
 #: The S3 implementations the smoke tests run on (`server`, parametrized indirectly).
 SERVERS = ["moto", "seaweedfs"]
+#: Every kind of store server: the S3 ones, Azurite (az://) and the GCS emulator (gs://),
+#: for the tests that only use shell tools and `Mount`'s view of the bucket.
+ALL_SERVERS = [*SERVERS, "azurite", "gcs"]
 
 
 class Mount:
@@ -46,11 +50,15 @@ class Mount:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = cache.parent / f"{path.name}.log"
         self.log_level = "info"
-        self.client = server.client()
+        self.is_s3 = isinstance(server, S3ServerProcess)
+        #: boto3 on the bucket, for S3 servers; other servers' buckets are seen through
+        #: `view` (fusestore's own driver, checked on its own by the conformance suite)
+        self.client = server.client() if self.is_s3 else None
+        self.view = S3BucketView(self.client, bucket) if self.is_s3 else StoreBucketView(server, bucket)
 
     @property
     def url(self) -> str:
-        return f"s3://{self.bucket}"
+        return str(self.server.store_url(self.bucket))
 
     def command(self) -> list[str]:
         return [
@@ -62,19 +70,29 @@ class Mount:
             "mount",
             self.url,
             str(self.path),
-            "--endpoint-url",
-            self.server.endpoint_url,
+            *self.server_options(),
             "--cache-dir",
             str(self.cache),
             *self.options,
         ]
+
+    def server_options(self) -> list[str]:
+        if self.is_s3:
+            return ["--endpoint-url", self.server.endpoint_url]
+        options = self.server.store_options()
+        return ["-o", ",".join(f"{name}={value}" for name, value in options.items())] if options else []
 
     def start(self) -> Mount:
         if not _stale(self.path):  # a stale mount is for the daemon to clean up
             self.path.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.server.environment()},
+            )
         deadline = time.monotonic() + MOUNT_TIMEOUT
         # Ready once the daemon says so (a stale mount left by a killed daemon is in the
         # mount table too, so is_mounted alone proves nothing).
@@ -129,10 +147,44 @@ class Mount:
         if is_mounted(self.path) or _stale(self.path):
             lazy_unmount(self.path)
 
-    # -- the bucket, seen with boto3 ----------------------------------------------------
+    # -- the bucket, seen without the mount ------------------------------------------------
 
     def objects(self) -> dict[str, dict[str, Any]]:
-        """Every object in the bucket: key -> {size, metadata, body}."""
+        """Every object in the bucket: key -> {size}."""
+        return self.view.objects()
+
+    def get(self, key: str) -> bytes:
+        return self.view.get(key)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return self.view.metadata(key)
+
+    def put_object(self, key: str, body: bytes) -> None:
+        """Another client writes `key`."""
+        self.view.put(key, body)
+
+    def delete_object(self, key: str) -> None:
+        """Another client deletes `key`."""
+        self.view.delete(key)
+
+    def wait_for_key(self, key: str, timeout: float = 20.0) -> float:
+        """Seconds until boto3 sees `key`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if key in self.objects():
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError(f"{key!r} not in the bucket after {timeout}s:\n{self.log_text()}")
+
+
+class S3BucketView:
+    """A bucket on an S3 server, seen with boto3."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def objects(self) -> dict[str, dict[str, Any]]:
         found = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             for obj in page.get("Contents", []):
@@ -147,14 +199,40 @@ class Mount:
         meta: dict[str, str] = self.client.head_object(Bucket=self.bucket, Key=key)["Metadata"]
         return meta
 
-    def wait_for_key(self, key: str, timeout: float = 20.0) -> float:
-        """Seconds until boto3 sees `key`."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if key in self.objects():
-                return time.monotonic() - started
-            time.sleep(0.1)
-        raise AssertionError(f"{key!r} not in the bucket after {timeout}s:\n{self.log_text()}")
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class StoreBucketView:
+    """A bucket on another kind of server (Azurite, the GCS emulator), seen through
+    fusestore's own driver for it, opened with the server's options and environment."""
+
+    def __init__(self, server: Any, bucket: str) -> None:
+        saved = dict(os.environ)
+        os.environ.update(server.environment())  # the credentials the driver reads at opening
+        try:
+            self.store = open_store(server.store_url(bucket), **server.store_options())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        return {info.key: {"size": info.size} for info in self.store.iter_objects()}
+
+    def get(self, key: str) -> bytes:
+        return self.store.get_range(key)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return dict(self.store.head(key).metadata or {})
+
+    def put(self, key: str, body: bytes) -> None:
+        self.store.put(key, body)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
 
 
 def _stale(path: Path) -> bool:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import SERVERS, Mount, fusestore_cli, status_of
+from .conftest import ALL_SERVERS, Mount, fusestore_cli, status_of
 
-pytestmark = pytest.mark.parametrize("server", SERVERS, indirect=True)
+pytestmark = pytest.mark.parametrize("server", ALL_SERVERS, indirect=True)
 
 #: The metadata TTL of the mounts whose freshness is timed.
 TTL = 2.0
@@ -39,7 +39,7 @@ def test_two_mounts_change_one_file_and_the_bucket_keeps_both(
     bucket = make_bucket()
     options = ("--writeback-delay", "3600", "--metadata-ttl", str(TTL))
     a = mount_factory(*options, bucket=bucket, name="a", run=False)
-    a.client.put_object(Bucket=bucket, Key="shared.txt", Body=b"original\n")
+    a.put_object("shared.txt", b"original\n")
     a.start()
     b = mount_factory(*options, bucket=bucket, name="b")
     assert (a.path / "shared.txt").read_bytes() == b"original\n"
@@ -75,11 +75,11 @@ def test_on_a_server_that_ignores_conditions_a_head_still_keeps_both(
 ) -> None:
     faults = "put:unconditional=1;complete_multipart:unconditional=1"
     mount = mount_factory("--writeback-delay", "3600", "--faults", faults, run=False)
-    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"a,b\n")
+    mount.put_object("report.csv", b"a,b\n")
     mount.start()
     with open(mount.path / "report.csv", "a") as f:
         f.write("1,2\n")
-    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"x,y\n")
+    mount.put_object("report.csv", b"x,y\n")
     flush(mount)
     assert mount.get("report.csv") == b"x,y\n"
     assert list(copies(mount, "report.csv").values()) == [b"a,b\n1,2\n"]
@@ -96,12 +96,12 @@ def test_boto3_overwrites_a_file_with_unsynced_changes_and_both_are_kept(
     mount_factory: Callable[..., Mount],
 ) -> None:
     mount = mount_factory("--writeback-delay", "3600", run=False)
-    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"a,b\n")
+    mount.put_object("report.csv", b"a,b\n")
     mount.start()
     with open(mount.path / "report.csv", "a") as f:
         f.write("1,2\n")
-    mount.client.put_object(Bucket=mount.bucket, Key="report.csv", Body=b"x,y\n")
-    mount.client.put_object(Bucket=mount.bucket, Key="brand-new.txt", Body=b"theirs")
+    mount.put_object("report.csv", b"x,y\n")
+    mount.put_object("brand-new.txt", b"theirs")
     (mount.path / "brand-new.txt").write_bytes(b"ours")  # the mount had not listed it yet
     flush(mount)
 
@@ -135,7 +135,7 @@ def test_a_file_synced_on_a_is_read_on_b_within_the_ttl_even_from_b_s_page_cache
     new = old.replace(b"one", b"two") if change == "same size" else old + b"and more\n"
     ttl = ("--metadata-ttl", str(TTL))
     a = mount_factory(*ttl, bucket=bucket, name="a", run=False)
-    a.client.put_object(Bucket=bucket, Key="shared.txt", Body=old)
+    a.put_object("shared.txt", old)
     a.start()
     b = mount_factory(*ttl, bucket=bucket, name="b")
     with open(b.path / "shared.txt", "rb") as reader:  # b's pages of the old version, kept
@@ -164,12 +164,12 @@ def test_a_remote_delete_while_b_has_the_file_open(
     bucket = make_bucket()
     data = os.urandom(40 * 2**20)
     b = mount_factory("--metadata-ttl", str(TTL), bucket=bucket, name="b", run=False)
-    b.client.put_object(Bucket=bucket, Key="dir/big.bin", Body=data)
-    b.client.put_object(Bucket=bucket, Key="dir/other", Body=b"stays")
+    b.put_object("dir/big.bin", data)
+    b.put_object("dir/other", b"stays")
     b.start()
     with open(b.path / "dir" / "big.bin", "rb", buffering=0) as reader:
         assert reader.read(4096) == data[:4096]
-        b.client.delete_object(Bucket=bucket, Key="dir/big.bin")  # a third writer
+        b.delete_object("dir/big.bin")  # a third writer
         deleted = time.monotonic()
         while "big.bin" in os.listdir(b.path / "dir"):
             assert time.monotonic() < deadline_after(deleted), "still listed after the TTL"
@@ -188,7 +188,7 @@ def test_a_remote_delete_while_b_has_the_file_open(
             assert exc.errno == errno.ESTALE, exc
         else:
             assert tail == data[36 * 2**20 : 36 * 2**20 + 4096]
-    b.client.put_object(Bucket=bucket, Key="dir/big.bin", Body=b"created again")
+    b.put_object("dir/big.bin", b"created again")
     assert b.umount() == 0, b.log_text()
     assert b.get("dir/big.bin") == b"created again", "closing the descriptor deleted nothing"
 
@@ -254,7 +254,7 @@ def test_two_mounts_rewriting_the_same_files_store_only_whole_versions(
     options = ("--writeback-delay", "0.5", "--metadata-ttl", "1")
     a = mount_factory(*options, bucket=bucket, name="a", run=False)
     for name in names:
-        a.client.put_object(Bucket=bucket, Key=name, Body=version_bytes(0, 0, name, 4096))
+        a.put_object(name, version_bytes(0, 0, name, 4096))
     a.start()
     b = mount_factory(*options, bucket=bucket, name="b")
     errors: list[str] = []

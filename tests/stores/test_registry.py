@@ -25,11 +25,13 @@ def test_builtin_schemes_open_their_drivers(tmp_path: Path) -> None:
     [
         (
             "gopher://x/y",
-            "unknown store scheme 'gopher://' in 'gopher://x/y'; known schemes: az://, file://, gs://, memory://, s3://",
+            "unknown store scheme 'gopher://' in 'gopher://x/y'; "
+            "known schemes: az://, file://, gs://, memory://, s3://",
         ),
         (
             "/just/a/path",
-            "not a store URL: '/just/a/path'; expected SCHEME://..., one of: az://, file://, gs://, memory://, s3://",
+            "not a store URL: '/just/a/path'; expected SCHEME://..., "
+            "one of: az://, file://, gs://, memory://, s3://",
         ),
         ("s3://bkt?colour=blue", "unknown option 'colour' for s3:// stores (known: "),
         ("s3://bkt?max_connections=many", "option max_connections='many' is not a valid int"),
