@@ -8,6 +8,7 @@ telemetry, and dies with the process that started it (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -55,7 +56,8 @@ class AzuriteServer:
         found = shutil.which("azurite-blob")
         if found:
             return found
-        bundled = os.path.join(os.path.dirname(sys.executable), "..", "node", "node_modules", ".bin", "azurite-blob")
+        venv = os.path.dirname(os.path.dirname(sys.executable))
+        bundled = os.path.join(venv, "node", "node_modules", ".bin", "azurite-blob")
         return os.path.abspath(bundled) if os.access(bundled, os.X_OK) else None
 
     @staticmethod
@@ -153,10 +155,8 @@ class AzuriteServer:
 
     def create_bucket(self, name: str) -> None:
         """Create the container `name` (one that exists already is fine)."""
-        try:
+        with contextlib.suppress(ResourceExistsError):
             self.client().create_container(name)
-        except ResourceExistsError:
-            pass
 
     def store_url(self, bucket: str) -> str:
         return f"az://{bucket}"
