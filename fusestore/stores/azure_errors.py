@@ -9,6 +9,7 @@ the service sent beyond its error code (its messages span lines and repeat the r
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ _DENIED_CODES = {
     "InvalidAuthenticationInfo",
 }
 _UNAVAILABLE_CODES = {"ServerBusy", "InternalError", "OperationTimedOut"}
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^\"'()]+")
 _INVALID_NAME = {"InvalidResourceName", "InvalidUri", "OutOfRangeInput"}
 
 
@@ -84,6 +86,14 @@ def conditions(if_match: str | None, if_none_match: bool) -> tuple[dict[str, Any
     return {}, None
 
 
+def connection_reason(exc: BaseException) -> str:
+    """What stopped a request before any answer, briefly: the OS error where urllib3's
+    message wraps one ("[Errno 111] Connection refused"), else its first line."""
+    text = first_line(exc)
+    found = _OS_ERROR.search(text)
+    return found.group(0) if found else text
+
+
 class ErrorMap:
     """Translates the SDK's exceptions for one store (its account, container, endpoint)."""
 
@@ -93,6 +103,10 @@ class ErrorMap:
     @property
     def where(self) -> str:
         return f"container {self.container!r} of storage account {self.account!r} at {self.endpoint}"
+
+    @property
+    def where_short(self) -> str:
+        return f"container {self.container!r} of storage account {self.account!r}"
 
     @contextlib.contextmanager
     def translate(self, key: str | None, *, condition: str | None = None) -> Iterator[None]:
@@ -106,7 +120,7 @@ class ErrorMap:
             self.raise_for(exc, key, condition)
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise StoreUnavailable(
-                f"cannot reach {self.endpoint} (storage account {self.account!r}): {first_line(exc)}", key=key
+                f"cannot reach {self.endpoint} for {self.where_short}: {connection_reason(exc)}", key=key
             ) from exc
 
     def raise_for(self, exc: HttpResponseError, key: str | None, condition: str | None) -> NoReturn:
