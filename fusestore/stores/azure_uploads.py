@@ -28,6 +28,7 @@ Every method blocks on one or more requests.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,9 @@ from .keys import check_metadata
 if TYPE_CHECKING:
     from .azure import AzureStore
 
+#: Azure discards uncommitted blocks a week after the last was staged: an aborted upload
+#: older than this needs hiding no more.
+_FORGET_ABORTED_AFTER = 8 * 24 * 3600
 #: The bytes of each metadata block (what matters is its id; some services refuse empty blocks).
 _META_BODY = b"m"
 
@@ -147,7 +151,10 @@ class Uploads:
         full = store.keys.full(key)
         with self._lock:
             self._live.pop(upload_id, None)
-            self._aborted.add(upload_id)
+            horizon = time.time() - _FORGET_ABORTED_AFTER
+            self._aborted = {u for u in self._aborted if upload_started(u) > horizon}
+            if is_upload_id(upload_id):
+                self._aborted.add(upload_id)
         blocks = self._uncommitted(key)
         others = {p.upload_id for b in blocks if (p := parse_block_id(b)) is not None} - {upload_id}
         with self._lock:
