@@ -150,7 +150,7 @@ class AzureStore(Store):
         self.access: Access = resolve(config)
         self.errors = ErrorMap(self.access.account, container, self.access.endpoint, self.access.source)
         self.uploads = Uploads(self)
-        self._counter = RequestCounter()
+        self._counter = RequestCounter(container)
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_lock = threading.Lock()
@@ -220,6 +220,7 @@ class AzureStore(Store):
             # One Put Blob per put, whatever its size (the SDK would split it into blocks).
             max_single_put_size=MAX_PUT_BLOB,
             raw_request_hook=self._counter,
+            raw_response_hook=self._counter.answered,
             user_agent="fusestore",
         )
         return service.get_container_client(self.container)

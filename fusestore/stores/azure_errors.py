@@ -9,12 +9,14 @@ the service sent beyond its error code (its messages span lines and repeat the r
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -50,6 +52,10 @@ _DENIED_CODES = {
     "InvalidAuthenticationInfo",
 }
 _UNAVAILABLE_CODES = {"ServerBusy", "InternalError", "OperationTimedOut"}
+log = logging.getLogger("fusestore.stores.azure")
+
+#: Where a request's operation and start are kept in the SDK's pipeline context.
+_STARTED = "fusestore_started"
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] [^\"'()]+")
 _INVALID_NAME = {"InvalidResourceName", "InvalidUri", "OutOfRangeInput"}
 
@@ -190,18 +196,44 @@ def operation(method: str, url: str, headers: Any) -> str:
 
 
 class RequestCounter:
-    """Counts each HTTP request (every attempt) by operation: the SDK's `raw_request_hook`.
+    """Counts each HTTP request (every attempt) by operation, the SDK's `raw_request_hook`;
+    at DEBUG, `answered` (its `raw_response_hook`) writes one line per answered request:
+
+        store request: op=PutBlob key='photos/a.jpg' status=201 ms=12.3
+
+    with the service's error code after the status where there is one (`404:BlobNotFound`).
+    Only the operation, the key (the blob's name below the container) and the answer are
+    written: never a header or the URL's query, where keys and SAS signatures travel.
     Thread-safe; never blocks."""
 
-    def __init__(self) -> None:
+    def __init__(self, container: str) -> None:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._container = f"/{container}/"
 
     def __call__(self, request: Any) -> None:
         http = request.http_request
         name = operation(http.method, http.url, http.headers)
+        request.context[_STARTED] = (name, time.monotonic())
         with self._lock:
             self._counts[name] += 1
+
+    def answered(self, response: Any) -> None:
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        name, started = response.context.get(_STARTED, ("?", time.monotonic()))
+        status = str(response.http_response.status_code)
+        code = response.http_response.headers.get("x-ms-error-code")
+        if code:
+            status += f":{code}"
+        _, found, key = unquote(urlsplit(response.http_request.url).path).partition(self._container)
+        log.debug(
+            "store request: op=%s key=%s status=%s ms=%.1f",
+            name,
+            repr(key) if found and key else "-",
+            status,
+            (time.monotonic() - started) * 1000,
+        )
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -4,6 +4,7 @@ batch deletes, probe errors and the command line's refusal to mount a broken sto
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -438,3 +439,17 @@ def test_aborting_an_upload_to_a_new_key_removes_its_blocks(az: AzureStore) -> N
     assert list(az.client.list_blobs(include=["uncommittedblobs"])) == []
     with pytest.raises(NotFound):
         az.complete_multipart("fresh/k", upload, [])
+
+
+def test_debug_log_has_a_line_per_request_and_no_secret(
+    az: AzureStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="fusestore.stores.azure"):
+        az.put("dir/logged file", b"12345")
+        with pytest.raises(NotFound):
+            az.head("absent")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("store request:")]
+    assert len(lines) == 2
+    assert lines[0].startswith("store request: op=PutBlob key='dir/logged file' status=201 ms=")
+    assert lines[1].startswith("store request: op=GetBlobProperties key='absent' status=404:BlobNotFound ms=")
+    assert all(ACCOUNT_KEY not in r.getMessage() for r in caplog.records)
