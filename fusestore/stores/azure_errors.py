@@ -121,7 +121,14 @@ class ErrorMap:
         try:
             yield
         except ClientAuthenticationError as exc:
-            self._denied(exc, key, error_code(exc) if isinstance(exc, HttpResponseError) else "")
+            if exc.status_code is None:  # no answer refused it: no token could be had
+                raise AccessDenied(
+                    f"no credential for storage account {self.account!r} ({first_line(exc)}); set "
+                    "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or account_key_file, "
+                    "AZURE_STORAGE_SAS_TOKEN or sas_token_file, or sign in to Entra ID",
+                    key=key,
+                ) from exc
+            self._denied(exc, key, error_code(exc))
         except HttpResponseError as exc:
             self.raise_for(exc, key, condition)
         except (ServiceRequestError, ServiceResponseError) as exc:

@@ -20,6 +20,7 @@ from storetools import all_keys, populate
 
 pytest.importorskip("azure.storage.blob", reason="the Azure SDK is not installed")
 
+from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
 from fusestore.stores import (
@@ -34,6 +35,7 @@ from fusestore.stores import (
 )
 from fusestore.stores.azure import AzureStore
 from fusestore.stores.azure_auth import resolve
+from fusestore.stores.azure_errors import ErrorMap
 from fusestore.stores.azure_names import decode_name, encode_metadata, encode_name
 from fusestore.testing.azurite import ACCOUNT, ACCOUNT_KEY, WRONG_KEY, AzuriteServer
 from fusestore.testing.s3server import free_port
@@ -453,3 +455,14 @@ def test_debug_log_has_a_line_per_request_and_no_secret(
     assert lines[0].startswith("store request: op=PutBlob key='dir/logged file' status=201 ms=")
     assert lines[1].startswith("store request: op=GetBlobProperties key='absent' status=404:BlobNotFound ms=")
     assert all(ACCOUNT_KEY not in r.getMessage() for r in caplog.records)
+
+
+def test_a_sign_in_that_finds_no_credential_says_what_to_set() -> None:
+    errors = ErrorMap("acct", "box", "https://acct.blob.core.windows.net", "DefaultAzureCredential")
+    with pytest.raises(AccessDenied) as caught, errors.translate("k"):
+        raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token.\nAttempted: ...")
+    assert str(caught.value) == (
+        "no credential for storage account 'acct' (DefaultAzureCredential failed to retrieve a token.); "
+        "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or account_key_file, "
+        "AZURE_STORAGE_SAS_TOKEN or sas_token_file, or sign in to Entra ID"
+    )
