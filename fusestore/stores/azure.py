@@ -22,7 +22,6 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, quote
 
@@ -35,6 +34,7 @@ from azure.storage.blob import BlobPrefix, BlobServiceClient, LinearRetry
 from azure.storage.blob._generated.models import ModifiedAccessConditions
 
 from .azure_auth import Access, resolve
+from .azure_deletes import Deleter
 from .azure_errors import ErrorMap, RequestCounter, conditions, error_code, etag_of, first_line
 from .azure_names import decode_metadata, encode_metadata
 from .azure_reader import AzureReader
@@ -50,7 +50,7 @@ from .base import (
     StoreStats,
     read_body,
 )
-from .errors import AccessDenied, InvalidStoreURL, NotFound, PreconditionFailed, StoreError
+from .errors import AccessDenied, InvalidStoreURL, PreconditionFailed, StoreError
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
 from .s3params import Size
@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 # 3-63 lower-case letters, digits and single dashes, starting and ending with a letter or digit.
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _ENDPOINT = re.compile(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", re.IGNORECASE)
-#: Blob Batch takes at most this many subrequests.
-BATCH_SIZE = 256
 #: Put Blob takes up to 5000 MiB in one request.
 MAX_PUT_BLOB = 5000 * MiB
 
@@ -154,8 +152,7 @@ class AzureStore(Store):
         self._client: Any = None
         self._session: requests.Session | None = None
         self._client_lock = threading.Lock()
-        #: False once the service refused a Blob Batch: deletes go one by one since
-        self._batch = True
+        self.deleter = Deleter(self)
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
@@ -456,59 +453,11 @@ class AzureStore(Store):
         return etag_of(r["etag"])
 
     def delete_many(self, keys: Iterable[str]) -> None:
-        fulls = [self.keys.full(k) for k in keys]
+        keys = list(keys)
+        for key in keys:
+            self.keys.full(key)  # InvalidKey before anything is deleted
         self._writable()
-        failed: builtins.list[tuple[str, StoreError]] = []
-        for start in range(0, len(fulls), BATCH_SIZE):
-            chunk = fulls[start : start + BATCH_SIZE]
-            failed += (
-                self._delete_batch(chunk) if self._batch and len(chunk) > 1 else self._delete_each(chunk)
-            )
-        if failed:
-            name, error = failed[0]
-            cls = AccessDenied if all(isinstance(e, AccessDenied) for _, e in failed) else StoreError
-            raise cls(f"could not delete {len(failed)} object(s), e.g. {name!r}: {error}", key=name)
-
-    def _delete_batch(self, fulls: builtins.list[str]) -> builtins.list[tuple[str, StoreError]]:
-        """One Blob Batch; per-blob deletes where the service offers no batches."""
-        try:
-            with self._translate(None):
-                answers = builtins.list(self.client.delete_blobs(*fulls, raise_on_any_failure=False))
-        except StoreError as exc:
-            if type(exc) not in (StoreError, NotFound):  # refused, absent or down: no fallback
-                raise
-            log.info("%s takes no Blob Batch (%s): deleting blob by blob", self.endpoint, exc)
-            self._batch = False
-            return self._delete_each(fulls)
-        failed = []
-        for name, answer in zip(fulls, answers, strict=False):
-            status = answer.status_code
-            if status in (200, 202, 404):
-                continue
-            code = answer.headers.get("x-ms-error-code", "")
-            error: StoreError
-            if status in (401, 403):
-                error = AccessDenied(f"{status} {code}".strip())
-            else:
-                error = StoreError(f"{status} {code}".strip())
-            failed.append((name, error))
-        return failed
-
-    def _delete_each(self, fulls: builtins.list[str]) -> builtins.list[tuple[str, StoreError]]:
-        def delete(full: str) -> tuple[str, StoreError] | None:
-            try:
-                with contextlib.suppress(NotFound), self._translate(full):
-                    self.blob(full).delete_blob()
-            except StoreError as exc:
-                return full, exc
-            return None
-
-        if len(fulls) == 1:
-            results = [delete(fulls[0])]
-        else:
-            with ThreadPoolExecutor(max_workers=min(8, self.config["max_connections"])) as pool:
-                results = builtins.list(pool.map(delete, fulls))
-        return [r for r in results if r is not None]
+        self.deleter.delete(keys)
 
     def stat_store(self) -> StoreStats:
         return StoreStats()  # Azure reports no capacity

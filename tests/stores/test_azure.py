@@ -323,7 +323,7 @@ def test_batch_delete_of_more_than_256_keys(az: AzureStore) -> None:
 
 def test_deletes_go_blob_by_blob_where_batches_are_refused(az: AzureStore) -> None:
     populate(az, ["a", "b", "c"])
-    az._batch = False  # what a refused Blob Batch leaves
+    az.deleter.batches = False  # what a refused Blob Batch leaves
     az.delete_many(["a", "b", "absent"])
     assert all_keys(az) == ["c"]
     assert az.request_counts()["DeleteBlob"] == 3 and "BlobBatch" not in az.request_counts()
