@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
@@ -21,6 +22,9 @@ from fusestore.testing.s3server import (
     S3ServerProcess,
     isolated_aws_environment,
 )
+
+if TYPE_CHECKING:
+    from fusestore.testing.azurite import AzuriteServer
 
 # Property tests draw the same examples on every run, so a suite that passed here passes on
 # a clean machine too; HYPOTHESIS_PROFILE=explore draws new ones to hunt for cases.
@@ -81,3 +85,26 @@ def make_bucket(server: S3ServerProcess, request: pytest.FixtureRequest) -> Call
         return name
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_azure_environment() -> Iterator[None]:
+    """No test sees the machine's Azure credentials (az:// stores get Azurite's from the
+    fixtures that open them)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "MSI_", "IDENTITY_"))}
+    for name in saved:
+        del os.environ[name]
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    """Azurite's Blob service on 127.0.0.1, one per test session."""
+    pytest.importorskip("azure.storage.blob", reason="the Azure SDK is not installed")
+    from fusestore.testing.azurite import AzuriteServer
+
+    if not AzuriteServer.available():
+        pytest.skip("Azurite is not installed (make venv installs it; or npm install azurite)")
+    with AzuriteServer() as server:
+        yield server
