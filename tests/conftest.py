@@ -66,7 +66,12 @@ def seaweed_server() -> Iterator[LocalSeaweedServer]:
 def server(request: pytest.FixtureRequest) -> S3ServerProcess:
     """The S3 server of this test: moto's, unless parametrized (indirectly) otherwise."""
     kind = getattr(request, "param", "moto")
-    fixture = {"moto": "s3_server", "seaweedfs": "seaweed_server"}[kind]
+    fixture = {
+        "moto": "s3_server",
+        "seaweedfs": "seaweed_server",
+        "azurite": "azurite_server",
+        "gcs": "gcs_emulator",
+    }[kind]
     found: S3ServerProcess = request.getfixturevalue(fixture)
     return found
 
@@ -85,17 +90,6 @@ def make_bucket(server: S3ServerProcess, request: pytest.FixtureRequest) -> Call
         return name
 
     return make
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_azure_environment() -> Iterator[None]:
-    """No test sees the machine's Azure credentials (az:// stores get Azurite's from the
-    fixtures that open them)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith(("AZURE_", "MSI_", "IDENTITY_"))}
-    for name in saved:
-        del os.environ[name]
-    yield
-    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
