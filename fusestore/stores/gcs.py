@@ -109,7 +109,7 @@ class GCSStore(Store):
         "max_connections": Option(int, 16, "HTTP connection pool size (match the workers)"),
         "connect_timeout": Option(float, 10.0, "seconds to wait for a connection"),
         "read_timeout": Option(float, 60.0, "seconds to wait for a response"),
-        "retry_timeout": Option(float, 120.0, "seconds one call keeps retrying transient failures"),
+        "retry_timeout": Option(float, 15.0, "seconds one call keeps retrying transient failures"),
     }
     list_has_metadata = True
     lists_ahead = True
@@ -510,11 +510,12 @@ class GCSStore(Store):
 
     def _clear_metadata(self, key: str, blob: Any) -> None:
         """Take every custom metadata entry off `blob`'s generation: a rewrite given none
-        keeps the source's."""
-        blob.metadata = dict.fromkeys(blob.metadata)
-        self.count("objects.patch")
+        keeps the source's. An update (not a patch) replaces the whole resource: a patch's
+        null entries are removed on GCS but kept as empty values by emulators."""
+        blob.metadata = {}
+        self.count("objects.update")
         with self.errors(key):
-            blob.patch(if_generation_match=blob.generation, **self.call_options())
+            blob.update(if_generation_match=blob.generation, **self.call_options())
 
     def delete_many(self, keys: Iterable[str]) -> None:
         names = [self.full(k) for k in keys]

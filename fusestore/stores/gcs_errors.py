@@ -62,6 +62,11 @@ class Translator:
             yield
         except StoreError:
             raise
+        except gapi.RetryError as exc:  # retried until the deadline: what failed last counts
+            if not isinstance(exc.cause, Exception):
+                raise StoreUnavailable(f"{self.endpoint} did not answer: {one_line(exc)}", key=key) from exc
+            with self.errors(key, condition=condition, bucket_404=bucket_404, target=target):
+                raise exc.cause from exc
         except gapi.GoogleAPICallError as exc:
             self.raise_api_error(exc, key, condition=condition, bucket_404=bucket_404, target=target)
         except (gauth.RefreshError, gauth.DefaultCredentialsError) as exc:

@@ -27,14 +27,12 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from .base import Body, CompletedPart, PendingUpload, read_body
 from .errors import NotFound, PreconditionFailed, StoreError
-from .keys import check_metadata
-
-if TYPE_CHECKING:
-    from .gcs import GCSStore
+from .keys import KeySpace, check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +47,36 @@ _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _CONTENT_TYPE = "application/octet-stream"
 
 
+class UploadHost(Protocol):
+    """What the uploads need of their store (`gcs.GCSStore`)."""
+
+    keys: KeySpace
+    bucket_name: str
+
+    @property
+    def bucket(self) -> Any: ...
+    @property
+    def client(self) -> Any: ...
+    def full(self, key: str) -> str: ...
+    def _writable(self) -> None: ...
+    def count(self, operation: str, n: int = 1) -> None: ...
+    def call_options(self) -> dict[str, Any]: ...
+    def errors(self, key: str | None, **how: Any) -> AbstractContextManager[None]: ...
+    def condition(
+        self, key: str, if_match: str | None, if_none_match: bool
+    ) -> tuple[str | None, int | None]: ...
+    def changed_or_gone(self, key: str, exc: StoreError) -> StoreError: ...
+    def delete_names(self, names: list[str]) -> None: ...
+
+
 class UploadArea:
     """The uploads of one store. Thread-safe: what it remembers (the uploads it knows to
-    exist, so that a part need not look its manifest up) is a set under the GIL."""
+    exist, so that a part need not look its manifest up) is a dict under the GIL."""
 
-    def __init__(self, store: GCSStore) -> None:
+    def __init__(self, store: UploadHost) -> None:
         self.store = store
-        self._known: set[str] = set()
+        #: upload id -> its key, for the uploads known to exist
+        self._known: dict[str, str] = {}
 
     @property
     def folder(self) -> str:
@@ -80,7 +101,7 @@ class UploadArea:
             manifest.upload_from_string(
                 b"", content_type=_CONTENT_TYPE, if_generation_match=0, **store.call_options()
             )
-        self._known.add(upload_id)
+        self._known[upload_id] = key
         return upload_id
 
     def _manifest(self, key: str, upload_id: str) -> Any:
@@ -99,9 +120,9 @@ class UploadArea:
         store._writable()
         if not 1 <= number <= MAX_PARTS:
             raise ValueError(f"part numbers run from 1 to {MAX_PARTS}, not {number}")
-        if upload_id not in self._known:
+        if self._known.get(upload_id) != key:
             self._manifest(key, upload_id)
-            self._known.add(upload_id)
+            self._known[upload_id] = key
         part = store.bucket.blob(self._part_name(upload_id, number))
         store.count("objects.insert")
         with store.errors(key, bucket_404=True):
@@ -139,7 +160,7 @@ class UploadArea:
             self._compose(key, target, sources, generation, condition)
         except PreconditionFailed as exc:
             raise store.changed_or_gone(key, exc) from None
-        self._known.discard(upload_id)
+        self._known.pop(upload_id, None)
         try:
             self._remove(upload_id)
         except StoreError as exc:  # the object is whole; only temporaries stay behind
@@ -191,7 +212,7 @@ class UploadArea:
     def abort(self, key: str, upload_id: str) -> None:
         self.store.full(key)
         self.store._writable()
-        self._known.discard(upload_id)
+        self._known.pop(upload_id, None)
         if _UPLOAD_ID.match(upload_id):
             self._remove(upload_id)
 
