@@ -428,3 +428,15 @@ def test_mounting_a_missing_bucket_exits_2_with_one_line(gcs_emulator: GCSEmulat
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing-bucket" in lines[0] and "does not exist" in lines[0], lines
+
+
+def test_readinto_reads_the_socket_into_the_callers_buffer(gs: GCSStore) -> None:
+    data = os.urandom(2 * 1024 * KiB)
+    gs.put("big", data)
+    buffer = memoryview(bytearray(300 * KiB))
+    received = bytearray()
+    with gs.open_range("big", 7, None) as reader:
+        assert reader._direct is not None, "readinto bypasses urllib3's copies"
+        while count := reader.readinto(buffer):
+            received += buffer[:count]
+    assert received == data[7:]
