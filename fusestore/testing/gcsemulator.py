@@ -145,6 +145,16 @@ class GCSEmulator:
         self._log.seek(max(0, self._log.tell() - size))
         return self._log.read().decode(errors="replace").strip()
 
+    def log_size(self) -> int:
+        """Where the emulator's log ends now (for `log_since`)."""
+        self._log.seek(0, os.SEEK_END)
+        return self._log.tell()
+
+    def log_since(self, offset: int) -> str:
+        """What the emulator logged after `offset`: a line per request, with its URL."""
+        self._log.seek(offset)
+        return self._log.read().decode(errors="replace")
+
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(
             f"{self.endpoint_url}/storage/v1/b?project={self.project}",

@@ -440,3 +440,24 @@ def test_readinto_reads_the_socket_into_the_callers_buffer(gs: GCSStore) -> None
         while count := reader.readinto(buffer):
             received += buffer[:count]
     assert received == data[7:]
+
+
+def test_completions_and_copies_send_their_conditions(gcs_emulator: GCSEmulator, gs: GCSStore) -> None:
+    """The emulator skips these conditions (SERVER_LIMITS); GCS checks them: they are sent."""
+
+    def composed(key: str, **condition: object) -> str:
+        upload = gs.start_multipart(key)
+        part = gs.put_part(key, upload, 1, b"new")
+        offset = gcs_emulator.log_size()
+        etag = gs.complete_multipart(key, upload, [part], **condition)  # type: ignore[arg-type]
+        (compose,) = [line for line in gcs_emulator.log_since(offset).splitlines() if "/compose?" in line]
+        return etag if "ifGenerationMatch=" + str(condition.get("if_match", "0")) in compose else ""
+
+    etag = composed("k", if_none_match=True)
+    assert etag, "create-only: ifGenerationMatch=0"
+    assert composed("k", if_match=etag), "replace: ifGenerationMatch=GENERATION"
+    seen = gs.head("k")
+    offset = gcs_emulator.log_size()
+    gs.copy("k", "copy", expect=seen)
+    (rewrite,) = [line for line in gcs_emulator.log_since(offset).splitlines() if "/rewriteTo/" in line]
+    assert f"sourceGeneration={seen.etag}" in rewrite and f"ifSourceGenerationMatch={seen.etag}" in rewrite
