@@ -29,21 +29,16 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, quote, urlencode
 
-import google.auth
+# The SDK by its full name, first: where it is missing (or a test hides it), this import
+# fails naming it, and the registry says which extra installs it.
+import google.cloud.storage  # noqa: F401
 import requests
 from google.api_core import exceptions as gapi
-from google.api_core.client_info import ClientInfo
-from google.auth.credentials import AnonymousCredentials
-from google.auth.transport.requests import AuthorizedSession
-from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
-from google.oauth2 import service_account
 
-from ..version import __version__
 from .base import (
     Body,
     CompletedPart,
@@ -65,6 +60,8 @@ from .errors import (
     PreconditionFailed,
     StoreError,
 )
+from .gcs_client import GOOGLE_ENDPOINT, endpoint_from_env, make_client
+from .gcs_deletes import Deleter
 from .gcs_errors import Translator, one_line
 from .gcs_reader import GCSReader
 from .gcs_uploads import MAX_PARTS, RESERVED, UploadArea
@@ -76,21 +73,9 @@ log = logging.getLogger(__name__)
 # GCS bucket names: 3-63 characters (up to 222 with dots), lower case, digits, - _ .
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _ENDPOINT = re.compile(r"^https?://[^/?#\s]+/?$", re.IGNORECASE)
-_SCOPE_RW = "https://www.googleapis.com/auth/devstorage.read_write"
-_SCOPE_RO = "https://www.googleapis.com/auth/devstorage.read_only"
 _CONTENT_TYPE = "application/octet-stream"
-#: Deletes sent per batch request (the JSON API's limit is 100 calls per batch).
-BATCH_SIZE = 100
 #: How long `probe` retries transient failures: it answers at startup, quickly.
 PROBE_RETRY_SECONDS = 5.0
-
-
-def _endpoint_from_env() -> str | None:
-    """STORAGE_EMULATOR_HOST as the SDK reads it (a scheme is optional there)."""
-    host = os.environ.get("STORAGE_EMULATOR_HOST")
-    if not host:
-        return None
-    return host if "://" in host else f"http://{host}"
 
 
 class GCSStore(Store):
@@ -150,8 +135,7 @@ class GCSStore(Store):
         self._client_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
-        #: whether the endpoint answers batch requests (emulators may not): learned once
-        self._batches = True
+        self.deleter = Deleter(self)
         self.uploads = UploadArea(self)
 
     @classmethod
@@ -175,7 +159,7 @@ class GCSStore(Store):
     @property
     def endpoint(self) -> str:
         """Where requests go: the option, else STORAGE_EMULATOR_HOST, else Google's."""
-        return self.config["endpoint"] or _endpoint_from_env() or "https://storage.googleapis.com"
+        return self.config["endpoint"] or endpoint_from_env() or GOOGLE_ENDPOINT
 
     @property
     def _emulated(self) -> bool:
@@ -204,46 +188,8 @@ class GCSStore(Store):
         if self._client is None:
             with self._client_lock, self.translator.errors(None):
                 if self._client is None:
-                    self._client = self._make_client()
+                    self._client = make_client(self.config, self.endpoint, emulated=self._emulated)
         return self._client
-
-    def _credentials(self) -> tuple[Any, str | None]:
-        """(credentials, their project). Reads the key file or the ADC chain; no network."""
-        cfg = self.config
-        scopes = [_SCOPE_RO if cfg["read_only"] or cfg["anonymous"] else _SCOPE_RW]
-        if cfg["credentials_file"] is not None:
-            try:
-                creds = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-                    cfg["credentials_file"], scopes=scopes
-                )
-            except (ValueError, KeyError, OSError) as exc:
-                raise AccessDenied(
-                    f"credentials_file {cfg['credentials_file']} is not a service-account key "
-                    f"({type(exc).__name__})"
-                ) from None
-            return creds, creds.project_id
-        if cfg["anonymous"] or self._emulated:
-            return AnonymousCredentials(), None  # type: ignore[no-untyped-call]
-        creds, project = google.auth.default(scopes=scopes)
-        return creds, project
-
-    def _make_client(self) -> Any:
-        cfg = self.config
-        credentials, project = self._credentials()
-        session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=cfg["max_connections"], pool_maxsize=cfg["max_connections"]
-        )
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return storage.Client(
-            # Object requests need no project; naming one keeps the SDK from looking it up.
-            project=cfg["project"] or project or "<none>",
-            credentials=credentials,
-            _http=session,
-            client_info=ClientInfo(user_agent=f"fusestore/{__version__}"),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": self.endpoint},
-        )
 
     @property
     def bucket(self) -> Any:
@@ -523,61 +469,8 @@ class GCSStore(Store):
         self.delete_names(names)
 
     def delete_names(self, names: builtins.list[str]) -> None:
-        """Delete objects by name, absent ones fine: batches of 100 where the endpoint
-        takes batches, else one request each, eight at a time."""
-        failed: builtins.list[tuple[str, StoreError]] = []
-        if self._batches and len(names) > 1:
-            for start in range(0, len(names), BATCH_SIZE):
-                group = names[start : start + BATCH_SIZE]
-                try:
-                    failed += self._delete_batch(group)
-                except _NoBatches:
-                    self._batches = False
-                    names = names[start:]
-                    break
-            else:
-                names = []
-        if names:
-            with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-                failed += [f for f in pool.map(self._delete_one, names) if f is not None]
-        if failed:
-            name, error = failed[0]
-            cls = AccessDenied if all(isinstance(e, AccessDenied) for _, e in failed) else StoreError
-            raise cls(f"could not delete {len(failed)} object(s), e.g. {name!r}: {error}", key=name)
-
-    def _delete_one(self, name: str) -> tuple[str, StoreError] | None:
-        self.count("objects.delete")
-        try:
-            with self.errors(name):
-                self.bucket.delete_blob(name, **self.call_options())
-        except NotFound:
-            return None
-        except StoreError as exc:
-            return name, exc
-        return None
-
-    def _delete_batch(self, names: builtins.list[str]) -> builtins.list[tuple[str, StoreError]]:
-        """One batch request; the names whose delete failed (404s are fine)."""
-        bucket = self.bucket
-        batch = self.client.batch(raise_exception=False)
-        self.count("batch")
-        try:
-            with self.errors(None), batch:
-                for name in names:
-                    bucket.delete_blob(name, timeout=self._timeout)
-        except ValueError as exc:  # the SDK cannot read the answer as a batch's
-            raise _NoBatches from exc
-        self.count("objects.delete", len(names))
-        failed: builtins.list[tuple[str, StoreError]] = []
-        for name, response in zip(names, batch._responses, strict=True):
-            status = response.status_code
-            if 200 <= status < 300 or status == 404:
-                continue
-            try:
-                self.translator.raise_status(status, f"HTTP {status}", name)
-            except StoreError as exc:
-                failed.append((name, exc))
-        return failed
+        """Delete objects by name, absent ones fine (see `gcs_deletes`)."""
+        self.deleter.delete(names)
 
     # -- multipart uploads (see gcs_uploads) ----------------------------------------------
 
@@ -606,10 +499,6 @@ class GCSStore(Store):
 
     def stat_store(self) -> StoreStats:
         return StoreStats()  # GCS has no capacity to report
-
-
-class _NoBatches(Exception):
-    """The endpoint does not answer batch requests."""
 
 
 def _encode_token(page_token: str | None, last_prefix: str) -> str | None:
