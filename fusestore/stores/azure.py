@@ -180,7 +180,7 @@ class AzureStore(Store):
     def writable(self) -> bool:
         return not self.config["read_only"] and not self.config["anonymous"]
 
-    def _writable(self) -> None:
+    def check_writable(self) -> None:
         if self.config["read_only"]:
             raise AccessDenied(f"{self.to_url()} is read-only")
         if self.config["anonymous"]:
@@ -236,15 +236,15 @@ class AzureStore(Store):
             self._session.close()
             self._session = None
 
-    def _translate(self, key: str | None, *, condition: str | None = None) -> Any:
+    def translate(self, key: str | None, *, condition: str | None = None) -> Any:
         return self.errors.translate(key, condition=condition)
 
     @contextlib.contextmanager
-    def _conditional(self, key: str, condition: str | None) -> Iterator[None]:
-        """`_translate` for a conditional write: Azure answers If-Match on a missing blob
+    def conditional(self, key: str, condition: str | None) -> Iterator[None]:
+        """`translate` for a conditional write: Azure answers If-Match on a missing blob
         with 412, so one HEAD tells "gone" (NotFound) from "changed"."""
         try:
-            with self._translate(key, condition=condition):
+            with self.translate(key, condition=condition):
                 yield
         except PreconditionFailed:
             if condition == "match":
@@ -257,14 +257,14 @@ class AzureStore(Store):
         """One List Blobs of one entry: StoreNotFound, AccessDenied or StoreUnavailable,
         each one line naming the container and the account."""
         try:
-            with self._translate(None):
+            with self.translate(None):
                 next(iter(self.client.list_blobs(results_per_page=1).by_page()), None)
         except StoreError as exc:
             raise type(exc)(first_line(exc)) from exc
 
     def head(self, key: str) -> ObjectInfo:
         full = self.keys.full(key)
-        with self._translate(key):
+        with self.translate(key):
             props = self.blob(full).get_blob_properties()
         return self._info(key, props)
 
@@ -287,7 +287,7 @@ class AzureStore(Store):
     ) -> ListPage:
         full_prefix = self.keys.full_prefix(prefix) or None
         size = max(1, min(max_keys, 5000))
-        with self._translate(prefix or None):
+        with self.translate(prefix or None):
             if delimiter:
                 pager = self.client.walk_blobs(
                     name_starts_with=full_prefix,
@@ -331,7 +331,7 @@ class AzureStore(Store):
             args["modified_access_conditions"] = ModifiedAccessConditions(if_match=etag)
         # The generated client's Get Blob keeps the response streaming (see azure_reader).
         operations = self.blob(full)._client.blob
-        with self._translate(key, condition="match"):
+        with self.translate(key, condition="match"):
             try:
                 response = operations.download(cls=lambda pipeline, _body, _headers: pipeline, **args)
             except HttpResponseError as exc:
@@ -354,10 +354,10 @@ class AzureStore(Store):
     ) -> str:
         full = self.keys.full(key)
         meta = encode_metadata(check_metadata(dict(metadata or {})))
-        self._writable()
+        self.check_writable()
         extra, condition = conditions(if_match, if_none_match)
         data = read_body(body)
-        with self._conditional(key, condition):
+        with self.conditional(key, condition):
             r = self.blob(full).upload_blob(
                 data, length=len(data), overwrite=True, metadata=meta, max_concurrency=1, **extra
             )
@@ -396,7 +396,7 @@ class AzureStore(Store):
     ) -> str:
         full_src, full_dst = self.keys.full(src), self.keys.full(dst)
         meta = None if metadata is None else encode_metadata(check_metadata(dict(metadata)))
-        self._writable()
+        self.check_writable()
         seen = expect if expect is not None and expect.key == src else None
         if full_src == full_dst:
             return self._replace_metadata(src, meta, seen)
@@ -409,12 +409,12 @@ class AzureStore(Store):
         if seen is not None:
             extra = {"source_etag": seen.etag, "source_match_condition": MatchConditions.IfNotModified}
         target = self.blob(full_dst)
-        with self._translate(src):
+        with self.translate(src):
             r = target.start_copy_from_url(url, metadata=meta or None, **extra)
         etag = self._finish_copy(dst, target, r)
         if meta == {}:
             # Copy Blob without metadata copies the source's: clear it, on this copy only.
-            with self._conditional(dst, "match"):
+            with self.conditional(dst, "match"):
                 r = target.set_blob_metadata({}, etag=etag, match_condition=MatchConditions.IfNotModified)
             etag = etag_of(r["etag"])
         return etag
@@ -434,7 +434,7 @@ class AzureStore(Store):
                 )
             time.sleep(pause)
             pause = min(2.0, pause * 2)
-            with self._translate(dst):
+            with self.translate(dst):
                 props = target.get_blob_properties()
             status, etag = props.copy.status, props.etag
         if status != "success":
@@ -446,7 +446,7 @@ class AzureStore(Store):
         etag = seen.etag if seen is not None else self.head(key).etag
         if meta is None:
             return etag
-        with self._conditional(key, "match"):
+        with self.conditional(key, "match"):
             r = self.blob(self.keys.full(key)).set_blob_metadata(
                 meta, etag=etag, match_condition=MatchConditions.IfNotModified
             )
@@ -456,7 +456,7 @@ class AzureStore(Store):
         keys = list(keys)
         for key in keys:
             self.keys.full(key)  # InvalidKey before anything is deleted
-        self._writable()
+        self.check_writable()
         self.deleter.delete(keys)
 
     def stat_store(self) -> StoreStats:

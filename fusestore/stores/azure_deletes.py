@@ -8,12 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
+from .azure_container import Container
 from .errors import AccessDenied, NotFound, StoreError
-
-if TYPE_CHECKING:
-    from .azure import AzureStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +25,7 @@ Failure = tuple[str, StoreError]
 class Deleter:
     """The deletes of one store. Thread-safe (the batch flag only ever goes to False)."""
 
-    def __init__(self, store: AzureStore) -> None:
+    def __init__(self, store: Container) -> None:
         self._store = store
         #: False once the service refused a Blob Batch: deletes go one by one since.
         self.batches = True

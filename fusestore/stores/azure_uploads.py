@@ -30,10 +30,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core import MatchConditions
 
+from .azure_container import Container
 from .azure_errors import conditions, etag_of
 from .azure_names import (
     encode_metadata,
@@ -49,9 +50,6 @@ from .base import Body, CompletedPart, PendingUpload, read_body
 from .errors import AlreadyExists, NotFound, PreconditionFailed
 from .keys import check_metadata
 
-if TYPE_CHECKING:
-    from .azure import AzureStore
-
 #: Azure discards uncommitted blocks a week after the last was staged: an aborted upload
 #: older than this needs hiding no more.
 _FORGET_ABORTED_AFTER = 8 * 24 * 3600
@@ -63,7 +61,7 @@ class Uploads:
     """The multipart uploads of one store. Thread-safe: the in-process registry of live
     and aborted uploads is behind a lock."""
 
-    def __init__(self, store: AzureStore) -> None:
+    def __init__(self, store: Container) -> None:
         self._store = store
         self._lock = threading.Lock()
         #: uploads this process started and has neither completed nor aborted: id -> (key, metadata)
@@ -74,10 +72,10 @@ class Uploads:
         store = self._store
         full = store.keys.full(key)
         meta = check_metadata(dict(metadata or {}))
-        store._writable()
+        store.check_writable()
         upload_id = new_upload_id()
         blob = store.blob(full)
-        with store._translate(key):
+        with store.translate(key):
             for block_id in metadata_block_ids(upload_id, meta):
                 blob.stage_block(block_id, _META_BODY, length=len(_META_BODY))
         with self._lock:
@@ -92,7 +90,7 @@ class Uploads:
         self._metadata(key, upload_id)  # NotFound for an unknown or aborted upload
         data = read_body(body)
         block_id = part_block_id(upload_id, number)
-        with store._translate(key):
+        with store.translate(key):
             store.blob(full).stage_block(block_id, data, length=len(data))
         return CompletedPart(number, block_id)
 
@@ -107,14 +105,14 @@ class Uploads:
     ) -> str:
         store = self._store
         full = store.keys.full(key)
-        store._writable()
+        store.check_writable()
         extra, condition = conditions(if_match, if_none_match)
         meta = self._metadata(key, upload_id)
         numbers = sorted({part.number for part in parts})
         if not numbers:
             raise ValueError("an upload completes with at least one part")
         blocks = [part_block_id(upload_id, n) for n in numbers]
-        with store._conditional(key, condition):
+        with store.conditional(key, condition):
             r = store.blob(full).commit_block_list(blocks, metadata=encode_metadata(meta), **extra)
         with self._lock:
             self._live.pop(upload_id, None)
@@ -140,7 +138,7 @@ class Uploads:
         """The ids of the blob's uncommitted blocks ([] when there is no such blob)."""
         store = self._store
         try:
-            with store._translate(key):
+            with store.translate(key):
                 _, uncommitted = store.blob(store.keys.full(key)).get_block_list("uncommitted")
         except NotFound:
             return []
@@ -170,12 +168,12 @@ class Uploads:
             return  # a committed version: its next commit discards the blocks
         blob = store.blob(full)
         try:
-            with store._translate(key, condition="none-match"):
+            with store.translate(key, condition="none-match"):
                 r = blob.commit_block_list([], match_condition=MatchConditions.IfMissing)
         except AlreadyExists:
             return  # a writer committed meanwhile, and so discarded the blocks
         try:
-            with store._translate(key, condition="match"):
+            with store.translate(key, condition="match"):
                 blob.delete_blob(etag=r["etag"], match_condition=MatchConditions.IfNotModified)
         except (NotFound, PreconditionFailed):
             pass  # gone already, or a writer replaced the empty blob: theirs stays
@@ -183,7 +181,7 @@ class Uploads:
     def pending(self, prefix: str) -> list[PendingUpload]:
         store = self._store
         full_prefix = store.keys.full_prefix(prefix) or None
-        with store._translate(prefix or None):
+        with store.translate(prefix or None):
             every = {
                 b.name
                 for b in store.client.list_blobs(name_starts_with=full_prefix, include=["uncommittedblobs"])
