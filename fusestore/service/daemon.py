@@ -127,6 +127,14 @@ class Daemon:
                 time.sleep(0.25 * 2**attempt)
             except StoreError as exc:
                 raise SetupError(str(exc)) from None
+            except Exception as exc:
+                # A driver's bug (or an SDK's surprise): one line for the user, the
+                # traceback in the log.
+                log.debug("the store's first listing failed", exc_info=True)
+                raise SetupError(
+                    f"the store could not be listed ({type(exc).__name__}: {exc}); "
+                    "--log-level debug logs where it failed"
+                ) from None
 
     def _setup(self) -> tuple[Filesystem, str]:
         try:

@@ -115,12 +115,18 @@ def resolve(config: Mapping[str, Any], environ: Mapping[str, str] | None = None)
         source = "sas_token_file" if sas_file else SAS_TOKEN
         return Access(account, where, AzureSasCredential(sas.removeprefix("?")), source)
 
+    settable = f"set {CONNECTION_STRING}, or {KEY} (or account_key_file), or {SAS_TOKEN} (or sas_token_file)"
+    if where.lower().startswith("http://"):
+        # Entra ID tokens go over HTTPS only (the SDK refuses them at its first request).
+        raise AccessDenied(
+            f"no credentials for storage account {account!r} at {where}: "
+            f"{settable} (Entra ID sign-in needs an https:// endpoint)"
+        )
     try:
         from azure.identity import DefaultAzureCredential
     except ImportError:
         raise AccessDenied(
-            f"no credentials for storage account {account!r}: set {CONNECTION_STRING}, or "
-            f"{KEY} (or account_key_file), or {SAS_TOKEN} (or sas_token_file), "
+            f"no credentials for storage account {account!r}: {settable}, "
             "or install azure-identity for Entra ID sign-in"
         ) from None
     return Access(account, where, DefaultAzureCredential(), "DefaultAzureCredential")

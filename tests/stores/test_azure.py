@@ -466,3 +466,15 @@ def test_a_sign_in_that_finds_no_credential_says_what_to_set() -> None:
         "set AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or account_key_file, "
         "AZURE_STORAGE_SAS_TOKEN or sas_token_file, or sign in to Entra ID"
     )
+
+
+def test_no_credential_for_a_plain_http_endpoint_is_one_line() -> None:
+    """With nothing set, the chain ends at Entra ID sign-in, whose tokens the SDK sends
+    over HTTPS only: an http:// endpoint (an emulator's) gets a one-line AccessDenied at
+    opening, not the SDK's ValueError at the first request."""
+    config = {"account": "devstoreaccount1", "endpoint": "http://127.0.0.1:1/devstoreaccount1"}
+    with pytest.raises(AccessDenied) as caught:
+        open_store("az://box", **config).probe()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "http://" in message and "AZURE_STORAGE_KEY" in message
