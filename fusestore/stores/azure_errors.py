@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from .errors import (
     StoreError,
     StoreNotFound,
     StoreUnavailable,
+    connection_reason,
 )
 
 _DENIED_CODES = {
@@ -56,7 +56,6 @@ log = logging.getLogger("fusestore.stores.azure")
 
 #: Where a request's operation and start are kept in the SDK's pipeline context.
 _STARTED = "fusestore_started"
-_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^\"'()]+")
 _INVALID_NAME = {"InvalidResourceName", "InvalidUri", "OutOfRangeInput"}
 
 
@@ -90,14 +89,6 @@ def conditions(if_match: str | None, if_none_match: bool) -> tuple[dict[str, Any
     if if_none_match:
         return {"match_condition": MatchConditions.IfMissing}, "none-match"
     return {}, None
-
-
-def connection_reason(exc: BaseException) -> str:
-    """What stopped a request before any answer, briefly: the OS error where urllib3's
-    message wraps one ("[Errno 111] Connection refused"), else its first line."""
-    text = first_line(exc)
-    found = _OS_ERROR.search(text)
-    return found.group(0) if found else text
 
 
 class ErrorMap:

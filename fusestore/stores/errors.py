@@ -8,6 +8,7 @@ single place where a store or OS error becomes the errno a FUSE handler returns.
 from __future__ import annotations
 
 import errno as _errno
+import re
 
 
 class StoreError(Exception):
@@ -118,3 +119,16 @@ def errno_for(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
     return _errno.EIO
+
+
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^\"'()]+")
+
+
+def connection_reason(exc: BaseException) -> str:
+    """What stopped a request before any answer, briefly: the OS error where an HTTP
+    library's message wraps one ("[Errno 111] Connection refused"), else the message's
+    first line."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    found = _OS_ERROR.search(text)
+    return found.group(0).rstrip() if found else text

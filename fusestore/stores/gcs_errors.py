@@ -26,6 +26,7 @@ from .errors import (
     StoreError,
     StoreNotFound,
     StoreUnavailable,
+    connection_reason,
 )
 
 #: Messages are cut to this many characters: the SDK's can hold whole response bodies.
@@ -78,7 +79,7 @@ class Translator:
             ) from exc
         except (gauth.TransportError, requests.exceptions.RequestException, ConnectionError) as exc:
             raise StoreUnavailable(
-                f"cannot reach {self.endpoint} for bucket {self.bucket!r}: {one_line(exc)}", key=key
+                f"cannot reach {self.endpoint} for bucket {self.bucket!r}: {connection_reason(exc)}", key=key
             ) from exc
         except media.DataCorruption as exc:
             raise StoreUnavailable(f"{self.endpoint}: a transfer arrived damaged: {one_line(exc)}") from exc

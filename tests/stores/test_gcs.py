@@ -378,6 +378,8 @@ def test_probe_of_a_dead_endpoint_fails_quickly(bucket: str) -> None:
         store.probe()
     assert time.monotonic() - started < 15
     assert bucket in str(caught.value) and "\n" not in str(caught.value)
+    # The OS's reason, not the HTTP library's account of its retries.
+    assert str(caught.value).endswith(": [Errno 111] Connection refused"), str(caught.value)
 
 
 @pytest.mark.parametrize(
