@@ -4,6 +4,7 @@ GCS endpoint: an emulator's in the bench, reached without credentials."""
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
@@ -30,8 +31,31 @@ class _Sink:
         return len(data)
 
 
+class _Forward:
+    """`stream` read forward only, telling its position: a resumable upload asks for it,
+    and seeks only to where the stream already is (unless it retries a chunk, which
+    then fails)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.position = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.position += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET and offset == self.position:
+            return offset
+        raise io.UnsupportedOperation("the stream reads forward only")
+
+
 class GCSObjects(Objects):
-    """Anonymous access to `endpoint`. The version in listings is the generation. The
+    """Anonymous access to `endpoint`. The version in listings is generation and ETag. The
     uploads are the SDK's own choice (one multipart request up to 8 MiB, a resumable
     session above). `batch`: whether the endpoint takes batched deletes (else 8 threads
     delete one object each)."""
@@ -73,7 +97,7 @@ class GCSObjects(Objects):
         self.blob(bucket, key).upload_from_filename(path)
 
     def upload_stream(self, bucket: str, key: str, stream: BinaryIO, size: int) -> None:
-        self.blob(bucket, key).upload_from_file(stream, size=size)
+        self.blob(bucket, key).upload_from_file(_Forward(stream), size=size)  # type: ignore[arg-type]
 
     def read(self, bucket: str, key: str, consume: Callable[[bytes], object], *, own: bool = False) -> int:
         sink = _Sink(consume)
@@ -88,7 +112,9 @@ class GCSObjects(Objects):
 
     def list(self, bucket: str, prefix: str, page: int = 1000) -> Listing:
         blobs = self.client.list_blobs(bucket, prefix=prefix or None, page_size=page)
-        return {b.name: (int(b.size), str(b.generation)) for b in blobs}
+        # The generation and the ETag: fake-gcs-server's compose keeps the destination's
+        # old generation in what it lists, the ETag (the content's MD5 there) changes.
+        return {b.name: (int(b.size), f"{b.generation}/{b.etag}") for b in blobs}
 
     def copy(self, bucket: str, source: str, dest: str) -> None:
         b = self.client.bucket(bucket)
