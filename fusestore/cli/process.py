@@ -48,9 +48,9 @@ def is_mount(argv: list[str]) -> bool:
 def run_on_c_allocator() -> None:
     """Execute this very command again with `PYTHONMALLOC=malloc`, unless it is set
     (returns only then, or when the executable cannot be run again)."""
-    if "PYTHONMALLOC" in os.environ or not sys.executable:
-        return
     script = sys.argv[0]
+    if "PYTHONMALLOC" in os.environ or not sys.executable or script == "-c":
+        return  # (`python -c`: a program that cannot be run again from its arguments)
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.origin == script:  # python -m fusestore, -m fusestore.cli.fstab
         module = spec.name.removesuffix(".__main__")

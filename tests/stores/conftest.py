@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,8 +22,12 @@ from fusestore.stores.file import FileStore
 from fusestore.stores.memory import MemoryStore
 from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
-#: faulty: a memory store wrapped, no faults; s3 on moto's server, s3-seaweedfs on SeaweedFS
-DRIVERS = ["memory", "file", "s3", "s3-seaweedfs", "faulty"]
+if TYPE_CHECKING:
+    from fusestore.testing.azurite import AzuriteServer
+
+#: faulty: a memory store wrapped, no faults; s3 on moto's server, s3-seaweedfs on SeaweedFS,
+#: azure on Azurite, gcs on fake-gcs-server
+DRIVERS = ["memory", "file", "s3", "s3-seaweedfs", "faulty", "azure", "gcs"]
 #: The session fixture of each S3 server kind.
 S3_SERVERS = {"s3": "s3_server", "s3-seaweedfs": "seaweed_server"}
 #: What a server does differently from S3, by (driver kind, test): the test is expected to
@@ -31,6 +36,15 @@ S3_SERVERS = {"s3": "s3_server", "s3-seaweedfs": "seaweed_server"}
 SERVER_LIMITS = {
     ("s3-seaweedfs", "test_directory_markers_keep_their_metadata"): (
         "SeaweedFS keeps a key ending in / as a directory of its filer, without user metadata"
+    ),
+    ("gcs", "test_multipart_complete_respects_conditions"): (
+        "fake-gcs-server ignores ifGenerationMatch on compose, which completes an upload"
+    ),
+    ("gcs", "test_failed_put_file_leaves_old_object_and_no_upload"): (
+        "fake-gcs-server ignores ifGenerationMatch on compose, which completes an upload"
+    ),
+    ("gcs", "test_writes_refused_by_the_backend_are_access_denied"): (
+        "fake-gcs-server checks no credentials: it accepts every request"
     ),
 }
 
@@ -103,6 +117,13 @@ def stores(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         root = tmp_path / "objects"
         root.mkdir()
         factory = StoreFactory(kind, f"file://{root}", {}, cleanup)
+    elif kind == "azure":
+        factory = _azure_factory(request, cleanup)
+    elif kind == "gcs":
+        emulator = request.getfixturevalue("gcs_emulator")
+        bucket = f"conf-{uuid.uuid4().hex[:16]}"
+        emulator.create_bucket(bucket)
+        factory = StoreFactory(kind, emulator.store_url(bucket), emulator.store_options(), cleanup)
     else:
         server: S3ServerProcess = request.getfixturevalue(S3_SERVERS[kind])
         bucket = f"conf-{uuid.uuid4().hex[:16]}"
@@ -135,6 +156,14 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
             yield open_store(f"file://{root}")
         finally:
             subprocess.run(["chattr", "-i", str(root)], check=True)
+    elif kind == "azure":
+        yield _azure_denied(request)
+    elif kind == "gcs":
+        # The emulator checks no credentials (see SERVER_LIMITS): a store on it writes.
+        emulator = request.getfixturevalue("gcs_emulator")
+        bucket = f"denied-{uuid.uuid4().hex[:16]}"
+        emulator.create_bucket(bucket)
+        yield open_store(emulator.store_url(bucket), **emulator.store_options())
     elif kind == "s3":
         server: LocalS3Server = request.getfixturevalue("denied_s3_server")
         yield open_store("s3://denied", endpoint_url=server.endpoint_url)
@@ -148,6 +177,28 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
         yield open_store(f"s3://{bucket}", endpoint_url=weed.endpoint_url, profile="stranger")
+
+
+def _azure_factory(request: pytest.FixtureRequest, cleanup: list[Callable[[], None]]) -> StoreFactory:
+    """A fresh container on Azurite, its key in the test's environment."""
+    azurite: AzuriteServer = request.getfixturevalue("azurite_server")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name, value in azurite.environment().items():
+        monkeypatch.setenv(name, value)
+    container = f"conf-{uuid.uuid4().hex[:16]}"
+    azurite.create_bucket(container)
+    return StoreFactory("azure", azurite.store_url(container), azurite.store_options(), cleanup)
+
+
+def _azure_denied(request: pytest.FixtureRequest) -> Store:
+    """A store on Azurite whose account key is wrong: every request is refused."""
+    azurite: AzuriteServer = request.getfixturevalue("azurite_server")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name, value in azurite.denied_environment().items():
+        monkeypatch.setenv(name, value)
+    container = f"denied-{uuid.uuid4().hex[:16]}"
+    azurite.create_bucket(container)
+    return open_store(azurite.store_url(container), **azurite.store_options())
 
 
 # -- the file driver on its own (test_file, test_file_listing) ------------------------------
