@@ -20,14 +20,14 @@ class AzureObjects(Objects):
 
     `put` is one Put Blob (up to 512 MiB in one request); the managed uploads stage 8 MiB
     blocks, 10 at a time, and commit them, as boto3's multipart upload sends 8 MiB parts
-    from 10 threads."""
+    from 10 threads; `read` streams 8 MiB ranges in order."""
 
     sdk = "azure-storage-blob"
     words = {
         "upload": "azure-storage-blob upload_blob (8 MiB blocks, 10 threads)",
         "put": "azure-storage-blob Put Blob",
         "put8": "azure-storage-blob Put Blob, 8 threads",
-        "get": "azure-storage-blob download_blob",
+        "get": "azure-storage-blob download_blob (8 MiB ranges)",
         "list": "azure-storage-blob List Blobs (all pages)",
         "head": "azure-storage-blob Get Blob Properties one by one",
         "move": "azure-storage-blob Copy Blob each + Blob Batch delete",
@@ -39,8 +39,15 @@ class AzureObjects(Objects):
     def __init__(self, endpoint: str, account: str, key: str) -> None:
         credential = {"account_name": account, "account_key": key}
         common = {"connection_data_block_size": MiB, "retry_total": 3}
+        # Reads: ranged GETs of 8 MiB one after the other (the SDK's 4 MiB default ran at a
+        # third of the speed on Azurite), as close to one streamed GET as it comes.
         self.plain = BlobServiceClient(
-            endpoint, credential=credential, max_single_put_size=512 * MiB, **common
+            endpoint,
+            credential=credential,
+            max_single_put_size=512 * MiB,
+            max_single_get_size=8 * MiB,
+            max_chunk_get_size=8 * MiB,
+            **common,
         )
         self.managed = BlobServiceClient(
             endpoint, credential=credential, max_single_put_size=8 * MiB, max_block_size=8 * MiB, **common
