@@ -275,9 +275,10 @@ def rclone_remote(backend: Backend) -> str:
         # Anonymous, as fusestore and the bench reach the emulator; rclone wants the JSON
         # API's base URL and a project number to make buckets (the bench makes them).
         endpoint = backend.store_options()["endpoint"].rstrip("/")
+        project = backend.project()  # type: ignore[attr-defined]
         return (
             f"[bench]\ntype = gcs\nanonymous = true\nendpoint = {endpoint}/storage/v1/\n"
-            f"project_number = {backend.project()}\nbucket_policy_only = true\n"  # type: ignore[attr-defined]
+            f"project_number = {project}\nbucket_policy_only = true\n"
         )
     return (
         "[bench]\ntype = s3\nprovider = Other\nenv_auth = false\n"
