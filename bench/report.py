@@ -44,6 +44,8 @@ def machine(backend: Any, versions: dict[str, str]) -> dict[str, Any]:
         "server": f"{backend.name} {backend.version()}",
         "moto": _version("moto"),
         "boto3": _version("boto3"),
+        "kind": backend.kind,
+        "sdk": f"{backend.objects().sdk} {_version(backend.objects().sdk)}",
         "fio": fio,
         **versions,
     }
@@ -186,13 +188,19 @@ def main_table(result: dict[str, Any]) -> str:
     return table(header, lines)
 
 
+def store_word(result: dict[str, Any]) -> str:
+    """What the store's requests are called: "S3" on S3 servers, else nothing."""
+    return "S3 " if result["machine"].get("kind", "s3") == "s3" else ""
+
+
 def requests_table(result: dict[str, Any]) -> str:
     lines = []
     for tag, counts in result["fusestore_requests"].items():
         total = sum(counts.values())
         detail = ", ".join(f"{op} {n}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
         lines.append([tag, str(total), detail or "none"])
-    return table(["workload", "requests", "fusestore's S3 requests by kind (status before/after)"], lines)
+    word = store_word(result)
+    return table(["workload", "requests", f"fusestore's {word}requests by kind (status before/after)"], lines)
 
 
 def server_table(result: dict[str, Any]) -> str:
@@ -214,13 +222,16 @@ def server_table(result: dict[str, Any]) -> str:
 
 def markdown(result: dict[str, Any], title: str) -> str:
     m = result["machine"]
+    s3 = m.get("kind", "s3") == "s3"
+    listing = "a boto3 listing" if s3 else f"a listing with {m['sdk'].split()[0]}"
     parts = [
         f"# {title}",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}; "
         f"Python {m['python']}; server: {m['server']}; fusestore {m.get('fusestore', '?')}; "
-        f"s3fs: {m.get('s3fs', '?')}; rclone: {m.get('rclone', '?')}; moto {m['moto']}; "
-        f"boto3 {m['boto3']}; {m['fio']}.",
+        f"s3fs: {m.get('s3fs', 'not run (S3 only)')}; rclone: {m.get('rclone', '?')}; "
+        + (f"moto {m['moto']}; boto3 {m['boto3']}" if s3 else f"the bench's SDK: {m['sdk']}")
+        + f"; {m['fio']}.",
         "",
         f"Run: {result['config']['started']} UTC, scale {result['config']['scale']}, "
         f"{result['config']['seconds']:.0f} s in all"
@@ -231,11 +242,11 @@ def markdown(result: dict[str, Any], title: str) -> str:
         )
         + "Ratios are fusestore's value over the other's: for ↓ (seconds, MiB) below 1 means fusestore "
         'is better, for ↑ (MB/s, ops/s) above 1 does. "Visible" is measured from the operation\'s '
-        "start until a boto3 listing begun after it shows the final objects.",
+        f"start until {listing} begun after it shows the final objects.",
         "",
         main_table(result),
         "",
-        "## fusestore's S3 requests per workload",
+        f"## fusestore's {store_word(result)}requests per workload",
         "",
         requests_table(result),
         "",

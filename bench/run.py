@@ -1,5 +1,6 @@
-"""fusestore against s3fs-fuse, rclone mount and the limit (boto3 / local disk), on one local
-S3 server (moto by default, BACKEND=seaweedfs for SeaweedFS).
+"""fusestore against s3fs-fuse, rclone mount and the limit (the store's SDK / local disk), on
+one local server: S3 (moto by default, BACKEND=seaweedfs for SeaweedFS), or an emulator
+(BACKEND=azurite, BACKEND=gcs-emulator; s3fs-fuse speaks only S3 and is left out there).
 
     python bench/run.py [--only a,b,...] [--peers fusestore,s3fs,rclone] [--scale 0.25]
     python bench/run.py --suite scale [...]   (bench/scale.py: huge directories and buckets)
@@ -20,13 +21,17 @@ from datetime import UTC, datetime
 import report
 from common import Deadline, guarded_run
 from runner import Runner
-from servers import make_backend
+from servers import BACKENDS, make_backend
 from systems import SYSTEMS, System
 from workloads import WORKLOADS, Ctx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 ALL_KEYS = "abcdefghijk"
+
+S3_BACKENDS = ("moto", "seaweedfs")
+#: Systems that mount S3 buckets only.
+S3_ONLY = ("s3fs",)
 
 #: `--suite NAME` runs that module's main(the other arguments) instead of the workloads a-k.
 SUITES = {"scale": "scale", "soak": "soak"}
@@ -50,11 +55,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", default=",".join(ALL_KEYS), help="workloads to run, e.g. a,b,e (default: all, a-k)"
     )
-    p.add_argument("--peers", default="fusestore,s3fs,rclone", help="systems to mount (default: all three)")
+    p.add_argument(
+        "--peers",
+        default=None,
+        help="systems to mount (default: all three on S3; fusestore,rclone on the emulators)",
+    )
     p.add_argument(
         "--scale", type=float, default=1.0, help="shrink sizes and counts (e.g. 0.1 for a quick run)"
     )
-    p.add_argument("--backend", default=os.environ.get("BACKEND", "moto"), help="moto (default) or seaweedfs")
+    p.add_argument(
+        "--backend",
+        default=os.environ.get("BACKEND") or "moto",
+        choices=BACKENDS,
+        help="moto (default), seaweedfs, azurite or gcs-emulator",
+    )
     p.add_argument(
         "--timeout", type=float, default=1200.0, help="global timeout in seconds (default 1200: 20 minutes)"
     )
@@ -79,10 +93,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = args.only - set(ALL_KEYS)
     if unknown:
         p.error(f"unknown workload(s) {', '.join(sorted(unknown))}: choose among {', '.join(ALL_KEYS)}")
+    s3 = args.backend in S3_BACKENDS
+    if args.peers is None:
+        args.peers = "fusestore,s3fs,rclone" if s3 else "fusestore,rclone"
     args.peers = [s.strip() for s in args.peers.split(",") if s.strip()]
     for name in args.peers:
         if name not in SYSTEMS:
             p.error(f"unknown system {name!r}: choose among {', '.join(SYSTEMS)}")
+        if name in S3_ONLY and not s3:
+            p.error(f"{name} speaks only S3: not on {args.backend}")
     if not 0 < args.scale <= 1:
         p.error("--scale must be in (0, 1]")
     return args
@@ -123,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             systems[name] = system
             cleanup.push(f"{name} mount", system.cleanup)
-        versions = {name: SYSTEMS[name](backend, workdir).version() for name in SYSTEMS}
+        shown = [n for n in SYSTEMS if args.backend in S3_BACKENDS or n not in S3_ONLY]
+        versions = {name: SYSTEMS[name](backend, workdir).version() for name in shown}
         info = report.machine(backend, versions)
         ctx = Ctx(backend=backend, scale=args.scale, workdir=workdir, root=root, log=log)
         runner = Runner(ctx, systems, args.workload_timeout, global_deadline, repeat=max(1, args.repeat))
@@ -149,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if not order or not info:
         return 130 if interrupted else 1
     result = report.build(order, list(systems), info, scrub)
+    if args.backend not in S3_BACKENDS:
+        result["notes"].insert(0, f"s3fs-fuse speaks only S3: not run on {args.backend}.")
     result["config"] = {
         "interrupted": interrupted,
         "started": stamp.strftime("%Y-%m-%d %H:%M:%S"),

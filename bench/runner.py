@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import BenchError, Deadline
-from servers import list_keys
 from systems import Fusestore, System
 from workloads import Ctx, Workload
 
@@ -134,7 +133,7 @@ class Runner:
                         if shared is None:
                             shared = self.new_bucket(tag)
                             workload.seed(shared)
-                            snapshot = list_keys(self.ctx.backend.client(), shared, "")
+                            snapshot = self.ctx.backend.objects().list(shared, "")
                         bucket = shared
                     else:
                         bucket = self.new_bucket(f"{tag}-{name}")
@@ -152,7 +151,7 @@ class Runner:
                     if bucket is not None and bucket != shared:
                         self.drop_bucket(bucket)
                     elif shared is not None:
-                        now = list_keys(self.ctx.backend.client(), shared, "")
+                        now = self.ctx.backend.objects().list(shared, "")
                         if now != snapshot:
                             outcome.notes.append("changed the read-only bucket; it was seeded anew")
                             self.drop_bucket(shared)

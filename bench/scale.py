@@ -67,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--backend",
         default=os.environ.get("BACKEND") or "seaweedfs",
+        choices=("seaweedfs", "moto"),  # its parts fill and list with boto3: S3 only
         help="S3 server of parts 2 and 3: seaweedfs (default) or moto",
     )
     add("--tree-dirs", type=int, default=None, help="part 3: directories (default 1000, scaled)")

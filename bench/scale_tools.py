@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import BenchError, Deadline, MiB, drop_caches, group_rss, kill_group, run, spawn
-from servers import client_for
+from objects import s3_client
 from systems import Fusestore, Rclone
 
 # --- the systems on a local directory ------------------------------------------------------
@@ -108,7 +108,7 @@ def _put_chunk(endpoint_url: str, bucket: str, keys: list[str], threads: int) ->
     """In a worker process: PutObject each key (a few bytes) from `threads` threads."""
     s3 = _clients.get(endpoint_url)
     if s3 is None:
-        s3 = _clients[endpoint_url] = client_for(endpoint_url, pool=threads)
+        s3 = _clients[endpoint_url] = s3_client(endpoint_url, pool=threads)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda key: s3.put_object(Bucket=bucket, Key=key, Body=key[-8:].encode()), keys))
     return len(keys)
@@ -137,7 +137,7 @@ def fill(
 def boto3_list(endpoint_url: str, bucket: str, prefix: str) -> tuple[float, int, int]:
     """boto3's own paginated ListObjectsV2 of `prefix` ("/" delimited, 1000 a page, as a
     directory listing asks): (seconds, keys, pages)."""
-    s3 = client_for(endpoint_url)
+    s3 = s3_client(endpoint_url)
     s3.list_buckets()  # the connection made before timing, as a mount's would be
     t0 = time.monotonic()
     keys = pages = 0

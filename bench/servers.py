@@ -1,13 +1,13 @@
-"""The S3 server every system talks to, on 127.0.0.1: moto's (default) or SeaweedFS.
+"""The server every system talks to, on 127.0.0.1: moto's S3 (default), SeaweedFS's S3, or
+(emulators.py) Azurite or a GCS emulator.
 
-A backend gives an endpoint, boto3 clients, fresh buckets, and (moto) the S3 requests it
-served in a window, read from its request log, so every system's requests can be counted
-the same way."""
+A backend gives an endpoint, the bench's own clients (objects.py), fresh buckets, what
+fusestore's mount needs, and (moto) the S3 requests it served in a window, read from its
+request log, so every system's requests can be counted the same way."""
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib.metadata
 import os
 import re
@@ -16,43 +16,26 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from common import BenchError, spawn, stop_process
+from objects import WATCH_PAGE, Objects, S3Objects
 
-from fusestore.testing.s3server import CREDENTIALS, HOST, LocalSeaweedServer, free_port
-
-#: The bench's own listings ask for this many keys a page, so its requests can be told
-#: apart from the systems' in the server's log.
-WATCH_PAGE = 999
-
-
-def client_for(endpoint_url: str, pool: int = 16) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
-        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=120,
-            max_pool_connections=pool,
-        ),
-    )
+from fusestore.testing.s3server import HOST, LocalSeaweedServer, free_port
 
 
 class Backend:
+    """One server on 127.0.0.1 and how everything reaches it: the bench through `objects()`
+    (its kind's SDK), fusestore through `store_url`/`store_options`/`environment`.
+
+    `kind` is the store's: "s3", "azure" or "gcs"."""
+
     name = "s3"
+    kind = "s3"
     endpoint_url = ""
 
     def __init__(self) -> None:
-        self._client: Any = None
+        self._objects: Objects | None = None
         self._counter = 0
 
     def start(self) -> None:
@@ -64,30 +47,43 @@ class Backend:
     def version(self) -> str:
         return "?"
 
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = client_for(self.endpoint_url)
-        return self._client
+    def new_objects(self) -> Objects:
+        """A client of its own (the watcher's, so that its requests do not wait for the
+        limit's in a shared connection pool)."""
+        return S3Objects(self.endpoint_url, pool=2)
+
+    def objects(self) -> Objects:
+        """The bench's shared client: seeding, checks and the limits."""
+        if self._objects is None:
+            self._objects = self._shared_objects()
+        return self._objects
+
+    def _shared_objects(self) -> Objects:
+        return S3Objects(self.endpoint_url)
+
+    def store_url(self, bucket: str) -> str:
+        return f"s3://{bucket}"
+
+    def store_options(self) -> dict[str, str]:
+        """fusestore's driver options that point it at this server (no secrets)."""
+        return {"endpoint_url": self.endpoint_url}
+
+    def environment(self) -> dict[str, str]:
+        """Variables a mounting process needs on top of the bench's isolated environment
+        (credentials)."""
+        return {}
 
     def new_bucket(self, tag: str) -> str:
         self._counter += 1
-        name = re.sub(r"[^a-z0-9-]", "-", f"bench-{self._counter:03d}-{tag}".lower())[:63].rstrip("-")
-        self.client().create_bucket(Bucket=name)
+        name = re.sub(r"[^a-z0-9-]", "-", f"bench-{self._counter:03d}-{tag}".lower())
+        # No "--": Azure's container names forbid it.
+        name = re.sub(r"-+", "-", name)[:63].rstrip("-")
+        self.objects().create_bucket(name)
         return name
 
     def delete_bucket(self, bucket: str) -> None:
         """Delete every object, unfinished upload and then the bucket."""
-        s3 = self.client()
-        with contextlib.suppress(Exception):
-            uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-            for up in uploads:
-                s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
-        keys = list_keys(s3, bucket, "")
-        names = sorted(keys)
-        for i in range(0, len(names), 1000):
-            batch = [{"Key": k} for k in names[i : i + 1000]]
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-        s3.delete_bucket(Bucket=bucket)
+        self.objects().delete_bucket(bucket)
 
     # Request counting (only where the server logs requests).
     def log_offset(self) -> int | None:
@@ -95,25 +91,6 @@ class Backend:
 
     def requests_since(self, offset: int | None) -> dict[str, int] | None:
         return None
-
-
-def list_keys(s3: Any, bucket: str, prefix: str, page: int = 1000) -> dict[str, tuple[int, str]]:
-    """key -> (size, etag) of every object under `prefix`."""
-    found: dict[str, tuple[int, str]] = {}
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page}
-    while True:
-        answer = s3.list_objects_v2(**kwargs)
-        for obj in answer.get("Contents", []):
-            found[obj["Key"]] = (obj["Size"], obj["ETag"])
-        if not answer.get("IsTruncated"):
-            return found
-        kwargs["ContinuationToken"] = answer["NextContinuationToken"]
-
-
-def put_many(s3: Any, bucket: str, objects: dict[str, bytes], threads: int = 8) -> None:
-    """PutObject every key -> body, `threads` at a time."""
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda kv: s3.put_object(Bucket=bucket, Key=kv[0], Body=kv[1]), objects.items()))
 
 
 #: One request in werkzeug's log; lines of some status codes are wrapped in colour codes.
@@ -256,9 +233,27 @@ class SeaweedBackend(Backend):
             return "?"
 
 
+def _azurite() -> Backend:
+    from emulators import AzuriteBackend  # the Azure SDK only where it is used
+
+    return AzuriteBackend()
+
+
+def _gcs_emulator() -> Backend:
+    from emulators import GCSEmulatorBackend
+
+    return GCSEmulatorBackend()
+
+
+EMULATORS = {"azurite": _azurite, "gcs-emulator": _gcs_emulator}
+BACKENDS = ("moto", "seaweedfs", *EMULATORS)
+
+
 def make_backend(name: str, workdir: str) -> Backend:
     if name == "moto":
         return MotoBackend(workdir)
     if name == "seaweedfs":
         return SeaweedBackend()
-    raise SystemExit(f"unknown BACKEND {name!r} (moto or seaweedfs)")
+    if name in EMULATORS:
+        return EMULATORS[name]()
+    raise SystemExit(f"unknown BACKEND {name!r} ({', '.join(BACKENDS)})")

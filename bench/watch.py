@@ -1,24 +1,20 @@
-"""The boto3 watcher behind every "until visible" figure.
+"""The watcher behind every "until visible" figure (the store's own SDK: boto3 on S3).
 
 It is started (client made, first listing done) before the operation; `begin()` marks the
 operation's start; from then on only listings that *started* after that mark count, and the
 time reported is when the first listing that shows the final state *ended* (an upper bound,
-the same for every system, and for the limit: its boto3 calls are watched the same way).
+the same for every system, and for the limit: its SDK calls are watched the same way).
 Between listings it waits at least as long as the last one took, so that it never takes
 more than half of the server's time from the work it watches."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from common import BenchError, Deadline
-from servers import WATCH_PAGE, client_for, list_keys
-
-Listing = dict[str, tuple[int, str]]
+from objects import WATCH_PAGE, Listing, Objects
 
 
 def is_marker(key: str) -> bool:
@@ -42,7 +38,7 @@ def has_all(expected: dict[str, int], gone: tuple[str, ...] = ()) -> Callable[[L
 class Watcher:
     def __init__(
         self,
-        endpoint_url: str,
+        objects: Objects,
         bucket: str,
         prefix: str,
         done: Callable[[Listing], bool],
@@ -50,9 +46,9 @@ class Watcher:
         interval: float = 0.1,
         content: tuple[str, str] | None = None,
     ) -> None:
-        """`content`: (key, md5 hex) the object must hold in the end (read with a GET
-        whenever its ETag changes), on top of `done`."""
-        self.s3: Any = client_for(endpoint_url, pool=2)
+        """`objects`: a client of the watcher's own. `content`: (key, md5 hex) the object
+        must hold in the end (read whenever its version changes), on top of `done`."""
+        self.objects = objects
         self.bucket = bucket
         self.prefix = prefix
         self.done = done
@@ -77,7 +73,7 @@ class Watcher:
         return self.t0
 
     def list(self) -> Listing:
-        return list_keys(self.s3, self.bucket, self.prefix, page=WATCH_PAGE)
+        return self.objects.list(self.bucket, self.prefix, page=WATCH_PAGE)
 
     def _content_ok(self, listing: Listing) -> bool:
         if self.content is None:
@@ -88,12 +84,7 @@ class Watcher:
             return False
         etag = got[1]
         if etag not in self._checked_etags:
-            # ResponseCacheControl marks the bench's own GET in the server's log.
-            body = self.s3.get_object(Bucket=self.bucket, Key=key, ResponseCacheControl="bench")["Body"]
-            digest = hashlib.md5()
-            for chunk in iter(lambda: body.read(2**20), b""):
-                digest.update(chunk)
-            self._checked_etags[etag] = digest.hexdigest() == md5
+            self._checked_etags[etag] = self.objects.md5(self.bucket, key) == md5
         return self._checked_etags[etag]
 
     def _loop(self) -> None:

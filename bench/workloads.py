@@ -1,7 +1,7 @@
-"""The workloads (a)-(k). Each one seeds its bucket with boto3, runs the operation on a
-mount with public tools (dd, fio, tar, ls, stat, mv, rm; a child Python for the 1000
-small files), and runs the same work as the "limit": boto3 straight against the server,
-or plain local disk (the directory the caches live in).
+"""The workloads (a)-(k). Each one seeds its bucket with the store's own SDK (objects.py:
+boto3 on S3), runs the operation on a mount with public tools (dd, fio, tar, ls, stat, mv,
+rm; a child Python for the 1000 small files), and runs the same work as the "limit": the
+SDK straight against the server, or plain local disk (the directory the caches live in).
 
 A workload fills `values` metric by metric, so what was measured before a failure stays."""
 
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common import BenchError, Deadline, MiB, RssSampler, drop_caches, run, timed
-from servers import Backend, list_keys, put_many
+from objects import Objects
+from servers import Backend
 from systems import System
 from watch import Watcher, has_all, is_marker
 
@@ -103,14 +104,6 @@ def dd_read(path: str, deadline: Deadline) -> float:
     return timed(["dd", f"if={path}", "of=/dev/null", "bs=1M", "status=none"], deadline)
 
 
-def get_md5(s3: Any, bucket: str, key: str) -> str:
-    body = s3.get_object(Bucket=bucket, Key=key, ResponseCacheControl="bench")["Body"]
-    digest = hashlib.md5()
-    for chunk in iter(lambda: body.read(MiB), b""):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
 class Workload:
     keys: tuple[str, ...] = ()
     title = ""
@@ -129,7 +122,7 @@ class Workload:
         """Once, before any system: local artifacts."""
 
     def seed(self, bucket: str) -> None:
-        """The bucket's starting contents, uploaded with boto3."""
+        """The bucket's starting contents, uploaded with the store's SDK."""
 
     def run(
         self, system: System, mnt: str, bucket: str, deadline: Deadline, values: dict[str, float]
@@ -137,18 +130,18 @@ class Workload:
         raise NotImplementedError
 
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
-        """The same work with boto3 against the server, or on plain local disk."""
+        """The same work with the store's SDK against the server, or on plain local disk."""
 
     def verify(self, bucket: str) -> None:
         """After unmounting (untimed): the store holds what it should; BenchError if not."""
 
     def watcher(self, bucket: str, prefix: str, done: Any, **kw: Any) -> Watcher:
-        watcher = Watcher(self.ctx.backend.endpoint_url, bucket, prefix, done, **kw)
+        watcher = Watcher(self.ctx.backend.new_objects(), bucket, prefix, done, **kw)
         self._watchers.append(watcher)
         return watcher.start()
 
     def seen_after(self, watcher: Watcher, work: Callable[[], None], deadline: Deadline) -> float:
-        """Seconds from starting `work` (the limit's boto3 calls) until `watcher` saw the
+        """Seconds from starting `work` (the limit's SDK calls) until `watcher` saw the
         result: the limit's "visible" is measured exactly as the systems' are, under the
         same watcher's listings."""
         watcher.begin()
@@ -160,8 +153,12 @@ class Workload:
             self._watchers.pop().stop()
 
     @property
-    def s3(self) -> Any:
-        return self.ctx.backend.client()
+    def objects(self) -> Objects:
+        return self.ctx.backend.objects()
+
+    def says(self, operation: str) -> str:
+        """What the limit's `operation` is on this store, for the table (Objects.words)."""
+        return self.objects.words[operation]
 
 
 # --- (a) ---------------------------------------------------------------------------------
@@ -181,10 +178,8 @@ class SeqWrite(Workload):
         t = self.title
         return [
             Metric("close", "a", f"{t}: until dd exits (close)", "s", "local disk (dd)"),
-            Metric("visible", "a", f"{t}: until visible", "s", "boto3 multipart upload", final=True),
-            Metric(
-                "rate", "a", f"{t}: throughput until visible", "MB/s", "boto3 multipart upload", final=True
-            ),
+            Metric("visible", "a", f"{t}: until visible", "s", self.says("upload"), final=True),
+            Metric("rate", "a", f"{t}: throughput until visible", "MB/s", self.says("upload"), final=True),
         ]
 
     def run(
@@ -203,17 +198,17 @@ class SeqWrite(Workload):
         dest = self.ctx.local("a-dest")
         values["close"] = timed(["dd", f"if={self.src}", f"of={dest}", "bs=1M", "status=none"], deadline)
         os.remove(dest)
-        # The issue's yardstick: boto3's own multipart upload of the same file (its
-        # defaults: 8 MiB parts, 10 threads), as any S3 client sends a file this big.
+        # The issue's yardstick: the SDK's own managed upload of the same file (boto3's:
+        # 8 MiB parts, 10 threads), as any client of the store sends a file this big.
         watcher = self.watcher(bucket, "big", has_all({"big": self.size}))
-        s3 = self.s3
+        objects = self.objects
         values["visible"] = self.seen_after(
-            watcher, lambda: s3.upload_file(self.src, bucket, "big"), deadline
+            watcher, lambda: objects.upload_file(bucket, "big", self.src), deadline
         )
         values["rate"] = mb_s(self.size, values["visible"])
 
     def verify(self, bucket: str) -> None:
-        if get_md5(self.s3, bucket, "big") != self.md5:
+        if self.objects.md5(bucket, "big") != self.md5:
             raise BenchError("the object's content differs from what dd wrote")
 
 
@@ -233,15 +228,15 @@ class SeqRead(Workload):
     def metrics(self) -> list[Metric]:
         n = f"{self.size // MiB} MiB"
         return [
-            Metric("cold", "b", f"cold sequential read of {n} (dd bs=1M)", "s", "boto3 GetObject"),
-            Metric("cold_rate", "b", f"cold sequential read of {n}", "MB/s", "boto3 GetObject"),
+            Metric("cold", "b", f"cold sequential read of {n} (dd bs=1M)", "s", self.says("get")),
+            Metric("cold_rate", "b", f"cold sequential read of {n}", "MB/s", self.says("get")),
             Metric("warm", "c", f"warm re-read of {n}", "s", "local disk (page cache)"),
             Metric("warm_rate", "c", f"warm re-read of {n}", "MB/s", "local disk (page cache)"),
         ]
 
     def seed(self, bucket: str) -> None:
         with open(self.src, "rb") as f:
-            self.s3.put_object(Bucket=bucket, Key="big", Body=f.read())
+            self.objects.put(bucket, "big", f.read())
 
     def run(
         self, system: System, mnt: str, bucket: str, deadline: Deadline, values: dict[str, float]
@@ -255,10 +250,7 @@ class SeqRead(Workload):
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
         self.ctx.cold()
         t0 = time.monotonic()
-        body = self.s3.get_object(Bucket=bucket, Key="big")["Body"]
-        got = 0
-        for chunk in iter(lambda: body.read(MiB), b""):
-            got += len(chunk)
+        got = self.objects.read(bucket, "big", _discard)
         values["cold"] = time.monotonic() - t0
         if got != self.size:
             raise BenchError(f"GetObject returned {got} bytes")
@@ -296,7 +288,7 @@ class SmallFiles(Workload):
         return [
             Metric("close", "d", f"{t}: until the last is closed", "s", "local disk"),
             Metric("ops", "d", f"{t}: files created", "ops/s", "local disk"),
-            Metric("visible", "d", f"{t}: until visible", "s", "boto3 PutObject, 8 threads", final=True),
+            Metric("visible", "d", f"{t}: until visible", "s", self.says("put8"), final=True),
         ]
 
     def write(self, directory: str, deadline: Deadline) -> tuple[float, float]:
@@ -323,8 +315,8 @@ class SmallFiles(Workload):
         values["ops"] = self.n / values["close"]
         objects = {k: os.urandom(4096) for k in self.expected()}
         watcher = self.watcher(bucket, "many/", has_all(self.expected()))
-        s3 = self.s3
-        values["visible"] = self.seen_after(watcher, lambda: put_many(s3, bucket, objects), deadline)
+        store = self.objects
+        values["visible"] = self.seen_after(watcher, lambda: store.put_many(bucket, objects), deadline)
 
 
 # --- (e) ---------------------------------------------------------------------------------
@@ -346,12 +338,12 @@ class Listing(Workload):
     def metrics(self) -> list[Metric]:
         t = f"ls -l of a directory of {self.n} objects"
         return [
-            Metric("cold", "e", f"{t}, cold", "s", "boto3 ListObjectsV2 (all pages)"),
+            Metric("cold", "e", f"{t}, cold", "s", self.says("list")),
             Metric("warm", "e", f"{t}, warm", "s", "local disk ls -l"),
         ]
 
     def seed(self, bucket: str) -> None:
-        put_many(self.s3, bucket, {f"dir/f{i:05d}": b"x" * 100 for i in range(self.n)})
+        self.objects.put_many(bucket, {f"dir/f{i:05d}": b"x" * 100 for i in range(self.n)})
 
     def ls(self, path: str, deadline: Deadline) -> float:
         t0 = time.monotonic()
@@ -371,7 +363,7 @@ class Listing(Workload):
 
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
         t0 = time.monotonic()
-        found = list_keys(self.s3, bucket, "dir/")
+        found = self.objects.list(bucket, "dir/")
         values["cold"] = time.monotonic() - t0
         if len(found) != self.n:
             raise BenchError(f"listed {len(found)} of {self.n}")
@@ -396,12 +388,12 @@ class Stat(Workload):
     def metrics(self) -> list[Metric]:
         t = f"stat of {self.n} files, cold"
         return [
-            Metric("time", "f", t, "s", "boto3 HeadObject one by one"),
-            Metric("ops", "f", t, "ops/s", "boto3 HeadObject one by one"),
+            Metric("time", "f", t, "s", self.says("head")),
+            Metric("ops", "f", t, "ops/s", self.says("head")),
         ]
 
     def seed(self, bucket: str) -> None:
-        put_many(self.s3, bucket, {k: b"y" * 1000 for k in self.names()})
+        self.objects.put_many(bucket, {k: b"y" * 1000 for k in self.names()})
 
     def run(
         self, system: System, mnt: str, bucket: str, deadline: Deadline, values: dict[str, float]
@@ -418,7 +410,7 @@ class Stat(Workload):
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
         t0 = time.monotonic()
         for key in self.names():
-            self.s3.head_object(Bucket=bucket, Key=key)
+            self.objects.head(bucket, key)
         values["time"] = time.monotonic() - t0
         values["ops"] = self.n / values["time"]
 
@@ -475,7 +467,7 @@ class Untar(Workload):
         t = f"tar xf of {self.n} files ({self.nbytes / MiB:.0f} MiB, Python stdlib)"
         return [
             Metric("close", "g", f"{t}: until tar exits", "s", "local disk"),
-            Metric("visible", "g", f"{t}: until visible", "s", "boto3 PutObject, 8 threads", final=True),
+            Metric("visible", "g", f"{t}: until visible", "s", self.says("put8"), final=True),
         ]
 
     def untar(self, dest: str, deadline: Deadline) -> None:
@@ -500,11 +492,11 @@ class Untar(Workload):
         values["close"] = time.monotonic() - t0
         shutil.rmtree(dest)
         watcher = self.watcher(bucket, "pysrc/", has_all({k: len(v) for k, v in self.contents.items()}))
-        s3 = self.s3
-        values["visible"] = self.seen_after(watcher, lambda: put_many(s3, bucket, self.contents), deadline)
+        store = self.objects
+        values["visible"] = self.seen_after(watcher, lambda: store.put_many(bucket, self.contents), deadline)
 
     def verify(self, bucket: str) -> None:
-        got = list_keys(self.s3, bucket, "pysrc/")
+        got = self.objects.list(bucket, "pysrc/")
         wrong = [k for k, v in self.contents.items() if got.get(k, (-1,))[0] != len(v)]
         if wrong:
             raise BenchError(f"{len(wrong)} files missing or of the wrong size, e.g. {wrong[0]}")
@@ -534,18 +526,18 @@ class MoveRemove(Workload):
                 "h",
                 f"mv of {t}: until visible",
                 "s",
-                "boto3 CopyObject each + DeleteObjects",
+                self.says("move"),
                 final=True,
             ),
             Metric("rm", "i", f"rm -rf of {t}: until rm exits", "s", "local disk"),
-            Metric("rm_visible", "i", f"rm -rf of {t}: until gone", "s", "boto3 DeleteObjects", final=True),
+            Metric("rm_visible", "i", f"rm -rf of {t}: until gone", "s", self.says("delete"), final=True),
         ]
 
     def names(self, prefix: str) -> list[str]:
         return [f"{prefix}/f{i:05d}" for i in range(self.n)]
 
     def seed(self, bucket: str) -> None:
-        put_many(self.s3, bucket, {k: b"z" * 4096 for k in self.names("src")})
+        self.objects.put_many(bucket, {k: b"z" * 4096 for k in self.names("src")})
 
     def run(
         self, system: System, mnt: str, bucket: str, deadline: Deadline, values: dict[str, float]
@@ -562,12 +554,12 @@ class MoveRemove(Workload):
         values["rm_visible"] = system.wait_visible(watcher, deadline)
 
     def verify(self, bucket: str) -> None:
-        left = list_keys(self.s3, bucket, "")
+        left = self.objects.list(bucket, "")
         if any(not is_marker(k) for k in left):
             raise BenchError(f"{len(left)} objects left after rm -rf")
 
     def notes(self, bucket: str) -> list[str]:
-        left = sorted(list_keys(self.s3, bucket, ""))
+        left = sorted(self.objects.list(bucket, ""))
         return [f"directory markers left after rm -rf: {', '.join(left)}"] if left else []
 
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
@@ -579,34 +571,19 @@ class MoveRemove(Workload):
         dst = self.ctx.local("h-dst")
         values["mv"] = timed(["mv", src, dst], deadline)
         values["rm"] = timed(["rm", "-rf", dst], deadline)
-        s3 = self.s3
+        store = self.objects
 
         def move() -> None:
             with ThreadPoolExecutor(8) as pool:
-                list(
-                    pool.map(
-                        lambda i: s3.copy_object(
-                            Bucket=bucket,
-                            Key=f"dst/f{i:05d}",
-                            CopySource={"Bucket": bucket, "Key": f"src/f{i:05d}"},
-                        ),
-                        range(self.n),
-                    )
-                )
-            _delete(s3, bucket, self.names("src"))
+                list(pool.map(lambda i: store.copy(bucket, f"src/f{i:05d}", f"dst/f{i:05d}"), range(self.n)))
+            store.delete_many(bucket, self.names("src"))
 
         watcher = self.watcher(bucket, "", has_all(dict.fromkeys(self.names("dst"), 4096), gone=("src/",)))
         values["mv_visible"] = self.seen_after(watcher, move, deadline)
         watcher = self.watcher(bucket, "dst/", has_all({}, gone=("dst/",)))
         values["rm_visible"] = self.seen_after(
-            watcher, lambda: _delete(s3, bucket, self.names("dst")), deadline
+            watcher, lambda: store.delete_many(bucket, self.names("dst")), deadline
         )
-
-
-def _delete(s3: Any, bucket: str, keys: list[str]) -> None:
-    for i in range(0, len(keys), 1000):
-        batch = [{"Key": k} for k in keys[i : i + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
 
 # --- (j) ---------------------------------------------------------------------------------
@@ -614,7 +591,7 @@ def _delete(s3: Any, bucket: str, keys: list[str]) -> None:
 
 class RandomWrites(Workload):
     """fio: 1024 random 4 KiB writes, each followed by fsync, into an existing 64 MiB file
-    (uploaded with boto3, so each system first has to fetch what it needs of it)."""
+    (uploaded with the store's SDK, so each system first has to fetch what it needs of it)."""
 
     keys = ("j",)
     budget = 60
@@ -638,7 +615,7 @@ class RandomWrites(Workload):
         return [
             Metric("time", "j", f"{t}: until fio exits", "s", "local disk"),
             Metric("iops", "j", f"{t}: writes", "ops/s", "local disk"),
-            Metric("visible", "j", f"{t}: until visible", "s", "boto3 PutObject of the result", final=True),
+            Metric("visible", "j", f"{t}: until visible", "s", self.says("result"), final=True),
         ]
 
     def fio(self, path: str, deadline: Deadline) -> float:
@@ -673,7 +650,7 @@ class RandomWrites(Workload):
 
     def seed(self, bucket: str) -> None:
         with open(self.seed_file, "rb") as f:
-            self.s3.put_object(Bucket=bucket, Key="rand.bin", Body=f.read())
+            self.objects.put(bucket, "rand.bin", f.read())
 
     def run(
         self, system: System, mnt: str, bucket: str, deadline: Deadline, values: dict[str, float]
@@ -694,12 +671,12 @@ class RandomWrites(Workload):
         with open(path, "rb") as f:
             body = f.read()
         t0 = time.monotonic()
-        self.s3.put_object(Bucket=bucket, Key="rand.bin", Body=body)
+        self.objects.put(bucket, "rand.bin", body)
         values["visible"] = time.monotonic() - t0
         os.remove(path)
 
     def verify(self, bucket: str) -> None:
-        if get_md5(self.s3, bucket, "rand.bin") != self.md5:
+        if self.objects.md5(bucket, "rand.bin") != self.md5:
             raise BenchError("the object's content differs from fio's result")
 
 
@@ -718,8 +695,10 @@ class Memory(Workload):
         return [
             Metric("rss_write", "k", f"daemon peak RSS writing a {t} (until visible)", "MiB"),
             Metric("rss_read", "k", "daemon peak RSS reading it back (caches dropped)", "MiB"),
-            Metric("write_rate", "k", f"writing a {t}: throughput until visible", "MB/s", "boto3 PutObject"),
-            Metric("read_rate", "k", f"reading a {t} back", "MB/s", "boto3 GetObject"),
+            Metric(
+                "write_rate", "k", f"writing a {t}: throughput until visible", "MB/s", self.says("stream")
+            ),
+            Metric("read_rate", "k", f"reading a {t} back", "MB/s", self.says("get")),
         ]
 
     def run(
@@ -740,15 +719,17 @@ class Memory(Workload):
         values["read_rate"] = mb_s(self.size, took)
 
     def limit(self, bucket: str, deadline: Deadline, values: dict[str, float]) -> None:
-        s3 = self.s3
+        store = self.objects
         t0 = time.monotonic()
-        s3.upload_fileobj(_Zeros(self.size), bucket, "huge")
+        store.upload_stream(bucket, "huge", _Zeros(self.size), self.size)
         values["write_rate"] = mb_s(self.size, time.monotonic() - t0)
         t0 = time.monotonic()
-        body = s3.get_object(Bucket=bucket, Key="huge")["Body"]
-        for _ in iter(lambda: body.read(MiB), b""):
-            pass
+        store.read(bucket, "huge", _discard)
         values["read_rate"] = mb_s(self.size, time.monotonic() - t0)
+
+
+def _discard(chunk: bytes) -> None:
+    """A download's sink that keeps nothing."""
 
 
 class _Zeros(io.RawIOBase):
