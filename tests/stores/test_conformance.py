@@ -352,6 +352,22 @@ def test_multipart_complete_respects_conditions(store: Store) -> None:
     assert store.get_range("cond") == b"replacement"
 
 
+def test_each_way_of_replacing_an_object_gives_it_a_new_etag(store: Store) -> None:
+    """The etag is the version a mount bases its changes and its cached copy on: whatever
+    replaces the object with other bytes (a PUT, a completed upload, a copy onto it), the
+    etag changes, so another client's change is seen and never taken for ours."""
+    seen = [store.put("v", b"one")]
+    upload_id = store.start_multipart("v")
+    seen.append(store.complete_multipart("v", upload_id, _parts(store, "v", upload_id, [b"two"])))
+    assert store.head("v").etag == seen[-1]
+    store.put("src", b"three")
+    seen.append(store.copy("src", "v"))
+    assert store.head("v").etag == seen[-1]
+    seen.append(store.put("v", b"four"))
+    assert store.head("v").etag == seen[-1]
+    assert len(set(seen)) == len(seen), f"an etag came back after a replacement: {seen}"
+
+
 def test_put_file_uses_multipart_above_the_threshold(store: Store) -> None:
     data = os.urandom(11 * MiB + 5)
     with tempfile.TemporaryFile() as f:
