@@ -205,6 +205,9 @@ class S3BucketView:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def close(self) -> None:
+        """(boto3's client holds nothing that outlives the test)"""
+
 
 class StoreBucketView:
     """A bucket on another kind of server (Azurite, the GCS emulator), seen through
@@ -233,6 +236,9 @@ class StoreBucketView:
 
     def delete(self, key: str) -> None:
         self.store.delete(key)
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _stale(path: Path) -> bool:
@@ -274,6 +280,7 @@ def mount_factory(
     yield start
     for mount in started:
         mount.kill()
+        mount.view.close()
 
 
 @pytest.fixture
