@@ -72,22 +72,22 @@ class Journaling:
         record does hold the size, so that a restart can tell a cache file cut short (a
         file shorter than its record is set aside, never uploaded); a change of the size
         alone is written without making the journal's next sync wait for it."""
+        self._apply(node, *self._plan(node, timestamps_later=timestamps_later, size_now=size_now))
+
+    def _plan(
+        self, node: Node, *, timestamps_later: bool, size_now: bool
+    ) -> tuple[str, dict[str, Any] | None]:
+        """What `record` does for `node` (see there), and the record it writes: "drop" (no
+        work left: its record goes, if any), "same" (the last record says it all), "wait"
+        (only what waits for the next full persist changed), "hint" or "save". Writes
+        nothing (so a persist can tell whether it needs a transaction at all)."""
         if not node.attached or not self._has_work(node):
-            if node.jid is not None:
-                self.journal.drop_node(node.jid)
-                node.jid = None
-                node.journaled = None
-            self._unjournaled.discard(node)
-            return
-        if node.jid is None:
-            node.jid = uuid.uuid4().hex
+            return "drop", None
         content = node.content if node.data_dirty else None
         record = self._record_of(node)
         last = node.journaled
         if record == last:
-            self._unjournaled.discard(node)
-            return  # a close after a write, an fsync after a setattr: nothing new to say
-        self._unjournaled.add(node)  # until the record is written (the disk may be full)
+            return "same", None  # a close after a write, an fsync after a setattr
         if timestamps_later and last is not None:
             waiting = {"mtime_ns", "ctime_ns", "atime_ns"}
             if node.data_dirty:
@@ -102,13 +102,34 @@ class Journaling:
                 if content.present & mask == int(last["present"], 16) & mask:
                     waiting |= {"size", "present"}
             if all(record[name] == last[name] for name in record if name not in waiting):
-                if size_now and record["size"] != last["size"]:
-                    # Written now for a restart's check of the cache file (`keep_if_cut_short`),
-                    # as a hint: made durable by the next full persist, so an fsync still
-                    # waits for no journal flush.
-                    self.journal.save_node(node.jid, record, hint=True)
-                    node.journaled = record
-                return
+                # A change of the size is written now for a restart's check of the cache
+                # file (`keep_if_cut_short`), as a hint: made durable by the next full
+                # persist, so an fsync still waits for no journal flush.
+                return ("hint" if size_now and record["size"] != last["size"] else "wait"), record
+        return "save", record
+
+    def _apply(self, node: Node, action: str, record: dict[str, Any] | None) -> None:
+        """Carry out `_plan`'s `action` with its `record`."""
+        if action == "drop":
+            if node.jid is not None:
+                self.journal.drop_node(node.jid)
+                node.jid = None
+                node.journaled = None
+            self._unjournaled.discard(node)
+            return
+        if action == "same":
+            self._unjournaled.discard(node)
+            return
+        assert record is not None
+        self._unjournaled.add(node)  # until the record is written (the disk may be full)
+        if action == "wait":
+            return
+        if node.jid is None:
+            node.jid = uuid.uuid4().hex
+        if action == "hint":
+            self.journal.save_node(node.jid, record, hint=True)
+            node.journaled = record
+            return
         self.journal.save_node(node.jid, record)
         node.journaled = record
         self._unjournaled.discard(node)
@@ -229,11 +250,23 @@ class Journaling:
         nodes = list(self._unjournaled)
         if not nodes:
             return
+        plans = [
+            (node, self._plan(node, timestamps_later=timestamps_later, size_now=False)) for node in nodes
+        ]
+        if all(
+            action in ("same", "wait") or (action == "drop" and node.jid is None)
+            for node, (action, _) in plans
+        ):
+            # Nothing to write (an fsync's rewrite waits only for new timestamps): no
+            # transaction, which costs more than the rest of an fsync's journal work.
+            for node, (action, record) in plans:
+                self._apply(node, action, record)
+            return
         before = [(node, node.jid, node.journaled) for node in nodes]
         try:
             with self.journal.batch():
-                for node in nodes:
-                    self.record(node, timestamps_later=timestamps_later)
+                for node, (action, record) in plans:
+                    self._apply(node, action, record)
         except BaseException:
             for node, jid, journaled in before:  # rolled back: as if none was written
                 node.jid, node.journaled = jid, journaled

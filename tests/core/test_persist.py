@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from fusestore.cache import writeout
+from fusestore.stores.base import MiB
 
 from .conftest import Env, write_file
 
@@ -133,3 +134,31 @@ async def test_the_index_names_an_uploaded_file_durably_before_the_journal_forge
     journal_log = os.path.realpath(env.cache_dir / "journal" / "cache.db-wal")
     assert journal_log in synced, synced
     assert index_log in synced[: synced.index(journal_log)], synced
+
+
+@pytest.mark.trio
+async def test_an_fsync_whose_record_waits_for_new_timestamps_opens_no_transaction(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rewrite in place changes only the record's mtime, which waits for the next full
+    persist: the fsync's persist has no record to write, so no journal transaction."""
+    async with env.mount(writeback_delay=60) as fs:
+        node = await write_file(fs, "f", b"a" * 2 * MiB)
+        fh, _ = await fs.open(node.ino, os.O_RDWR)
+        await fs.fsync(fh)
+        transactions: list[int] = []
+        real_batch = fs.journal.batch
+
+        def batch() -> Any:
+            transactions.append(1)
+            return real_batch()
+
+        monkeypatch.setattr(fs.journal, "batch", batch)
+        for offset in (4096, 3 * 4096):
+            assert await fs.write(fh, offset, b"b" * 4096) == 4096
+            await fs.fsync(fh)
+        assert transactions == []
+        await fs.persist()  # a full persist does write the new mtime
+        assert transactions == [1]
+        assert node.journaled is not None and node.journaled["mtime_ns"] == node.mtime_ns
+        fs.release(fh)
