@@ -306,6 +306,6 @@ class FileData:
         writes_settled(node)
         if node.attached:
             self.journaling.record(node, timestamps_later=True, size_now=True)
-        await self.persister.persist(essential_only=True)
+        await self.persister.persist(essential_only=True, recorded=node if node.attached else None)
         if self.settings.fsync == "remote":
             await self.flusher.wait_uploaded(node)

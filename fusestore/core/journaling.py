@@ -243,11 +243,13 @@ class Journaling:
         else:
             self._unjournaled.add(node)
 
-    def record_unjournaled(self, *, timestamps_later: bool) -> None:
+    def record_unjournaled(self, *, timestamps_later: bool, recorded: Node | None = None) -> None:
         """Write the records left to a persist in one transaction: after a burst of new
         files, hundreds of them differ from the last only in size and mtime. Raises
-        OSError(ENOSPC) while the disk is full, and then has written none of them."""
-        nodes = list(self._unjournaled)
+        OSError(ENOSPC) while the disk is full, and then has written none of them.
+        `recorded`: a node `record` was just called for with the same `timestamps_later`
+        (nothing changed since: an fsync's own node), not looked at again."""
+        nodes = [node for node in self._unjournaled if node is not recorded]
         if not nodes:
             return
         plans = [

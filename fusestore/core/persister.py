@@ -70,12 +70,14 @@ class Persister:
         """`content`'s cache file changed: the next persist makes it durable."""
         self._unsynced.add(content)
 
-    async def persist(self, essential_only: bool = False) -> None:
+    async def persist(self, essential_only: bool = False, recorded: Node | None = None) -> None:
         """Make all pending work so far survive a power cut: fsync the cache files written
         since the last call, their directory and the journal. `essential_only` (fsync's):
-        new timestamps alone may wait for the next full call.
+        new timestamps alone may wait for the next full call. `recorded`: a node whose
+        record the caller has just written or left to a full persist (see
+        `Journaling.record_unjournaled`).
         Worker thread: the fsyncs (one disk job at a time)."""
-        self.journaling.record_unjournaled(timestamps_later=essential_only)
+        self.journaling.record_unjournaled(timestamps_later=essential_only, recorded=recorded)
         paths = [content.path for content in self._unsynced]
         new_names = any(content.new_file for content in self._unsynced)
         for content in self._unsynced:
