@@ -49,6 +49,9 @@ MAX_BACKOFF = 60.0
 #: Due nodes a look at the queue sets aside while the upload workers are busy, looking
 #: for copies behind them (bounded: thousands of due uploads cost no scan per wake-up).
 COPY_LOOKAHEAD = 64
+#: A store down again this soon after it came back was back only in part (see
+#: `_resume_after_outages`).
+FLAP_WINDOW = 5.0
 #: The store's connections that jobs leave to reads: a kernel request waits on those,
 #: and a renamed tree of big files keeps its copies long.
 READ_CONNECTIONS = 4
@@ -199,7 +202,7 @@ class Flusher(JobQueue):
     def uploads_running(self) -> list[dict[str, Any]]:
         """Each upload in flight: its path, its size and, for a big file sent in parts
         ahead (staged), the bytes already sent (None where not known). At most
-        `upload_workers` of them."""
+        `job_limit` of them (`upload_workers` sending data, the rest copies)."""
         found = []
         for node in self.running:
             content = node.content
@@ -301,10 +304,20 @@ class Flusher(JobQueue):
         self.wake()
 
     async def _resume_after_outages(self) -> None:
+        """Retry every failure when the store answers again (long-lived task). A store
+        back only for reads (writes still refused: many in a row take it for down, the
+        next read for back) would have them sent again and again at once: a return that
+        follows the last one within FLAP_WINDOW waits first, twice as long each time (from
+        0.5 s, at most MAX_BACKOFF)."""
         calls = self.calls
+        pause = 0.0
+        resumed = -math.inf
         while True:
             await calls.wait_offline()
+            pause = min(MAX_BACKOFF, max(0.5, 2 * pause)) if _now() - resumed < FLAP_WINDOW else 0.0
             await calls.wait_online()
+            await trio.sleep(pause)
+            resumed = _now()
             self.retry_now()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -138,3 +138,24 @@ async def test_a_file_renamed_twice_in_a_row_is_copied_once(env: Env) -> None:
         await fs.rename(1, "b", 1, "c", 0)
     assert [args[:2] for args in env.called("copy")] == [("a", "c")]
     assert env.objects() == {"c": b"a"}
+
+
+async def test_a_store_refusing_writes_but_answering_reads_gets_no_storm_of_retries(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    """Many copies failing in a row take the store for down; a read answered (a fetch, the
+    HEAD settling a failed copy) takes it for back, and every failure is retried at once:
+    a store that keeps refusing writes must not be sent them in a loop meanwhile."""
+    seed_tree(env, 40)
+    env.offline = True
+    async with env.mount(sync=False) as fs:
+        await fs.lookup(1, "src")
+        await fs.rename(1, "src", 1, "dst", 0)
+        with trio.move_on_after(5.0):
+            await fs.flusher.sync_all()
+        copies = len(env.called("copy"))
+        assert copies < 40 * 8, f"{copies} copies sent in 5 s to a store refusing them"
+    env.offline = False
+    async with env.mount():
+        pass
+    assert sorted(env.objects()) == [f"dst/f{i:03}" for i in range(40)]
