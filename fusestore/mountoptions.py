@@ -345,7 +345,7 @@ MOUNT_OPTIONS: tuple[MountOption, ...] = (
     ),
     MountOption(
         "upload_workers",
-        "Files uploaded at the same time.",
+        "Files uploaded at the same time (the copies of renamed files run beside them).",
         SETTINGS,
         type=click.IntRange(min=1),
         default=4,

@@ -26,7 +26,8 @@ DELETE_GATHER = 1.0
 #: ... or, while deletes have been coming for a while, for this share of that while: a long
 #: `rm -rf` that stalls (a loaded machine) should not have each stall send a small batch.
 DELETE_GATHER_SHARE = 0.5
-#: ... and while the copies of a rename are still going, up to this long.
+#: ... and while the copies of a rename are still going, up to this long; once they all
+#: landed, no more keys of theirs are coming: the batch goes at once.
 MOVE_GATHER = 30.0
 
 
@@ -50,6 +51,9 @@ class DeleteBatches:
         self._seen = ns.deletes_added
         self._waiting_since: float | None = None
         self._last_added = -math.inf
+        #: the keys waiting were gathered for copies of a rename, which have all landed
+        #: when none is under way any more
+        self._after_moves = False
 
     def retry_now(self, at: float) -> None:
         """A failed batch may go again at once (the store is back)."""
@@ -67,16 +71,19 @@ class DeleteBatches:
                 self._waiting_since = at
         if not self.ns.deletes:
             self._waiting_since = None
+            self._after_moves = False
             return math.inf
         since = at if self._waiting_since is None else self._waiting_since
         queue = self.queue
         if len(self.ns.deletes) >= DELETE_BATCH:
             gathered = at
         elif self.moves_under_way():
-            # Each copy of a renamed tree frees its source key: wait for the lot (they are
-            # all due at once when hurried).
+            # Each copy of a renamed tree frees its source key: wait for the lot (they
+            # start at once, as many at a time as the store has connections).
+            self._after_moves = True
             gathered = since + max(MOVE_GATHER, queue.settings.writeback_delay)
-        elif queue.urgent:
+        elif queue.urgent or self._after_moves:
+            # The last copy landed: the keys did not stop coming, they were all there.
             gathered = at
         else:
             coming_for = self._last_added - since
@@ -132,6 +139,7 @@ class DeleteBatches:
             finally:
                 queue.busy_keys.difference_update(keys)
             self._waiting_since = None
+            self._after_moves = False
             host.keys_deleted(keys)
             # Deletes held up meanwhile are part of the same run: the next gathering starts now.
             self._last_added = max(self._last_added, now())

@@ -2,8 +2,9 @@
 
 A node is uploaded `writeback_delay` seconds after its last change (rewrites in between
 coalesce), by at most `upload_workers` concurrent jobs. A file whose object moved (rename)
-is copied server-side; a file whose data changed is uploaded from its cache file (multipart
-when large). Keys to delete go in batches. Failures are retried with exponential backoff,
+is copied server-side, at once and by as many jobs as the store has connections (a copy
+sends no data from here); a file whose data changed is uploaded from its cache file
+(multipart when large). Keys to delete go in batches. Failures are retried with exponential backoff,
 forever: nothing is dropped; but a key the store refuses for good (InvalidKey) is parked
 (see `parked`) until the node changes. `sync_all` returns once nothing else is pending.
 
@@ -34,7 +35,7 @@ from .deletes import DeleteBatches
 from .host import WritebackHost, WritebackSettings
 from .landings import Landings
 from .markers import MarkerWriter
-from .moves import MoveSources, still_at
+from .moves import MoveSources, only_moved, still_at
 from .queue import JobQueue
 from .queue import now as _now
 from .staging import StagedUpload, Stager
@@ -45,6 +46,15 @@ from .uploads import Uploader
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+#: Due nodes a look at the queue sets aside while the upload workers are busy, looking
+#: for copies behind them (bounded: thousands of due uploads cost no scan per wake-up).
+COPY_LOOKAHEAD = 64
+#: A store down again this soon after it came back was back only in part (see
+#: `_resume_after_outages`).
+FLAP_WINDOW = 5.0
+#: The store's connections that jobs leave to reads: a kernel request waits on those,
+#: and a renamed tree of big files keeps its copies long.
+READ_CONNECTIONS = 4
 
 
 class Flusher(JobQueue):
@@ -78,6 +88,11 @@ class Flusher(JobQueue):
         self.uploads = JournaledUploads(journal, store, opened.uploads)
         self.landings = Landings(journal, ns, opened.landings)
         self._recovering = False
+        #: the running jobs started as a server-side copy (`only_moved`): not counted
+        #: against `upload_workers`, only against the store's connections
+        self.copying: set[Node] = set()
+        #: how many jobs run at once: copies up to the store's connections but a few
+        self.job_limit = max(settings.upload_workers, int(calls.limiter.total_tokens) - READ_CONNECTIONS)
         #: how many times the loop looked at the queue (each wake-up)
         self.rounds = 0
         self.stager = Stager(
@@ -187,7 +202,7 @@ class Flusher(JobQueue):
     def uploads_running(self) -> list[dict[str, Any]]:
         """Each upload in flight: its path, its size and, for a big file sent in parts
         ahead (staged), the bytes already sent (None where not known). At most
-        `upload_workers` of them."""
+        `job_limit` of them (`upload_workers` sending data, the rest copies)."""
         found = []
         for node in self.running:
             content = node.content
@@ -289,10 +304,20 @@ class Flusher(JobQueue):
         self.wake()
 
     async def _resume_after_outages(self) -> None:
+        """Retry every failure when the store answers again (long-lived task). A store
+        back only for reads (writes still refused: many in a row take it for down, the
+        next read for back) would have them sent again and again at once: a return that
+        follows the last one within FLAP_WINDOW waits first, twice as long each time (from
+        0.5 s, at most MAX_BACKOFF)."""
         calls = self.calls
+        pause = 0.0
+        resumed = -math.inf
         while True:
             await calls.wait_offline()
+            pause = min(MAX_BACKOFF, max(0.5, 2 * pause)) if _now() - resumed < FLAP_WINDOW else 0.0
             await calls.wait_online()
+            await trio.sleep(pause)
+            resumed = _now()
             self.retry_now()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -330,9 +355,15 @@ class Flusher(JobQueue):
         """Start an upload job for each node due by `now`, earliest first, while workers
         are free; returns when the next waiting node falls due (inf: none, or no free
         worker). Nodes that cannot start now (no free worker, or an upload of the same
-        node still running) are looked at again when a job ends and wakes the loop."""
+        node still running) are looked at again when a job ends and wakes the loop.
+
+        At most `upload_workers` jobs send data; a node only moved (a copy in the store)
+        does not take one of them: copies run beside, up to `job_limit` jobs in all (the
+        store's connections less READ_CONNECTIONS), and are found behind due uploads
+        waiting for a worker (up to COPY_LOOKAHEAD of them)."""
         queue, blocked = self._queue, []
         next_due = math.inf
+        workers = self.settings.upload_workers
         # While files are being made in a burst (tar, cp -r, a build), uploads wait until
         # it pauses: they would take CPU from it (the store's client holds our GIL and,
         # with a local server, the store itself shares the cores), and the burst's end
@@ -347,7 +378,7 @@ class Flusher(JobQueue):
                 if due is not None and due > when:  # postponed since: wait for its new time
                     heapq.heappush(queue, (due, next(self._order), node))
                 continue  # else started or forgotten since, or an earlier entry exists
-            if len(self.running) >= self.settings.upload_workers:
+            if len(self.running) >= self.job_limit:
                 break
             if when > now:
                 next_due = when
@@ -361,8 +392,16 @@ class Flusher(JobQueue):
             if node in self.running:
                 blocked.append(entry)
                 continue
+            copy = only_moved(node)
+            if not copy and len(self.running) - len(self.copying) >= workers:
+                blocked.append(entry)  # waits for a worker; a copy behind it need not
+                if len(blocked) >= COPY_LOOKAHEAD or not self.ns.moving_from:
+                    break  # (every node only moved is a move's, in `moving_from`)
+                continue
             del self.due[node]
             self.running.add(node)
+            if copy:
+                self.copying.add(node)
             nursery.start_soon(self._job, node)
         for entry in blocked:
             heapq.heappush(queue, entry)
@@ -392,6 +431,7 @@ class Flusher(JobQueue):
             self.failures.pop(node, None)
         finally:
             self.running.discard(node)
+            self.copying.discard(node)
             if node not in self.due:
                 self.dirty_since.pop(node, None)
             self.notify()

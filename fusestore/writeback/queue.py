@@ -1,8 +1,9 @@
 """The upload queue: which node is due when, which are uploading, and who holds a key.
 
 A node is due `writeback_delay` seconds after its last change (rewrites in between
-coalesce: its due time moves, the queue gains no entry). While new files are made in a
-burst (`Burst`), uploads wait for it to pause, up to `burst_max_hold`. Everything here is
+coalesce: its due time moves, the queue gains no entry); a node only moved (a rename of
+a file whose data did not change: a server-side copy) after `MOVE_DELAY`. While new
+files are made in a burst (`Burst`), uploads wait for it to pause, up to `burst_max_hold`. Everything here is
 synchronous, cheap and on the trio thread; the loop that starts the jobs is the
 `Flusher`'s.
 """
@@ -18,6 +19,7 @@ import trio
 
 from ..core.nodes import Node
 from .host import WritebackHost, WritebackSettings
+from .moves import only_moved
 from .parked import Parked
 from .recent import RecentEvents
 
@@ -26,6 +28,10 @@ BURST_FILES = 40
 BURST_WINDOW = 0.5
 #: The longest an upload that is due waits for a burst to pause.
 BURST_MAX_HOLD = 15.0
+#: A node only moved is due this long after its last change (or the writeback delay if
+#: shorter): its copy has no data to coalesce, and a moment still makes one copy of
+#: `mv a b && mv b c`.
+MOVE_DELAY = 0.1
 
 
 def now() -> float:
@@ -82,14 +88,19 @@ class JobQueue:
         return len(self._queue)
 
     def schedule(self, node: Node, delay: float | None = None) -> None:
-        """Upload `node` after `delay` (default: the writeback delay) unless it changes again."""
+        """Upload `node` after `delay` (default: the writeback delay, or `MOVE_DELAY` for a
+        node only moved) unless it changes again."""
         if self.parked.held(node):
             return  # unchanged since the store refused its key: it would refuse it again
+        moved = delay is None and only_moved(node)
         wait = self.settings.writeback_delay if delay is None else delay
+        if moved:
+            wait = min(wait, MOVE_DELAY)
         if self.urgent and node not in self.failures:
             wait = 0
         at = now()
-        if node not in self.due and node not in self.running:
+        if node not in self.due and node not in self.running and not moved:
+            # A renamed tree is no burst of new files: its copies take little CPU here.
             self._burst.note(at)
         self._set_due(node, at + wait)
         self.dirty_since.setdefault(node, time.time())
