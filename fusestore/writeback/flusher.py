@@ -35,8 +35,8 @@ from .deletes import DeleteBatches
 from .host import WritebackHost, WritebackSettings
 from .landings import Landings
 from .markers import MarkerWriter
-from .moves import MoveSources, only_moved, still_at
-from .queue import JobQueue
+from .moves import MoveSources, still_at
+from .queue import JobQueue, only_moved
 from .queue import now as _now
 from .staging import StagedUpload, Stager
 from .storecalls import StoreCalls, StoreTimeout

@@ -16,19 +16,7 @@ from ..core.nodes import Node
 from .host import WritebackHost
 
 if TYPE_CHECKING:
-    from .queue import JobQueue  # which schedules by `only_moved`
-
-
-def only_moved(node: Node) -> bool:
-    """Whether all a job of `node` has to send is a server-side copy of its object to its
-    new key: a file or symlink renamed here whose data did not change here (attributes
-    may have: the copy carries them). Such a job sends no data from this host and takes
-    little of its CPU, and there are no bytes whose rewrites a wait would coalesce.
-    Synchronous and cheap."""
-    if node.is_dir or node.data_dirty or not node.attached:
-        return False
-    remote = node.remote_key
-    return remote is not None and remote != node.key
+    from .queue import JobQueue
 
 
 def still_at(node: Node, key: str) -> bool:

@@ -19,7 +19,6 @@ import trio
 
 from ..core.nodes import Node
 from .host import WritebackHost, WritebackSettings
-from .moves import only_moved
 from .parked import Parked
 from .recent import RecentEvents
 
@@ -40,6 +39,18 @@ def now() -> float:
         return trio.current_time()
     except RuntimeError:
         return -math.inf  # scheduled before trio runs (the journal's replay): due at once
+
+
+def only_moved(node: Node) -> bool:
+    """Whether all a job of `node` has to send is a server-side copy of its object to its
+    new key: a file or symlink renamed here whose data did not change here (attributes
+    may have: the copy carries them). Such a job sends no data from this host and takes
+    little of its CPU, and there are no bytes whose rewrites a wait would coalesce.
+    Synchronous and cheap."""
+    if node.is_dir or node.data_dirty or not node.attached:
+        return False
+    remote = node.remote_key
+    return remote is not None and remote != node.key
 
 
 class JobQueue:
