@@ -4,7 +4,6 @@ and the registry of everything that must be undone when the run ends (however it
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -14,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from fusestore.testing import serverprocess
 
 MiB = 2**20
 
@@ -49,17 +50,12 @@ _children: set[subprocess.Popen[Any]] = set()
 _children_lock = threading.Lock()
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: a killed bench leaves no server or daemon
-
-
 def spawn(cmd: Sequence[str], *, die_with_parent: bool = False, **kwargs: Any) -> subprocess.Popen[Any]:
     """Start `cmd` in a new session (its own process group), remembered for cleanup.
     `die_with_parent` (for servers and daemons, started while no other thread runs): it
     gets SIGTERM if the bench dies."""
     if die_with_parent:
-        kwargs["preexec_fn"] = _die_with_parent
+        kwargs["preexec_fn"] = serverprocess.die_with_parent  # a killed bench leaves nothing
     proc = subprocess.Popen(list(cmd), start_new_session=True, **kwargs)
     with _children_lock:
         _children.add(proc)

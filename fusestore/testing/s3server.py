@@ -2,126 +2,34 @@
 (`LocalS3Server`) and SeaweedFS's (`LocalSeaweedServer`, a second, independent S3
 implementation).
 
-Each binds only the loopback address, on a free port unless one is given, and dies with
-the process that started it (PR_SET_PDEATHSIG), so a killed test run leaves no server
-behind.
+How each runs is `serverprocess.ServerProcess`'s: loopback only, a free port, dies with
+the process that started it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-from typing import Any, Self
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
-HOST = "127.0.0.1"
+from .serverprocess import HOST, ServerProcess, free_port
+
 #: Credentials moto accepts (it checks none unless auth is switched on).
 CREDENTIALS = {"aws_access_key_id": "fusestore-test", "aws_secret_access_key": "fusestore-test"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class S3ServerProcess:
-    """An S3 server as a child process: `start()` returns once it answers; `stop()` ends it.
-
-    Blocking: start waits up to `start_timeout` seconds, stop up to a few seconds.
-    Subclasses say how to run the server and how to tell that it answers.
-    """
+class S3ServerProcess(ServerProcess):
+    """An S3 server as a child process (see `ServerProcess`), with a boto3 client on it.
+    Its requests are logged to stderr, which is all its log holds."""
 
     name = "the S3 server"
-
-    def __init__(self, port: int = 0, *, start_timeout: float = 60.0) -> None:
-        self.port = port or free_port()
-        self.start_timeout = start_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        # The server logs every request; a pipe nobody drains would fill and stall it.
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def _command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _environment(self) -> dict[str, str] | None:
-        return None  # this process's
-
-    def _answers(self) -> bool:
-        raise NotImplementedError
-
-    def start(self) -> Self:
-        self.process = subprocess.Popen(
-            self._command(),
-            stdout=subprocess.DEVNULL,
-            stderr=self._log,
-            env=self._environment(),
-            preexec_fn=_die_with_parent,
-            start_new_session=True,  # a Ctrl-C at the terminal is for us, who stop it after cleaning up
-        )
-        deadline = time.monotonic() + self.start_timeout
-        while not self._answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} did not answer on {self.endpoint_url}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
-
-    def log_tail(self, size: int = 500) -> str:
-        """The end of the server's log, for error messages."""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(0, self._log.tell() - size))
-        return self._log.read().decode(errors="replace").strip()
-
-    def log_size(self) -> int:
-        """Where the server's log ends now (for `log_since`)."""
-        self._log.seek(0, os.SEEK_END)
-        return self._log.tell()
-
-    def log_since(self, offset: int) -> str:
-        """What the server logged after `offset` (moto's: one line per request it served)."""
-        self._log.seek(offset)
-        return self._log.read().decode(errors="replace")
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    log_stdout = False
 
     def client(self) -> Any:
         """A boto3 client for this server, independent of the environment's credentials."""
@@ -200,13 +108,8 @@ class LocalSeaweedServer(S3ServerProcess):
         """The `weed` executable: on PATH, or beside this Python's (a virtualenv's bin)."""
         return shutil.which("weed") or shutil.which("weed", path=os.path.dirname(sys.executable))
 
-    def start(self) -> Self:
+    def _prepare(self) -> None:
         self._data = tempfile.TemporaryDirectory(prefix="fusestore-weed-")
-        try:
-            return super().start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _command(self) -> list[str]:
         weed = self.binary()
@@ -258,8 +161,7 @@ class LocalSeaweedServer(S3ServerProcess):
             return False
         return True
 
-    def stop(self) -> None:
-        super().stop()
+    def _cleanup(self) -> None:
         if self._data is not None:
             self._data.cleanup()
             self._data = None

@@ -38,7 +38,7 @@ from fusestore.stores.azure_auth import resolve
 from fusestore.stores.azure_errors import ErrorMap
 from fusestore.stores.azure_names import decode_name, encode_metadata, encode_name
 from fusestore.testing.azurite import ACCOUNT, ACCOUNT_KEY, WRONG_KEY, AzuriteServer
-from fusestore.testing.s3server import free_port
+from fusestore.testing.serverprocess import free_port
 
 MiB = 1024 * 1024
 

@@ -36,7 +36,7 @@ from fusestore.stores import (
 from fusestore.stores.gcs import GCSStore
 from fusestore.stores.gcs_errors import Translator
 from fusestore.testing.gcsemulator import GCSEmulator
-from fusestore.testing.s3server import free_port
+from fusestore.testing.serverprocess import free_port
 
 KiB = 1024
 RESERVED = ".fusestore-uploads"
