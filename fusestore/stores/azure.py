@@ -8,7 +8,7 @@ describes (`owner-tag` is stored as `owner_htag`).
 One SDK client (`azure-storage-blob`, sync) per store, created at the first request
 (opening a store reads only the key or token file an option names), with a connection
 pool of `max_connections`, short linear retries and the timeouts of the options. A
-Get Blob's body is `azure_reader`'s; errors and request counts are `azure_errors`';
+Get Blob's body is an `httpbody.HTTPBody`; errors and request counts are `azure_errors`';
 the multipart uploads on uncommitted blocks are `azure_uploads`'.
 """
 
@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Self
-from urllib.parse import SplitResult, quote
+from urllib.parse import SplitResult
 
 import requests
 from azure.core import MatchConditions
@@ -37,7 +37,6 @@ from .azure_auth import Access, resolve
 from .azure_deletes import Deleter
 from .azure_errors import ErrorMap, RequestCounter, conditions, error_code, etag_of, first_line
 from .azure_names import decode_metadata, encode_metadata
-from .azure_reader import AzureReader
 from .azure_uploads import Uploads
 from .base import (
     Body,
@@ -51,9 +50,11 @@ from .base import (
     read_body,
 )
 from .errors import AccessDenied, InvalidStoreURL, PreconditionFailed, StoreError
+from .httpbody import HTTPBody
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
 from .s3params import Size
+from .service import BucketURL
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,14 @@ MAX_PUT_BLOB = 5000 * MiB
 
 def _utf8_order(names: list[str]) -> list[str]:
     return sorted(names, key=lambda name: name.encode("utf-8", "surrogatepass"))
+
+
+#: az://CONTAINER[/PREFIX]
+URL = BucketURL(
+    "az",
+    "container",
+    "AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_KEY or account_key_file, a SAS token, or Entra ID",
+)
 
 
 class AzureStore(Store):
@@ -156,21 +165,10 @@ class AzureStore(Store):
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
-        if "@" in url.netloc:
-            raise InvalidStoreURL(
-                "credentials do not go in an az:// URL; use AZURE_STORAGE_CONNECTION_STRING, "
-                "AZURE_STORAGE_KEY or account_key_file, a SAS token, or Entra ID"
-            )
-        if not url.netloc:
-            raise InvalidStoreURL(
-                f"no container in the URL 'az://{url.path}'; write az://CONTAINER or az://CONTAINER/PREFIX"
-            )
-        return cls(url.netloc, url.path, **options)
+        return cls(*URL.split(url), **options)
 
     def to_url(self) -> str:
-        query = options_query(self.options, self.config)
-        base = f"az://{self.container}/{quote(self.keys.prefix)}".rstrip("/")
-        return f"{base}?{query}" if query else base
+        return URL.render(self.container, self.keys.prefix, options_query(self.options, self.config))
 
     @property
     def endpoint(self) -> str:
@@ -316,20 +314,20 @@ class AzureStore(Store):
 
     def open_range(
         self, key: str, start: int = 0, length: int | None = None, etag: str | None = None
-    ) -> AzureReader:
+    ) -> HTTPBody:
         full = self.keys.full(key)
         if length == 0:
             info = self.head(key)
             if etag is not None and info.etag != etag:
                 raise PreconditionFailed(f"etag of {key!r} changed", key=key)
-            return AzureReader(self.endpoint, key, None, 0)
+            return HTTPBody(self.endpoint, key, None, 0)
         args: dict[str, Any] = {}
         if start or length is not None:
             end = "" if length is None else str(start + length - 1)
             args["range"] = f"bytes={start}-{end}"
         if etag is not None:
             args["modified_access_conditions"] = ModifiedAccessConditions(if_match=etag)
-        # The generated client's Get Blob keeps the response streaming (see azure_reader).
+        # The generated client's Get Blob keeps the response streaming (see httpbody).
         operations = self.blob(full)._client.blob
         with self.translate(key, condition="match"):
             try:
@@ -337,9 +335,11 @@ class AzureStore(Store):
             except HttpResponseError as exc:
                 if exc.status_code != 416 and error_code(exc) != "InvalidRange":
                     raise
-                return AzureReader(self.endpoint, key, None, 0)  # starts at or past the end
+                return HTTPBody(self.endpoint, key, None, 0)  # starts at or past the end
         http = response.http_response
-        return AzureReader(self.endpoint, key, http, int(http.headers.get("Content-Length", 0)))
+        length = int(http.headers.get("Content-Length", 0))
+        # azure-core's response, requests' under it, urllib3's under that
+        return HTTPBody(self.endpoint, key, http.internal_response.raw, length, close=http.close)
 
     # -- writing ----------------------------------------------------------------------
 

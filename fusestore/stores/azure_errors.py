@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -38,6 +36,7 @@ from .errors import (
     StoreUnavailable,
     connection_reason,
 )
+from .service import RequestCounts
 
 _DENIED_CODES = {
     "AuthenticationFailed",
@@ -205,16 +204,14 @@ class RequestCounter:
     Thread-safe; never blocks."""
 
     def __init__(self, container: str) -> None:
-        self._counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
+        self._requests = RequestCounts()
         self._container = f"/{container}/"
 
     def __call__(self, request: Any) -> None:
         http = request.http_request
         name = operation(http.method, http.url, http.headers)
         request.context[_STARTED] = (name, time.monotonic())
-        with self._lock:
-            self._counts[name] += 1
+        self._requests.add(name)
 
     def answered(self, response: Any) -> None:
         if not log.isEnabledFor(logging.DEBUG):
@@ -234,5 +231,4 @@ class RequestCounter:
         )
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
+        return self._requests.snapshot()

@@ -13,7 +13,7 @@ the log or a message.
 
 One SDK client per store, created at the first request (opening a store touches no
 network), on a connection pool of `max_connections`. Multipart uploads are temporary
-objects composed at completion (`gcs_uploads`); a download's body is `gcs_reader`'s; the
+objects composed at completion (`gcs_uploads`); a download's body is an `httpbody.HTTPBody`; the
 SDK's exceptions become store errors in `gcs_errors`.
 """
 
@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import threading
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, quote, urlencode
@@ -63,10 +62,11 @@ from .errors import (
 from .gcs_client import GOOGLE_ENDPOINT, endpoint_from_env, make_client
 from .gcs_deletes import Deleter
 from .gcs_errors import Translator, one_line
-from .gcs_reader import GCSReader
 from .gcs_uploads import MAX_PARTS, RESERVED, UploadArea
+from .httpbody import HTTPBody
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
+from .service import BucketURL, RequestCounts
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,10 @@ _ENDPOINT = re.compile(r"^https?://[^/?#\s]+/?$", re.IGNORECASE)
 _CONTENT_TYPE = "application/octet-stream"
 #: How long `probe` retries transient failures: it answers at startup, quickly.
 PROBE_RETRY_SECONDS = 5.0
+
+
+#: gs://BUCKET[/PREFIX]
+URL = BucketURL("gs", "bucket", "GOOGLE_APPLICATION_CREDENTIALS or the store option credentials_file")
 
 
 class GCSStore(Store):
@@ -133,28 +137,16 @@ class GCSStore(Store):
         self._retry = DEFAULT_RETRY.with_timeout(self.config["retry_timeout"])
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
+        self._requests = RequestCounts()
         self.deleter = Deleter(self)
         self.uploads = UploadArea(self)
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
-        if "@" in url.netloc:
-            raise InvalidStoreURL(
-                "credentials do not go in a gs:// URL; use GOOGLE_APPLICATION_CREDENTIALS or the "
-                "store option credentials_file"
-            )
-        if not url.netloc:
-            raise InvalidStoreURL(
-                f"no bucket in the URL 'gs://{url.path}'; write gs://BUCKET or gs://BUCKET/PREFIX"
-            )
-        return cls(url.netloc, url.path, **options)
+        return cls(*URL.split(url), **options)
 
     def to_url(self) -> str:
-        query = options_query(self.options, self.config)
-        base = f"gs://{self.bucket_name}/{quote(self.keys.prefix)}".rstrip("/")
-        return f"{base}?{query}" if query else base
+        return URL.render(self.bucket_name, self.keys.prefix, options_query(self.options, self.config))
 
     @property
     def endpoint(self) -> str:
@@ -197,12 +189,10 @@ class GCSStore(Store):
 
     def count(self, operation: str, n: int = 1) -> None:
         """Note `n` requests of a JSON API operation (objects.get, ...)."""
-        with self._counts_lock:
-            self._counts[operation] += n
+        self._requests.add(operation, n)
 
     def request_counts(self) -> dict[str, int]:
-        with self._counts_lock:
-            return dict(self._counts)
+        return self._requests.snapshot()
 
     def close(self) -> None:
         if self._client is not None:
@@ -320,14 +310,14 @@ class GCSStore(Store):
 
     def open_range(
         self, key: str, start: int = 0, length: int | None = None, etag: str | None = None
-    ) -> GCSReader:
+    ) -> HTTPBody:
         full = self.full(key)
         generation = None if etag is None else self.generation(key, etag)
         if length == 0:
             info = self.head(key)
             if etag is not None and info.etag != etag:
                 raise PreconditionFailed(f"generation of {key!r} changed", key=key)
-            return GCSReader(self.endpoint, key, None, None)
+            return HTTPBody(self.endpoint, key, None, 0)
         query: dict[str, Any] = {"alt": "media"}
         if generation is not None:
             # That generation, or nothing: on a bucket without versioning an older one is
@@ -344,7 +334,7 @@ class GCSStore(Store):
         response = self._download(key, url, headers)
         if response.status_code == 416:  # the range starts at or past the end
             response.close()
-            return GCSReader(self.endpoint, key, None, None)
+            return HTTPBody(self.endpoint, key, None, 0)
         if response.status_code in (404, 412):
             text = one_line(gapi.from_http_response(response))  # type: ignore[no-untyped-call]
             response.close()
@@ -358,7 +348,8 @@ class GCSStore(Store):
             response.close()
             self.translator.raise_api_error(error, key)
         size = response.headers.get("Content-Length")
-        return GCSReader(self.endpoint, key, response, int(size) if size and size.isdigit() else None)
+        length = int(size) if size and size.isdigit() else None
+        return HTTPBody(self.endpoint, key, response.raw, length, close=response.close)
 
     def _download(self, key: str, url: str, headers: dict[str, str]) -> requests.Response:
         """The streamed GET, retried on transient failures until it answers."""

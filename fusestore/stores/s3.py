@@ -22,12 +22,11 @@ import re
 import threading
 import warnings
 import zlib
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Self
-from urllib.parse import SplitResult, quote
+from urllib.parse import SplitResult
 
 import boto3
 import botocore.exceptions as bexc
@@ -69,6 +68,7 @@ from .s3params import OPTIONS as REQUEST_OPTIONS
 from .s3params import RequestParams, absolute_paths
 from .s3reader import S3Reader
 from .s3requests import RequestLog
+from .service import BucketURL, RequestCounts
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,10 @@ def parse_timestamp(value: Any) -> datetime:
     return result
 
 
+#: s3://BUCKET[/PREFIX]
+URL = BucketURL("s3", "bucket", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or an instance role")
+
+
 class S3Store(Store):
     """A bucket, optionally confined to a prefix. Thread-safe; every method makes one or
     more HTTP requests and blocks until they finish (bounded by the timeouts)."""
@@ -198,29 +202,17 @@ class S3Store(Store):
         self.downloads = self._bucket("max_download_rate")
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._request_counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
+        self._requests = RequestCounts()
         #: the bucket answered a HEAD-bucket (a write's bare 404 then means its key; see
         #: `_refused_key`): asked once per session, at the first such 404
         self._bucket_seen = False
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
-        if "@" in url.netloc:
-            raise InvalidStoreURL(
-                "credentials do not go in an s3:// URL; use AWS_ACCESS_KEY_ID/"
-                "AWS_SECRET_ACCESS_KEY, a profile, or an instance role"
-            )
-        if not url.netloc:
-            raise InvalidStoreURL(
-                f"no bucket in the URL 's3://{url.path}'; write s3://BUCKET or s3://BUCKET/PREFIX"
-            )
-        return cls(url.netloc, url.path, **options)
+        return cls(*URL.split(url), **options)
 
     def to_url(self) -> str:
-        query = options_query(self.options, self.config)
-        base = f"s3://{self.bucket}/{quote(self.keys.prefix)}".rstrip("/")
-        return f"{base}?{query}" if query else base
+        return URL.render(self.bucket, self.keys.prefix, options_query(self.options, self.config))
 
     @property
     def endpoint(self) -> str:
@@ -299,12 +291,10 @@ class S3Store(Store):
         return client
 
     def _count_request(self, model: Any, **_: Any) -> None:
-        with self._counts_lock:
-            self._request_counts[model.name] += 1
+        self._requests.add(model.name)
 
     def request_counts(self) -> dict[str, int]:
-        with self._counts_lock:
-            return dict(self._request_counts)
+        return self._requests.snapshot()
 
     def close(self) -> None:
         if self._client is not None:

@@ -1,5 +1,5 @@
-"""A GET's body as an `ObjectReader`: bytes read beside boto3's copies where possible,
-short bodies told from ends, and the store's download rate held.
+"""A GET's body as an `ObjectReader`: bytes read beside boto3's copies where possible
+(`HTTPBody`, which also tells short bodies from ends), and the store's download rate held.
 
 Every method blocks on the socket (bounded by the store's read timeout), and on the
 rate's token bucket when `max_download_rate` is set.
@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from .base import ObjectReader
-from .errors import StoreUnavailable
+from .httpbody import HTTPBody
 from .ratelimit import TokenBucket
 
 #: The driver's translation of boto3's exceptions for one key (`S3Store._errors`).
@@ -34,16 +34,15 @@ class S3Reader(ObjectReader):
     ) -> None:
         self._endpoint, self._errors, self._rate = endpoint, errors, rate
         self._key, self._body = key, body
-        self._direct: Any = None  # the HTTP response under the body, once readinto uses it
+        self._direct: HTTPBody | None = None  # the response under the body, once readinto uses it
         self._read_any = False
-        self._left = length  # bytes the response promised and has not delivered yet
+        self._left = length  # bytes the response promised
 
     def read(self, size: int = -1) -> bytes:
         if self._body is None:
             return b""
         if self._direct is not None:  # past boto3's byte count: stay beside it
-            data: bytes = self._direct_call(self._direct.read, None if size < 0 else size)
-            self._count(len(data), size != 0)
+            data = self._direct.read(size)
         else:
             self._read_any = True
             with self._errors(self._key):
@@ -52,18 +51,16 @@ class S3Reader(ObjectReader):
         return data
 
     def readinto(self, buffer: memoryview) -> int:
-        """Straight from the socket into `buffer`. boto3's `read` goes through urllib3,
-        which copies every chunk twice into new bytes objects: for a cold read of a big
-        file that was most of the download thread's time (256 MiB: about 0.1 s)."""
+        """Straight from the socket into `buffer` (see `HTTPBody`)."""
         if self._body is None:
             return 0
         if self._direct is None:
             raw = getattr(getattr(self._body, "_raw_stream", None), "_fp", None)
             if self._read_any or not isinstance(raw, http.client.HTTPResponse):
                 return super().readinto(buffer)  # a body we cannot bypass: the copying way
-            self._direct = raw
-        count: int = self._direct_call(self._direct.readinto, buffer)
-        self._count(count, len(buffer) > 0)
+            # boto3's body closes the response.
+            self._direct = HTTPBody(self._endpoint, self._key, raw, self._left, close=lambda: None)
+        count = self._direct.readinto(buffer)
         self._pace(count)
         return count
 
@@ -72,26 +69,6 @@ class S3Reader(ObjectReader):
         # that waits here stops reading, so TCP slows the sender to the rate.
         if self._rate is not None:
             self._rate.take(count)
-
-    def _count(self, count: int, asked: bool) -> None:
-        # http.client takes a connection closed early for the body's end; boto3 checks
-        # the length, and so must we: a short read would pass for a shorter object.
-        if self._left is None:
-            return
-        self._left -= count
-        if asked and not count and self._left > 0:
-            raise StoreUnavailable(
-                f"cannot reach {self._endpoint}: the download broke {self._left} bytes short",
-                key=self._key,
-            )
-
-    def _direct_call(self, method: Callable[[Any], Any], argument: Any) -> Any:
-        try:
-            return method(argument)
-        except (OSError, http.client.HTTPException) as exc:
-            raise StoreUnavailable(
-                f"cannot reach {self._endpoint}: the download broke: {exc!r}", key=self._key
-            ) from exc
 
     def close(self) -> None:
         if self._body is not None:

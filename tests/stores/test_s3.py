@@ -242,7 +242,7 @@ def test_reading_in_place_bypasses_boto3s_copies(s3: S3Store) -> None:
     s3.put("big", b"y" * MiB)
     with s3.open_range("big") as reader:
         reader.readinto(memoryview(bytearray(10)))
-        assert isinstance(reader._direct, http.client.HTTPResponse)  # type: ignore[attr-defined]
+        assert isinstance(reader._direct._direct, http.client.HTTPResponse)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
