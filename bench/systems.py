@@ -22,14 +22,14 @@ from common import BenchError, Deadline, fs_type, lazy_unmount, run, spawn, stop
 from servers import Backend
 from watch import Watcher
 
-from fusestore.testing.s3server import CREDENTIALS, isolated_aws_environment
+from fusestore.testing.s3server import CREDENTIALS, isolated_environment
 
 MOUNT_TIMEOUT = 30.0
 
 
 def peer_environment() -> dict[str, str]:
     """No AWS_* variable of the machine (AWS_CA_BUNDLE included), the fake credentials set."""
-    return isolated_aws_environment()
+    return isolated_environment()
 
 
 class System:

@@ -21,7 +21,7 @@ from fusestore.testing.s3server import (
     LocalS3Server,
     LocalSeaweedServer,
     S3ServerProcess,
-    isolated_aws_environment,
+    isolated_environment,
 )
 
 if TYPE_CHECKING:
@@ -35,12 +35,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _isolated_aws_environment() -> Iterator[None]:
+def _isolated_environment() -> Iterator[None]:
     """No test sees the machine's cloud credentials or config, or reaches a cloud."""
     # Built before the clear: it is this process's environment less the clouds' variables
     # (PATH, and the PYTHONPATH that points daemons started with `python -P` at this
     # checkout, stay).
-    isolated = isolated_aws_environment()
+    isolated = isolated_environment()
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(isolated)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ..core import MountSettings
 from ..stores import open_store
-from ..testing.s3server import CREDENTIALS, LocalS3Server, isolated_aws_environment
+from ..testing.s3server import CREDENTIALS, LocalS3Server, isolated_environment
 from .daemon import Daemon, SetupError
 
 
 def main(bucket: str = "demo", mountpoint: str = "mnt", cache_dir: str = ".cache") -> int:
-    os.environ.update(isolated_aws_environment())  # the demo server's keys, not the user's
+    os.environ.update(isolated_environment())  # the demo server's keys, not the user's
     Path(mountpoint).mkdir(exist_ok=True)
     shutil.rmtree(cache_dir, ignore_errors=True)
     with LocalS3Server() as server:

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult
 
@@ -40,11 +40,9 @@ from .azure_names import decode_metadata, encode_metadata
 from .azure_uploads import Uploads
 from .base import (
     Body,
-    CompletedPart,
     ListPage,
     MiB,
     ObjectInfo,
-    PendingUpload,
     Store,
     StoreStats,
     read_body,
@@ -54,7 +52,7 @@ from .httpbody import HTTPBody
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
 from .s3params import Size
-from .service import BucketURL
+from .service import BucketURL, UploadsBy
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +75,7 @@ URL = BucketURL(
 )
 
 
-class AzureStore(Store):
+class AzureStore(UploadsBy, Store):
     """A blob container, optionally confined to a prefix. Thread-safe; every method makes
     one or more HTTP requests and blocks until they finish (bounded by the timeouts).
 
@@ -362,29 +360,6 @@ class AzureStore(Store):
                 data, length=len(data), overwrite=True, metadata=meta, max_concurrency=1, **extra
             )
         return etag_of(r["etag"])
-
-    def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
-        return self.uploads.start(key, metadata)
-
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
-        return self.uploads.put_part(key, upload_id, number, body)
-
-    def complete_multipart(
-        self,
-        key: str,
-        upload_id: str,
-        parts: Sequence[CompletedPart],
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> str:
-        return self.uploads.complete(key, upload_id, parts, if_match=if_match, if_none_match=if_none_match)
-
-    def abort_multipart(self, key: str, upload_id: str) -> None:
-        self.uploads.abort(key, upload_id)
-
-    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
-        return self.uploads.pending(prefix)
 
     def copy(
         self,

@@ -100,8 +100,8 @@ class Uploads:
         upload_id: str,
         parts: Sequence[CompletedPart],
         *,
-        if_match: str | None,
-        if_none_match: bool,
+        if_match: str | None = None,
+        if_none_match: bool = False,
     ) -> str:
         store = self._store
         full = store.keys.full(key)

@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, quote, urlencode
 
@@ -40,12 +40,10 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from .base import (
     Body,
-    CompletedPart,
     GiB,
     ListPage,
     MiB,
     ObjectInfo,
-    PendingUpload,
     Store,
     StoreStats,
     TiB,
@@ -66,7 +64,7 @@ from .gcs_uploads import MAX_PARTS, RESERVED, UploadArea
 from .httpbody import HTTPBody
 from .keys import KeySpace, check_metadata
 from .options import Option, options_query, parse_options
-from .service import BucketURL, RequestCounts
+from .service import BucketURL, RequestCounts, UploadsBy
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ PROBE_RETRY_SECONDS = 5.0
 URL = BucketURL("gs", "bucket", "GOOGLE_APPLICATION_CREDENTIALS or the store option credentials_file")
 
 
-class GCSStore(Store):
+class GCSStore(UploadsBy, Store):
     """A bucket, optionally confined to a prefix. Thread-safe; every method makes one or
     more HTTP requests and blocks until they finish (bounded by the timeouts and
     `retry_timeout`)."""
@@ -462,31 +460,6 @@ class GCSStore(Store):
     def delete_names(self, names: builtins.list[str]) -> None:
         """Delete objects by name, absent ones fine (see `gcs_deletes`)."""
         self.deleter.delete(names)
-
-    # -- multipart uploads (see gcs_uploads) ----------------------------------------------
-
-    def start_multipart(self, key: str, metadata: Mapping[str, str] | None = None) -> str:
-        return self.uploads.start(key, metadata)
-
-    def put_part(self, key: str, upload_id: str, number: int, body: Body) -> CompletedPart:
-        return self.uploads.put_part(key, upload_id, number, body)
-
-    def complete_multipart(
-        self,
-        key: str,
-        upload_id: str,
-        parts: Sequence[CompletedPart],
-        *,
-        if_match: str | None = None,
-        if_none_match: bool = False,
-    ) -> str:
-        return self.uploads.complete(key, upload_id, parts, if_match=if_match, if_none_match=if_none_match)
-
-    def abort_multipart(self, key: str, upload_id: str) -> None:
-        self.uploads.abort(key, upload_id)
-
-    def list_multipart(self, prefix: str = "") -> builtins.list[PendingUpload]:
-        return self.uploads.pending(prefix)
 
     def stat_store(self) -> StoreStats:
         return StoreStats()  # GCS has no capacity to report

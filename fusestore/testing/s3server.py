@@ -167,7 +167,7 @@ class LocalSeaweedServer(S3ServerProcess):
             self._data = None
 
 
-def isolated_aws_environment() -> dict[str, str]:
+def isolated_environment() -> dict[str, str]:
     """This process's environment with boto3's chain pinned to the test credentials:
     no shared config files, no instance metadata, no stray AWS_* variables. Azure's and
     Google's credential chains find nothing either, and their metadata services (which

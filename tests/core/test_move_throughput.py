@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,27 @@ from trio.testing import MockClock
 from .conftest import Env, ino_of, write_file
 
 pytestmark = pytest.mark.trio
+
+
+class AtOnce:
+    """A store method made slow (50 ms a call, real time), counting how many calls run at
+    once at most (`most`). Called from the worker threads."""
+
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return self.method(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 def seed_tree(env: Env, count: int) -> None:
@@ -43,57 +65,27 @@ async def test_a_renamed_clean_file_is_copied_without_waiting_for_the_writeback_
 async def test_a_renamed_tree_is_copied_by_more_jobs_than_the_upload_workers(env: Env) -> None:
     """Copies send no data from here: they run up to the store's connections at once."""
     seed_tree(env, 40)
-    copy = env.store.copy
-    lock = threading.Lock()
-    running, most = 0, 0
-
-    def slow_copy(*args: Any, **kwargs: Any) -> Any:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        try:
-            time.sleep(0.05)
-            return copy(*args, **kwargs)
-        finally:
-            with lock:
-                running -= 1
-
-    env.store.copy = slow_copy  # type: ignore[method-assign]
+    copies = AtOnce(env.store.copy)
+    env.store.copy = copies  # type: ignore[method-assign]
     async with env.mount(upload_workers=2, store_connections=8) as fs:
         await fs.lookup(1, "src")
         await fs.rename(1, "src", 1, "dst", 0)
     assert len(env.called("copy")) == 40
-    assert most > 2, f"at most {most} copies at a time"
-    assert most <= 8
+    assert copies.most > 2, f"at most {copies.most} copies at a time"
+    assert copies.most <= 8
     assert sorted(env.objects()) == [f"dst/f{i:03}" for i in range(40)]
 
 
 async def test_data_uploads_stay_within_the_upload_workers_beside_copies(env: Env) -> None:
-    put = env.store.put
-    lock = threading.Lock()
-    running, most = 0, 0
-
-    def slow_put(*args: Any, **kwargs: Any) -> Any:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        try:
-            time.sleep(0.05)
-            return put(*args, **kwargs)
-        finally:
-            with lock:
-                running -= 1
-
-    env.store.put = slow_put  # type: ignore[method-assign]
+    puts = AtOnce(env.store.put)
+    env.store.put = puts  # type: ignore[method-assign]
     seed_tree(env, 20)
     async with env.mount(upload_workers=2, store_connections=8) as fs:
         for i in range(12):
             await write_file(fs, f"new{i}", b"n")
         await fs.lookup(1, "src")
         await fs.rename(1, "src", 1, "dst", 0)
-    assert most == 2, f"{most} data uploads at a time"
+    assert puts.most == 2, f"{puts.most} data uploads at a time"
     assert len(env.called("copy")) == 20
 
 

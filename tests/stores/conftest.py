@@ -12,7 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pytest
 
@@ -22,14 +22,13 @@ from fusestore.stores.file import FileStore
 from fusestore.stores.memory import MemoryStore
 from fusestore.testing.s3server import LocalS3Server, S3ServerProcess
 
-if TYPE_CHECKING:
-    from fusestore.testing.azurite import AzuriteServer
-
 #: faulty: a memory store wrapped, no faults; s3 on moto's server, s3-seaweedfs on SeaweedFS,
 #: azure on Azurite, gcs on fake-gcs-server
 DRIVERS = ["memory", "file", "s3", "s3-seaweedfs", "faulty", "azure", "gcs"]
 #: The session fixture of each S3 server kind.
 S3_SERVERS = {"s3": "s3_server", "s3-seaweedfs": "seaweed_server"}
+#: The session fixture of each other kind of server.
+OTHER_SERVERS = {"azure": "azurite_server", "gcs": "gcs_emulator"}
 #: What a server does differently from S3, by (driver kind, test): the test is expected to
 #: fail there (strictly: a server that starts doing it right fails the run, and the entry
 #: and docs/deploy.md are updated).
@@ -120,13 +119,9 @@ def stores(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
         root = tmp_path / "objects"
         root.mkdir()
         factory = StoreFactory(kind, f"file://{root}", {}, cleanup)
-    elif kind == "azure":
-        factory = _azure_factory(request, cleanup)
-    elif kind == "gcs":
-        emulator = request.getfixturevalue("gcs_emulator")
-        bucket = f"conf-{uuid.uuid4().hex[:16]}"
-        emulator.create_bucket(bucket)
-        factory = StoreFactory(kind, emulator.store_url(bucket), emulator.store_options(), cleanup)
+    elif kind in OTHER_SERVERS:
+        other, bucket = _fresh_bucket(request, OTHER_SERVERS[kind], "conf")
+        factory = StoreFactory(kind, other.store_url(bucket), other.store_options(), cleanup)
     else:
         server: S3ServerProcess = request.getfixturevalue(S3_SERVERS[kind])
         bucket = f"conf-{uuid.uuid4().hex[:16]}"
@@ -160,12 +155,11 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         finally:
             subprocess.run(["chattr", "-i", str(root)], check=True)
     elif kind == "azure":
-        yield _azure_denied(request)
+        azurite, container = _fresh_bucket(request, OTHER_SERVERS[kind], "denied", denied=True)
+        yield open_store(azurite.store_url(container), **azurite.store_options())
     elif kind == "gcs":
         # The emulator checks no credentials (see SERVER_LIMITS): a store on it writes.
-        emulator = request.getfixturevalue("gcs_emulator")
-        bucket = f"denied-{uuid.uuid4().hex[:16]}"
-        emulator.create_bucket(bucket)
+        emulator, bucket = _fresh_bucket(request, OTHER_SERVERS[kind], "denied")
         yield open_store(emulator.store_url(bucket), **emulator.store_options())
     elif kind == "s3":
         server: LocalS3Server = request.getfixturevalue("denied_s3_server")
@@ -182,26 +176,19 @@ def denied_store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> I
         yield open_store(f"s3://{bucket}", endpoint_url=weed.endpoint_url, profile="stranger")
 
 
-def _azure_factory(request: pytest.FixtureRequest, cleanup: list[Callable[[], None]]) -> StoreFactory:
-    """A fresh container on Azurite, its key in the test's environment."""
-    azurite: AzuriteServer = request.getfixturevalue("azurite_server")
+def _fresh_bucket(
+    request: pytest.FixtureRequest, server_fixture: str, stem: str, *, denied: bool = False
+) -> tuple[Any, str]:
+    """A test server of another kind than S3 (Azurite, the GCS emulator) and a fresh bucket
+    on it, the server's credentials (or, `denied`, ones it refuses) in the test's
+    environment."""
+    server = request.getfixturevalue(server_fixture)
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    for name, value in azurite.environment().items():
+    for name, value in (server.denied_environment() if denied else server.environment()).items():
         monkeypatch.setenv(name, value)
-    container = f"conf-{uuid.uuid4().hex[:16]}"
-    azurite.create_bucket(container)
-    return StoreFactory("azure", azurite.store_url(container), azurite.store_options(), cleanup)
-
-
-def _azure_denied(request: pytest.FixtureRequest) -> Store:
-    """A store on Azurite whose account key is wrong: every request is refused."""
-    azurite: AzuriteServer = request.getfixturevalue("azurite_server")
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    for name, value in azurite.denied_environment().items():
-        monkeypatch.setenv(name, value)
-    container = f"denied-{uuid.uuid4().hex[:16]}"
-    azurite.create_bucket(container)
-    return open_store(azurite.store_url(container), **azurite.store_options())
+    bucket = f"{stem}-{uuid.uuid4().hex[:16]}"
+    server.create_bucket(bucket)
+    return server, bucket
 
 
 # -- the file driver on its own (test_file, test_file_listing) ------------------------------
