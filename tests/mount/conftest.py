@@ -87,12 +87,7 @@ class Mount:
             self.path.mkdir(parents=True, exist_ok=True)
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.server.environment()},
-            )
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         # Ready once the daemon says so (a stale mount left by a killed daemon is in the
         # mount table too, so is_mounted alone proves nothing).
@@ -214,13 +209,8 @@ class StoreBucketView:
     fusestore's own driver for it, opened with the server's options and environment."""
 
     def __init__(self, server: Any, bucket: str) -> None:
-        saved = dict(os.environ)
-        os.environ.update(server.environment())  # the credentials the driver reads at opening
-        try:
-            self.store = open_store(server.store_url(bucket), **server.store_options())
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        # (the server's credentials are in the test's environment: `mount_factory`)
+        self.store = open_store(server.store_url(bucket), **server.store_options())
 
     def objects(self) -> dict[str, dict[str, Any]]:
         return {info.key: {"size": info.size} for info in self.store.iter_objects()}
@@ -261,9 +251,16 @@ def own_server() -> Iterator[LocalS3Server]:
 
 @pytest.fixture
 def mount_factory(
-    server: S3ServerProcess, make_bucket: Callable[[], str], tmp_path: Path
+    server: S3ServerProcess,
+    make_bucket: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., Mount]]:
-    """Starts daemons: `mount_factory(*options, bucket=None, name="mnt")` → a started Mount."""
+    """Starts daemons: `mount_factory(*options, bucket=None, name="mnt")` → a started Mount.
+    The server's credentials are in the test's environment, for the daemons and the
+    driver that looks at the bucket alike."""
+    for name, value in server.environment().items():
+        monkeypatch.setenv(name, value)
     started: list[Mount] = []
 
     def start(*options: str, bucket: str | None = None, name: str = "mnt", run: bool = True) -> Mount:
