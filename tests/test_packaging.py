@@ -106,3 +106,25 @@ def test_the_manual_page_is_clean_troff() -> None:
     ).stdout
     shown = shown.replace("\u2010", "-")  # groff's hyphen
     assert "fusestore install-helper" in shown and "--cache-size" in shown
+
+
+def test_the_core_install_has_no_cloud_sdk_but_boto3() -> None:
+    """Azure's and Google's SDKs are extras: the package's own requirements leave them
+    out, and the command line and the other drivers never import them."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    assert "azure" not in core and "google" not in core
+    assert project["optional-dependencies"]["azure"][0].startswith("azure-storage-blob")
+    assert project["optional-dependencies"]["gcs"][0].startswith("google-cloud-storage")
+    probe = (
+        "import sys, tempfile\n"
+        "from fusestore.cli import main\n"
+        "from fusestore.stores import open_store\n"
+        "open_store('s3://bucket'); open_store('memory://m'); open_store('file://' + tempfile.gettempdir())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'azure', 'google'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"imported without an az:// or gs:// store: {done.stdout}"
