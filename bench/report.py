@@ -98,6 +98,7 @@ def build(
 ) -> dict[str, Any]:
     rows = []
     requests: dict[str, Any] = {}
+    counters: dict[str, Any] = {}
     server: dict[str, Any] = {}
     notes: list[str] = []
     durations: dict[str, Any] = {}
@@ -131,11 +132,14 @@ def build(
         fs = outcomes.get("fusestore")
         if fs is not None and fs.requests is not None:
             requests[tag] = fs.requests
+        if fs is not None and fs.counters is not None:
+            counters[tag] = fs.counters
     return {
         "machine": info,
         "systems": systems,
         "rows": rows,
         "fusestore_requests": requests,
+        "fusestore_metrics": counters,
         "server_requests": server,
         "seconds_per_workload": durations,
         "rounds": rounds,
@@ -203,6 +207,14 @@ def requests_table(result: dict[str, Any]) -> str:
     return table(["workload", "requests", f"fusestore's {word}requests by kind (status before/after)"], lines)
 
 
+def metrics_table(result: dict[str, Any]) -> str:
+    """How far fusestore's Prometheus counters moved in each workload."""
+    per = result.get("fusestore_metrics") or {}
+    labels = list(next(iter(per.values()), {}))
+    lines = [[tag, *(f"{moved[label]:,.0f}" for label in labels)] for tag, moved in per.items()]
+    return table(["workload", *labels], lines)
+
+
 def server_table(result: dict[str, Any]) -> str:
     systems = ["fusestore", *PEERS]
     lines = []
@@ -251,6 +263,15 @@ def markdown(result: dict[str, Any], title: str) -> str:
         requests_table(result),
         "",
     ]
+    if result.get("fusestore_metrics"):
+        parts += [
+            "## fusestore's metrics per workload",
+            "",
+            "How far the counters served on `--metrics-addr` moved, scraped before and after each workload.",
+            "",
+            metrics_table(result),
+            "",
+        ]
     if result["server_requests"]:
         parts += [
             "## S3 requests per workload as the server logged them",

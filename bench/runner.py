@@ -24,6 +24,8 @@ class Outcome:
     error: str | None = None
     requests: dict[str, int] | None = None  # fusestore's own count (status before/after)
     server_requests: dict[str, int] | None = None  # from the server's request log
+    #: how far fusestore's Prometheus counters moved (scraped before and after)
+    counters: dict[str, float] | None = None
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     #: every round's values when the workload ran more than once (`values` holds medians)
@@ -32,6 +34,10 @@ class Outcome:
     def fail(self, message: str) -> None:
         if self.error is None:
             self.error = message
+
+
+#: Seconds past the mount's sampling interval (1 s) before the counters are read again.
+SAMPLED_LAG = 1.5
 
 
 def _diff(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
@@ -170,9 +176,11 @@ class Runner:
         backend = self.ctx.backend
         mnt = system.mount(bucket)
         try:
-            before = offset = None
+            before = offset = scraped = None
             try:
                 before = system.requests()
+                if isinstance(system, Fusestore):
+                    scraped = system.counters()
                 offset = backend.log_offset()
                 workload.run(system, mnt, bucket, deadline, outcome.values)
             except Exception as exc:
@@ -181,6 +189,13 @@ class Runner:
                 workload.stop_watchers()
             with contextlib.suppress(Exception):
                 outcome.requests = _diff(before, system.requests())
+            if isinstance(system, Fusestore) and scraped is not None:
+                try:
+                    time.sleep(SAMPLED_LAG)  # the byte counters are sampled once a second
+                    after = system.counters()
+                    outcome.counters = {k: after[k] - scraped[k] for k in after}
+                except Exception as exc:
+                    outcome.notes.append(f"metrics scrape failed: {_message(exc)}")
             outcome.server_requests = backend.requests_since(offset)
             if isinstance(system, Fusestore) and outcome.error is None:
                 with contextlib.suppress(Exception):

@@ -1,6 +1,7 @@
 """The systems under test, one common interface: `mount(bucket) -> path`, `unmount()`,
 `wait_visible(watcher, deadline)`, plus `pgid` (for RSS) and `requests()` where the system
-counts its own store requests (fusestore).
+counts its own store requests (fusestore, which also serves its Prometheus metrics on a
+free port of 127.0.0.1: `counters()`).
 
 Every daemon runs in the foreground as a child in its own process group, with the same
 fake credentials and without AWS_CA_BUNDLE (rclone refuses plain-http endpoints with it),
@@ -16,15 +17,24 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 from common import BenchError, Deadline, fs_type, lazy_unmount, run, spawn, stop_process
 from servers import Backend
 from watch import Watcher
 
-from fusestore.testing.s3server import CREDENTIALS, isolated_environment
+from fusestore.testing.s3server import CREDENTIALS, free_port, isolated_environment
 
 MOUNT_TIMEOUT = 30.0
+
+#: The Prometheus counters `Fusestore.counters()` sums, by what the report calls them.
+COUNTERS = {
+    "store requests": "fusestore_store_requests_total",
+    "bytes up": "fusestore_uploaded_bytes_total",
+    "bytes down": "fusestore_downloaded_bytes_total",
+    "kernel requests": "fusestore_fuse_requests_total",
+}
 
 
 def peer_environment() -> dict[str, str]:
@@ -148,6 +158,7 @@ class Fusestore(System):
     def __init__(self, backend: Backend, workdir: str, extra: list[str] | None = None) -> None:
         super().__init__(backend, workdir)
         self.extra = extra or []
+        self.metrics_port = free_port()
 
     def cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "fusestore", *args]
@@ -165,6 +176,8 @@ class Fusestore(System):
             cache_dir,
             "--log-level",
             "warning",
+            "--metrics-addr",
+            f"127.0.0.1:{self.metrics_port}",
             *self.extra,
         )
 
@@ -179,6 +192,20 @@ class Fusestore(System):
 
     def requests(self) -> dict[str, int] | None:
         return dict(self.status().get("requests", {}))
+
+    def counters(self) -> dict[str, float]:
+        """The sums of `COUNTERS` in a scrape of the mount's `--metrics-addr`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        sums = dict.fromkeys(COUNTERS.values(), 0.0)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in sums:
+                    sums[sample.name] += sample.value
+        return {label: sums[name] for label, name in COUNTERS.items()}
 
     def version(self) -> str:
         import fusestore
