@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..cache import BLOCK_SIZE, Content, ContentStore
-from ..stores import PreconditionFailed, Store, StoreError, StoreUnavailable
+from ..stores import NotFound, PreconditionFailed, Store, StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from ..stores import ObjectReader
@@ -204,7 +204,15 @@ class Fetcher:
                 start, length = content.fetch_span(block, stream.end - block)
                 if length <= 0:
                     break
-                reader = await self.calls.ask(self.store.open_range, key, start, length, etag)
+                try:
+                    reader = await self.calls.ask(self.store.open_range, key, start, length, etag)
+                except (NotFound, PreconditionFailed):
+                    if content.source is None or content.source == (key, etag):
+                        raise
+                    # The object it mirrored was copied meanwhile (its file's move landed)
+                    # and may be gone: the copy holds the same bytes.
+                    key, etag = content.source
+                    continue
                 failure: BaseException | None = None
                 try:
                     # The next chunk is read (worker thread) while this one is written

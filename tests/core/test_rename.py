@@ -429,3 +429,24 @@ async def test_a_file_written_during_its_move_keeps_the_bytes_of_its_moved_objec
         fs.release(fh)
     expected = original[: 2 * MiB] + b"changed" + original[2 * MiB + 7 :]
     assert env.objects() == {"a": b"a new file at the old name", "b": expected}
+
+
+async def test_a_fetch_named_before_its_files_move_landed_reads_the_moved_object(env: Env) -> None:
+    """A write into a renamed file fetches the block it changes from the object the file
+    mirrors, the old key. If the move lands before that GET goes out (the copy, then the
+    delete of the old key), the GET finds nothing there: it is sent again to the object the
+    file mirrors now, and the write keeps every other byte (it failed with NotFound)."""
+    original = pattern(3 * MiB, seed=9)
+    env.put("a", original)
+    gate = GatedPut(env, "open_range")
+    async with env.mount(writeback_delay=60) as fs:
+        await fs.rename(1, "a", 1, "b", 0)
+        fh, _ = await fs.open(await ino_of(fs, "b"), os.O_RDWR)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.write, fh, MiB + 10, b"changed")
+            await gate.wait_until_started()  # the GET names `a`, and waits
+            await fs.flusher.sync_all()  # the move lands: `b` copied, `a` deleted
+            assert sorted(env.objects()) == ["b"]
+            gate.proceed.set()
+        fs.release(fh)
+    assert env.objects() == {"b": original[: MiB + 10] + b"changed" + original[MiB + 17 :]}
