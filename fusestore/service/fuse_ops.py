@@ -157,7 +157,8 @@ class FuseOperations(pyfuse3.Operations):
         if self.fs.linked.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried
         attrs.st_mode = pyfuse3.ModeT(mode)
-        attrs.st_nlink = 2 if node.is_dir else 1
+        # A node removed (unlinked, rmdir-ed, renamed over) that a descriptor still holds has no name.
+        attrs.st_nlink = (2 if node.is_dir else 1) if node.attached else 0
         attrs.st_uid = node.uid
         attrs.st_gid = node.gid
         attrs.st_rdev = node.rdev

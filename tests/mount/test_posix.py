@@ -90,3 +90,31 @@ def test_dot_and_dotdot_name_the_directory_and_its_parent(mounted: Mount) -> Non
     dots = _dots(root / "d" / "e")
     assert dots == {".": os.stat(root / "d" / "e").st_ino, "..": os.stat(root / "d").st_ino}
     assert _dots(root)["."] == os.stat(root).st_ino
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_an_open_file_or_directory_that_was_removed_has_no_links(mounted: Mount, kind: str) -> None:
+    """fstat of a descriptor whose name was unlinked (or rmdir-ed, or renamed over) shows
+    `st_nlink` 0, as the kernel asks the daemon again after the change (it showed 1)."""
+    path = mounted.path / "x"
+    other = mounted.path / "y"
+    if kind == "dir":
+        path.mkdir()
+        other.mkdir()
+    else:
+        path.write_bytes(b"data")
+        other.write_bytes(b"other")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        (os.rmdir if kind == "dir" else os.unlink)(path)
+        assert os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    fd = os.open(other, os.O_RDONLY)
+    try:
+        (path.mkdir if kind == "dir" else path.write_bytes)(*([] if kind == "dir" else [b"new"]))
+        os.rename(path, other)  # over the open one
+        assert os.fstat(fd).st_nlink == 0
+        assert os.stat(other).st_nlink == (2 if kind == "dir" else 1)
+    finally:
+        os.close(fd)
