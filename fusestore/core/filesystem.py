@@ -333,7 +333,7 @@ class Filesystem:
     def dir_changed(self, directory: Node) -> None:
         """Entries of `directory` changed: its marker may have to come or go."""
         self.listings.drop_listing(directory.prefix)
-        directory.mtime_ns = directory.ctime_ns = now_ns()
+        directory.mtime_ns = directory.ctime_ns = directory.entries_changed_ns = now_ns()
         if self.marker_work(directory) is not None:
             self.record(directory)
             self.flusher.schedule(directory)

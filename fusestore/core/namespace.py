@@ -445,17 +445,22 @@ class Namespace:
         if metadata is None:
             if info.mtime:
                 node.mtime_ns = node.ctime_ns = int(info.mtime * 1e9)
-            return
-        attrs = PosixAttrs.from_metadata(metadata, directory=True)
-        if attrs.mode is not None:
-            node.perm = stat.S_IMODE(attrs.mode)
-        if attrs.uid is not None:
-            node.uid = attrs.uid
-        if attrs.gid is not None:
-            node.gid = attrs.gid
-        if attrs.mtime_ns is not None:
-            node.mtime_ns = attrs.mtime_ns
-        node.take_attrs(attrs)
+        else:
+            attrs = PosixAttrs.from_metadata(metadata, directory=True)
+            if attrs.mode is not None:
+                node.perm = stat.S_IMODE(attrs.mode)
+            if attrs.uid is not None:
+                node.uid = attrs.uid
+            if attrs.gid is not None:
+                node.gid = attrs.gid
+            if attrs.mtime_ns is not None:
+                node.mtime_ns = attrs.mtime_ns
+            node.take_attrs(attrs)
+        # Entries made or removed here after the marker's last change set the times, and
+        # the marker is not rewritten for that: they do not go back to the marker's.
+        changed = node.entries_changed_ns
+        if changed > node.ctime_ns:
+            node.mtime_ns = node.ctime_ns = changed
 
     def merge_listing(
         self, directory: Node, objects: Iterable[ObjectInfo], prefixes: Iterable[str], since: int = -1

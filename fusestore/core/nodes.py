@@ -104,6 +104,7 @@ class _Rare:
         "content",
         "data_dirty",
         "data_version",
+        "entries_changed_ns",
         "explicit",
         "generation",
         "jid",
@@ -248,6 +249,9 @@ class Node:
     #: a `dir/` marker is kept for it: its attributes were set here, or the store held a
     #: marker this mount did not write (see `Namespace.apply_marker`)
     explicit = _RareField(False)
+    #: a directory's: when (ns) an entry was last made or removed here; its marker may be
+    #: older, and a listing of that marker does not take its times back before this
+    entries_changed_ns = _RareField(0)
     marker_key: _RareField[str | None] = _RareField(None)  # the `dir/` marker the store holds
 
     # files and symlinks

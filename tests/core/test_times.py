@@ -17,7 +17,7 @@ from fusestore.core.filesystem import Filesystem
 from fusestore.core.nodes import Node
 from fusestore.stores import PosixAttrs
 
-from .conftest import Env, read_path, resolve, write_file
+from .conftest import Env, listdir, read_path, resolve, write_file
 
 pytestmark = pytest.mark.trio
 
@@ -151,6 +151,31 @@ async def test_a_directory_keeps_its_times_in_its_marker(env: Env, tmp_path: Pat
         d = await resolve(fs, "d")
         await fs.getattr(d.ino)
         assert (d.mtime_ns, d.accessed_ns, d.ctime_ns) == (OLD, ATIME, ctime)
+
+
+async def test_a_listing_of_its_marker_never_takes_a_directorys_times_back(env: Env) -> None:
+    """A directory's times follow its entries here, though its marker keeps the times it
+    was written with: listed again (its marker's older times in the listing), whether the
+    new entry is uploaded yet or not, the directory keeps the later times."""
+    async with env.mount(metadata_ttl=0.0, writeback_delay=0.0) as fs:
+        d = await fs.mkdir(1, "d", 0o755, 0, 0)
+        await fs.flusher.sync_all()  # the marker of the empty directory, with its times
+        assert "d/" in env.objects()
+        made = d.mtime_ns
+        await write_file(fs, "d/f", b"data")
+        changed = (d.mtime_ns, d.ctime_ns)
+        assert changed[0] > made
+        await listdir(fs, "d")  # the marker comes with the listing, while f goes up
+        assert (d.mtime_ns, d.ctime_ns) == changed
+        await fs.flusher.sync_all()
+        await listdir(fs, "d")
+        assert (d.mtime_ns, d.ctime_ns) == changed
+        # A change of its attributes after the entries' is the marker's, and shown as it is.
+        await fs.setattr(d.ino, mtime_ns=OLD)
+        set_at = d.ctime_ns
+        await fs.flusher.sync_all()
+        await listdir(fs, "d")
+        assert (d.mtime_ns, d.ctime_ns) == (OLD, set_at)
 
 
 @pytest.mark.parametrize("value", ["yesterday", "--5", "1e9", "99999999999999999999", "", "1.2.3"])
