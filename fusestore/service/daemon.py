@@ -58,6 +58,8 @@ def raise_open_file_limit() -> int:
 
 #: Kernel read-ahead of the mount: 1 MiB requests for sequential reads.
 READ_AHEAD_KIB = 1024
+#: Seconds the read-ahead waits for the kernel's INIT before it is set anyway.
+INIT_WAIT = 5.0
 #: Seconds between two sums of the cache's use for the metrics (a pass over every content).
 CACHE_USE_EVERY = 10.0
 #: Tries of the store before mounting (0.25 s, 0.5 s, 1 s, 2 s apart).
@@ -326,8 +328,12 @@ class Daemon:
 
     async def _raise_read_ahead(self, mountpoint: str) -> None:
         """Set the mount's read-ahead once the kernel has the daemon's INIT answer (which
-        caps it at the kernel default); best effort: it needs root."""
-        await trio.sleep(0.2)
+        caps it at the kernel default), before the next request is answered, so that the
+        first file opened has it (the kernel fixes a file's read-ahead at its open); best
+        effort: it needs root. Inline: a line of the mount table and a few bytes to sysfs."""
+        assert self.operations is not None
+        with trio.move_on_after(INIT_WAIT):
+            await self.operations.kernel_ready.wait()
         if not mounts.set_read_ahead(mountpoint, READ_AHEAD_KIB):
             log.debug("read-ahead of the mount left at the kernel's default (not root?)")
 

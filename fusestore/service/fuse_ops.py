@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
+import trio
 
 from ..core import Node
 from ..core.filesystem import Filesystem
@@ -127,6 +128,8 @@ class FuseOperations(pyfuse3.Operations):
     def __init__(self, fs: Filesystem, observe: Observe | None = None) -> None:
         super().__init__()
         self.fs = fs
+        #: set once the kernel's INIT is answered: the kernel has applied its limits
+        self.kernel_ready = trio.Event()
         fs.kernel.forget = forget_kernel_name
         self.requests: Counter[str] | None = None
         # Instance attributes: pyfuse3 looks each handler up on the object per request.
@@ -137,6 +140,11 @@ class FuseOperations(pyfuse3.Operations):
             self.requests = Counter()
             for kind in REQUEST_KINDS:
                 setattr(self, kind, _counted(getattr(self, kind), kind, self.requests))
+
+    def init(self) -> None:
+        # Called just before the INIT answer is written: a task waiting for this event runs
+        # after it, when the kernel has applied that answer (its read-ahead cap among them).
+        self.kernel_ready.set()
 
     def attributes(
         self, node: Node, timeouts: Callable[[Node], tuple[float, float]] | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fusestore.service.mounts import is_mounted
+from fusestore.service.mounts import is_mounted, mount_table
 from fusestore.testing.s3server import LocalS3Server
 
 from .conftest import Mount, sh
@@ -248,3 +248,18 @@ def test_make_run_mounts_and_unmounts_cleanly(tmp_path: Path) -> None:
             process.wait(10)
         if is_mounted(tmp_path / "mnt"):
             sh(f"fusermount3 -u -z {tmp_path / 'mnt'}", cwd=tmp_path)
+
+
+@pytest.mark.timeout(60)
+def test_the_kernel_reads_ahead_1_mib_from_the_first_request_on(mounted: Mount) -> None:
+    """The mount's read-ahead is raised to 1 MiB (sequential reads as 1 MiB requests, not
+    128 KiB ones) as soon as the kernel took the daemon's INIT answer: a file opened by
+    the first program on the mount reads with it (the kernel fixes a file's read-ahead at
+    its open). It came 0.2 s after the mount, so the first reads were 128 KiB ones."""
+    found = [entry for entry in mount_table() if entry.mountpoint == str(mounted.path)]
+    knob = Path(f"/sys/class/bdi/{found[-1].device}/read_ahead_kb")
+    os.stat(mounted.path)  # answered once INIT is done
+    deadline = time.monotonic() + 0.15
+    while knob.read_text().strip() != "1024" and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert knob.read_text().strip() == "1024"
