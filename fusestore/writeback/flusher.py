@@ -423,7 +423,12 @@ class Flusher(JobQueue):
             else:
                 self._retry_later(node, exc)  # changed or moved meanwhile: try as it is now
         except (StoreError, OSError, ValueError) as exc:
-            self._retry_later(node, exc)
+            if node.attached:
+                self._retry_later(node, exc)
+            else:
+                # Removed during its upload (its cache file went with it): nothing is left
+                # to upload, so no failure to count or warn of.
+                log.debug("upload of %s ended, the file removed meanwhile: %s", node.path(), exc)
         except Exception as exc:
             log.exception("unexpected error while uploading %s", node.path())
             self._retry_later(node, exc)

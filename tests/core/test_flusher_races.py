@@ -347,3 +347,25 @@ async def test_a_directory_filled_while_its_marker_is_in_flight(env: Env, how: s
         {"dst/f": b"f"} if how == "create" else {"dst/moved/clean": b"clean", "dst/moved/dirty": b"dirty"}
     )
     assert env.objects() == expected
+
+
+async def test_a_file_removed_while_its_upload_waits_for_a_slot_is_no_failed_upload(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upload of a file is under way (waiting for a store slot) when the file is
+    removed, its cache file with it: the upload has nothing left to do. That is no failed
+    attempt, and no warning (it was one of each, which a dashboard shows as a failure)."""
+    async with env.mount(writeback_delay=0.2) as fs:
+        await write_file(fs, "f", b"data")
+        limiter = fs.flusher.calls.limiter
+        holders = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in holders:
+            await limiter.acquire_on_behalf_of(holder)
+        await trio.sleep(0.5)  # due, and waiting for a slot
+        await fs.unlink(1, "f")
+        for holder in holders:
+            limiter.release_on_behalf_of(holder)
+        await fs.flusher.sync_all()
+        assert fs.flusher.failed_attempts == 0
+    assert "failed" not in caplog.text
+    assert env.objects() == {}
