@@ -166,7 +166,8 @@ class Mount:
 
     def sync_all(self, timeout: float | None = None) -> None:
         """Return once the store holds every change made so far; MountError after
-        `timeout` seconds (the uploads go on)."""
+        `timeout` seconds (the uploads go on), or when some item cannot be uploaded (a
+        name the store refuses: `status()` names it)."""
         try:
             ControlClient(self._client().path, timeout=timeout).flush()
         except ControlError as exc:

@@ -153,7 +153,8 @@ def _some(paths: list[str], total: int, where_all: str) -> str:
     "--timeout", type=click.FloatRange(min=0), default=None, help="Give up after this many seconds (exit 1)."
 )
 def flush_command(mountpoint: str | None, config_file: str | None, timeout: float | None) -> None:
-    """Upload every change of a live mount now, showing progress; exit 0 once nothing is dirty."""
+    """Upload every change of a live mount now, showing progress; exit 0 once the store
+    holds every change, 1 when some cannot be uploaded (a name the store refuses)."""
     point = mountpoint_from(mountpoint, config_file)
     _entry, client = daemon_of(point)
     client.timeout = timeout

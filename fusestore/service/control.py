@@ -205,10 +205,17 @@ class ControlClient:
         return None
 
     def flush(self, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Upload everything now; returns the final status once nothing is dirty.
-        ControlError if the daemon stopped first, ControlTimeout after `timeout`."""
+        """Upload everything now; returns the final status once the store holds every
+        change. ControlError if the daemon stopped first or some item cannot be uploaded
+        (a name the store refuses), ControlTimeout after `timeout`."""
         final = self.follow("flush", on_progress)
         if final is None or final["status"]["dirty_items"]:
             raise ControlError("the daemon stopped before everything was uploaded")
         status: dict[str, Any] = final["status"]
+        refused = int(status.get("not_uploadable") or 0)
+        if refused:
+            raise ControlError(
+                f"everything else is uploaded, but {refused} item(s) cannot be uploaded "
+                "(the store refuses the name: rename it); `fusestore status` names them"
+            )
         return status

@@ -80,6 +80,11 @@ def test_a_name_the_store_refuses_is_kept_named_and_goes_up_once_renamed(
     (mount.path / "fine.txt").write_bytes(b"uploaded")
     mount.wait_for_key("fine.txt")
 
+    # flush says so too: it said "the store holds every change" and exited 0.
+    flushed = fusestore_cli("flush", str(mount.path), timeout=100)
+    assert flushed.returncode == 1, flushed.stderr
+    assert "1 item(s) cannot be uploaded" in flushed.stderr and "holds every change" not in flushed.stderr
+
     started = time.monotonic()
     done = fusestore_cli("umount", str(mount.path), timeout=100)
     took = time.monotonic() - started
