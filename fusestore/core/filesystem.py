@@ -494,6 +494,8 @@ class Filesystem:
         self.store.keys.full(new_parent.prefix + new_name + ("/" if node.is_dir else ""))
         if node.is_dir:
             await self.load_tree(node)
+            # Every key below moves too: the longest must fit at the new name (KeyTooLong).
+            self.store.keys.full(new_parent.prefix + new_name + "/" + node.longest_key_below())
         # Everything below was awaited; check again that the names still mean the same.
         if old_parent.children is None or old_parent.children.get(old_name) is not node:
             raise fs_error(errno.ENOENT)

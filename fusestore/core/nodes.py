@@ -362,6 +362,22 @@ class Node:
     def path(self) -> str:
         return "/" + self.key
 
+    def longest_key_below(self) -> str:
+        """Of the entries below this loaded directory, the path (relative, a directory's
+        with its '/') whose key is the longest in bytes; "" when it has none."""
+        longest, size = "", 0
+        stack: list[tuple[Node, str]] = [(self, "")]
+        while stack:
+            directory, above = stack.pop()
+            for name, child in (directory.children or {}).items():
+                path = f"{above}{name}/" if child.is_dir else above + name
+                length = len(path.encode())
+                if length > size:
+                    longest, size = path, length
+                if child.is_dir:
+                    stack.append((child, path))
+        return longest
+
     def is_ancestor_of(self, other: Node) -> bool:
         node: Node | None = other
         while node is not None:

@@ -143,6 +143,21 @@ async def test_keys_over_1024_bytes_are_refused_with_enametoolong(env: Env) -> N
     assert list(env.objects()) == [deep.prefix]
 
 
+async def test_a_directory_rename_that_would_make_a_key_over_1024_bytes_is_refused(env: Env) -> None:
+    """Renaming a directory moves every key below it: when the longest of them would pass
+    1024 bytes at the new name, the rename fails with ENAMETOOLONG and nothing moves (it
+    succeeded, and those files could never be uploaded)."""
+    env.put("k/" + "a" * 250 + "/" + "b" * 250 + "/f", b"deep")
+    async with env.mount() as fs:
+        deep = await deep_directory(fs)  # 1019 bytes: "k" fits, "k/a…/b…/f" does not
+        await listdir(fs, "k")  # its entries known, not the ones below them
+        with pytest.raises((OSError, StoreError)) as exc:
+            await fs.rename(1, "k", deep.ino, "k", 0)
+        assert errno_for(exc.value) == errno.ENAMETOOLONG
+        assert await read_path(fs, "k/" + "a" * 250 + "/" + "b" * 250 + "/f") == b"deep"
+    assert sorted(env.objects()) == sorted([deep.prefix, "k/" + "a" * 250 + "/" + "b" * 250 + "/f"])
+
+
 async def test_a_file_key_of_exactly_1024_bytes_can_be_created(env: Env) -> None:
     """The store takes keys of up to 1024 bytes, and rename allows a 1024-byte file key:
     create must not refuse it either (only a directory needs room for its `/`)."""
