@@ -66,7 +66,7 @@ _DEVICES = (stat.S_IFCHR, stat.S_IFBLK)
 UPLOAD_TOKEN = "fusestore-upload"
 
 _INTEGER = re.compile(r"[0-9]{1,20}")
-_SECONDS = re.compile(r"(-?)([0-9]{1,20})(?:\.([0-9]{1,64}))?")
+_SECONDS = re.compile(r"([-+]?)([0-9]{1,20})(?:\.([0-9]{1,64}))?")
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,8 @@ def _seconds_to_ns(text: str | None) -> int | None:
         return None
     sign, seconds, fraction = found.groups()
     whole = int(seconds)
-    if whole > TIME_S_MAX + (1 if sign else 0):
+    negative = sign == "-"
+    if whole > TIME_S_MAX + (1 if negative else 0):
         return None
     value = whole * 1_000_000_000 + int((fraction or "")[:9].ljust(9, "0"))
-    return -value if sign else value
+    return -value if negative else value

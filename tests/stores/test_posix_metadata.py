@@ -125,6 +125,8 @@ def test_the_latest_and_earliest_times_are_read() -> None:
     assert PosixAttrs.from_metadata({"mtime": "9223372036854775807"}).mtime_ns == (2**63 - 1) * 10**9
     assert PosixAttrs.from_metadata({"mtime": "-9223372036854775808"}).mtime_ns == -(2**63) * 10**9
     assert PosixAttrs.from_metadata({"mtime": "-1.5"}).mtime_ns == -1_500_000_000
+    assert PosixAttrs.from_metadata({"mtime": "+123.5"}).mtime_ns == 123_500_000_000  # a sign either way
+    assert PosixAttrs.from_metadata({"mtime": "+9223372036854775807"}).mtime_ns == (2**63 - 1) * 10**9
     assert PosixAttrs.from_metadata({"mtime": "0"}).mtime_ns == 0
     assert PosixAttrs.from_metadata({"mtime": "1.123456789999"}).mtime_ns == 1_123_456_789
 
