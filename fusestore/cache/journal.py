@@ -177,7 +177,13 @@ KINDS: dict[str, RecordKind] = {
     for kind in (
         RecordKind("journal", "'id' (see ID_KEY); its value is the journal's id", None, "journal_id"),
         RecordKind("node", "journal id (survives renames)", NodeRecord, "nodes"),
-        RecordKind("delete", "key still to be deleted from the store", None, "deletes", flag=True),
+        RecordKind(
+            "delete",
+            "key still to be deleted from the store; the value: the etag of the version to "
+            "delete, or True (whatever is there)",
+            None,
+            "deletes",
+        ),
         RecordKind("upload", "key of unfinished multipart uploads", UploadRecord, "uploads"),
         RecordKind("landing", "upload token", LandingRecord, "landings"),
         RecordKind("unlinked", "content id of a file removed while open", None, "unlinked", flag=True),
@@ -276,7 +282,8 @@ class Records:
     `node_records`, `upload_records` and `landing_records` give them typed."""
 
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    deletes: list[str] = field(default_factory=list)
+    #: key -> the etag of the version to delete (None: whatever is there)
+    deletes: dict[str, str | None] = field(default_factory=dict)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     landings: dict[str, dict[str, Any]] = field(default_factory=dict)
     unlinked: set[str] = field(default_factory=set)
@@ -286,7 +293,10 @@ class Records:
     def add(self, kind: RecordKind, name: str, value: Any) -> None:
         """The record (`kind`, `name`) read with `value`. Raises ValueError for a value
         that is not of its kind's form (a damaged journal)."""
-        if kind.flag:
+        if kind.prefix == "delete":
+            if value is not None:  # None: removed while the journal was read
+                self.deletes[name] = value if isinstance(value, str) else None
+        elif kind.flag:
             gathered = getattr(self, kind.gathered_in)
             (gathered.append if isinstance(gathered, list) else gathered.add)(name)
         elif kind.record is None:
@@ -465,9 +475,10 @@ class Journal:
             self._db.delete(("node", jid))
         self.changes += 1
 
-    def add_delete(self, key: str) -> None:
+    def add_delete(self, key: str, etag: str | None = None) -> None:
+        """`key` is to be deleted: the version `etag` of it, or whatever is there (None)."""
         with disk_errors("journal"):
-            self._db.set(("delete", key), True)
+            self._db.set(("delete", key), True if etag is None else etag)
         self.changes += 1
 
     def drop_delete(self, key: str) -> None:

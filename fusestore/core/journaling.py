@@ -289,8 +289,8 @@ class Journaling:
                 log.exception(
                     "journal record for %r could not be replayed; it stays in the journal", rec.get("key")
                 )
-        for key in deletes:
-            self.ns.deletes.add(key)
+        for key, etag in deletes.items():
+            self.ns.deletes[key] = etag
             self.ns._shadow(key, +1)
         return len(records) + len(self.ns.deletes)
 

@@ -120,10 +120,10 @@ class Landed:
             self.index.set(("meta", key), (etag, metadata))
         self.ns.store_changed(node)
         self.forget_listing(key)
-        old = node.remote_key
+        old, old_etag = node.remote_key, node.etag
         if old is not None and old != key:
             self.ns.release_remote(node)
-            self.keys.object_unneeded(old)
+            self.keys.object_unneeded(old, old_etag)
         node.remote_key, node.etag, node.remote_size = key, etag, size
         if moved_from is not None:
             # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
@@ -159,10 +159,10 @@ class Landed:
     def based_on_own_upload(self, node: Node, key: str, info: ObjectInfo) -> None:
         """`node`, to be uploaded to `key`, is based from now on on the object `info` there,
         an upload of this mount's own: its next upload replaces it, conditioned on it."""
-        old = node.remote_key
+        old, old_etag = node.remote_key, node.etag
         if old is not None and old != key:
             self.ns.release_remote(node)
-            self.keys.object_unneeded(old)
+            self.keys.object_unneeded(old, old_etag)
         node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
         node.overwrites = None
         content = node.content

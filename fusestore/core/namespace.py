@@ -110,7 +110,8 @@ class Namespace:
         self.root.children = {}
         self.root.lookups = 1
         self.nodes[1] = self.root
-        self.deletes: set[str] = set()
+        #: keys to delete -> the etag of the version to delete (None: whatever is there)
+        self.deletes: dict[str, str | None] = {}
         #: how many keys `add_delete` was ever given (the flusher gathers deletes by it)
         self.deletes_added = 0
         #: keys the flusher is writing or deleting right now (shared with it): a listing
@@ -274,19 +275,24 @@ class Namespace:
         if self.hidden_keys[key] <= 0:
             del self.hidden_keys[key]
 
-    def add_delete(self, key: str) -> None:
-        """The store must lose `key` (the caller knows nothing local is to be written there)."""
+    def add_delete(self, key: str, etag: str | None = None) -> None:
+        """The store must lose `key` (the caller knows nothing local is to be written there):
+        the version `etag` of it (another client's newer one stays), or whatever is there
+        (None). Given again, the newest word counts."""
         if key not in self.deletes:
-            self.deletes.add(key)
+            self.deletes[key] = etag
             self.deletes_added += 1
-            self.journal.add_delete(key)
+            self.journal.add_delete(key, etag)
             self._shadow(key, +1)
+        elif self.deletes[key] != etag:
+            self.deletes[key] = etag
+            self.journal.add_delete(key, etag)
 
     def drop_delete(self, key: str) -> bool:
         """Cancel a pending delete of `key`; returns whether there was one."""
         if key not in self.deletes:
             return False
-        self.deletes.discard(key)
+        del self.deletes[key]
         self.journal.drop_delete(key)
         self._shadow(key, -1)
         return True
@@ -492,6 +498,10 @@ class Namespace:
         for info in objects:
             name = info.key[len(prefix) :]
             if name == "":
+                if info.size:
+                    # Bytes in the `dir/` object itself: data the mount cannot show, which
+                    # keeps the directory from being empty (an rmdir would delete it).
+                    hidden += 1
                 # Not a marker this mount deleted or wrote since the listing was asked for.
                 if (
                     not self.shadowed(info.key)

@@ -62,17 +62,19 @@ class KeyOwnership:
 
     def release_object(self, node: Node) -> None:
         """`node` no longer needs its object: delete it unless something else will be written there."""
+        etag = None if node.is_dir else node.etag
         key = self.ns.release_remote(node)
         if key is not None:
-            self.object_unneeded(key)
+            self.object_unneeded(key, etag)
 
-    def object_unneeded(self, key: str) -> None:
-        """No node needs the object at `key` any more. It is deleted, unless a file named
-        `key` is still to be uploaded: then that upload replaces it, and should the file
-        leave the key first, the file's leaving deletes it (`leave_key`)."""
+    def object_unneeded(self, key: str, etag: str | None = None) -> None:
+        """No node needs the object at `key` (the version `etag`, where known) any more. It
+        is deleted, unless a file named `key` is still to be uploaded: then that upload
+        replaces it, and should the file leave the key first, the file's leaving deletes
+        it (`leave_key`)."""
         other = self.ns.node_at(key)
         if other is None or other.is_dir:
-            self.ns.add_delete(key)
+            self.ns.add_delete(key, etag)
             self.flusher.wake()
         elif other.remote_key != key:
             other.overwrites = key

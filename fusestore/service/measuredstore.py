@@ -146,5 +146,5 @@ class MeasuredStore(WrappedStore):
     ) -> str:
         return self._measured("copy", super().copy, src, dst, metadata, expect=expect)
 
-    def delete_many(self, keys: Iterable[str]) -> None:
-        self._measured("delete", super().delete_many, keys)
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
+        self._measured("delete", super().delete_many, keys, etags)

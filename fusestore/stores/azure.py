@@ -427,12 +427,12 @@ class AzureStore(UploadsBy, Store):
             )
         return etag_of(r["etag"])
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
         keys = list(keys)
         for key in keys:
             self.keys.full(key)  # InvalidKey before anything is deleted
         self.check_writable()
-        self.deleter.delete(keys)
+        self.deleter.delete(keys, etags or {})
 
     def stat_store(self) -> StoreStats:
         return StoreStats()  # Azure reports no capacity

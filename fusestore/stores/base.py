@@ -370,8 +370,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def delete_many(self, keys: Iterable[str]) -> None:
-        """Delete every key (absent keys are fine). StoreError names any that failed."""
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
+        """Delete every key (absent keys are fine). StoreError names any that failed.
+
+        A key given an etag in `etags` is deleted only while the object there is that
+        version: one put there since (another client's) stays, and that is no error."""
 
     def delete(self, key: str) -> None:
         self.delete_many([key])

@@ -292,9 +292,9 @@ class FaultyStore(WrappedStore):
         etag: str = self._call("copy", lambda: self.inner.copy(src, dst, metadata, expect=expect))
         return etag
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
         keys = builtins.list(keys)
-        self._call("delete_many", lambda: self.inner.delete_many(keys))
+        self._call("delete_many", lambda: self.inner.delete_many(keys, etags))
 
     def stat_store(self) -> StoreStats:
         stats: StoreStats = self._call("stat_store", self.inner.stat_store)

@@ -578,13 +578,20 @@ class FileStore(Store):
             finally:
                 os.close(src_fd)
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
         targets = [(key, *self._path(key)) for key in keys]
         self._writable()
         if not targets:
             return
+        etags = etags or {}
         with _os_errors(), self._locked():
-            for _key, path, marker in targets:
+            for key, path, marker in targets:
+                wanted = etags.get(key)
+                if wanted is not None:
+                    # Under the store's lock: exact against writers of other processes.
+                    present = self._lookup(key, path, marker)
+                    if present is None or present.etag != wanted:
+                        continue
                 if marker:
                     with contextlib.suppress(OSError):  # absent, or no marker there
                         os.removexattr(path, XATTR)

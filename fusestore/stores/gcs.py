@@ -452,14 +452,23 @@ class GCSStore(UploadsBy, Store):
         with self.errors(key):
             blob.update(if_generation_match=blob.generation, **self.call_options())
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
+        keys = builtins.list(keys)
         names = [self.full(k) for k in keys]
         self._writable()
-        self.delete_names(names)
+        generations: dict[str, int] = {}
+        for key, name in zip(keys, names, strict=True):
+            etag = (etags or {}).get(key)
+            if etag is not None:
+                # An etag that names no generation matches no object: that one is kept.
+                generations[name] = int(etag) if etag.isdigit() and int(etag) > 0 else -1
+        names = [name for name in names if generations.get(name, 0) >= 0]
+        self.delete_names(names, generations)
 
-    def delete_names(self, names: builtins.list[str]) -> None:
-        """Delete objects by name, absent ones fine (see `gcs_deletes`)."""
-        self.deleter.delete(names)
+    def delete_names(self, names: builtins.list[str], generations: Mapping[str, int] | None = None) -> None:
+        """Delete objects by name, absent ones fine, those in `generations` only at that
+        generation (see `gcs_deletes`)."""
+        self.deleter.delete(names, generations or {})
 
     def stat_store(self) -> StoreStats:
         return StoreStats()  # GCS has no capacity to report

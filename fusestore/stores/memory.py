@@ -339,12 +339,18 @@ class MemoryStore(Store):
             new_meta = dict(source.metadata) if meta is None else meta
             return self._commit(full_dst, source.data, new_meta, None, False)
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
+        keys = list(keys)
         fulls = [self.keys.full(k) for k in keys]
         self._writable()
+        etags = etags or {}
         with self._backend.lock:
-            for full in fulls:
-                self._backend.objects.pop(full, None)
+            objects = self._backend.objects
+            for key, full in zip(keys, fulls, strict=True):
+                wanted = etags.get(key)
+                present = objects.get(full)
+                if present is not None and (wanted is None or present.etag == wanted):
+                    del objects[full]
 
     def stat_store(self) -> StoreStats:
         with self._backend.lock:

@@ -76,6 +76,9 @@ _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
 _ENDPOINT = re.compile(r"^https?://[^/?#\s]+(/\S*)?$", re.IGNORECASE)
 
 _NOT_FOUND = {"NoSuchKey", "NotFound", "404", "NoSuchUpload", "NoSuchVersion"}
+#: A delete's error codes that mean the key is as asked: replaced since (its condition
+#: kept it) or gone already.
+_KEPT_BY_CONDITION = {"PreconditionFailed", "NoSuchKey"}
 _DENIED = {
     "AccessDenied",
     "403",
@@ -662,18 +665,26 @@ class S3Store(Store):
                 self.abort_multipart(dst, upload_id)
             raise
 
-    def delete_many(self, keys: Iterable[str]) -> None:
-        fulls = [self.keys.full(k) for k in keys]
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
+        etags = etags or {}
+        entries: list[dict[str, str]] = []
+        for key in keys:
+            entry = {"Key": self.keys.full(key)}
+            if key in etags:
+                entry["ETag"] = etags[key]  # S3's conditional delete: that version only
+            entries.append(entry)
         self._writable()
         failed: list[tuple[str, str]] = []
-        for start in range(0, len(fulls), 1000):
-            batch = fulls[start : start + 1000]
+        for start in range(0, len(entries), 1000):
+            batch = entries[start : start + 1000]
             with self._errors(None):
-                r = self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-            failed.extend((e["Key"], e.get("Code", "")) for e in r.get("Errors", []))
+                r = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            # Replaced since (or gone already): the condition kept it, as asked.
+            failed.extend(
+                (e["Key"], e.get("Code", ""))
+                for e in r.get("Errors", [])
+                if e.get("Code") not in _KEPT_BY_CONDITION
+            )
         if failed:
             key, code = failed[0]
             cls = AccessDenied if all(c in _DENIED for _, c in failed) else StoreError

@@ -127,7 +127,7 @@ class WrappedStore(Store):
         self.check_write([src, dst])
         return self.inner.copy(src, dst, metadata, expect=expect)
 
-    def delete_many(self, keys: Iterable[str]) -> None:
+    def delete_many(self, keys: Iterable[str], etags: Mapping[str, str] | None = None) -> None:
         keys = builtins.list(keys)
         self.check_write(keys)
-        self.inner.delete_many(keys)
+        self.inner.delete_many(keys, etags)

@@ -129,8 +129,10 @@ class DeleteBatches:
                 self._due = now() + 0.5  # each waits for a move or upload first
                 return
             queue.busy_keys.update(keys)
+            # Each of the version this mount knew there: one another client put since stays.
+            etags = {key: etag for key in keys if (etag := ns.deletes.get(key)) is not None}
             try:
-                await self.calls.run(self.store.delete_many, keys)
+                await self.calls.run(self.store.delete_many, keys, etags)
             except StoreError as exc:
                 queue.failed_attempts += 1
                 log.warning("deleting %d key(s) failed, will retry: %s", len(keys), exc)

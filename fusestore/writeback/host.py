@@ -67,8 +67,8 @@ class WritebackHost(Protocol):
     def forget_listing(self, key: str) -> None:
         """The store changed at `key`: remembered listings above it are stale."""
 
-    def object_unneeded(self, key: str) -> None:
-        """No node needs the object at `key` any more."""
+    def object_unneeded(self, key: str, etag: str | None = None) -> None:
+        """No node needs the object at `key` (the version `etag`, where known) any more."""
 
     def marker_wanted(self, node: Node) -> bool | None:
         """Whether directory `node` needs a marker object of its own."""

@@ -141,7 +141,7 @@ class Uploader:
                 self.host.based_on_own_upload(node, key, info)
             else:
                 log.info("%r: an upload whose answer never came did land; no file needs it now", key)
-                self.host.object_unneeded(key)
+                self.host.object_unneeded(key, info.etag)
             self.host.forget_listing(key)
             self.landings.end(landing.token)
 

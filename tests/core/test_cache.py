@@ -296,12 +296,13 @@ def test_the_journal_persists_records_and_deletes(tmp_path: Path) -> None:
     journal.drop_node("j2")
     journal.add_delete("gone")
     journal.add_delete("gone/")
+    journal.add_delete("that-version", '"etag-1"')
     journal.drop_delete("gone/")
     journal.close()
     journal = Journal(tmp_path / "journal")
     assert journal.read_all().nodes == {"j1": {"key": "a", "n": 3}}
-    assert journal.read_all().deletes == ["gone"]
-    assert len(journal) == 2
+    assert journal.read_all().deletes == {"gone": None, "that-version": '"etag-1"'}
+    assert len(journal) == 3
     journal.close()
 
 

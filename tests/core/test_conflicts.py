@@ -18,7 +18,7 @@ from fusestore.stores.wrapper import WrappedStore
 from fusestore.writeback.conditions import PROBE_PREFIX
 from fusestore.writeback.conflicts import ConflictNames
 
-from .conftest import Env, ino_of, listdir, read_path, write_file
+from .conftest import Env, GatedPut, ino_of, listdir, read_path, write_file
 
 pytestmark = pytest.mark.trio
 
@@ -370,3 +370,36 @@ async def test_attributes_changed_during_a_conflict_follow_onto_the_copy(env: En
     (copy,) = copies
     assert env.metadata(copy)["mtime"] == "2000000", "with the attributes set meanwhile"
     assert env.objects()["f.dat"] == theirs
+
+
+async def test_a_delete_keeps_the_version_another_client_put_since(env: Env) -> None:
+    """`rm` of a file another client rewrote after this mount read it: the delete is of
+    the version this mount knew, and theirs stays (it was deleted, with no copy anywhere)."""
+    env.put("f", b"init")
+    async with env.mount() as fs:
+        assert await read_path(fs, "f") == b"init"
+        env.put("f", b"from another client")
+        await fs.unlink(1, "f")
+        await fs.flusher.sync_all()
+    assert env.objects() == {"f": b"from another client"}
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+async def test_a_rename_keeps_the_version_another_client_put_at_the_old_name(env: Env, what: str) -> None:
+    """A rename copies the object to the new name, then deletes the old name. Another
+    client that rewrote the old name in between keeps its version there (it was deleted,
+    with no copy anywhere); the copy holds the version this mount knew."""
+    old, new = ("d/f", "e/f") if what == "directory" else ("f", "g")
+    env.put(old, b"init")
+    gate = GatedPut(env, "delete_many")
+    async with env.mount() as fs:
+        assert await read_path(fs, old) == b"init"
+        if what == "directory":
+            await fs.rename(1, "d", 1, "e", 0)
+        else:
+            await fs.rename(1, "f", 1, "g", 0)
+        await gate.wait_until_started()  # the copy landed, the delete of the old name waits
+        env.put(old, b"from another client")
+        gate.proceed.set()
+        await fs.flusher.sync_all()
+    assert env.objects() == {old: b"from another client", new: b"init"}

@@ -94,9 +94,9 @@ class KilledAfter(WrappedStore):
         self._after("copy")
         return etag
 
-    def delete_many(self, keys: Any) -> None:
+    def delete_many(self, keys: Any, etags: Any = None) -> None:
         self._gate("delete_many")
-        super().delete_many(keys)
+        super().delete_many(keys, etags)
 
     def head(self, key: str) -> Any:
         self._gate("head")

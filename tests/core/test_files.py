@@ -25,7 +25,7 @@ def assert_synced(fs: Filesystem) -> None:
     pending = [node.path() for node in fs.ns.nodes.values() if node.pending]
     assert pending == []
     assert fs.journal.read_all().nodes == {}
-    assert fs.journal.read_all().deletes == []
+    assert fs.journal.read_all().deletes == {}
     assert fs.flusher.idle()
 
 

@@ -92,7 +92,7 @@ async def test_work_left_by_a_mount_without_a_flusher_is_replayed(env: Env) -> N
         new = fs.ns.node_at("newdir/new")
         assert new is not None and await read_all(fs, new.ino) == b"a new file"
         await fs.flusher.sync_all()
-        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == []
+        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == {}
         assert sorted(await listdir(fs)) == expected_root()
         assert sorted(await listdir(fs, "newdir")) == ["moved", "new"]
         assert sorted(await listdir(fs, "renamed")) == ["a", "sub"]
@@ -111,7 +111,7 @@ async def test_after_a_replay_the_next_mount_has_nothing_to_do_and_sees_the_uplo
 
     env.calls.clear()
     async with env.mount(metadata_ttl=0) as fs:
-        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == []
+        assert fs.journal.read_all().nodes == {} and fs.journal.read_all().deletes == {}
         assert not fs.flusher.due
         assert sorted(await listdir(fs)) == expected_root()
         assert (await resolve(fs, "link")).kind is Kind.SYMLINK

@@ -28,7 +28,7 @@ async def test_unlink_deletes_the_object(env: Env) -> None:
         assert sorted(await listdir(fs, "d")) == ["keep"]
         await fs.flusher.sync_all()
         assert env.objects() == {"d/keep": b"stays"}
-        assert fs.journal.read_all().deletes == []
+        assert fs.journal.read_all().deletes == {}
         with pytest.raises(OSError) as exc:
             await fs.unlink(d, "victim")
         assert exc.value.errno == errno.ENOENT
@@ -180,6 +180,21 @@ async def test_rmdir_removes_the_marker(env: Env) -> None:
     assert env.objects() == {}
 
 
+async def test_rmdir_keeps_a_marker_that_holds_data(env: Env) -> None:
+    """A `dir/` object with bytes in it (another tool's) is shown as the directory, its data
+    not shown: like an object the mount cannot show, it makes the directory not empty,
+    and rmdir fails with ENOTEMPTY rather than delete data nobody saw (it was deleted)."""
+    env.put("d/", b"DIRDATA")
+    env.put("d/f", b"x")
+    async with env.mount() as fs:
+        await fs.unlink(await ino_of(fs, "d"), "f")
+        with pytest.raises(OSError) as exc:
+            await fs.rmdir(1, "d")
+        assert exc.value.errno == errno.ENOTEMPTY
+        assert set(await listdir(fs)) == {"d"}
+    assert env.objects() == {"d/": b"DIRDATA"}
+
+
 async def test_rmdir_of_a_file_is_enotdir(env: Env) -> None:
     env.put("f", b"")
     async with env.mount() as fs:
@@ -213,7 +228,7 @@ async def test_rmdir_then_mkdir_the_same_name(env: Env) -> None:
 
 async def test_rm_r_of_a_tree(env: Env) -> None:
     for key in ("t/a", "t/b/c", "t/b/d/e", "t/b/d/"):
-        env.put(key, b"x")
+        env.put(key, b"" if key.endswith("/") else b"x")
     # The flusher starts once everything is removed: its deletes landing while rmdir lists
     # the store race with that listing (see test_listings.py).
     async with env.mount(flusher=False) as fs:

@@ -180,6 +180,23 @@ def test_deleting_missing_keys_is_fine(store: Store) -> None:
     store.delete_many(["never-was", "dir/never-was"])
 
 
+def test_a_delete_conditioned_on_an_etag_keeps_an_object_replaced_since(store: Store) -> None:
+    """A delete given the etag of the version it means removes that version only: an
+    object another client put there since stays (no error), and so does one whose etag
+    never matched; a key absent already is fine. Keys given no etag go as ever."""
+    old = store.put("a", b"first")
+    store.put("a", b"second")  # another client's newer version
+    gone = store.put("b", b"mine")
+    store.put("c", b"plain")
+    store.put("dir/", b"")
+    marker = store.head("dir/").etag
+    store.delete_many(
+        ["a", "b", "c", "dir/", "never-was"], etags={"a": old, "b": gone, "dir/": marker, "never-was": old}
+    )
+    assert store.get_range("a") == b"second"
+    assert all_keys(store) == ["a"]
+
+
 # -- listing --------------------------------------------------------------------------
 
 
