@@ -37,6 +37,11 @@ def private_dir(
     process's effective uid). Raises UnsafeDirectory, FileNotFoundError (missing and not
     `create`), or another OSError from mkdir or lstat."""
     owners = {os.geteuid()} if owners is None else set(owners)
+    if create and not os.path.lexists(path):
+        # Refused before it is made: nothing is left behind in a parent others may change.
+        problem = _parent_problem(path.parent, owners)
+        if problem is not None:
+            raise UnsafeDirectory(f"{what} {path} {problem}; {fix}")
     if create:
         with contextlib.suppress(FileExistsError):  # then it is checked like any other
             os.mkdir(path, 0o700)

@@ -42,6 +42,8 @@ def test_a_cache_directory_others_could_change_is_refused(tmp_path: Path, case: 
     assert "\n" not in message and message.startswith(f"cache directory {path} ")
     assert message.endswith("choose another --cache-dir"), message
     assert not (path / "store.json").exists() and not (path / "lock").exists()
+    if case == "parent writable by others":
+        assert not path.exists(), "a refused directory is not made"
 
 
 @needs_root

@@ -78,11 +78,12 @@ class CacheDir:
             ) from None
 
     def _open(self) -> CacheDir:
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             # Someone else's, one others may write to, or a symlink: they could have
-            # planted a journal (uploaded as our changes) or data files.
-            private_dir(self.path, "cache directory", "choose another --cache-dir", create=False)
+            # planted a journal (uploaded as our changes) or data files. Made here only
+            # once its parent is found safe.
+            private_dir(self.path, "cache directory", "choose another --cache-dir")
         except UnsafeDirectory as exc:
             raise CacheUnusable(str(exc)) from None
         if stat.S_IMODE(self.path.stat().st_mode) & 0o077:
