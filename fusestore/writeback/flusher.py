@@ -445,7 +445,8 @@ class Flusher(JobQueue):
     def _retry_later(self, node: Node, exc: Exception) -> None:
         self.failed_attempts += 1
         count = self.failures[node] = self.failures.get(node, 0) + 1
-        delay = min(MAX_BACKOFF, 0.5 * 2 ** (count - 1))
+        # The doubling stops at the cap: 2.0 ** 1024 overflows a float (days of failures).
+        delay = min(MAX_BACKOFF, 0.5 * 2 ** min(count - 1, 16))
         if isinstance(exc, ValueError):  # the file changed while it was read: just go again
             delay = 0.1
         elif isinstance(exc, StoreUnavailable) and not self.calls.online:

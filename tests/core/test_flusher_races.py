@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from trio.testing import MockClock
 
 from fusestore.cache.content import BLOCK_SIZE
 from fusestore.core import Node
 from fusestore.core.filesystem import Filesystem
+from fusestore.stores import StoreError
+from fusestore.stores.wrapper import WrappedStore
 
 from .conftest import Env, GatedPut, ino_of, listdir, mkdir, resolve, write_file
 
@@ -369,3 +372,27 @@ async def test_a_file_removed_while_its_upload_waits_for_a_slot_is_no_failed_upl
         assert fs.flusher.failed_attempts == 0
     assert "failed" not in caplog.text
     assert env.objects() == {}
+
+
+class _Refusing(WrappedStore):
+    """A store that refuses every upload (not an outage: an answer, every time)."""
+
+    def put(self, *args: Any, **kwargs: Any) -> str:
+        raise StoreError("test: refused")
+
+    def put_file(self, *args: Any, **kwargs: Any) -> str:
+        raise StoreError("test: refused")
+
+
+@pytest.mark.timeout(120)
+async def test_an_upload_refused_for_days_backs_off_and_never_ends_the_mount(
+    env: Env, virtual_clock: MockClock
+) -> None:
+    """Each failed attempt doubles the wait up to a minute. After about 1,025 attempts
+    (17 hours at a minute each; 100 s at the 0.1 s of a file that keeps changing) the
+    doubling overflowed a float and the OverflowError ended the daemon."""
+    async with env.mount(store=_Refusing(env.store), sync=False, deadline=30 * 3600) as fs:
+        await write_file(fs, "f", b"data")
+        await trio.sleep(20 * 3600)
+        assert fs.flusher.failed_attempts > 1100
+        assert fs.flusher.pending()[0] >= 1  # still to upload, and still trying
