@@ -8,12 +8,15 @@ so only blocks below `base_size` can be missing.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .room import DiskRoom
 from .snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1024 * 1024
 
@@ -112,13 +115,17 @@ class Content:
             self.new_file = True
             self.adopt_fd(fd)
         if self._fd is None:
+            made = False
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                self.new_file = True
+                self.new_file = made = True
             self._opened(fd)
-            if os.fstat(fd).st_size != self.size:
+            found = os.fstat(fd).st_size
+            if found < self.size and not made:
+                raise self._damaged(found)  # kept open: reads of what it still holds go on
+            if found != self.size:
                 os.ftruncate(fd, self.size)
         assert self._fd is not None
         return self._fd
@@ -239,9 +246,23 @@ class Content:
         return min(self.size, self.base_size + tail.bit_count() * BLOCK_SIZE)
 
     def read(self, offset: int, length: int) -> bytes:
-        """Local bytes; the caller has fetched the blocks the range needs."""
+        """Local bytes; the caller has fetched the blocks the range needs. EIO when the
+        cache file is shorter than the file (cut short by something else: never zeros)."""
         length = max(0, min(length, self.size - offset))
-        return os.pread(self.fd, length, offset) if length else b""
+        data = os.pread(self.fd, length, offset) if length else b""
+        if len(data) < length:
+            raise self._damaged(os.fstat(self.fd).st_size)
+        return data
+
+    def _damaged(self, found: int) -> OSError:
+        log.error(
+            "cache file %s holds %d bytes, %d expected: damaged by something else; "
+            "reads of what it lost fail with EIO",
+            self.path,
+            found,
+            self.size,
+        )
+        return OSError(errno.EIO, "the cache file was cut short", str(self.path))
 
     def snapshot(self) -> Snapshot:
         """The bytes as they are now, for an upload to read and check (close it after)."""

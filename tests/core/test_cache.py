@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import stat
@@ -478,3 +479,28 @@ def test_a_removed_content_never_makes_its_file_again(tmp_path: Path, how: str) 
     contents.save(content, "k", '"e1"')
     assert ("content", content.id) not in index
     index.close()
+
+
+@pytest.mark.trio
+async def test_a_cache_file_cut_short_under_the_mount_reads_as_an_error_not_zeros(env: Env) -> None:
+    """The cache file of a file not uploaded yet is cut short by something else while the
+    mount runs: a read of the bytes it lost fails with EIO and says why, also once the file
+    was closed and opened again. It gave zeros where the data had been, silently."""
+    data = os.urandom(200_000)
+    async with env.mount(writeback_delay=3600, sync=False) as fs:
+        node = await write_file(fs, "a", data)
+        content = node.content
+        assert content is not None
+        os.truncate(content.path, 5000)
+        fh, _ = await fs.open(node.ino, os.O_RDONLY)
+        try:
+            assert await fs.read(fh, 0, 4096) == data[:4096]
+            with pytest.raises(OSError) as failed:
+                await fs.read(fh, 4096, 8192)
+            assert failed.value.errno == errno.EIO
+            content.close()  # as the sweep of idle cache files does
+            with pytest.raises(OSError) as failed:
+                await fs.read(fh, 100_000, 4096)
+            assert failed.value.errno == errno.EIO
+        finally:
+            fs.release(fh)
