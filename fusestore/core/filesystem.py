@@ -417,9 +417,16 @@ class Filesystem:
     def _remove(self, node: Node) -> None:
         """Unlink a file or symlink: gone from the tree now, from the store soon."""
         with self.journal.batch():  # its record goes and its key's delete comes at once
-            self._remove_now(node)
+            unreachable = self._remove_now(node)
+        if unreachable is not None:
+            # Only once the journal no longer names it: a journal that cannot commit (a
+            # disk filled by another program) fails the unlink with the data still there.
+            self.budgets.discard_unlinked(unreachable)
 
-    def _remove_now(self, node: Node) -> None:
+    def _remove_now(self, node: Node) -> Content | None:
+        """Returns the dirty data nothing can reach any more, for the caller to discard
+        once the change is journaled."""
+        unreachable = None
         node.ctime_ns = now_ns()  # its link count fell (an open file shows it)
         self.keys.leave_key(node, node.key)
         self.ns.detach(node)
@@ -437,10 +444,11 @@ class Filesystem:
             if content is not None and content.dirty:
                 # Nothing can read it any more (no handle, no name): its space comes back
                 # now, not when the kernel forgets the inode (rm after ENOSPC must free room).
-                self.budgets.discard_unlinked(content)
+                unreachable = content
                 node.content = None
                 node.size = 0
         self._maybe_free(node)
+        return unreachable
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         parent = self.directory(parent_ino)

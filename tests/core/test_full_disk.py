@@ -7,6 +7,7 @@ whose used space is what the cache files really take (plus `taken`, to fill it a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -17,10 +18,10 @@ import pytest
 import trio
 import trio.testing
 
-from fusestore.cache import Content
+from fusestore.cache import Content, Journal, inspector
 from fusestore.core.filesystem import Filesystem
 
-from .conftest import Env, MiB, pattern, read_path, resolve
+from .conftest import Env, MiB, pattern, read_path, resolve, write_file
 from .test_journal_and_remount import crash_copy
 
 pytestmark = pytest.mark.trio
@@ -479,3 +480,35 @@ async def test_a_cut_limits_descriptors_of_a_newer_kernel_inode_too(env: Env, di
         fs.release(new_fh)
         assert await read_path(fs, "f") == data[:quarter]
     assert env.objects()["f"] == data[:quarter]
+
+
+async def test_an_unlink_the_journal_cannot_record_keeps_the_files_data(
+    env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another program filled the disk, and the journal cannot commit: the unlink fails
+    with ENOSPC, and the file's data stays where its journal record says. It deleted the
+    data first, so a kill then left the file's record pointing at nothing (lost+found,
+    with no bytes: the file lost for good, though the unlink had failed)."""
+    data = pattern(3000, seed=11)
+    async with env.mount(writeback_delay=3600, sync=False) as fs:
+        node = await write_file(fs, "f", data)
+        content = node.content
+        assert content is not None
+        real_batch = Journal.batch
+
+        @contextlib.contextmanager
+        def full(journal: Journal) -> Iterator[None]:
+            with real_batch(journal):
+                yield
+                raise OSError(errno.ENOSPC, "No space left on device")  # at the commit
+
+        monkeypatch.setattr(Journal, "batch", full)
+        with pytest.raises(OSError) as failed:
+            await fs.unlink(1, "f")
+        assert failed.value.errno == errno.ENOSPC
+        assert Path(content.path).read_bytes() == data
+        crash_copy(env, tmp_path / "after-kill")
+        monkeypatch.setattr(Journal, "batch", real_batch)
+    async with env.mount() as fs:
+        assert await read_path(fs, "f") == data
+    assert inspector.lost_entries(env.cache_dir) == []
