@@ -46,6 +46,9 @@ from .uploads import Uploader
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+#: Uploads of a file that changed while it was read go again at once this many times in
+#: a row; past that (a cache file cut short by something else) they back off and warn.
+CHANGED_RETRIES = 10
 #: Due nodes a look at the queue sets aside while the upload workers are busy, looking
 #: for copies behind them (bounded: thousands of due uploads cost no scan per wake-up).
 COPY_LOOKAHEAD = 64
@@ -447,8 +450,8 @@ class Flusher(JobQueue):
         count = self.failures[node] = self.failures.get(node, 0) + 1
         # The doubling stops at the cap: 2.0 ** 1024 overflows a float (days of failures).
         delay = min(MAX_BACKOFF, 0.5 * 2 ** min(count - 1, 16))
-        if isinstance(exc, ValueError):  # the file changed while it was read: just go again
-            delay = 0.1
+        if isinstance(exc, ValueError) and count <= CHANGED_RETRIES:
+            delay = 0.1  # the file changed while it was read: just go again
         elif isinstance(exc, StoreUnavailable) and not self.calls.online:
             # Said once by StoreCalls; the store's return brings it back (retry_now).
             delay = MAX_BACKOFF

@@ -396,3 +396,21 @@ async def test_an_upload_refused_for_days_backs_off_and_never_ends_the_mount(
         await trio.sleep(20 * 3600)
         assert fs.flusher.failed_attempts > 1100
         assert fs.flusher.pending()[0] >= 1  # still to upload, and still trying
+
+
+@pytest.mark.timeout(120)
+async def test_a_cache_file_cut_short_is_not_uploaded_in_a_busy_loop(
+    env: Env, virtual_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cache file of a pending file is cut short by another program: every upload
+    finds fewer bytes than the file has, as when the file changes while it is read. That
+    goes again at once a few times, then backs off and says so (it went again every 0.1 s
+    for as long as the mount ran, without a word)."""
+    async with env.mount(sync=False, writeback_delay=0.5, deadline=3600) as fs:
+        node = await write_file(fs, "f", b"x" * 200_000)
+        assert node.content is not None
+        os.truncate(node.content.path, 5000)
+        await trio.sleep(120)
+        assert 10 <= fs.flusher.failed_attempts <= 20
+    assert "upload of /f failed" in caplog.text
+    assert env.objects() == {}
