@@ -78,7 +78,8 @@ class CacheDir:
             ) from None
 
     def _open(self) -> CacheDir:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.path.lexists(self.path.parent):
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             # Someone else's, one others may write to, or a symlink: they could have
             # planted a journal (uploaded as our changes) or data files. Made here only
