@@ -120,11 +120,7 @@ class Landed:
             self.index.set(("meta", key), (etag, metadata))
         self.ns.store_changed(node)
         self.forget_listing(key)
-        old, old_etag = node.remote_key, node.etag
-        if old is not None and old != key:
-            self.ns.release_remote(node)
-            self.keys.object_unneeded(old, old_etag)
-        node.remote_key, node.etag, node.remote_size = key, etag, size
+        self._rebase(node, key, etag, size)
         if moved_from is not None:
             # The bytes it mirrors are at `key` now: its source may be overwritten or deleted
             # from here on (a change made during the copy fetches what it lacks from `key`),
@@ -156,14 +152,17 @@ class Landed:
             self.uploaded_clean(node, content, key, etag)
             node.meta_dirty = True
 
+    def _rebase(self, node: Node, key: str, etag: str, size: int) -> None:
+        """`node` is based from now on on the object at `key` (`etag`, `size`): the version
+        it was based on at another key is no longer needed (deleted, that version only)."""
+        if node.remote_key is not None and node.remote_key != key:
+            self.keys.release_object(node)
+        node.remote_key, node.etag, node.remote_size = key, etag, size
+
     def based_on_own_upload(self, node: Node, key: str, info: ObjectInfo) -> None:
         """`node`, to be uploaded to `key`, is based from now on on the object `info` there,
         an upload of this mount's own: its next upload replaces it, conditioned on it."""
-        old, old_etag = node.remote_key, node.etag
-        if old is not None and old != key:
-            self.ns.release_remote(node)
-            self.keys.object_unneeded(old, old_etag)
-        node.remote_key, node.etag, node.remote_size = key, info.etag, info.size
+        self._rebase(node, key, info.etag, info.size)
         node.overwrites = None
         content = node.content
         if content is not None and content.source is not None:
