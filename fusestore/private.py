@@ -37,18 +37,13 @@ def private_dir(
     process's effective uid). Raises UnsafeDirectory, FileNotFoundError (missing and not
     `create`), or another OSError from mkdir or lstat."""
     owners = {os.geteuid()} if owners is None else set(owners)
-    if create and not os.path.lexists(path):
-        # Refused before it is made: nothing is left behind in a parent others may change.
-        problem = _parent_problem(path.parent, owners)
-        if problem is not None:
-            raise UnsafeDirectory(f"{what} {path} {problem}; {fix}")
-    if create:
-        with contextlib.suppress(FileExistsError):  # then it is checked like any other
-            os.mkdir(path, 0o700)
-    info = os.lstat(path)
-    problem = _problem(info, owners)
+    # The parent first: a directory refused for it is never made there.
+    problem = _parent_problem(path.parent, owners)
     if problem is None:
-        problem = _parent_problem(path.parent, owners)
+        if create:
+            with contextlib.suppress(FileExistsError):  # then it is checked like any other
+                os.mkdir(path, 0o700)
+        problem = _problem(os.lstat(path), owners)
     if problem is not None:
         raise UnsafeDirectory(f"{what} {path} {problem}; {fix}")
     return path
