@@ -28,6 +28,7 @@ import report
 from common import BenchError, Cleanup, Deadline, MiB, RssSampler, guarded_run
 from scale_tools import (
     Figures,
+    LocalDirectory,
     LocalFusestore,
     LocalRclone,
     Tree,
@@ -283,9 +284,9 @@ class Suite:
         for name in self.args.peers:
             log(f"[1] {name}")
             system: System = (
-                LocalFusestore(None, where, self.extra)  # type: ignore[arg-type]
+                LocalFusestore(LocalDirectory(), where, self.extra)
                 if name == "fusestore"
-                else LocalRclone(None, where)  # type: ignore[arg-type]
+                else LocalRclone(LocalDirectory(), where)
             )
             self.part1_on(system, tree, list_file)
             self.first_entry("1", system, tree.root, "flat", unsorted=False)
@@ -452,7 +453,8 @@ class Suite:
             self.unmounted(system)
 
     def run(self) -> None:
-        fusestore, rclone = Fusestore.version(None), Rclone.version(None)  # type: ignore[arg-type]
+        fusestore = LocalFusestore(LocalDirectory(), self.workdir, self.extra).version()
+        rclone = LocalRclone(LocalDirectory(), self.workdir).version()
         self.info = report.machine(make_backend(self.args.backend, self.workdir), {})
         self.info.update(fusestore=fusestore, rclone=rclone)
         log(f"rclone: {rclone}; fusestore {fusestore}")

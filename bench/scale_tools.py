@@ -18,9 +18,22 @@ from typing import Any
 
 from common import BenchError, Deadline, MiB, drop_caches, group_rss, kill_group, run, spawn
 from objects import s3_client
-from systems import Fusestore, Rclone
+from servers import Backend
+from systems import Fusestore, Rclone, rclone_binary
 
 # --- the systems on a local directory ------------------------------------------------------
+
+
+class LocalDirectory(Backend):
+    """No server: the systems of part 1 mount a directory of this machine."""
+
+    name = kind = "file"
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 class LocalFusestore(Fusestore):
@@ -40,13 +53,17 @@ class LocalFusestore(Fusestore):
 
 
 class LocalRclone(Rclone):
-    """`rclone mount /DIR MNT --vfs-cache-mode writes` (`bucket` is the directory)."""
+    """`rclone mount /DIR MNT --vfs-cache-mode writes` (`bucket` is the directory), with
+    the machine's rclone, as on S3."""
+
+    def binary(self) -> str:
+        return rclone_binary("s3")
 
     def command(self, bucket: str, mountpoint: str, cache_dir: str) -> list[str]:
         config = os.path.join(self.workdir, "rclone-local.conf")
         open(config, "a").close()  # no remote: a local path needs none
         return [
-            "rclone",
+            self.binary(),
             "--config",
             config,
             "mount",
