@@ -61,15 +61,18 @@ from .errors import (
     StoreNotFound,
     from_os_error,
 )
+from .file_entries import XATTR, lookup, object_info, read_attr
 from .file_listing import RESERVED, FileLister
+from .file_scanner import HELPER, HelperGone
 from .keys import check_metadata, check_url_path
 from .options import Option, options_query, parse_options
 
 log = logging.getLogger(__name__)
 
-XATTR = "user.fusestore"
 NAME_MAX = 255
 _STALE_TEMP_SECONDS = 3600
+#: Seconds a store lists in its own process after its listing helper failed.
+HELPER_RETRY = 60.0
 
 
 @contextlib.contextmanager
@@ -124,7 +127,9 @@ class FileStore(Store):
     }
     min_part_size = 1  # parts are local files: no lower limit
 
-    def __init__(self, root: str, *, fsync: bool = True, read_only: bool = False) -> None:
+    def __init__(
+        self, root: str, *, fsync: bool = True, read_only: bool = False, listing_process: bool = True
+    ) -> None:
         super().__init__("")
         if not os.path.isabs(root):
             raise InvalidStoreURL(f"file store root must be an absolute path, not {root!r}")
@@ -135,7 +140,10 @@ class FileStore(Store):
         self._internal = os.path.join(self.root, RESERVED)
         self._swept = False
         # Listings read each directory once, not once per page (see file_listing).
-        self._lister = FileLister(self._lookup, self._read_attr)
+        self._lister = FileLister()
+        # Pages built in a helper process, on another core: worth listing a walk ahead.
+        self.lists_ahead = listing_process
+        self._in_process_until = 0.0 if listing_process else float("inf")
 
     @classmethod
     def from_url(cls, url: SplitResult, options: Mapping[str, Any]) -> Self:
@@ -173,21 +181,6 @@ class FileStore(Store):
                 raise InvalidKey(f"{key!r} passes through a symbolic link out of the store", key=key)
         return path, marker
 
-    @staticmethod
-    def _read_attr(target: str | int) -> dict[str, Any] | None:
-        """The `user.fusestore` attribute of a path or fd; None when it has none."""
-        try:
-            raw = os.getxattr(target, XATTR)
-        except OSError as exc:
-            if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT, errno.ENOTDIR):
-                return None  # no attribute, or no such path (any more)
-            raise
-        try:
-            attr = json.loads(raw)
-        except ValueError:
-            return None
-        return attr if isinstance(attr, dict) else None
-
     def _write_attr(self, target: str | int, metadata: Mapping[str, str]) -> None:
         value = json.dumps({"meta": dict(metadata), "gen": uuid.uuid4().hex[:16]}).encode()
         try:
@@ -200,34 +193,12 @@ class FileStore(Store):
                 ) from exc
             raise
 
-    def _info(self, key: str, st: os.stat_result, attr: dict[str, Any] | None) -> ObjectInfo:
-        meta = attr.get("meta") if attr else None
-        meta = dict(meta) if isinstance(meta, dict) else {}  # another tool's attribute may hold anything
-        gen = attr.get("gen", "") if attr else ""
-        if stat.S_ISDIR(st.st_mode):
-            return ObjectInfo(key, 0, f'"d-{st.st_ino:x}-{gen}"', st.st_mtime, meta)
-        etag = f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}-{gen}"'
-        return ObjectInfo(key, st.st_size, etag, st.st_mtime, meta)
-
-    def _lookup(self, key: str, path: str, marker: bool) -> ObjectInfo | None:
-        """The object at `path`, or None when there is none (a plain directory is none)."""
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if marker:
-            attr = self._read_attr(path) if stat.S_ISDIR(st.st_mode) else None
-            return None if attr is None else self._info(key, st, attr)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        return self._info(key, st, self._read_attr(path))
-
     # -- reading ----------------------------------------------------------------------
 
     def head(self, key: str) -> ObjectInfo:
         path, marker = self._path(key)
         with _os_errors(key):
-            info = self._lookup(key, path, marker)
+            info = lookup(key, path, marker)
         if info is None:
             raise NotFound(f"no such object: {key!r}", key=key)
         return info
@@ -246,8 +217,8 @@ class FileStore(Store):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise NotFound(f"no such object: {key!r}", key=key)
-            attr = self._read_attr(fd)
-            if etag is not None and self._info(key, st, attr).etag != etag:
+            attr = read_attr(fd)
+            if etag is not None and object_info(key, st, attr).etag != etag:
                 raise PreconditionFailed(f"etag of {key!r} changed", key=key)
         except BaseException:
             os.close(fd)
@@ -280,8 +251,15 @@ class FileStore(Store):
             dir_path = self._path(dir_key + "/")[0] if dir_key else self.root
         except InvalidKey:
             return ListPage([], [], None)  # no stored key can start with this prefix
+        args = (dir_key, dir_path, prefix, delimiter, token, max_keys)
         with _os_errors(prefix):
-            return self._lister.page(dir_key, dir_path, prefix, delimiter, token, max_keys)
+            if time.monotonic() >= self._in_process_until:
+                try:
+                    return HELPER.page(self.root, args)
+                except HelperGone as exc:
+                    log.warning("%s; listing in this process for %.0f s", exc, HELPER_RETRY)
+                    self._in_process_until = time.monotonic() + HELPER_RETRY
+            return self._lister.page(*args)
 
     def probe(self) -> None:
         if not os.path.isdir(self.root):
@@ -387,7 +365,7 @@ class FileStore(Store):
         if self.fsync:
             os.fsync(fd)
         with self._locked():
-            current = self._lookup(key, path, False)
+            current = lookup(key, path, False)
             check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
             existing = self._make_parents(key, path)
             if os.path.isdir(path):
@@ -397,7 +375,7 @@ class FileStore(Store):
                     key=key,
                 )
             os.rename(temp, path)
-            info = self._info(key, os.fstat(fd), self._read_attr(fd))
+            info = object_info(key, os.fstat(fd), read_attr(fd))
         self._sync_dirs(os.path.dirname(path), existing)
         return info.etag
 
@@ -406,11 +384,11 @@ class FileStore(Store):
     ) -> str:
         path, _ = self._path(key)
         with self._locked():
-            current = self._lookup(key, path, True)
+            current = lookup(key, path, True)
             check_write_conditions(key, None if current is None else current.etag, if_match, if_none_match)
             existing = self._make_parents(key, os.path.join(path, "x"))  # and the marker's own
             self._write_attr(path, metadata)
-            info = self._lookup(key, path, True)
+            info = lookup(key, path, True)
         self._sync_dirs(path, existing)
         assert info is not None
         return info.etag
@@ -589,7 +567,7 @@ class FileStore(Store):
                 wanted = etags.get(key)
                 if wanted is not None:
                     # Under the store's lock: exact against writers of other processes.
-                    present = self._lookup(key, path, marker)
+                    present = lookup(key, path, marker)
                     if present is None or present.etag != wanted:
                         continue
                 if marker:
@@ -603,7 +581,7 @@ class FileStore(Store):
     def _prune(self, directory: str) -> None:
         """Remove `directory` and its parents while they are empty and not markers."""
         while directory != self.root and directory.startswith(self.root + os.sep):
-            if self._read_attr(directory) is not None:
+            if read_attr(directory) is not None:
                 return
             try:
                 os.rmdir(directory)

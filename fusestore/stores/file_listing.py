@@ -22,19 +22,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from .base import ListPage, ObjectInfo
+from .file_entries import lookup, lookup_in, read_attr
 from .listing import Candidate, page_from
 
 log = logging.getLogger(__name__)
 
 RESERVED = ".fusestore"
-
-#: (key, path, is a directory marker) -> the object there, or None when there is none.
-Lookup = Callable[[str, str, bool], ObjectInfo | None]
-#: path -> the fusestore attribute of that path, or None.
-ReadAttr = Callable[[str], "dict[str, Any] | None"]
 
 
 def _usable(entry: os.DirEntry[str], directory: str) -> bool:
@@ -173,9 +168,7 @@ class FileLister:
     """Builds the listing pages of a file store rooted at `root`; thread-safe (its state
     is the snapshots). `page` blocks on disk."""
 
-    def __init__(self, lookup: Lookup, read_attr: ReadAttr, snapshots: DirSnapshots | None = None) -> None:
-        self._lookup = lookup
-        self._read_attr = read_attr
+    def __init__(self, snapshots: DirSnapshots | None = None) -> None:
         self.snapshots = snapshots or DirSnapshots()
 
     def page(
@@ -218,7 +211,7 @@ class FileLister:
                 name = names[index]
                 key = base + name
                 if not name.endswith("/"):
-                    yield key, _bind(self._lookup, key, os.path.join(path, name), False)
+                    yield key, _bind(lookup, key, os.path.join(path, name), False)
                     continue
                 sub = os.path.join(path, name[:-1])
                 if not recursive:
@@ -227,15 +220,15 @@ class FileLister:
                     if self._has_object(sub):
                         yield key, _nothing
                     continue
-                if self._read_attr(sub) is not None:
-                    yield key, _bind(self._lookup, key, sub, True)
+                if read_attr(sub) is not None:
+                    yield key, _bind(lookup, key, sub, True)
                 yield from walk(key, sub, "", False)
 
         def seek(first: str) -> Iterator[Candidate]:
             if not first.startswith(base):
                 return  # past every key under the directory
-            if first == base and dir_key and self._read_attr(dir_path) is not None:
-                yield base, _bind(self._lookup, base, dir_path, True)  # its own marker
+            if first == base and dir_key and read_attr(dir_path) is not None:
+                yield base, _bind(lookup, base, dir_path, True)  # its own marker
             yield from walk(base, dir_path, first[len(base) :], token is not None)
 
         page = page_from(seek, prefix, delimiter, token, max_keys)
@@ -262,12 +255,11 @@ class FileLister:
         )
         objects: list[ObjectInfo] = []
         prefixes: list[str] = []
-        lookup = self._lookup
         join = os.path.join
         last = token
         if token is None:
             start = 0
-            if dir_key and self._read_attr(dir_path) is not None:
+            if dir_key and read_attr(dir_path) is not None:
                 marker = lookup(base, dir_path, True)  # the directory's own marker comes first
                 if marker is not None:
                     objects.append(marker)
@@ -275,31 +267,38 @@ class FileLister:
         else:
             start = bisect.bisect_right(names, token[len(base) :])
         limit = max(1, max_keys)
-        for index in range(start, len(names)):
-            name = names[index]
-            key = base + name
-            if name[-1] == "/":
-                # Like S3, a prefix exists only while an object is below it.
-                if not self._has_object(join(dir_path, name[:-1])):
-                    continue
-                if len(objects) + len(prefixes) >= limit:
-                    self.snapshots.keep(dir_path, names, number)
-                    return ListPage(objects, prefixes, last)
-                prefixes.append(key)
-            else:
-                info = lookup(key, join(dir_path, name), False)
-                if info is None:
-                    continue  # gone since the scan
-                if len(objects) + len(prefixes) >= limit:
-                    self.snapshots.keep(dir_path, names, number)
-                    return ListPage(objects, prefixes, last)
-                objects.append(info)
-            last = key
+        try:
+            dir_fd = os.open(dir_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return ListPage(objects, prefixes, None)  # gone since the scan
+        try:
+            for index in range(start, len(names)):
+                name = names[index]
+                key = base + name
+                if name[-1] == "/":
+                    # Like S3, a prefix exists only while an object is below it.
+                    if not self._has_object(join(dir_path, name[:-1])):
+                        continue
+                    if len(objects) + len(prefixes) >= limit:
+                        self.snapshots.keep(dir_path, names, number)
+                        return ListPage(objects, prefixes, last)
+                    prefixes.append(key)
+                else:
+                    info = lookup_in(dir_fd, dir_path, name, key)
+                    if info is None:
+                        continue  # gone since the scan
+                    if len(objects) + len(prefixes) >= limit:
+                        self.snapshots.keep(dir_path, names, number)
+                        return ListPage(objects, prefixes, last)
+                    objects.append(info)
+                last = key
+        finally:
+            os.close(dir_fd)
         return ListPage(objects, prefixes, None)
 
     def _has_object(self, path: str) -> bool:
         """Whether any object lies at or below directory `path` (stops at the first)."""
-        if self._read_attr(path) is not None:
+        if read_attr(path) is not None:
             return True
         subdirs = []
         try:
@@ -317,5 +316,7 @@ class FileLister:
         return any(self._has_object(sub) for sub in subdirs)
 
 
-def _bind(lookup: Lookup, key: str, path: str, marker: bool) -> Callable[[], ObjectInfo | None]:
+def _bind(
+    lookup: Callable[[str, str, bool], ObjectInfo | None], key: str, path: str, marker: bool
+) -> Callable[[], ObjectInfo | None]:
     return lambda: lookup(key, path, marker)

@@ -1,5 +1,6 @@
 """The file driver lists in O(page size): a whole listing costs time linear in the number
-of entries, however small the pages, and keeps S3's rules while entries come and go."""
+of entries, however small the pages, and keeps S3's rules while entries come and go; the
+same whether its pages are built in this process or in its listing helper process."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ import pytest
 from fusestore.stores.file import FileStore
 from fusestore.stores.file_listing import DirSnapshots
 from fusestore.stores.memory import MemoryStore
+
+WHERE = {"in this process": False, "in the helper process": True}
+
+
+@pytest.fixture(params=list(WHERE))
+def fs(request: pytest.FixtureRequest, root: Path) -> FileStore:
+    """The store, its pages built here or in the helper process."""
+    return FileStore(str(root), listing_process=WHERE[request.param])
+
+
+@pytest.fixture
+def local_fs(root: Path) -> FileStore:
+    """The store, its pages built in this process: what it reads can be counted here."""
+    return FileStore(str(root), listing_process=False)
 
 
 class _Counts:
@@ -80,8 +95,9 @@ def _pages(fs: FileStore, prefix: str, delimiter: str | None, max_keys: int) -> 
 
 @pytest.mark.parametrize("delimiter", ["/", None])
 def test_a_listing_in_small_pages_costs_linear_work(
-    fs: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str | None
+    local_fs: FileStore, root: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str | None
 ) -> None:
+    fs = local_fs
     small, large = 300, 600
     _fill(root / "n", small, subdirs=small // 10)
     _fill(root / "2n", large, subdirs=large // 10)
@@ -222,7 +238,8 @@ def test_snapshots_are_bounded_dropped_when_idle_and_never_older_than_a_dropped_
     assert snaps.get(str(tmp_path / "e")) is None and snaps.held() == 0
 
 
-def test_only_a_listing_of_several_pages_holds_a_snapshot(fs: FileStore, root: Path) -> None:
+def test_only_a_listing_of_several_pages_holds_a_snapshot(local_fs: FileStore, root: Path) -> None:
+    fs = local_fs
     _fill(root / "dir", 50)
     assert len(_pages(fs, "dir/", "/", 1000)[0]) == 50
     assert fs._lister.snapshots.held() == 0
@@ -275,7 +292,15 @@ def test_a_directory_listing_pages_exactly_as_s3_does(fs: FileStore, root: Path)
         for max_keys in (1, 2, 3, 5, 1000):
             got = _page_sequence(fs, prefix, max_keys)
             assert got == _page_sequence(memory, prefix, max_keys), (prefix, max_keys)
-    # A listing that resumes after its snapshot was dropped still goes on from its token.
+
+
+def test_a_listing_resumes_from_its_token_after_its_snapshot_was_dropped(
+    local_fs: FileStore, root: Path
+) -> None:
+    fs = local_fs
+    for key in ("top/", "top/a-", "top/a.txt", "top/a/x", "top/a0", "top/b/c", "top/m/", "top/z", "top/zz/y"):
+        fs.put(key, b"")
+    fs.put("top/é", b"")
     first = fs.list("top/", "/", None, 3)
     fs._lister.snapshots = DirSnapshots()
     rest = fs.list("top/", "/", first.next_token, 1000)
