@@ -386,6 +386,40 @@ class Node:
             node = node.parent
         return False
 
+    def kernel_stat(self) -> tuple[int, int, int, int, int, int, int, int, int, int, int]:
+        """(st_mode, st_nlink, st_uid, st_gid, st_rdev, st_size, st_blocks, st_atime_ns,
+        st_mtime_ns, st_ctime_ns, generation): what the kernel is told of this node, from
+        `mode`, `rdev`, `accessed_ns`, `generation` and the content's `stored_or_held`.
+        One call for a readdirplus entry: a clean node (most: no `_Rare`) skips the five
+        field look-ups whose defaults it holds, a third of a warm walk's time in them."""
+        kind = self.kind
+        nlink = (2 if kind is Kind.DIR else 1) if self.attached else 0
+        mode = _TYPE_BITS[kind._value_] | self.perm
+        size = self.size
+        mtime_ns = self.mtime_ns
+        rare = self._rare
+        if rare is None:
+            blocks = -(-size // 512)  # the store holds every byte
+            return (mode, nlink, self.uid, self.gid, 0, size, blocks, mtime_ns, mtime_ns, self.ctime_ns, 0)
+        # What the cache knows of a file's blocks where it has its content (a sparse file
+        # not yet uploaded counts its holes as nothing), else the size.
+        content = self.content
+        held = size if content is None else content.stored_or_held()
+        atime_ns = self.atime_ns
+        return (
+            mode,
+            nlink,
+            self.uid,
+            self.gid,
+            self.rdev,
+            size,
+            -(-held // 512),
+            mtime_ns if atime_ns is None else atime_ns,
+            mtime_ns,
+            self.ctime_ns,
+            self.generation,
+        )
+
     @property
     def accessed_ns(self) -> int:
         """st_atime, in nanoseconds."""

@@ -153,7 +153,6 @@ class FuseOperations(pyfuse3.Operations):
         `Listings.entry_timeouts` (a readdir's entries share it)."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = pyfuse3.InodeT(node.ino)
-        attrs.generation = node.generation
         # An inode's attributes never change behind our back (another client's version
         # is a new inode), but its name may lead elsewhere once what confirmed it expires.
         if timeouts is None:
@@ -161,26 +160,23 @@ class FuseOperations(pyfuse3.Operations):
             attrs.attr_timeout = self.fs.listings.attr_timeout(node)
         else:
             attrs.entry_timeout, attrs.attr_timeout = timeouts(node)
-        mode = node.mode
+        (
+            mode,
+            attrs.st_nlink,  # 0 for a removed node a descriptor holds: it has no name
+            attrs.st_uid,
+            attrs.st_gid,
+            attrs.st_rdev,
+            attrs.st_size,
+            attrs.st_blocks,
+            attrs.st_atime_ns,
+            attrs.st_mtime_ns,
+            attrs.st_ctime_ns,
+            attrs.generation,
+        ) = node.kernel_stat()
         if self.fs.linked.in_link(node):
             mode &= ~0o222  # a linked store is read-only: say so before a write is tried
         attrs.st_mode = pyfuse3.ModeT(mode)
-        # A node removed (unlinked, rmdir-ed, renamed over) that a descriptor still holds has no name.
-        attrs.st_nlink = (2 if node.is_dir else 1) if node.attached else 0
-        attrs.st_uid = node.uid
-        attrs.st_gid = node.gid
-        attrs.st_rdev = node.rdev
-        attrs.st_size = node.size
         attrs.st_blksize = PREFERRED_IO_SIZE
-        # What the cache knows of a file's blocks where it has its content (a sparse file
-        # not yet uploaded counts its holes as nothing), else the size: the store holds
-        # every byte. A field and a few bit operations: it runs for every readdirplus entry.
-        content = node.content
-        held = node.size if content is None else content.stored_or_held()
-        attrs.st_blocks = -(-held // 512)
-        attrs.st_atime_ns = node.accessed_ns
-        attrs.st_mtime_ns = node.mtime_ns
-        attrs.st_ctime_ns = node.ctime_ns
         return attrs
 
     # -- names --------------------------------------------------------------------------
