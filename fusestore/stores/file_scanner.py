@@ -47,6 +47,14 @@ AHEAD_FRESH = 1.0
 PageArgs = tuple[str, str, str, "str | None", "str | None", int]
 
 
+def _environment() -> dict[str, str]:
+    """This process's environment, with the directory this package was imported from
+    first on the helper's import path: the helper runs this very code, installed or not."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": package_parent + (os.pathsep + path if path else "")}
+
+
 class HelperGone(Exception):
     """The helper process could not be started or stopped answering."""
 
@@ -111,8 +119,14 @@ class ListingHelper:
             process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
+                # Nothing of the daemon's: a caller reading the output of a background
+                # mount to its end would wait for the unmount, and a working directory
+                # held would keep its file system busy. Errors come back on the socket.
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd="/",
+                env=_environment(),
                 close_fds=True,
             )
         except OSError as exc:

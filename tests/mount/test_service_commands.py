@@ -207,6 +207,38 @@ def test_background_and_config_file(
 
 
 @pytest.mark.timeout(120)
+def test_a_background_file_mount_lets_go_of_its_output_and_directory(
+    tmp_path: Path, detached: Callable[[], Path]
+) -> None:
+    """A file:// mount's listing helper process holds neither the output of the command
+    that started the mount (a caller reading it to the end, as mount(8), systemd or a
+    script's `$(...)` do, would wait for the unmount) nor its working directory."""
+    store = tmp_path / "store"
+    (store / "d").mkdir(parents=True)
+    (store / "d" / "f").write_bytes(b"x")
+    point = detached()
+    started = fusestore_cli(
+        "mount", f"file://{store}", str(point), "--background", "--cache-dir", str(tmp_path / "c"), timeout=30
+    )
+    assert started.returncode == 0, started.stderr
+    assert os.listdir(point / "d") == ["f"]
+    daemon = (registered(str(point)) or {})["pid"]
+    helpers = [
+        int(pid)
+        for task in Path(f"/proc/{daemon}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    assert helpers, "the listing helper process runs"
+    for pid in helpers:
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        for fd in ("0", "1", "2"):
+            assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+    assert fusestore_cli("umount", str(point)).returncode == 0
+    for pid in helpers:
+        wait_gone(pid, timeout=30)
+
+
+@pytest.mark.timeout(120)
 @pytest.mark.skipif(shutil.which("mount") is None, reason="no mount(8)")
 def test_mount_t_fusestore_through_the_helper(
     s3_server: LocalS3Server, make_bucket: Callable[[], str], tmp_path: Path, detached: Callable[[], Path]
