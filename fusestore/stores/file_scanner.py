@@ -19,7 +19,6 @@ Run as `python -m fusestore.stores.file_scanner FD`: serves pages on socket FD u
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -33,8 +32,6 @@ from typing import Any
 
 from .base import ListPage, ObjectInfo
 from .file_listing import FileLister
-
-log = logging.getLogger(__name__)
 
 #: Seconds the helper may take to start before pages are built in this process instead.
 START_TIMEOUT = 20.0
