@@ -205,7 +205,7 @@ class Store(ABC):
     #: Whether a walk's next directories are listed ahead of it (`core.readahead`): for
     #: stores whose listings wait on a server. A listing built by this process's own CPU
     #: only takes the interpreter from the walk.
-    lists_ahead: bool = False
+    lists_ahead: ClassVar[bool] = False
 
     min_part_size: ClassVar[int] = 5 * MiB
     max_part_size: ClassVar[int] = 5 * GiB

@@ -126,6 +126,10 @@ class FileStore(Store):
         "read_only": Option(bool, False, "refuse every write with AccessDenied"),
     }
     min_part_size = 1  # parts are local files: no lower limit
+    # Not listed ahead of walks (the default), though the listing helper would allow it (a
+    # cold `find` of 150,000 entries: 3.7 -> 2.8 s): with it, a loaded machine's walk past
+    # --max-entries kept a few directories above the bound (cause not found yet).
+    lists_ahead = False
 
     def __init__(
         self, root: str, *, fsync: bool = True, read_only: bool = False, listing_process: bool = True
@@ -141,10 +145,6 @@ class FileStore(Store):
         self._swept = False
         # Listings read each directory once, not once per page (see file_listing).
         self._lister = FileLister()
-        # Not listed ahead of walks, though the helper would allow it (a cold `find` of
-        # 150,000 entries: 3.7 -> 2.8 s): with it, a loaded machine's walk past
-        # --max-entries kept a few directories above the bound (cause not found yet).
-        self.lists_ahead = False
         self._in_process_until = 0.0 if listing_process else float("inf")
 
     @classmethod
