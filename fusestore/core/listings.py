@@ -409,10 +409,18 @@ class Listings:
         since = self.ns.listing_started()
         try:
             objects, _ = await self.calls.list_all(prefix, None)
+            if directory.prefix != prefix:
+                raise fs_error(errno.EAGAIN, "the directory moved during the rename")
+            # Merged before the listing counts as ended: until then the namespace keeps
+            # the deletes that landed while it was taken, which it still shows.
+            self._merge_tree(directory, prefix, objects, since)
         finally:
             self.ns.listing_ended()
-        if directory.prefix != prefix:
-            raise fs_error(errno.EAGAIN, "the directory moved during the rename")
+        self.take_remote_changes()
+
+    def _merge_tree(self, directory: Node, prefix: str, objects: list[ObjectInfo], since: int) -> None:
+        """Merge a recursive listing of `prefix` (taken at `since`) into the loaded
+        directories at and below `directory`."""
         # Group by the directory each key sits in, then merge top-down.
         by_dir: dict[str, tuple[list[ObjectInfo], set[str]]] = {prefix: ([], set())}
         for info in objects:
@@ -432,7 +440,6 @@ class Listings:
             objs, subs = by_dir[here]
             self.ns.merge_listing(node, objs, sorted(subs), since=since)
             self.remember_listing(here, (objs, sorted(subs)), since)
-        self.take_remote_changes()
 
     # -- remembered listings --------------------------------------------------------------
 

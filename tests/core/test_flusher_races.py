@@ -243,6 +243,43 @@ async def test_a_file_removed_during_its_copy_copies_nothing_more(env: Env) -> N
     assert [args[:2] for args in env.called("copy")] == [("a", "b")]
 
 
+async def test_a_delete_landing_during_a_directory_renames_listing_brings_nothing_back(env: Env) -> None:
+    """`rm d/a; mv d e` with the delete of d/a landing while the rename lists everything
+    below d: the listing, taken before the delete, still shows d/a. It must not bring the
+    removed file back (it came back as e/a, whose copy found no source and which then
+    went up empty)."""
+    env.put("d/a", b"old")
+    env.put("d/b", b"kept")
+    async with env.mount(writeback_delay=0) as fs:
+        await resolve(fs, "d/a")
+        deleting = GatedPut(env, "delete_many")
+        listed, go_on = threading.Event(), threading.Event()
+        list_page = env.store.list
+
+        def list_then_wait(*args: Any, **kwargs: Any) -> Any:
+            page = list_page(*args, **kwargs)  # the store as it was when asked
+            listed.set()
+            assert go_on.wait(5), "the test never let the listing go on"
+            return page
+
+        await fs.unlink(await ino_of(fs, "d"), "a")
+        await deleting.wait_until_started()
+        env.store.list = list_then_wait  # type: ignore[method-assign]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.rename, 1, "d", 1, "e", 0)
+            with trio.fail_after(5):
+                while not listed.is_set():
+                    await trio.sleep(0.005)
+            deleting.proceed.set()
+            with trio.fail_after(5):
+                while "d/a" in fs.ns.deletes:
+                    await trio.sleep(0.005)
+            go_on.set()
+        assert sorted(await listdir(fs, "e")) == ["b"]
+        await fs.flusher.sync_all()
+    assert env.objects() == {"e/b": b"kept"}
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_random_renames_and_writes_with_the_flusher_running(env: Env, seed: int) -> None:
     """Files written, appended, renamed (one by one, and their directory d <-> e back and
