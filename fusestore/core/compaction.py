@@ -14,11 +14,11 @@ data, a pin, a lost write's generation. Its inode number is never handed out aga
 counter only grows), and the kernel holds none of the dropped ones.
 
 Past `max_entries` nodes in memory, the mount does not wait for the kernel: it asks the
-kernel to forget the entries of the directories read (opened) least recently, until it
-holds a fifth fewer than the bound, so that a walk of millions of objects stays in bounded
-memory on both sides. Only directories whose entries could all be dropped are asked for:
-none with an open handle, a listing under way, a pin, a dirty or open file, or a
-directory below that the kernel holds. Directories are never asked for (one may be a
+kernel to forget the entries of the directories read (opened, or loaded by any listing)
+least recently, until it holds a fifth fewer than the bound, so that a walk of millions
+of objects stays in bounded memory on both sides. Only directories whose entries could
+all be dropped are asked for: none with an open handle, a listing under way, a pin, a
+dirty or open file, or a directory below that the kernel holds. Directories are never asked for (one may be a
 process's working directory, which forgetting would show as deleted): a directory that
 holds directories loses its entries only once the kernel lets those go by itself (memory
 pressure, `drop_caches`). A walk that adds entries faster than the kernel forgets them
@@ -109,7 +109,7 @@ class Compaction:
         self.kernel = kernel
         #: past this many nodes, the kernel is asked to forget entries (`shed`)
         self.max_entries = settings.max_entries
-        #: directories with entries loaded, the one read (opened) least recently first
+        #: directories with entries loaded, the one read (or loaded) least recently first
         self.recent: OrderedDict[Node, None] = OrderedDict()
         self._purged_at = 0  # len(recent) after its last purge of stale directories
         #: directories whose entries the kernel was asked to forget, not dropped yet
@@ -139,6 +139,15 @@ class Compaction:
     def opened(self, directory: Node) -> None:
         """`directory` is being read (synchronous, O(1) amortized): it becomes the most
         recently read, and a round of shedding is due if the bound is passed."""
+        self.loaded(directory)
+
+    def loaded(self, directory: Node) -> None:
+        """Entries of `directory` were merged from a listing (synchronous, O(1)
+        amortized), for an opendir, a lookup, a rename, a pin or a walk's read-ahead:
+        as `opened`. Every directory with entries loaded is in the order (or asked for),
+        so none holds its entries past the bound for good: a round may have passed over
+        one while it held none (an opendir waiting for room), a lookup loads one with no
+        opendir at all."""
         recent = self.recent
         recent[directory] = None
         recent.move_to_end(directory)

@@ -158,6 +158,7 @@ class Filesystem:
         self.compaction = Compaction(
             self.ns, self.handles, self.pins, self.flusher, self.listings.being_listed, self.kernel, settings
         )
+        self.ns.entries_loaded = self.compaction.loaded
         disk_work = trio.CapacityLimiter(1)  # slow disk work, one job at a time
         self.budgets = Budgets(settings, self.contents, self.journal, self.flusher, disk_work, self.handles)
         self.persister = Persister(self.contents, self.journal, self.journaling, self.budgets, disk_work)

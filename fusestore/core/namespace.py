@@ -13,7 +13,7 @@ import logging
 import stat
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -132,6 +132,9 @@ class Namespace:
         #: a listing that predates it may show a directory only for keys gone since
         self.recent_deletes_below: dict[str, int] = {}
         self._listings = 0
+        #: told of each directory a listing's page was merged into, whichever request
+        #: loaded it (the filesystem binds it to `Compaction.loaded`)
+        self.entries_loaded: Callable[[Node], None] = lambda directory: None
         #: objects (key, etag) whose clean cached data is worthless now: another client
         #: replaced or deleted them (the filesystem drops the data and empties this)
         self.stale_objects: list[tuple[str, str]] = []
@@ -598,6 +601,7 @@ class Namespace:
         new += [name for name in shadowed if name not in seen and name not in listed]
         seen.update(new)
         merge.shadowed |= shadowed
+        self.entries_loaded(directory)
         return new
 
     def finish_merge(self, merge: ListingMerge) -> None:

@@ -201,3 +201,16 @@ async def test_entries_merged_after_the_last_opendir_are_shed_too(env: Env, virt
         assert len(fs.ns.nodes) > 300
         await settle(fs, kernel, background=True)
         assert len(fs.ns.nodes) <= 250
+
+
+async def test_entries_loaded_by_lookups_alone_are_shed_too(env: Env, virtual_clock: MockClock) -> None:
+    """A program that opens paths it knows (no `ls`, no opendir) loads each directory's
+    listing by a lookup: past the bound those entries are asked for like any others
+    (they were never in the order of directories read, and stayed for good)."""
+    async with bounded(env, 4, 100, 150) as (fs, kernel, dirs):
+        for d in dirs:
+            assert await fs.lookup(d.ino, "file-000001") is not None
+            assert len(d.children or {}) == 100
+        await settle(fs, kernel, background=True)
+        assert len(fs.ns.nodes) <= 150
+        assert await fs.lookup(dirs[0].ino, "file-000002") is not None  # back, as it was
