@@ -142,7 +142,7 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
       fusestore mount --config /etc/fusestore/photos.toml
     """
     from ..service.launch import MountRequest, start_mount
-    from .process import collect_cycles_lazily
+    from .process import setup_daemon_process
 
     if not url:
         fail(
@@ -166,5 +166,5 @@ def mount_command(url: str | None, mountpoint: str | None, **options: Any) -> No
         except OSError as exc:
             fail(f"--log-file {log_file}: {exc.strerror or exc}")
     store_options = click.get_current_context().meta.get("fusestore.store_options", {})
-    collect_cycles_lazily()
+    setup_daemon_process()
     sys.exit(start_mount(MountRequest(url, mountpoint, options, store_options)))

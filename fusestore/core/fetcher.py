@@ -39,6 +39,10 @@ IDLE_STOP = 5.0
 #: Blocks read from the store per trip to a worker thread, at most (while readers wait
 #: that far ahead).
 BLOCKS_PER_READ = 4
+#: Seconds a paused stream keeps its buffers: a sequential reader's next requests come
+#: within milliseconds, and buffers made anew each time cost their page faults (the
+#: daemon maps buffers this big on their own, see `cli.process`).
+BUFFERS_KEPT_PAUSED = 0.5
 
 
 @dataclass(eq=False)
@@ -282,8 +286,8 @@ class Fetcher:
         returns, the filler has finished with the buffer sent before it. Reusing them
         rather than making new bytes per trip saves a copy and the page faults of a
         fresh allocation (a 256 MiB cold read: 3 to 8% less time in two A/B runs of 6 each).
-        A paused stream lets them go: many readers that stopped part-way (up to IDLE_STOP
-        each) would otherwise hold 8 MiB apiece."""
+        A stream paused for BUFFERS_KEPT_PAUSED lets them go: many readers that stopped
+        part-way (up to IDLE_STOP each) would otherwise hold 8 MiB apiece."""
         size = max(0, min(BLOCKS_PER_READ * BLOCK_SIZE, stop - block * BLOCK_SIZE))
         buffers: list[memoryview] = []
         turn = 0
@@ -293,10 +297,13 @@ class Fetcher:
                     if block >= stream.limit and self.nursery is None:
                         return  # inline: nobody could raise the limit while we wait
                     if block >= stream.limit:
-                        buffers.clear()
                         stream.wakeup = trio.Event()
-                        with trio.move_on_after(IDLE_STOP):
-                            await stream.wakeup.wait()
+                        with trio.move_on_after(BUFFERS_KEPT_PAUSED):
+                            await stream.wakeup.wait()  # readers asking on, usually
+                        if block >= stream.limit:
+                            buffers.clear()
+                            with trio.move_on_after(IDLE_STOP - BUFFERS_KEPT_PAUSED):
+                                await stream.wakeup.wait()
                         if block >= stream.limit:
                             return  # nobody reads on: the rest is fetched when wanted
                     # Several blocks per trip to the worker thread while readers are that

@@ -15,6 +15,7 @@ import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
 from fusestore.cache import BLOCK_SIZE, Content
+from fusestore.core import fetcher
 from fusestore.core.fetcher import BLOCKS_PER_READ
 from fusestore.stores import StoreUnavailable
 from fusestore.stores.base import ObjectReader
@@ -175,7 +176,8 @@ async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
 
 async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> None:
     """Each stream reads into two reused 4 MiB buffers; one waiting for its reader to go on
-    (up to IDLE_STOP) lets them go, or 20 readers stopped part-way would hold 160 MiB."""
+    (up to IDLE_STOP) lets them go after BUFFERS_KEPT_PAUSED, or 20 readers stopped
+    part-way would hold 160 MiB."""
     for i in range(20):
         env.put(f"f{i}", pattern(64 * MiB, seed=i))
     async with env.mount() as fs:
@@ -188,6 +190,7 @@ async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> Non
             with trio.fail_after(10):  # every stream reaches its readers' window and pauses
                 while any(s.position < min(s.limit, s.end) for s in fs.fetcher.streams.values()):
                     await trio.sleep(0.01)
+            await trio.sleep(fetcher.BUFFERS_KEPT_PAUSED + 0.5)
             await wait_all_tasks_blocked()  # and each has let its buffers go
             assert fs.fetcher.streams, "the streams ended: the test proves nothing"
             held = sum(
