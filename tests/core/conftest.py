@@ -203,6 +203,23 @@ def virtual_clock(monkeypatch: pytest.MonkeyPatch) -> MockClock:
     return clock
 
 
+def slow_store(env: Env, methods: tuple[str, ...], seed: int, most: float) -> None:
+    """Each call of `methods` on the store first sleeps a random moment of up to `most`
+    seconds (drawn from one generator seeded with `seed`, shared by the worker threads)."""
+    pauses = random.Random(seed)
+    lock = threading.Lock()
+    for method in methods:
+        inner = getattr(env.store, method)
+
+        def slow(*args: Any, inner: Any = inner, **kwargs: Any) -> Any:
+            with lock:
+                pause = pauses.uniform(0, most)
+            time.sleep(pause)
+            return inner(*args, **kwargs)
+
+        setattr(env.store, method, slow)
+
+
 class GatedPut:
     """The store's first `put` (or first call of `method`) waits, once it is called, until
     the test lets it go on."""

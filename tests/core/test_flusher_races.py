@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from fusestore.core.filesystem import Filesystem
 from fusestore.stores import StoreError
 from fusestore.stores.wrapper import WrappedStore
 
-from .conftest import Env, GatedPut, ino_of, listdir, mkdir, resolve, write_file
+from .conftest import Env, GatedPut, ino_of, listdir, mkdir, resolve, slow_store, write_file
 
 pytestmark = pytest.mark.trio
 
@@ -287,8 +286,6 @@ async def test_random_renames_and_writes_with_the_flusher_running(env: Env, seed
     no other writer there is never a conflict, every object the store is given is a
     version its name had, and the store ends as the tree is."""
     rng = random.Random(seed)
-    pauses = random.Random(-seed)
-    pauses_lock = threading.Lock()
     stored: list[tuple[str, bytes]] = []
     commit = env.store._commit
 
@@ -297,16 +294,7 @@ async def test_random_renames_and_writes_with_the_flusher_running(env: Env, seed
         return commit(key, data, *args)
 
     env.store._commit = recorded  # type: ignore[method-assign]
-    for method in ("put", "copy"):
-        inner = getattr(env.store, method)
-
-        def slow(*args: Any, inner: Any = inner, **kwargs: Any) -> Any:
-            with pauses_lock:
-                pause = pauses.uniform(0, 0.02)
-            time.sleep(pause)
-            return inner(*args, **kwargs)
-
-        setattr(env.store, method, slow)
+    slow_store(env, ("put", "copy"), -seed, 0.02)
 
     files: dict[str, bytes] = {}
     versions: dict[str, set[bytes]] = {}

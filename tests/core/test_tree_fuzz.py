@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 import random
-import threading
-import time
-from typing import Any
 
 import pytest
 import trio
 
-from .conftest import Env, listdir, read_path
+from .conftest import Env, ino_of, listdir, read_path, slow_store
 
 pytestmark = pytest.mark.trio
 
@@ -24,18 +21,7 @@ pytestmark = pytest.mark.trio
 @pytest.mark.parametrize("seed", range(6))
 async def test_random_tree_changes_with_listings_and_the_flusher_running(env: Env, seed: int) -> None:
     rng = random.Random(seed)
-    pauses = random.Random(-seed - 1)
-    lock = threading.Lock()
-    for method in ("put", "copy", "delete_many", "list"):
-        inner = getattr(env.store, method)
-
-        def slow(*args: Any, inner: Any = inner, **kwargs: Any) -> Any:
-            with lock:
-                pause = pauses.uniform(0, 0.01)
-            time.sleep(pause)
-            return inner(*args, **kwargs)
-
-        setattr(env.store, method, slow)
+    slow_store(env, ("put", "copy", "delete_many", "list"), -seed - 1, 0.01)
 
     # the model: path -> bytes for files, path -> None for directories
     model: dict[str, bytes | None] = {"": None}
@@ -48,14 +34,6 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
 
     def join(parent: str, name: str) -> str:
         return f"{parent}/{name}" if parent else name
-
-    async def ino(fs: Any, path: str) -> int:
-        node = fs.node(1)
-        for name in path.split("/") if path else []:
-            found = await fs.lookup(node.ino, name)
-            assert found is not None, f"{path}: no {name}"
-            node = found
-        return node.ino
 
     log: list[str] = []
     async with env.mount(
@@ -84,7 +62,7 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
                 if path in model and model[path] is None:
                     continue
                 data = f"<{path}:{number}>".encode() * rng.randint(0, 40)
-                pino = await ino(fs, parent)
+                pino = await ino_of(fs, parent)
                 node = await fs.lookup(pino, path.rpartition("/")[2])
                 if node is None:
                     fh, node = await fs.create(pino, path.rpartition("/")[2], 0o644, os.O_WRONLY, 1000, 1000)
@@ -98,7 +76,7 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
             elif kind == "append" and files():
                 path = rng.choice(files())
                 more = f"[{number}]".encode() * rng.randint(1, 20)
-                fh, _ = await fs.open(await ino(fs, path), os.O_WRONLY)
+                fh, _ = await fs.open(await ino_of(fs, path), os.O_WRONLY)
                 old = model[path]
                 assert old is not None
                 await fs.write(fh, len(old), more)
@@ -110,7 +88,7 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
                 old = model[path]
                 assert old is not None
                 size = rng.randrange(len(old) + 1)
-                await fs.setattr(await ino(fs, path), size=size)
+                await fs.setattr(await ino_of(fs, path), size=size)
                 model[path] = old[:size]
                 log[-1] += f" {path} {size}"
             elif kind == "mkdir":
@@ -121,7 +99,7 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
                 if path in model:
                     continue
                 await fs.mkdir(
-                    await ino(fs, parent), path.rpartition("/")[2], 0o755, fs.settings.uid, fs.settings.gid
+                    await ino_of(fs, parent), path.rpartition("/")[2], 0o755, fs.settings.uid, fs.settings.gid
                 )
                 model[path] = None
                 log[-1] += f" {path}"
@@ -131,13 +109,13 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
                     continue
                 path = rng.choice(empty)
                 parent, _, name = path.rpartition("/")
-                await fs.rmdir(await ino(fs, parent), name)
+                await fs.rmdir(await ino_of(fs, parent), name)
                 del model[path]
                 log[-1] += f" {path}"
             elif kind == "unlink" and files():
                 path = rng.choice(files())
                 parent, _, name = path.rpartition("/")
-                await fs.unlink(await ino(fs, parent), name)
+                await fs.unlink(await ino_of(fs, parent), name)
                 del model[path]
                 log[-1] += f" {path}"
             elif kind == "rename":
@@ -158,7 +136,7 @@ async def test_random_tree_changes_with_listings_and_the_flusher_running(env: En
                         continue
                 sp, _, sn = source.rpartition("/")
                 tp, _, tn = target.rpartition("/")
-                await fs.rename(await ino(fs, sp), sn, await ino(fs, tp), tn, 0)
+                await fs.rename(await ino_of(fs, sp), sn, await ino_of(fs, tp), tn, 0)
                 moved = {p: v for p, v in model.items() if p == source or p.startswith(source + "/")}
                 model.pop(target, None)
                 for p in moved:
