@@ -18,11 +18,12 @@ kernel to forget the entries of the directories read (opened, or loaded by any l
 least recently, until it holds a fifth fewer than the bound, so that a walk of millions
 of objects stays in bounded memory on both sides. Only directories whose entries could
 all be dropped are asked for: none with an open handle, a listing under way, a pin, a
-dirty or open file, or a directory below that the kernel holds. Directories are never asked for (one may be a
-process's working directory, which forgetting would show as deleted): a directory that
-holds directories loses its entries only once the kernel lets those go by itself (memory
-pressure, `drop_caches`). A walk that adds entries faster than the kernel forgets them
-(one from remembered listings) waits at each opendir while past 1.5 times the bound.
+dirty or open file, or a directory below that the kernel holds. Directories are never
+asked for (one may be a process's working directory, which forgetting would show as
+deleted): a directory that holds directories loses its entries only once the kernel lets
+those go by itself (memory pressure, `drop_caches`). A walk that adds entries faster
+than the kernel forgets them (one from remembered listings) waits at each opendir while
+past 1.5 times the bound.
 
 Everything runs on the trio thread. `forgotten` and `opened` are synchronous and O(1)
 (called from the kernel's forget and opendir); `run`, `sweep` and `shed` yield between
