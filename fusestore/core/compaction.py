@@ -25,7 +25,7 @@ those go by itself (memory pressure, `drop_caches`). A walk that adds entries fa
 than the kernel forgets them (one from remembered listings) waits at each opendir while
 past 1.5 times the bound.
 
-Everything runs on the trio thread. `forgotten` and `opened` are synchronous and O(1)
+Everything runs on the trio thread. `forgotten` and `loaded` are synchronous and O(1)
 (called from the kernel's forget and opendir); `run`, `sweep` and `shed` yield between
 directories, each directory's check and drop is one synchronous step, linear in its
 entries. The kernel is told in a worker thread (`KernelNames.forget_all`).
@@ -133,22 +133,18 @@ class Compaction:
             self._due.set()
 
     async def opening(self, directory: Node) -> None:
-        """`directory` is being opened: `opened`, then `room`."""
-        self.opened(directory)
+        """`directory` is being opened: `loaded`, then `room`."""
+        self.loaded(directory)
         await self.room()
 
-    def opened(self, directory: Node) -> None:
-        """`directory` is being read (synchronous, O(1) amortized): it becomes the most
-        recently read, and a round of shedding is due if the bound is passed."""
-        self.loaded(directory)
-
     def loaded(self, directory: Node) -> None:
-        """Entries of `directory` were merged from a listing (synchronous, O(1)
-        amortized), for an opendir, a lookup, a rename, a pin or a walk's read-ahead:
-        as `opened`. Every directory with entries loaded is in the order (or asked for),
-        so none holds its entries past the bound for good: a round may have passed over
-        one while it held none (an opendir waiting for room), a lookup loads one with no
-        opendir at all."""
+        """`directory` is being read, or entries of it were merged from a listing (for an
+        opendir, a lookup, a rename, a pin or a walk's read-ahead; synchronous, O(1)
+        amortized): it becomes the most recently read, and a round of shedding is due if
+        the bound is passed. So every directory with entries loaded is in the order (or
+        asked for), and none holds its entries past the bound for good: a round may have
+        passed over one while it held none (an opendir waiting for room), a lookup loads
+        one with no opendir at all."""
         recent = self.recent
         recent[directory] = None
         recent.move_to_end(directory)

@@ -203,9 +203,10 @@ class Store(ABC):
     #: Whether `list` returns user metadata with each object (S3 does not).
     list_has_metadata: ClassVar[bool] = True
     #: Whether a walk's next directories are listed ahead of it (`core.readahead`): for
-    #: stores whose listings wait on a server. A listing built by this process's own CPU
-    #: only takes the interpreter from the walk.
-    lists_ahead: ClassVar[bool] = False
+    #: stores whose listings wait on a server or another process (the file store's
+    #: listing helper). A listing built by this process's own CPU only takes the
+    #: interpreter from the walk.
+    lists_ahead: bool = False
 
     min_part_size: ClassVar[int] = 5 * MiB
     max_part_size: ClassVar[int] = 5 * GiB

@@ -5,7 +5,8 @@ thread of the daemon, each of those system calls gives the interpreter lock up a
 to take it back from the trio thread, which is busy answering the kernel meanwhile: a cold
 `find` of 150,000 files spent most of its time in that hand-over, on one core. The helper
 process builds the pages (`FileLister`, its directory snapshots included) on the other
-core, so the daemon merges one page while the next is scanned.
+core, so the daemon merges one directory while the next is scanned, and the mount may
+list a walk's next directories ahead (`Store.lists_ahead`).
 
 The helper is one process for all the file stores of this process (a page names its
 root), started at the first page and ended when this process ends or its socket closes

@@ -25,7 +25,7 @@ class WrappedStore(Store):
         self.keys = inner.keys
         self.scheme = inner.scheme  # type: ignore[misc]
         self.list_has_metadata = inner.list_has_metadata  # type: ignore[misc]
-        self.lists_ahead = inner.lists_ahead  # type: ignore[misc]
+        self.lists_ahead = inner.lists_ahead
         self.min_part_size = inner.min_part_size  # type: ignore[misc]
         self.max_part_size = inner.max_part_size  # type: ignore[misc]
         self.max_parts = inner.max_parts  # type: ignore[misc]

@@ -84,8 +84,9 @@ async def test_a_directory_opened_on_its_own_lists_nothing_else(env: Env) -> Non
 
 
 async def test_a_store_that_lists_by_itself_is_not_read_ahead(env: Env) -> None:
-    """The memory store builds listings with this process's own CPU: listed ahead, they
-    would only take the interpreter from the walk."""
+    """The memory store (and a file store listing in its own process) builds listings
+    with this process's own CPU: listed ahead, they would only take the interpreter from
+    the walk."""
     _plant(env)
     assert not env.store.lists_ahead
     async with env.mount() as fs:

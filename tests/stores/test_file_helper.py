@@ -48,10 +48,12 @@ def _gone(pid: int) -> bool:
 def test_pages_are_built_in_another_process(tmp_path: Path) -> None:
     _fill(tmp_path / "d", 5)
     fs = FileStore(str(tmp_path))
+    assert fs.lists_ahead  # its listings cost this process little: worth reading ahead
     page = fs.list("d/")
     assert [o.key for o in page.objects] == [f"d/f{i:04d}" for i in range(5)]
     assert page.objects[0].size == 5 and page.objects[0].etag == fs.head("d/f0000").etag
     assert _helper_pid() != os.getpid()
+    assert not FileStore(str(tmp_path), listing_process=False).lists_ahead
 
 
 def test_a_helper_killed_between_pages_costs_no_listing(
