@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,8 +27,12 @@ class Content:
 
     Methods do small, bounded disk work inline (pread/pwrite/ftruncate of the page
     cache); none of them blocks on the network. Not thread-safe: it belongs to the trio
-    thread, except that an uploader thread may pread from `path` concurrently; the
-    `snapshot` it reads by is torn before any change that reaches its bytes.
+    thread, with two exceptions. An uploader thread may pread from `path` concurrently;
+    the `snapshot` it reads by is torn before any change that reaches its bytes. And a
+    fetch's worker thread writes the store's bytes of missing blocks (`store_fetched`)
+    under `file_lock`, which the trio thread holds too while it writes, truncates or
+    closes the file: whichever comes first, a local write is never overwritten, bytes
+    past a truncation never come back, and a closed descriptor is never written.
     """
 
     def __init__(self, content_id: str, path: Path, size: int, base_size: int, present: int = 0) -> None:
@@ -66,6 +71,9 @@ class Content:
         #: discarded or evicted: its cache file is gone and must not come back
         self.removed = False
         self._fd: int | None = None
+        #: held around every change of the file and of `present`'s local blocks that a
+        #: fetch's worker thread could race (see the class)
+        self.file_lock = threading.Lock()
         #: byte ranges [start, end) below `size` and past the base that no write of the
         #: current burst has filled yet (a write past the end makes one; the kernel may
         #: send a file's pages out of order), disjoint and sorted. A burst ends at the
@@ -152,8 +160,9 @@ class Content:
     def close(self) -> None:
         """Close the cache file (the next use opens it again)."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            with self.file_lock:
+                os.close(self._fd)
+                self._fd = None
             if self.open_files is not None:
                 self.open_files[0] -= 1
 
@@ -211,24 +220,49 @@ class Content:
         return start, max(0, end - start)
 
     def fill(self, first: int, data: bytes | memoryview) -> None:
-        """Store fetched bytes starting at block `first` and mark those blocks present.
+        """Store fetched bytes starting at block `first` and mark those blocks present
+        (`store_fetched` and `fetched` on one thread).
 
         Blocks already present (written locally meanwhile) keep their local bytes.
         """
+        self.fetched(*self.store_fetched(self.fd, first, data))
+
+    def store_fetched(self, fd: int, first: int, data: bytes | memoryview) -> tuple[list[int], int]:
+        """Write the store's bytes `data`, from block `first` on, into the cache file `fd`
+        (this content's when the caller took it) where its blocks are still missing.
+        Returns the blocks done (all of them unless the file was closed) and the bytes
+        written, for `fetched` to mark present.
+
+        May run in a worker thread: each block is written under `file_lock`, and skipped
+        when it was written locally meanwhile (present), or when the file was closed (`fd`
+        may name another file by now). A block the file was truncated below (meanwhile)
+        writes nothing past the new end: the bytes there are zeros for good.
+        """
         count = -(-len(data) // BLOCK_SIZE) if data else 0
         view = memoryview(data)  # slices without copies
+        done: list[int] = []
+        written = 0
         for i in range(count):
             block = first + i
-            if self.present >> block & 1:
-                continue
-            chunk = view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]
-            # The file may have been truncated meanwhile: bytes past the base stay zeros.
-            limit = min(self.size, self.base_size) - block * BLOCK_SIZE
-            if limit > 0:
-                written = os.pwrite(self.fd, chunk[:limit], block * BLOCK_SIZE)
-                if self.room is not None:
-                    self.room.spent(written)
-            self.present |= 1 << block
+            with self.file_lock:
+                if self._fd != fd or self.removed:
+                    break
+                limit = min(self.size, self.base_size) - block * BLOCK_SIZE
+                if limit > 0 and not self.present >> block & 1:
+                    chunk = view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE][:limit]
+                    written += os.pwrite(fd, chunk, block * BLOCK_SIZE)
+            done.append(block)
+        return done, written
+
+    def fetched(self, blocks: list[int], written: int) -> None:
+        """Mark `blocks` present, as `store_fetched` returned them (trio thread). A block
+        the file was cut below meanwhile is past the base: local, zeros until written."""
+        if self.room is not None:
+            self.room.spent(written)
+        end = -(-self.size // BLOCK_SIZE)
+        for block in blocks:
+            if block < end:
+                self.present |= 1 << block
 
     def present_bytes(self) -> int:
         """Bytes of local data this content accounts for in the cache size."""
@@ -283,7 +317,15 @@ class Content:
         part-way (OSError only when none could be)."""
         if data:
             self._changing(offset)
-        written = os.pwrite(self.fd, data, offset)
+        fd = self.fd
+        with self.file_lock:
+            written = os.pwrite(fd, data, offset)
+            self._wrote(offset, len(data), written)
+        return written
+
+    def _wrote(self, offset: int, length: int, written: int) -> None:
+        """The bookkeeping of a write (under `file_lock`: its blocks are present before a
+        fetch's thread can look)."""
         if self.room is not None:
             self.room.spent(written)
         end = offset + written
@@ -294,14 +336,13 @@ class Content:
         if end > self.size:
             self.size = end
         first, last = offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE if written else -1
-        if written < len(data) and end % BLOCK_SIZE and end < self.base_size:
+        if written < length and end % BLOCK_SIZE and end < self.base_size:
             # The disk stopped part-way through a block the caller did not fetch (the
             # write was to cover it whole): the rest of it is still the store's bytes,
             # to be fetched, not zeros.
             last -= 1
         for block in range(first, last + 1):
             self.present |= 1 << block
-        return written
 
     def settle(self) -> None:
         """The burst of writes ended (flush, fsync, upload): the kernel has sent all its
@@ -357,13 +398,15 @@ class Content:
         the base, so growing again shows zeros rather than the store's old bytes.
         """
         self._changing(min(size, self.size))
-        os.ftruncate(self.fd, size)
-        self.size = size
-        self.holes = [(low, min(high, size)) for low, high in self.holes if low < size]
-        self.settled_size = min(self.settled_size, size)
-        if size < self.base_size:
-            self.base_size = size
-        self.present &= (1 << -(-size // BLOCK_SIZE)) - 1
+        fd = self.fd
+        with self.file_lock:
+            os.ftruncate(fd, size)
+            self.size = size
+            self.holes = [(low, min(high, size)) for low, high in self.holes if low < size]
+            self.settled_size = min(self.settled_size, size)
+            if size < self.base_size:
+                self.base_size = size
+            self.present &= (1 << -(-size // BLOCK_SIZE)) - 1
 
     def boundary_block(self, size: int) -> tuple[int, int] | None:
         """The missing block holding byte `size`, which must be fetched before truncating."""

@@ -8,8 +8,9 @@ reading overlaps the download. Streams run in the file system's background nurse
 `serve` runs (before that, and in tests without it, inline).
 
 A `Fetcher` is given what it uses, the store calls, the store and the content store;
-it never sees the file system. It runs on the trio thread; the GETs and the reads of
-their bodies go to worker threads through `StoreCalls`.
+it never sees the file system. It runs on the trio thread; the GETs, the reads of their
+bodies and the writes of those bytes into the cache file go to worker threads through
+`StoreCalls`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ IDLE_STOP = 5.0
 #: Blocks read from the store per trip to a worker thread, at most (while readers wait
 #: that far ahead).
 BLOCKS_PER_READ = 4
-#: Seconds a paused stream keeps its buffers: a sequential reader's next requests come
-#: within milliseconds, and buffers made anew each time cost their page faults (the
+#: Seconds a paused stream keeps its buffer: a sequential reader's next requests come
+#: within milliseconds, and a buffer made anew each time costs its page faults (the
 #: daemon maps buffers this big on their own, see `cli.process`).
 BUFFERS_KEPT_PAUSED = 0.5
 
@@ -58,6 +59,8 @@ class Stream:
     error: BaseException | None = None
     wakeup: trio.Event = field(default_factory=trio.Event)
     position: int = 0  # the next block it fills
+    filled: bool = False  # it brought a block
+    progress_at: float = 0.0  # when it last brought one (trio's clock)
 
     def want(self, limit: int) -> None:
         if limit > self.limit:
@@ -65,16 +68,24 @@ class Stream:
             self.wakeup.set()
 
 
-def _read_into(reader: ObjectReader, buffer: memoryview) -> int:
-    """Fill `buffer`, or fewer bytes at the end of the stream; how many (blocks; worker
-    thread)."""
+def _read_and_store(
+    reader: ObjectReader, buffer: memoryview, content: Content, fd: int, first: int
+) -> tuple[int, list[int], int, OSError | None]:
+    """Fill `buffer` from the stream (fewer bytes at its end), then write them into the
+    cache file from block `first` on (`Content.store_fetched`). Returns the bytes read,
+    the blocks done, the bytes written and the cache disk's error, if writing failed
+    (the store's errors raise). Worker thread: the socket and the page cache."""
     got = 0
     while got < len(buffer):
         count = reader.readinto(buffer[got:])
         if not count:
             break
         got += count
-    return got
+    try:
+        done, written = content.store_fetched(fd, first, buffer[:got])
+    except OSError as exc:
+        return got, [], 0, exc
+    return got, done, written, None
 
 
 class Fetcher:
@@ -200,12 +211,10 @@ class Fetcher:
         the whole stream)."""
         assert content.source is not None
         key, etag = content.source
-        block = stream.first
-        filled = False
-        progress_at = trio.current_time()
+        stream.progress_at = trio.current_time()
         try:
-            while block < stream.end:
-                start, length = content.fetch_span(block, stream.end - block)
+            while stream.position < stream.end:
+                start, length = content.fetch_span(stream.position, stream.end - stream.position)
                 if length <= 0:
                     break
                 try:
@@ -217,35 +226,8 @@ class Fetcher:
                     # and may be gone: the copy holds the same bytes.
                     key, etag = content.source
                     continue
-                failure: BaseException | None = None
                 try:
-                    # The next chunk is read (worker thread) while this one is written
-                    # into the cache file (here): a sequential reader's stream goes at
-                    # the speed of the slower of the two, not of both in turn.
-                    send, receive = trio.open_memory_channel[memoryview | BaseException](0)
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._read_chunks, stream, reader, block, start + length, send)
-                        async with receive:
-                            async for data in receive:
-                                if isinstance(data, BaseException):
-                                    failure = data
-                                    break
-                                try:
-                                    content.fill(block, data)
-                                except OSError as exc:
-                                    # The cache disk's failure (full?): another GET would
-                                    # only fail the same way. The reader gets the error.
-                                    stream.error = exc
-                                    nursery.cancel_scope.cancel()
-                                    return
-                                filled = True
-                                progress_at = trio.current_time()
-                                got = -(-len(data) // BLOCK_SIZE)
-                                del data  # the producer's buffer: not held while it pauses
-                                for done in range(block, block + got):
-                                    self._done(content, stream, done)
-                                block += got
-                                stream.position = block
+                    failure = await self._copy(content, stream, reader, start + length)
                 finally:
                     with trio.CancelScope(shield=True):
                         await trio.to_thread.run_sync(reader.close)
@@ -255,73 +237,82 @@ class Fetcher:
                 # A store that answers GETs but sends no bytes is never marked down (a
                 # read that times out is abandoned, not failed): no block for the I/O
                 # timeout ends the stream too, or its readers would wait forever.
-                stalled = trio.current_time() - progress_at >= self.calls.io_timeout
+                stalled = trio.current_time() - stream.progress_at >= self.calls.io_timeout
                 if not retry or stalled or self.calls.down_for() > self.calls.io_timeout:
                     raise failure
-                log.debug("%s: the stream broke at block %d, reopening: %s", key, block, failure)
+                log.debug("%s: the stream broke at block %d, reopening: %s", key, stream.position, failure)
         except (StoreError, OSError) as exc:
             stream.error = exc
         except Exception as exc:
             log.exception("fetching %r failed", key)
             stream.error = StoreError(f"{key}: {exc}")
         finally:
-            if filled and not content.dirty:
+            if stream.filled and not content.dirty:
                 self.contents.save(content, key, etag)
             for rest in list(stream.events):
                 self._done(content, stream, rest)
 
-    async def _read_chunks(
-        self,
-        stream: Stream,
-        reader: ObjectReader,
-        block: int,
-        stop: int,
-        send: trio.MemorySendChannel[memoryview | BaseException],
-    ) -> None:
-        """Send the blocks of one GET from `block` on, a few per trip to a worker thread,
-        never past the stream's limit (there it pauses, and ends after IDLE_STOP), until
-        byte `stop`, the stream's end or a short read; then a failure, if one ended it.
+    async def _copy(
+        self, content: Content, stream: Stream, reader: ObjectReader, stop: int
+    ) -> BaseException | None:
+        """Bring the blocks of one GET from the stream's position on into the cache file,
+        a few per trip to a worker thread, which reads them off the socket and writes
+        them (the trio thread meanwhile answers the kernel's reads), never past the
+        stream's limit (there it pauses, and ends after IDLE_STOP), until byte `stop`,
+        the stream's end or a short read. Returns the store's failure, if one ended it;
+        the cache disk's raises (another GET would only fail the same way).
 
-        Two buffers take turns: the channel holds nothing, so by the time the next send
-        returns, the filler has finished with the buffer sent before it. Reusing them
-        rather than making new bytes per trip saves a copy and the page faults of a
-        fresh allocation (a 256 MiB cold read: 3 to 8% less time in two A/B runs of 6 each).
-        A stream paused for BUFFERS_KEPT_PAUSED lets them go: many readers that stopped
-        part-way (up to IDLE_STOP each) would otherwise hold 8 MiB apiece."""
+        One buffer, reused: a fresh allocation per trip costs its page faults (a 256 MiB
+        cold read: 3 to 8% less time in two A/B runs of 6 each). A stream paused for
+        BUFFERS_KEPT_PAUSED lets it go: many readers that stopped part-way (up to
+        IDLE_STOP each) would otherwise hold 4 MiB apiece."""
+        block = stream.position
         size = max(0, min(BLOCKS_PER_READ * BLOCK_SIZE, stop - block * BLOCK_SIZE))
-        buffers: list[memoryview] = []
-        turn = 0
-        async with send:
+        buffer: memoryview | None = None
+        while block < stream.end:
+            if block >= stream.limit and self.nursery is None:
+                return None  # inline: nobody could raise the limit while we wait
+            if block >= stream.limit:
+                stream.wakeup = trio.Event()
+                with trio.move_on_after(BUFFERS_KEPT_PAUSED):
+                    await stream.wakeup.wait()  # readers asking on, usually
+                if block >= stream.limit:
+                    buffer = None
+                    with trio.move_on_after(IDLE_STOP - BUFFERS_KEPT_PAUSED):
+                        await stream.wakeup.wait()
+                if block >= stream.limit:
+                    return None  # nobody reads on: the rest is fetched when wanted
+            # Several blocks per trip to the worker thread while readers are that far
+            # behind (a trip costs more than a block).
+            count = max(1, min(BLOCKS_PER_READ, stream.limit - block, stream.end - block))
+            want = min(count * BLOCK_SIZE, stop - block * BLOCK_SIZE)
+            if buffer is None:
+                buffer = memoryview(bytearray(size))
+            fd = content.fd
             try:
-                while block < stream.end:
-                    if block >= stream.limit and self.nursery is None:
-                        return  # inline: nobody could raise the limit while we wait
-                    if block >= stream.limit:
-                        stream.wakeup = trio.Event()
-                        with trio.move_on_after(BUFFERS_KEPT_PAUSED):
-                            await stream.wakeup.wait()  # readers asking on, usually
-                        if block >= stream.limit:
-                            buffers.clear()
-                            with trio.move_on_after(IDLE_STOP - BUFFERS_KEPT_PAUSED):
-                                await stream.wakeup.wait()
-                        if block >= stream.limit:
-                            return  # nobody reads on: the rest is fetched when wanted
-                    # Several blocks per trip to the worker thread while readers are that
-                    # far behind (a trip costs more than filling a block).
-                    count = max(1, min(BLOCKS_PER_READ, stream.limit - block, stream.end - block))
-                    want = min(count * BLOCK_SIZE, stop - block * BLOCK_SIZE)
-                    if not buffers:
-                        buffers = [memoryview(bytearray(size)) for _ in range(2)]
-                    got = await self.calls.attempt(_read_into, reader, buffers[turn][:want])
-                    self.downloaded_bytes += got
-                    if not got:
-                        return
-                    await send.send(buffers[turn][:got])
-                    turn ^= 1
-                    if got < want:
-                        return
-                    block += count
-            except trio.BrokenResourceError:
-                return  # the filling stopped
+                got, done, written, disk_error = await self.calls.attempt(
+                    _read_and_store, reader, buffer[:want], content, fd, block
+                )
             except Exception as exc:
-                await send.send(exc)
+                return exc
+            self.downloaded_bytes += got
+            if disk_error is not None:
+                raise disk_error
+            got_blocks = -(-got // BLOCK_SIZE)
+            if len(done) < got_blocks:
+                # The cache file was closed meanwhile (too many open): the rest goes into
+                # it opened again, here.
+                rest = block + len(done)
+                content.fill(rest, buffer[(rest - block) * BLOCK_SIZE : got])
+                done = list(range(block, block + got_blocks))
+            content.fetched(done, written)
+            if got:
+                stream.filled = True
+                stream.progress_at = trio.current_time()
+            for filled in range(block, block + got_blocks):
+                self._done(content, stream, filled)
+            block += got_blocks
+            stream.position = block
+            if got < want:
+                return None
+        return None

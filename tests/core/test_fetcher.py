@@ -162,12 +162,12 @@ async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
 ) -> None:
     env.put("f", pattern(8 * MiB, seed=4))
 
-    def full(self: Content, first: int, data: bytes) -> None:
+    def full(self: Content, fd: int, first: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async with env.mount() as fs:
         ino = await ino_of(fs, "f")
-        monkeypatch.setattr(Content, "fill", full)
+        monkeypatch.setattr(Content, "store_fetched", full)
         with trio.fail_after(10), pytest.raises(OSError) as failed:
             await read_all(fs, ino, MiB)
         assert failed.value.errno == errno.ENOSPC
@@ -175,9 +175,9 @@ async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
 
 
 async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> None:
-    """Each stream reads into two reused 4 MiB buffers; one waiting for its reader to go on
-    (up to IDLE_STOP) lets them go after BUFFERS_KEPT_PAUSED, or 20 readers stopped
-    part-way would hold 160 MiB."""
+    """Each stream reads into a reused 4 MiB buffer; one waiting for its reader to go on
+    (up to IDLE_STOP) lets it go after BUFFERS_KEPT_PAUSED, or 20 readers stopped
+    part-way would hold 80 MiB."""
     for i in range(20):
         env.put(f"f{i}", pattern(64 * MiB, seed=i))
     async with env.mount() as fs:
@@ -201,3 +201,78 @@ async def test_streams_paused_for_their_readers_hold_no_buffers(env: Env) -> Non
         finally:
             tracemalloc.stop()
     assert held < 8 * MiB, f"paused streams hold {held / MiB:.0f} MiB of buffers"
+
+
+async def test_a_fetch_writes_the_cache_file_from_a_worker_thread(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trio thread also answers the kernel's reads of the same file: a cold read
+    goes at the speed of one thread doing both unless the fetched bytes are written
+    into the cache file where they were read from the socket."""
+    data = pattern(8 * MiB + 5, seed=7)
+    env.put("f", data)
+    real_pwrite = os.pwrite
+    on_trio_thread: list[int] = []
+
+    def pwrite(fd: int, chunk: Any, offset: int) -> int:
+        if threading.current_thread() is threading.main_thread():
+            on_trio_thread.append(len(chunk))
+        return real_pwrite(fd, chunk, offset)
+
+    async with env.mount() as fs:
+        ino = await ino_of(fs, "f")
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        assert await read_all(fs, ino, MiB) == data
+    assert on_trio_thread == [], f"{len(on_trio_thread)} writes of fetched bytes on the trio thread"
+
+
+class PausedReader(ObjectReader):
+    """Another reader's bytes, its first read held in the worker thread until `go_on`."""
+
+    def __init__(self, inner: ObjectReader, reading: threading.Event, go_on: threading.Event) -> None:
+        self.inner, self.reading, self.go_on = inner, reading, go_on
+
+    def read(self, size: int = -1) -> bytes:
+        return self.inner.read(size)
+
+    def readinto(self, buffer: memoryview) -> int:
+        if not self.reading.is_set():
+            self.reading.set()
+            self.go_on.wait(10)
+        return self.inner.readinto(buffer)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+async def test_local_writes_and_a_truncate_during_a_fetch_keep_their_bytes(env: Env) -> None:
+    """While a stream's worker thread is reading blocks 0-3 off the socket, the file is
+    written over whole blocks and cut: what it then writes into the cache file never
+    replaces those bytes, and nothing past the cut comes back."""
+    data = bytearray(pattern(4 * MiB, seed=8))
+    env.put("f", bytes(data))
+    reading, go_on = threading.Event(), threading.Event()
+    spied = env.store.open_range
+
+    def paused(*args: Any, **kwargs: Any) -> ObjectReader:
+        return PausedReader(spied(*args, **kwargs), reading, go_on)
+
+    env.store.open_range = paused  # type: ignore[method-assign]
+    async with env.mount() as fs:
+        ino = await ino_of(fs, "f")
+        fh, _ = await fs.open(ino, os.O_RDWR)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fs.read, fh, 0, 4096)  # starts the stream
+            with trio.fail_after(10):
+                await trio.to_thread.run_sync(reading.wait)
+            try:
+                await fs.write(fh, MiB, b"L" * MiB)  # whole block 1: no fetch needed
+                data[MiB : 2 * MiB] = b"L" * MiB
+                await fs.setattr(ino, size=3 * MiB, fh=fh)  # at a block's edge: no fetch
+                del data[3 * MiB :]
+            finally:
+                go_on.set()
+        with trio.fail_after(10):
+            assert await read_all(fs, ino, MiB) == bytes(data)
+        fs.release(fh)
+    assert env.objects()["f"] == bytes(data)
