@@ -278,7 +278,7 @@ class Filesystem:
                 raise fs_error(errno.ENAMETOOLONG)
             node = await self.listings.checked_child(parent, name)
         if node is not None and self.listings.head_due(node):
-            await self.head_attrs(node)
+            await self.listings.head_for_lookup(node)
             if not node.attached:  # the HEAD found another client's version, or a symlink
                 children = parent.children  # none: they were compacted meanwhile
                 node = children.get(name) if children else await self.listings.checked_child(parent, name)

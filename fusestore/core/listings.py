@@ -33,6 +33,7 @@ from ..stores.links import LinkedStores
 from ..stores.posix import SYMLINK_MAX
 from .errors import fs_error
 from .fetcher import Fetcher
+from .headahead import HeadReadAhead
 from .journaling import Journaling
 from .kernelnames import KernelNames
 from .linkview import in_link
@@ -144,6 +145,7 @@ class Listings:
         self.links = links
         self._refreshing: dict[Node, ListingRun] = {}
         self.read_ahead = WalkReadAhead(READ_AHEAD if store.lists_ahead else 0)
+        self.head_ahead = HeadReadAhead(self.head_attrs, self.head_due)
         #: prefixes whose remembered listing is gone from the index (see `drop_listing`)
         self._listings_dropped: set[str] = set()
         #: where a pinned file's new version is fetched (set while the mount serves)
@@ -619,6 +621,11 @@ class Listings:
             fresh = self.ns.replace_with_object(node, info)
             fresh.checked_at = time.monotonic()
             self.take_remote_changes()
+
+    async def head_for_lookup(self, node: Node) -> None:
+        """`head_attrs` for a lookup, read ahead of lookups in name order (`HeadReadAhead`).
+        Worker thread: the HEADs (StoreCalls)."""
+        await self.head_ahead.head(node, self.nursery if self.calls.online else None)
 
     async def head_attrs(self, node: Node, *, may_replace: bool = True) -> None:
         """Read the POSIX attributes a listing did not carry (one HEAD, remembered).

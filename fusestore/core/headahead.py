@@ -1,0 +1,103 @@
+"""`HeadReadAhead`: the metadata of small objects read before a program looks them up.
+
+A lookup of an object small enough to be a symlink or a special file reads its metadata
+first (one HEAD, `Listings.head_due`). `stat` of many such files, or a program opening
+them one after another, sends the lookups one at a time, and each would wait for its own
+HEAD in turn while the store could answer several at once. Once a lookup takes the entry
+right after the one looked up before it in its directory (in name order, the order of a
+listing and of a shell's glob), the HEADs of the next `AHEAD` entries that need one go
+out in the background, and each of their lookups waits for its HEAD rather than sending
+another. A program that stops costs at most `AHEAD` HEADs it did not need; a lookup alone,
+or out of order, costs its own HEAD only.
+
+Runs on the trio thread; the HEADs go through the store calls (worker threads).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..stores import StoreError
+from .nodes import Node
+
+log = logging.getLogger(__name__)
+
+#: Entries whose metadata is read ahead of an in-order lookup: HEADs in flight at once.
+AHEAD = 8
+#: Directories whose order of entries (and last lookup) is kept.
+ORDERS_KEPT = 16
+
+
+class HeadReadAhead:
+    """Reads metadata for lookups (`head`), ahead of them when they go in order.
+
+    `read` is the metadata read of one node (best effort, `Listings.head_attrs`), `due`
+    whether a node's lookup needs one. A directory's sorted names are worked out once per
+    listing of it (entries made here since are never due: their attributes are known), for
+    the last `ORDERS_KEPT` directories looked up in. `head` may yield; the rest never does.
+    """
+
+    def __init__(
+        self, read: Callable[[Node], Awaitable[None]], due: Callable[[Node], bool], depth: int = AHEAD
+    ) -> None:
+        self.read, self.due, self.depth = read, due, depth
+        #: node -> set once the HEAD read ahead for it ended (then `in_flight` forgets it)
+        self.in_flight: dict[Node, trio.Event] = {}
+        #: directory's inode -> ((its children's identity, listing time), sorted names,
+        #: the name looked up last)
+        self._orders: OrderedDict[int, tuple[tuple[int, float], list[str], str]] = OrderedDict()
+
+    async def head(self, node: Node, nursery: trio.Nursery | None) -> None:
+        """Read `node`'s metadata for its lookup (the caller found it due): wait for its HEAD
+        read ahead, or send one; and start the next entries' when lookups go in order."""
+        if nursery is not None:
+            for entry in self.ahead(node):
+                started = self.in_flight[entry] = trio.Event()
+                nursery.start_soon(self._read_ahead, entry, started)
+        event = self.in_flight.get(node)
+        if event is not None:
+            await event.wait()
+            if not self.due(node):
+                return  # read (a HEAD that failed leaves it due: this lookup tries itself)
+        await self.read(node)
+
+    def ahead(self, node: Node) -> list[Node]:
+        """The entries after `node` to read ahead now, if the lookup before it in its
+        directory was of the entry just before it."""
+        parent = node.parent
+        if self.depth <= 0 or parent is None or not parent.children:
+            return []
+        entries = parent.children
+        stamp = (id(entries), parent.listed_at)
+        kept = self._orders.get(parent.ino)
+        if kept is not None and kept[0] == stamp:
+            names, last = kept[1], kept[2]
+            self._orders.move_to_end(parent.ino)
+        else:
+            names, last = sorted(entries), ""
+        self._orders[parent.ino] = (stamp, names, node.name)
+        if len(self._orders) > ORDERS_KEPT:
+            self._orders.popitem(last=False)
+        at = bisect.bisect_left(names, node.name)
+        if at == 0 or at == len(names) or names[at] != node.name or names[at - 1] != last:
+            return []
+        chosen = []
+        for name in names[at + 1 : at + 1 + self.depth]:
+            entry = entries.get(name)
+            if entry is not None and entry not in self.in_flight and self.due(entry):
+                chosen.append(entry)
+        return chosen
+
+    async def _read_ahead(self, node: Node, event: trio.Event) -> None:
+        try:
+            await self.read(node)
+        except (StoreError, OSError) as exc:
+            log.debug("%s: metadata not read ahead: %s", node.path(), exc)
+        finally:
+            del self.in_flight[node]
+            event.set()
