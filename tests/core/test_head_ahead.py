@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 import time
@@ -133,3 +134,27 @@ async def test_heads_read_ahead_that_fail_leave_each_lookup_its_own(env: Env) ->
             else:
                 assert stat.S_IMODE(node.mode) == 0o600 + i % 8, f"{node.name}: the guessed attributes stayed"
     assert len(failed) == 3, "the test failed no HEAD read ahead"
+
+
+@pytest.mark.parametrize("call", ["getattr", "open"])
+async def test_getattrs_or_opens_in_order_of_listed_entries_read_ahead_too(env: Env, call: str) -> None:
+    """Entries the kernel had from a listing (readdirplus: no lookup) and then stats or
+    opens in turn (`ls -l`, then `cat *`) read their metadata at the getattr or open:
+    ahead of them, as for lookups."""
+    listed = small_files(env)
+    names = [name for name in listed if name != "f00007"]  # opened: no symlink (read ahead)
+    heads = CountedHeads(env)
+    async with env.mount() as fs:
+        directory = await fs.lookup(1, "d")
+        assert directory is not None
+        entries = await fs.listings.children(directory)
+        for name in names:
+            node = entries[name]
+            if call == "getattr":
+                await fs.getattr(node.ino)
+            else:
+                fh, _ = await fs.open(node.ino, os.O_RDONLY)
+                fs.release(fh)
+            assert not node.attrs_guessed
+    assert heads.most > 1, "the HEADs went one at a time"
+    assert sorted(heads.of_files()) == [f"d/{name}" for name in listed], "one HEAD per object, no more"
