@@ -200,6 +200,7 @@ class Filesystem:
         self.child = self.listings.child
         self.load_tree = self.listings.load_tree
         self.forget_listing = self.listings.forget_listing
+        self.head_attrs = self.listings.head_attrs
         self.read_attrs = self.listings.read_attrs
         self.dirty_bytes = self.budgets.dirty_bytes
         self.dirty_space_freed = self.budgets.dirty_space_freed
@@ -289,7 +290,7 @@ class Filesystem:
     async def getattr(self, ino: int) -> Node:
         node = self.node(ino)
         if self.listings.head_due(node):
-            await self.listings.head_for_lookup(node)
+            await self.head_attrs(node)
             self.listings.check_kind(node)
         return node
 
@@ -577,8 +578,7 @@ class Filesystem:
             self.linked.writable(node)
             await self.attrs_for_change(node)
         elif self.listings.head_due(node):
-            # It may be a symlink listed as a file: to follow, not open.
-            await self.listings.head_for_lookup(node)
+            await self.head_attrs(node)  # it may be a symlink listed as a file: to follow, not open
             self.listings.check_kind(node)
         if node.content is None:
             node.content = self._clean_content(node)

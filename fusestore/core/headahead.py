@@ -89,7 +89,10 @@ class HeadReadAhead:
         chosen = []
         for name in names[at + 1 : at + 1 + self.depth]:
             entry = entries.get(name)
-            if entry is not None and entry not in self.in_flight and self.due(entry):
+            # Not one the kernel holds (a listing's readdirplus gave it): a HEAD finding a
+            # symlink listed as a file replaces its node, and the kernel must learn that
+            # from the request that needs it (ESTALE), not keep a stale inode.
+            if entry is not None and not entry.lookups and entry not in self.in_flight and self.due(entry):
                 chosen.append(entry)
         return chosen
 
