@@ -4,11 +4,11 @@ A lookup of an object small enough to be a symlink or a special file reads its m
 first (one HEAD, `Listings.head_due`). `stat` of many such files, or a program opening
 them one after another, sends the lookups one at a time, and each would wait for its own
 HEAD in turn while the store could answer several at once. Once a lookup takes the entry
-right after the one looked up before it in its directory (in name order, the order of a
-listing and of a shell's glob), the HEADs of the next `AHEAD` entries that need one go
-out in the background, and each of their lookups waits for its HEAD rather than sending
-another. A program that stops costs at most `AHEAD` HEADs it did not need; a lookup alone,
-or out of order, costs its own HEAD only.
+right after the one looked up before it in its directory (in name order, a listing's),
+the HEADs of the next `AHEAD` entries that need one, and that the kernel holds no inode
+of, go out in the background, and each of their lookups waits for its HEAD rather than
+sending another. A program that stops costs at most `AHEAD` HEADs it did not need; a
+lookup alone, or out of order, costs its own HEAD only.
 
 Runs on the trio thread; the HEADs go through the store calls (worker threads).
 """
