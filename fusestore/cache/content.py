@@ -30,9 +30,9 @@ class Content:
     thread, with two exceptions. An uploader thread may pread from `path` concurrently;
     the `snapshot` it reads by is torn before any change that reaches its bytes. And a
     fetch's worker thread writes the store's bytes of missing blocks (`store_fetched`)
-    under `file_lock`, which the trio thread holds too while it writes, truncates or
-    closes the file: whichever comes first, a local write is never overwritten, bytes
-    past a truncation never come back, and a closed descriptor is never written.
+    through a descriptor of its own, block by block under `file_lock`, which the trio
+    thread holds too while it writes or truncates: whichever comes first, a local write is
+    never overwritten and bytes past a truncation never come back.
     """
 
     def __init__(self, content_id: str, path: Path, size: int, base_size: int, present: int = 0) -> None:
@@ -71,8 +71,8 @@ class Content:
         #: discarded or evicted: its cache file is gone and must not come back
         self.removed = False
         self._fd: int | None = None
-        #: held around every change of the file and of `present`'s local blocks that a
-        #: fetch's worker thread could race (see the class)
+        #: held around every local write and truncation of the file, with their change of
+        #: `present`, which a fetch's worker thread could race (see the class)
         self.file_lock = threading.Lock()
         #: byte ranges [start, end) below `size` and past the base that no write of the
         #: current burst has filled yet (a write past the end makes one; the kernel may
@@ -160,9 +160,8 @@ class Content:
     def close(self) -> None:
         """Close the cache file (the next use opens it again)."""
         if self._fd is not None:
-            with self.file_lock:
-                os.close(self._fd)
-                self._fd = None
+            os.close(self._fd)
+            self._fd = None
             if self.open_files is not None:
                 self.open_files[0] -= 1
 
@@ -225,44 +224,47 @@ class Content:
 
         Blocks already present (written locally meanwhile) keep their local bytes.
         """
-        self.fetched(*self.store_fetched(self.fd, first, data))
+        self.ensure_file()
+        self.fetched(first, -(-len(data) // BLOCK_SIZE), self.store_fetched(first, data))
 
-    def store_fetched(self, fd: int, first: int, data: bytes | memoryview) -> tuple[list[int], int]:
-        """Write the store's bytes `data`, from block `first` on, into the cache file `fd`
-        (this content's when the caller took it) where its blocks are still missing.
-        Returns the blocks done (all of them unless the file was closed) and the bytes
-        written, for `fetched` to mark present.
+    def store_fetched(self, first: int, data: bytes | memoryview) -> int:
+        """Write the store's bytes `data`, from block `first` on, into the cache file
+        (made already: `ensure_file`) where its blocks are still missing; returns the
+        bytes written, for `fetched` to mark the blocks present.
 
-        May run in a worker thread: each block is written under `file_lock`, and skipped
-        when it was written locally meanwhile (present), or when the file was closed (`fd`
-        may name another file by now). A block the file was truncated below (meanwhile)
-        writes nothing past the new end: the bytes there are zeros for good.
+        May run in a worker thread. It opens the file for itself (the content may close its
+        own descriptor meanwhile, and the number go to another file), never makes it (a
+        removed content's file stays gone: nothing is written), and writes each block under
+        `file_lock`: one written locally meanwhile (present) is skipped, and nothing goes
+        past a truncation (the bytes there are zeros for good).
         """
-        count = -(-len(data) // BLOCK_SIZE) if data else 0
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return 0  # removed meanwhile: nothing to keep
         view = memoryview(data)  # slices without copies
-        done: list[int] = []
         written = 0
-        for i in range(count):
-            block = first + i
-            with self.file_lock:
-                if self._fd != fd or self.removed:
-                    break
-                limit = min(self.size, self.base_size) - block * BLOCK_SIZE
-                if limit > 0 and not self.present >> block & 1:
-                    chunk = view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE][:limit]
-                    written += os.pwrite(fd, chunk, block * BLOCK_SIZE)
-            done.append(block)
-        return done, written
+        try:
+            for i in range(-(-len(data) // BLOCK_SIZE)):
+                block = first + i
+                with self.file_lock:
+                    limit = min(self.size, self.base_size) - block * BLOCK_SIZE
+                    if limit > 0 and not self.present >> block & 1:
+                        chunk = view[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE][:limit]
+                        written += os.pwrite(fd, chunk, block * BLOCK_SIZE)
+        finally:
+            os.close(fd)
+        return written
 
-    def fetched(self, blocks: list[int], written: int) -> None:
-        """Mark `blocks` present, as `store_fetched` returned them (trio thread). A block
-        the file was cut below meanwhile is past the base: local, zeros until written."""
+    def fetched(self, first: int, count: int, written: int) -> None:
+        """Mark blocks [first, first+count) present once `store_fetched` wrote them
+        (`written` bytes; trio thread). A block the file was cut below meanwhile is past
+        the base: local, zeros until written."""
         if self.room is not None:
             self.room.spent(written)
-        end = -(-self.size // BLOCK_SIZE)
-        for block in blocks:
-            if block < end:
-                self.present |= 1 << block
+        end = min(first + count, -(-self.size // BLOCK_SIZE))
+        if end > first:
+            self.present |= ((1 << (end - first)) - 1) << first
 
     def present_bytes(self) -> int:
         """Bytes of local data this content accounts for in the cache size."""

@@ -69,12 +69,12 @@ class Stream:
 
 
 def _read_and_store(
-    reader: ObjectReader, buffer: memoryview, content: Content, fd: int, first: int
-) -> tuple[int, list[int], int, OSError | None]:
+    reader: ObjectReader, buffer: memoryview, content: Content, first: int
+) -> tuple[int, int, OSError | None]:
     """Fill `buffer` from the stream (fewer bytes at its end), then write them into the
     cache file from block `first` on (`Content.store_fetched`). Returns the bytes read,
-    the blocks done, the bytes written and the cache disk's error, if writing failed
-    (the store's errors raise). Worker thread: the socket and the page cache."""
+    the bytes written and the cache disk's error, if writing failed (the store's errors
+    raise). Worker thread: the socket and the page cache."""
     got = 0
     while got < len(buffer):
         count = reader.readinto(buffer[got:])
@@ -82,10 +82,9 @@ def _read_and_store(
             break
         got += count
     try:
-        done, written = content.store_fetched(fd, first, buffer[:got])
+        return got, content.store_fetched(first, buffer[:got]), None
     except OSError as exc:
-        return got, [], 0, exc
-    return got, done, written, None
+        return got, 0, exc
 
 
 class Fetcher:
@@ -269,6 +268,7 @@ class Fetcher:
         block = stream.position
         size = max(0, min(BLOCKS_PER_READ * BLOCK_SIZE, stop - block * BLOCK_SIZE))
         buffer: memoryview | None = None
+        content.ensure_file()  # the worker writes into it, never makes it
         while block < stream.end:
             if block >= stream.limit and self.nursery is None:
                 return None  # inline: nobody could raise the limit while we wait
@@ -288,10 +288,9 @@ class Fetcher:
             want = min(count * BLOCK_SIZE, stop - block * BLOCK_SIZE)
             if buffer is None:
                 buffer = memoryview(bytearray(size))
-            fd = content.fd
             try:
-                got, done, written, disk_error = await self.calls.attempt(
-                    _read_and_store, reader, buffer[:want], content, fd, block
+                got, written, disk_error = await self.calls.attempt(
+                    _read_and_store, reader, buffer[:want], content, block
                 )
             except Exception as exc:
                 return exc
@@ -299,13 +298,7 @@ class Fetcher:
             if disk_error is not None:
                 raise disk_error
             got_blocks = -(-got // BLOCK_SIZE)
-            if len(done) < got_blocks:
-                # The cache file was closed meanwhile (too many open): the rest goes into
-                # it opened again, here.
-                rest = block + len(done)
-                content.fill(rest, buffer[(rest - block) * BLOCK_SIZE : got])
-                done = list(range(block, block + got_blocks))
-            content.fetched(done, written)
+            content.fetched(block, got_blocks, written)
             if got:
                 stream.filled = True
                 stream.progress_at = trio.current_time()

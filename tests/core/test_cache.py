@@ -188,42 +188,43 @@ def test_fetched_bytes_never_replace_a_local_write_whichever_comes_first(tmp_pat
     late `fetched` changes nothing."""
     content = Content("c", tmp_path / "c", 3 * BLOCK_SIZE, base_size=3 * BLOCK_SIZE)
     content.write(0, b"L" * BLOCK_SIZE)  # before: block 0
-    done, written = content.store_fetched(content.fd, 0, b"s" * (2 * BLOCK_SIZE))
-    assert done == [0, 1] and written == BLOCK_SIZE
+    written = content.store_fetched(0, b"s" * (2 * BLOCK_SIZE))
+    assert written == BLOCK_SIZE
     content.write(BLOCK_SIZE, b"M" * BLOCK_SIZE)  # after: block 1, before `fetched`
-    content.fetched(done, written)
+    content.fetched(0, 2, written)
     assert content.read(0, 2) == b"LL" and content.read(BLOCK_SIZE, 2) == b"MM"
     assert list(content.missing_runs(0, content.size)) == [(2, 1)]
     content.close()
 
 
-def test_fetched_bytes_never_reach_a_closed_descriptor_or_past_a_truncation(tmp_path: Path) -> None:
-    """The fetch's thread holds the descriptor it was given: once the content closed it,
-    the number may name another file (it must stay untouched); once the file was cut, the
-    store's bytes past the new end stay gone (zeros when it grows again)."""
+def test_fetched_bytes_survive_a_closed_descriptor_and_stop_at_a_truncation(tmp_path: Path) -> None:
+    """The content may close its descriptor while a fetch's thread writes (too many open
+    files), and the number go to another file: the bytes still reach the cache file, the
+    other file stays untouched. Once the file was cut, the store's bytes past the new end
+    stay gone (zeros when it grows again); once it was removed, nothing makes it again."""
     content = Content("c", tmp_path / "c", 2 * BLOCK_SIZE, base_size=2 * BLOCK_SIZE)
     old_fd = content.fd
     content.close()
-    other = tmp_path / "other"
-    other_fd = os.open(other, os.O_RDWR | os.O_CREAT, 0o600)
+    other_fd = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         assert other_fd == old_fd, "the test needs the number reused"
-        assert content.store_fetched(old_fd, 0, b"s" * BLOCK_SIZE) == ([], 0)
+        assert content.store_fetched(0, b"s" * BLOCK_SIZE) == BLOCK_SIZE
         assert os.fstat(other_fd).st_size == 0, "the store's bytes went into another file"
     finally:
         os.close(other_fd)
+    content.fetched(0, 1, BLOCK_SIZE)
+    assert content.read(BLOCK_SIZE - 2, 2) == b"ss"
 
-    fd = content.fd
-    content.truncate(BLOCK_SIZE // 2)
-    done, written = content.store_fetched(fd, 0, b"s" * (2 * BLOCK_SIZE))
-    assert written == BLOCK_SIZE // 2 and os.fstat(fd).st_size == BLOCK_SIZE // 2
-    content.fetched(done, written)
-    content.truncate(2 * BLOCK_SIZE)
-    assert content.read(BLOCK_SIZE // 2 - 1, 2) == b"s\0"
-    assert content.read(BLOCK_SIZE, 4) == bytes(4)
+    content.truncate(BLOCK_SIZE + BLOCK_SIZE // 2)
+    assert content.store_fetched(1, b"t" * BLOCK_SIZE) == BLOCK_SIZE // 2
+    assert os.stat(content.path).st_size == BLOCK_SIZE + BLOCK_SIZE // 2
+    content.fetched(1, 1, BLOCK_SIZE // 2)
+    content.truncate(3 * BLOCK_SIZE)
+    assert content.read(BLOCK_SIZE + BLOCK_SIZE // 2 - 1, 2) == b"t\0"
     assert list(content.missing_runs(0, content.size)) == []
     content.remove()
-    assert content.store_fetched(fd, 0, b"s") == ([], 0)
+    assert content.store_fetched(0, b"s") == 0
+    assert not content.path.exists(), "a removed content's file made again"
 
 
 def test_a_short_write_leaves_the_block_it_stopped_in_missing(

@@ -162,7 +162,7 @@ async def test_a_cache_disk_that_fails_mid_stream_fails_the_read_after_one_get(
 ) -> None:
     env.put("f", pattern(8 * MiB, seed=4))
 
-    def full(self: Content, fd: int, first: int, data: bytes) -> None:
+    def full(self: Content, first: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     async with env.mount() as fs:
