@@ -15,31 +15,28 @@ Runs on the trio thread; the HEADs go through the store calls (worker threads).
 
 from __future__ import annotations
 
-import bisect
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from ..stores import StoreError
 from .nodes import Node
+from .readahead import EntryOrders
 
 log = logging.getLogger(__name__)
 
 #: Entries whose metadata is read ahead of an in-order lookup: HEADs in flight at once.
 AHEAD = 8
-#: Directories whose order of entries (and last lookup) is kept.
-ORDERS_KEPT = 16
 
 
 class HeadReadAhead:
     """Reads metadata for lookups (`head`), ahead of them when they go in order.
 
     `read` is the metadata read of one node (best effort, `Listings.head_attrs`), `due`
-    whether a node's lookup needs one. A directory's sorted names are worked out once per
-    listing of it (entries made here since are never due: their attributes are known), for
-    the last `ORDERS_KEPT` directories looked up in. `head` may yield; the rest never does.
+    whether a node's lookup needs one. A directory's sorted names come from `EntryOrders`
+    (entries made here since its listing are never due: their attributes are known). `head`
+    may yield; the rest never does.
     """
 
     def __init__(
@@ -48,9 +45,7 @@ class HeadReadAhead:
         self.read, self.due, self.depth = read, due, depth
         #: node -> set once the HEAD read ahead for it ended (then `in_flight` forgets it)
         self.in_flight: dict[Node, trio.Event] = {}
-        #: directory's inode -> ((its children's identity, listing time), sorted names,
-        #: the name looked up last)
-        self._orders: OrderedDict[int, tuple[tuple[int, float], list[str], str]] = OrderedDict()
+        self.orders = EntryOrders()
 
     async def head(self, node: Node, nursery: trio.Nursery | None) -> None:
         """Read `node`'s metadata for its lookup (the caller found it due): wait for its HEAD
@@ -73,21 +68,13 @@ class HeadReadAhead:
         if self.depth <= 0 or parent is None or not parent.children:
             return []
         entries = parent.children
-        stamp = (id(entries), parent.listed_at)
-        kept = self._orders.get(parent.ino)
-        if kept is not None and kept[0] == stamp:
-            names, last = kept[1], kept[2]
-            self._orders.move_to_end(parent.ino)
-        else:
-            names, last = sorted(entries), ""
-        self._orders[parent.ino] = (stamp, names, node.name)
-        if len(self._orders) > ORDERS_KEPT:
-            self._orders.popitem(last=False)
-        at = bisect.bisect_left(names, node.name)
-        if at == 0 or at == len(names) or names[at] != node.name or names[at - 1] != last:
+        order = self.orders.of(parent, entries)
+        last, order.last = order.last, node.name
+        at = self.orders.position(order, node.name)
+        if not at or order.names[at - 1] != last:
             return []
         chosen = []
-        for name in names[at + 1 : at + 1 + self.depth]:
+        for name in order.names[at + 1 : at + 1 + self.depth]:
             entry = entries.get(name)
             # Not one the kernel holds (a listing's readdirplus gave it): a HEAD finding a
             # symlink listed as a file replaces its node, and the kernel must learn that

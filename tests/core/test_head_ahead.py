@@ -55,8 +55,10 @@ class CountedHeads:
     """The store's HEADs, each taking `pause` seconds; the most at once is `most`."""
 
     def __init__(self, env: Env, pause: float = 0.02) -> None:
-        self.now = self.most = 0
+        self.now = self.most = self.started = 0
         self.keys: list[str] = []
+        #: the HEADs that ran with no other one in flight at any moment
+        self.alone: list[str] = []
         self.lock = threading.Lock()
         inner = env.store.head
 
@@ -65,12 +67,16 @@ class CountedHeads:
                 self.now += 1
                 self.most = max(self.most, self.now)
                 self.keys.append(key)
+                first_alone, started = self.now == 1, self.started
+                self.started += 1
             try:
                 time.sleep(pause)
                 return inner(key, *args, **kwargs)
             finally:
                 with self.lock:
                     self.now -= 1
+                    if first_alone and self.started == started + 1:
+                        self.alone.append(key)
 
         env.store.head = head  # type: ignore[method-assign]
 
@@ -156,3 +162,22 @@ async def test_an_entry_the_kernel_holds_is_not_read_ahead(env: Env) -> None:
             await fs.open(link.ino, os.O_RDONLY)
         assert stale.value.errno == errno.ESTALE
     assert "d/f00007" in heads.of_files(), "read at its open, not ahead"
+
+
+async def test_a_directorys_order_is_sorted_once_per_listing(env: Env) -> None:
+    """Each in-order lookup looks its name up in the directory's sorted names: sorted once
+    per listing, not again when files are made there between lookups (an rsync into a
+    directory of 100,000 files makes a temporary file per file it looks up)."""
+    names = small_files(env)
+    async with env.mount() as fs:
+        nodes = await look_up(fs, names[:2])
+        directory = nodes[0].parent
+        assert directory is not None and directory.children is not None
+        orders = fs.listings.head_ahead.orders
+        order = orders.of(directory, directory.children)
+        fh, _ = await fs.create(directory.ino, ".tmp", 0o644, os.O_WRONLY, 0, 0)
+        fs.release(fh)
+        await look_up(fs, names[2:4])
+        assert orders.of(directory, directory.children) is order, "sorted again"
+        directory.listed_at += 1  # listed anew
+        assert orders.of(directory, directory.children) is not order
