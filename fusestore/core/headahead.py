@@ -3,12 +3,13 @@
 A lookup of an object small enough to be a symlink or a special file reads its metadata
 first (one HEAD, `Listings.head_due`). `stat` of many such files, or a program opening
 them one after another, sends the lookups one at a time, and each would wait for its own
-HEAD in turn while the store could answer several at once. Once a lookup takes the entry
-right after the one looked up before it in its directory (in name order, a listing's),
+HEAD in turn while the store could answer several at once. When a lookup that needs a
+HEAD is of the entry right after one the kernel looked up (in name order, a listing's),
 the HEADs of the next `AHEAD` entries that need one, and that the kernel holds no inode
 of, go out in the background, and each of their lookups waits for its HEAD rather than
-sending another. A program that stops costs at most `AHEAD` HEADs it did not need; a
-lookup alone, or out of order, costs its own HEAD only.
+sending another (or sends none, when it came back before); the lookup after those finds
+its predecessor looked up and starts the next `AHEAD`. A program that stops costs at most
+`AHEAD` HEADs it did not need; a lookup alone, or out of order, costs its own HEAD only.
 
 Runs on the trio thread; the HEADs go through the store calls (worker threads).
 """
@@ -62,16 +63,20 @@ class HeadReadAhead:
         await self.read(node)
 
     def ahead(self, node: Node) -> list[Node]:
-        """The entries after `node` to read ahead now, if the lookup before it in its
-        directory was of the entry just before it."""
+        """The entries after `node` to read ahead now, if the kernel looked up the entry
+        just before it in its directory."""
         parent = node.parent
         if self.depth <= 0 or parent is None or not parent.children:
             return []
         entries = parent.children
         order = self.orders.of(parent, entries)
-        last, order.last = order.last, node.name
         at = self.orders.position(order, node.name)
-        if not at or order.names[at - 1] != last:
+        if not at:
+            return []  # not listed, or the first: no order to follow yet
+        # In order: the kernel looked the entry before it up (a lookup of an entry read
+        # ahead sends no HEAD and does not come here, so "the last lookup" would miss it).
+        before = entries.get(order.names[at - 1])
+        if before is None or not before.lookups:
             return []
         chosen = []
         for name in order.names[at + 1 : at + 1 + self.depth]:

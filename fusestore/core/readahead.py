@@ -28,12 +28,10 @@ ORDERS_KEPT = 16
 
 @dataclass(eq=False)
 class Order:
-    """The sorted names of a directory's entries as of one listing of it, and the name a
-    read-ahead last saw used there (its own bookkeeping: "" until set)."""
+    """The sorted names of a directory's entries as of one listing of it."""
 
     stamp: tuple[int, float]
     names: list[str]
-    last: str = ""
 
 
 class EntryOrders:

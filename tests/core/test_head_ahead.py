@@ -95,6 +95,9 @@ async def test_lookups_in_order_read_the_next_entries_metadata_ahead(env: Env) -
                 assert node.kind is Kind.FILE and stat.S_IMODE(node.mode) == 0o600 + i % 8
     assert heads.most > 1, "the HEADs went one at a time"
     assert sorted(heads.of_files()) == [f"d/{name}" for name in names], "one HEAD per object, no more"
+    # Only the first file's (and the directory's marker's) waited alone: the read-ahead
+    # goes on past each batch it brought.
+    assert [key for key in heads.alone if key != "d/"] == ["d/f00000"]
 
 
 async def test_a_lookup_alone_or_out_of_order_reads_no_other_metadata(env: Env) -> None:
