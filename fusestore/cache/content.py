@@ -218,15 +218,6 @@ class Content:
         end = min((first + count) * BLOCK_SIZE, self.base_size, self.size)
         return start, max(0, end - start)
 
-    def fill(self, first: int, data: bytes | memoryview) -> None:
-        """Store fetched bytes starting at block `first` and mark those blocks present
-        (`store_fetched` and `fetched` on one thread).
-
-        Blocks already present (written locally meanwhile) keep their local bytes.
-        """
-        self.ensure_file()
-        self.fetched(first, -(-len(data) // BLOCK_SIZE), self.store_fetched(first, data))
-
     def store_fetched(self, first: int, data: bytes | memoryview) -> int:
         """Write the store's bytes `data`, from block `first` on, into the cache file
         (made already: `ensure_file`) where its blocks are still missing; returns the

@@ -23,7 +23,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from fusestore.cache import CacheDir
+from fusestore.cache import BLOCK_SIZE, CacheDir, Content
 from fusestore.core import MountSettings, Node
 from fusestore.core.filesystem import Filesystem
 from fusestore.stores import Store, StoreUnavailable, open_store
@@ -241,6 +241,14 @@ class GatedPut:
         with trio.fail_after(5):
             while not self.started.is_set():
                 await trio.sleep(0.005)
+
+
+def fill(content: Content, first: int, data: bytes | memoryview) -> None:
+    """Bring fetched bytes into `content` from block `first` on, as a fetch does, on one
+    thread: the file made if need be, the bytes written where blocks are missing, those
+    blocks marked present."""
+    content.ensure_file()
+    content.fetched(first, -(-len(data) // BLOCK_SIZE), content.store_fetched(first, data))
 
 
 # -- file-system helpers ---------------------------------------------------------------------

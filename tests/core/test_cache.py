@@ -20,7 +20,7 @@ from fusestore.cache.contentstore import OPEN_FILES, SPARES, SPARES_LOW
 from fusestore.cache.recovery import LostFound
 from fusestore.service.daemon import raise_open_file_limit
 
-from .conftest import Env, MiB, ino_of, pattern, read_all, read_path, resolve, write_file
+from .conftest import Env, MiB, fill, ino_of, pattern, read_all, read_path, resolve, write_file
 
 # -- eviction ---------------------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ def test_content_missing_runs_fill_and_truncate(tmp_path: Path) -> None:
     assert (start, length) == (3 * BLOCK_SIZE, 2 * BLOCK_SIZE + 10)
 
     # A fill never overwrites a block written locally.
-    content.fill(2, b"s" * (2 * BLOCK_SIZE))
+    fill(content, 2, b"s" * (2 * BLOCK_SIZE))
     assert content.read(2 * BLOCK_SIZE, 3) == b"www"
     assert content.read(3 * BLOCK_SIZE, 3) == b"sss"
     assert list(content.missing_runs(0, size)) == [(0, 2), (4, 2)]
@@ -154,9 +154,9 @@ def test_content_missing_runs_fill_and_truncate(tmp_path: Path) -> None:
 def test_content_present_bytes(tmp_path: Path) -> None:
     content = Content("c", tmp_path / "c", 2 * BLOCK_SIZE + 1, base_size=2 * BLOCK_SIZE + 1)
     assert content.present_bytes() == 0
-    content.fill(0, b"x" * BLOCK_SIZE)
+    fill(content, 0, b"x" * BLOCK_SIZE)
     assert content.present_bytes() == BLOCK_SIZE
-    content.fill(1, b"x" * (BLOCK_SIZE + 1))
+    fill(content, 1, b"x" * (BLOCK_SIZE + 1))
     assert content.complete() and content.present_bytes() == 2 * BLOCK_SIZE + 1
     content.close()
 
@@ -240,7 +240,7 @@ def test_a_short_write_leaves_the_block_it_stopped_in_missing(
     assert content.write(0, b"w" * (2 * BLOCK_SIZE)) == 3 * BLOCK_SIZE // 2
     monkeypatch.setattr(os, "pwrite", real_pwrite)
     assert list(content.missing_runs(0, content.size)) == [(1, 2)]
-    content.fill(1, b"s" * (2 * BLOCK_SIZE))
+    fill(content, 1, b"s" * (2 * BLOCK_SIZE))
     assert content.read(BLOCK_SIZE - 1, 2) == b"ws"
     content.close()
 
@@ -281,7 +281,7 @@ def test_contents_are_found_by_key_and_etag_and_reloaded(tmp_path: Path) -> None
     assert b is not a, "another version of the object"
     a2 = contents.clean_for("k", '"e1"', 10)
     assert a2 is a
-    a2.fill(0, b"0123456789")
+    fill(a2, 0, b"0123456789")
     contents.save(a2, "k", '"e1"')
     a2.close()
     index.close()
@@ -297,7 +297,7 @@ def test_contents_are_found_by_key_and_etag_and_reloaded(tmp_path: Path) -> None
 def test_a_content_whose_file_changed_size_is_dropped_on_load(tmp_path: Path) -> None:
     contents, index = content_store(tmp_path)
     c = contents.clean_for("k", '"e"', 100)
-    c.fill(0, b"x" * 100)
+    fill(c, 0, b"x" * 100)
     contents.save(c, "k", '"e"')
     c.close()
     index.close()
@@ -311,7 +311,7 @@ def test_a_content_whose_file_changed_size_is_dropped_on_load(tmp_path: Path) ->
 def test_dirty_contents_are_owned_by_the_journal_not_the_index(tmp_path: Path) -> None:
     contents, index = content_store(tmp_path)
     c = contents.clean_for("k", '"e"', 4)
-    c.fill(0, b"abcd")
+    fill(c, 0, b"abcd")
     contents.make_dirty(c)
     assert index.get(("content", c.id)) is None
     assert contents.dirty_bytes == 4
@@ -510,7 +510,7 @@ def test_a_removed_content_never_makes_its_file_again(tmp_path: Path, how: str) 
     named by no record, and a restart after a kill would set it aside as lost changes."""
     contents, index = content_store(tmp_path, limit=BLOCK_SIZE)
     content = contents.clean_for("k", '"e1"', 3 * BLOCK_SIZE)
-    content.fill(0, memoryview(b"x" * 2 * BLOCK_SIZE))
+    fill(content, 0, memoryview(b"x" * 2 * BLOCK_SIZE))
     content.close()
     if how == "discarded":
         contents.forget_object("k", '"e1"')
@@ -520,7 +520,7 @@ def test_a_removed_content_never_makes_its_file_again(tmp_path: Path, how: str) 
         contents.forget([content])
     assert not content.path.exists()
     with pytest.raises(FileNotFoundError):
-        content.fill(2, memoryview(b"y" * BLOCK_SIZE))
+        fill(content, 2, memoryview(b"y" * BLOCK_SIZE))
     assert not content.path.exists(), "the removed cache file came back"
     contents.save(content, "k", '"e1"')
     assert ("content", content.id) not in index

@@ -14,7 +14,7 @@ import pytest
 
 from fusestore.cache import ContentStore
 
-from .conftest import Env, MiB, ino_of, pattern, read_path, write_file
+from .conftest import Env, MiB, fill, ino_of, pattern, read_path, write_file
 from .test_crash_recovery import KilledAfter, until
 
 
@@ -36,7 +36,7 @@ def content_store(tmp_path: Path) -> tuple[ContentStore, diskcache.Cache]:
 def test_a_newer_version_of_a_key_drops_the_older_ones_copy(tmp_path: Path) -> None:
     contents, index = content_store(tmp_path)
     old = contents.clean_for("k", '"e1"', 4)
-    old.fill(0, b"old!")
+    fill(old, 0, b"old!")
     new = contents.new(4, 4)
     new.write(0, b"new!")
     contents.register_clean(new, "k", '"e2"')
@@ -50,7 +50,7 @@ def test_a_newer_version_of_a_key_drops_the_older_ones_copy(tmp_path: Path) -> N
 def test_a_version_read_by_a_handle_goes_at_its_last_release(tmp_path: Path) -> None:
     contents, index = content_store(tmp_path)
     old = contents.clean_for("k", '"e1"', 4)
-    old.fill(0, b"old!")
+    fill(old, 0, b"old!")
     old.pins += 2  # two handles read it
     contents.register_clean(contents.new(4, 4), "k", '"e2"')
     assert old.read(0, 4) == b"old!"
@@ -66,7 +66,7 @@ def test_dirty_data_is_never_dropped(tmp_path: Path) -> None:
     it) belongs to the journal: neither a newer version nor its last release drops it."""
     contents, index = content_store(tmp_path)
     old = contents.clean_for("k", '"e1"', 4)
-    old.fill(0, b"old!")
+    fill(old, 0, b"old!")
     old.pins += 1
     contents.register_clean(contents.new(4, 4), "k", '"e2"')
     contents.make_dirty(old)
@@ -82,7 +82,7 @@ def test_dirty_data_is_never_dropped(tmp_path: Path) -> None:
 def test_a_deleted_key_drops_its_copy_and_a_copied_object_keeps_it(tmp_path: Path) -> None:
     contents, index = content_store(tmp_path)
     a = contents.clean_for("a", '"e1"', 4)
-    a.fill(0, b"aaaa")
+    fill(a, 0, b"aaaa")
     b_old = contents.clean_for("b", '"e0"', 4)
     contents.object_moved(("a", '"e1"'), "b", '"e2"')  # a rename of `a` over `b`: a copy
     assert contents.clean_for("b", '"e2"', 4) is a and a.source == ("b", '"e2"')
